@@ -1,0 +1,7 @@
+"""``python -m fw_gear_dicom_send``: the dicom-send command line."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

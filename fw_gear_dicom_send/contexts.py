@@ -1,0 +1,108 @@
+"""Presentation contexts: which to propose, how to split them over associations.
+
+Every (SOP Class, transfer syntax) pair present gets a context of its own proposing
+exactly that syntax, so whatever the receiver prefers it can never accept a syntax
+that strands a file (proposing several syntaxes in one context lets the receiver pick
+one, e.g. Implicit VR or a compressed syntax, that other files of the class are not
+in). For each SOP Class whose files are not all Implicit VR Little Endian, one more
+context proposes the uncompressed syntaxes not yet proposed: if the receiver refuses
+a file's own syntax, an uncompressed file is decoded and sent in the one it accepted.
+At most 128 contexts fit in one association (PS3.8 9.3.2.2); more SOP classes
+than that are spread over further associations.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+MAX_CONTEXTS = 128
+# Syntaxes whose datasets pydicom can decode and pynetdicom re-encode in another.
+DECODABLE = frozenset(
+    {
+        ImplicitVRLittleEndian,
+        ExplicitVRLittleEndian,
+        ExplicitVRBigEndian,
+        DeflatedExplicitVRLittleEndian,
+    }
+)
+FALLBACK_SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+
+
+class HasSyntax(Protocol):
+    """Something to send: a SOP Class and the transfer syntax it is encoded in."""
+
+    @property
+    def sop_class_uid(self) -> str:
+        """SOP Class UID."""
+        ...
+
+    @property
+    def transfer_syntax(self) -> str:
+        """Transfer syntax UID of the file."""
+        ...
+
+
+T = TypeVar("T", bound=HasSyntax)
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """One presentation context to propose: an abstract syntax and its syntaxes."""
+
+    abstract_syntax: str
+    transfer_syntaxes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Batch(Generic[T]):
+    """Items to send over one association, and the contexts it proposes."""
+
+    proposals: tuple[Proposal, ...]
+    items: tuple[T, ...]
+
+
+def proposals_for(sop_class: str, syntaxes: Iterable[str]) -> list[Proposal]:
+    """The contexts proposed for one SOP Class whose files use ``syntaxes``."""
+    present = list(dict.fromkeys(syntaxes))
+    proposals = [Proposal(sop_class, (ts,)) for ts in present]
+    fallback = tuple(ts for ts in FALLBACK_SYNTAXES if ts not in present)
+    if fallback and present != [ImplicitVRLittleEndian]:
+        proposals.append(Proposal(sop_class, fallback))
+    return proposals
+
+
+def plan_batches(items: Sequence[T], limit: int = MAX_CONTEXTS) -> list[Batch[T]]:
+    """Group items by SOP Class into associations of at most ``limit`` contexts.
+
+    Items keep their order within a batch; a SOP Class never spans two batches.
+    """
+    by_class: dict[str, list[T]] = {}
+    for item in items:
+        by_class.setdefault(item.sop_class_uid, []).append(item)
+    batches: list[Batch[T]] = []
+    proposals: list[Proposal] = []
+    members: list[T] = []
+    for sop_class, group in by_class.items():
+        needed = proposals_for(sop_class, (i.transfer_syntax for i in group))
+        if proposals and len(proposals) + len(needed) > limit:
+            batches.append(Batch(tuple(proposals), tuple(members)))
+            proposals, members = [], []
+        proposals.extend(needed)
+        members.extend(group)
+    if members:
+        batches.append(Batch(tuple(proposals), tuple(members)))
+    return batches
+
+
+def syntax_name(uid: str) -> str:
+    """A transfer syntax or SOP Class UID by its name where pydicom knows it."""
+    name = UID(uid).name
+    return name if name and name != uid else uid

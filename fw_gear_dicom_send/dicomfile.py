@@ -1,0 +1,422 @@
+"""Read the structure of a DICOM file without decoding it.
+
+:func:`probe` walks the top-level data elements of a file (seeking over large values
+such as Pixel Data), which tells in one cheap pass:
+
+* whether the file is DICOM at all (Part 10 with preamble and ``DICM``, file meta
+  without a preamble, or a bare dataset);
+* the SOP Class / SOP Instance UIDs and the transfer syntax to propose;
+* whether every element fits in the file: an element that runs past the end means
+  a truncated file, which must never reach a PACS (pydicom itself reads such a file
+  without an error);
+* where the elements of the provenance group sit, so that the private element can be
+  spliced into the byte stream instead of decoding and re-encoding the dataset.
+"""
+
+import io
+import logging
+import os
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    MediaStorageDirectoryStorage,
+)
+
+from .errors import MalformedDicomError
+
+log = logging.getLogger(__name__)
+
+PREAMBLE_LENGTH = 128
+MAGIC = b"DICM"
+UNDEFINED_LENGTH = 0xFFFFFFFF
+ITEM = 0xFFFEE000
+ITEM_DELIMITER = 0xFFFEE00D
+SEQUENCE_DELIMITER = 0xFFFEE0DD
+SOP_CLASS_UID = 0x00080016
+SOP_INSTANCE_UID = 0x00080018
+_HEAD_SIZE = 1 << 16
+_MAX_KEPT_VALUE = 256
+_MAX_NESTING = 64
+# VRs whose explicit encoding has 2 reserved bytes and a 4-byte length (PS3.5 7.1.2).
+_LONG_VRS = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR"}
+    | {b"UT", b"UV"}
+)
+
+
+class NotSendable(Exception):
+    """The file is not a DICOM instance to send; ``reason`` says why (skipped)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Encoding:
+    """How a dataset is encoded."""
+
+    implicit_vr: bool
+    little_endian: bool
+
+
+IMPLICIT_LE = Encoding(implicit_vr=True, little_endian=True)
+EXPLICIT_LE = Encoding(implicit_vr=False, little_endian=True)
+EXPLICIT_BE = Encoding(implicit_vr=False, little_endian=False)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupElement:
+    """A top-level element of the provenance group, as found in the file."""
+
+    tag: int
+    offset: int
+    """Where its header starts in the file."""
+    value: bytes | None
+    """Its value with trailing padding removed; None when too long to matter."""
+
+
+@dataclass(frozen=True, slots=True)
+class DicomInfo:
+    """What :func:`probe` learned about a DICOM instance."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax: str
+    dataset_offset: int
+    """Where the dataset (after the file meta) starts in the file."""
+    size: int
+    encoding: Encoding | None
+    """How the dataset bytes are encoded; None when they cannot be streamed as they
+    lie (deflated, or contradicting the declared transfer syntax)."""
+    group_elements: tuple[GroupElement, ...]
+    """Top-level elements of the provenance group, in file order."""
+    group_end: int
+    """Offset of the first top-level element after the provenance group."""
+
+    @property
+    def streamable(self) -> bool:
+        """Whether the dataset can be sent as its bytes lie, with the element spliced."""
+        return self.encoding is not None
+
+    @property
+    def dataset_length(self) -> int:
+        """Number of bytes of the encoded dataset."""
+        return self.size - self.dataset_offset
+
+
+class _Truncated(Exception):
+    """An element runs past the end of the file."""
+
+
+class _Source:
+    """Random-access reads of a file: the head is cached, the rest is seeked."""
+
+    def __init__(self, f: BinaryIO, size: int) -> None:
+        self._f = f
+        self.size = size
+        self._head = f.read(min(size, _HEAD_SIZE))
+
+    def read(self, offset: int, n: int) -> bytes:
+        end = offset + n
+        if end > self.size:
+            raise _Truncated
+        if end <= len(self._head):
+            return self._head[offset:end]
+        self._f.seek(offset)
+        data = self._f.read(n)
+        if len(data) != n:
+            raise _Truncated
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class _Header:
+    tag: int
+    length: int
+    value_offset: int
+    vr: bytes = b""
+
+
+def _tag_str(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def _is_vr(two: bytes) -> bool:
+    return len(two) == 2 and 65 <= two[0] <= 90 and 65 <= two[1] <= 90
+
+
+def _read_header(src: _Source, offset: int, enc: Encoding) -> _Header:
+    head = src.read(offset, 8)
+    order = "<" if enc.little_endian else ">"
+    group, elem = struct.unpack(order + "HH", head[:4])
+    tag = (group << 16) | elem
+    if enc.implicit_vr or group == 0xFFFE:  # items and delimiters carry no VR
+        (length,) = struct.unpack(order + "I", head[4:8])
+        return _Header(tag, length, offset + 8)
+    vr = head[4:6]
+    if not _is_vr(vr):
+        raise MalformedDicomError(
+            f"invalid VR {vr!r} for element {_tag_str(tag)} at byte {offset}"
+        )
+    if vr in _LONG_VRS:
+        (length,) = struct.unpack(order + "I", src.read(offset + 8, 4))
+        return _Header(tag, length, offset + 12, vr)
+    (length,) = struct.unpack(order + "H", head[6:8])
+    return _Header(tag, length, offset + 8, vr)
+
+
+def _skip_undefined(src: _Source, offset: int, enc: Encoding, depth: int) -> int:
+    """Skip the items of an undefined-length value; return the offset after it."""
+    if depth > _MAX_NESTING:
+        raise MalformedDicomError(f"sequences nested deeper than {_MAX_NESTING}")
+    while True:
+        item = _read_header(src, offset, enc)
+        if item.tag == SEQUENCE_DELIMITER:
+            return item.value_offset
+        if item.tag != ITEM:
+            raise MalformedDicomError(
+                f"expected an item, found {_tag_str(item.tag)} at byte {offset}"
+            )
+        if item.length != UNDEFINED_LENGTH:
+            offset = item.value_offset + item.length
+            continue
+        offset = item.value_offset  # a dataset ending with an item delimiter
+        while True:
+            header = _read_header(src, offset, enc)
+            if header.tag == ITEM_DELIMITER:
+                offset = header.value_offset
+                break
+            offset = _element_end(src, header, enc, depth + 1)
+
+
+def _element_end(src: _Source, header: _Header, enc: Encoding, depth: int) -> int:
+    if header.length == UNDEFINED_LENGTH:
+        if header.vr == b"UN":  # its items are Implicit VR Little Endian (PS3.5 6.2.2)
+            enc = IMPLICIT_LE
+        return _skip_undefined(src, header.value_offset, enc, depth)
+    end = header.value_offset + header.length
+    if end > src.size:
+        raise _Truncated
+    return end
+
+
+def _iter_top_level(
+    src: _Source, offset: int, enc: Encoding
+) -> Iterator[tuple[_Header, int, int]]:
+    """Yield (header, start, end) of each top-level element from ``offset`` on."""
+    previous = -1
+    while offset < src.size:
+        header = _read_header(src, offset, enc)
+        if header.tag <= previous:
+            raise MalformedDicomError(
+                f"element {_tag_str(header.tag)} at byte {offset} is out of order"
+            )
+        previous = header.tag
+        end = _element_end(src, header, enc, 0)
+        yield header, offset, end
+        offset = end
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("ascii", "replace").rstrip("\0 ")
+
+
+@dataclass(frozen=True, slots=True)
+class _Meta:
+    dataset_offset: int
+    transfer_syntax: str | None
+    media_sop_class: str | None
+
+
+def _read_meta(src: _Source, offset: int) -> _Meta:
+    """Read the group 0002 file meta (always Explicit VR Little Endian)."""
+    values: dict[int, str] = {}
+    while offset + 8 <= src.size and src.read(offset, 2) == b"\x02\x00":
+        header = _read_header(src, offset, EXPLICIT_LE)
+        end = _element_end(src, header, EXPLICIT_LE, 0)
+        if header.tag in (0x00020002, 0x00020010) and header.length <= 64:
+            values[header.tag] = _text(src.read(header.value_offset, header.length))
+        offset = end
+    return _Meta(offset, values.get(0x00020010), values.get(0x00020002))
+
+
+def _guess_encoding(src: _Source, offset: int) -> Encoding | None:
+    """Guess how a bare dataset is encoded from its first element, as pydicom does."""
+    head = src.read(offset, 8)
+    group_le = struct.unpack("<H", head[:2])[0]
+    group_be = struct.unpack(">H", head[:2])[0]
+    if 0x0002 <= group_le <= 0x0008:
+        return EXPLICIT_LE if _is_vr(head[4:6]) else IMPLICIT_LE
+    if 0x0002 <= group_be <= 0x0008 and _is_vr(head[4:6]):
+        return EXPLICIT_BE
+    return None
+
+
+def _encoding_of(transfer_syntax: str) -> Encoding:
+    if transfer_syntax == ImplicitVRLittleEndian:
+        return IMPLICIT_LE
+    if transfer_syntax == ExplicitVRBigEndian:
+        return EXPLICIT_BE
+    return EXPLICIT_LE  # every other syntax, compressed ones included (PS3.5 A.4)
+
+
+def probe(path: Path | str, group: int) -> DicomInfo:
+    """Learn what is needed to send a file, without decoding it.
+
+    Args:
+        path: The file.
+        group: The provenance group whose elements to record.
+
+    Returns:
+        The instance's UIDs, transfer syntax and layout.
+
+    Raises:
+        NotSendable: Not DICOM, a DICOMDIR, or no SOP Class / Instance UID (skip it).
+        MalformedDicomError: DICOM, but truncated or broken (fail it, never send it).
+        OSError: The file cannot be read.
+    """
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            raise NotSendable("empty file")
+        src = _Source(f, size)
+        try:
+            return _probe(src, group)
+        except _Truncated:
+            raise MalformedDicomError(
+                "truncated: an element runs past the end of the file"
+            ) from None
+
+
+def _probe(src: _Source, group: int) -> DicomInfo:
+    if src.size >= PREAMBLE_LENGTH + 4 and src.read(PREAMBLE_LENGTH, 4) == MAGIC:
+        part10, meta = True, _read_meta(src, PREAMBLE_LENGTH + 4)
+    elif src.size >= 4 and src.read(0, 4) == MAGIC:
+        part10, meta = True, _read_meta(src, 4)
+    elif src.size >= 8 and src.read(0, 2) == b"\x02\x00" and _is_vr(src.read(4, 2)):
+        part10, meta = True, _read_meta(src, 0)  # file meta without a preamble
+    else:
+        part10, meta = False, _Meta(0, None, None)
+    if meta.media_sop_class == MediaStorageDirectoryStorage:
+        raise NotSendable("DICOMDIR (a media directory, not an instance)")
+    if meta.dataset_offset >= src.size:
+        raise NotSendable("file meta only, no dataset")
+    if meta.transfer_syntax == DeflatedExplicitVRLittleEndian:
+        return _probe_deflated(src, meta)
+
+    if part10:
+        # Trust the declared byte order; tell implicit from explicit VR by the bytes.
+        declared = _encoding_of(meta.transfer_syntax or ExplicitVRLittleEndian)
+        explicit = _is_vr(src.read(meta.dataset_offset + 4, 2))
+        guessed: Encoding | None = Encoding(not explicit, declared.little_endian)
+    else:
+        guessed = _guess_encoding(src, meta.dataset_offset)
+        if guessed is None:
+            raise NotSendable("not DICOM")
+    assert guessed is not None
+    if meta.transfer_syntax:
+        transfer_syntax = meta.transfer_syntax
+        declared = _encoding_of(transfer_syntax)
+    else:  # no transfer syntax given: the dataset's own encoding names it
+        declared = guessed
+        transfer_syntax = (
+            ImplicitVRLittleEndian
+            if guessed.implicit_vr
+            else ExplicitVRLittleEndian
+            if guessed.little_endian
+            else ExplicitVRBigEndian
+        )
+    if guessed != declared:
+        log.debug(
+            "dataset encoding contradicts %s: it will be decoded", transfer_syntax
+        )
+
+    uids: dict[int, str] = {}
+    group_elements: list[GroupElement] = []
+    group_end: int | None = None
+    try:
+        for header, start, end in _iter_top_level(src, meta.dataset_offset, guessed):
+            tag_group = header.tag >> 16
+            if header.tag in (SOP_CLASS_UID, SOP_INSTANCE_UID) and header.length <= 64:
+                uids[header.tag] = _text(src.read(header.value_offset, header.length))
+            elif tag_group == group:
+                value = None
+                if header.length <= _MAX_KEPT_VALUE:
+                    value = src.read(header.value_offset, header.length).rstrip(b"\0 ")
+                group_elements.append(GroupElement(header.tag, start, value))
+            elif tag_group > group and group_end is None:
+                group_end = start
+    except (MalformedDicomError, _Truncated) as exc:
+        if not part10 and len(uids) < 2:  # a bare "dataset" that never was one
+            raise NotSendable("not DICOM") from None
+        if isinstance(exc, _Truncated):
+            raise
+        raise MalformedDicomError(f"malformed: {exc}") from None
+    sop_class, sop_instance = uids.get(SOP_CLASS_UID), uids.get(SOP_INSTANCE_UID)
+    if not part10 and not (sop_class or sop_instance):
+        raise NotSendable("not DICOM")
+    if not sop_class:
+        raise NotSendable("no SOP Class UID (0008,0016)")
+    if not sop_instance:
+        raise NotSendable("no SOP Instance UID (0008,0018)")
+    if sop_class == MediaStorageDirectoryStorage:
+        raise NotSendable("DICOMDIR (a media directory, not an instance)")
+    return DicomInfo(
+        sop_class_uid=sop_class,
+        sop_instance_uid=sop_instance,
+        transfer_syntax=transfer_syntax,
+        dataset_offset=meta.dataset_offset,
+        size=src.size,
+        encoding=guessed if guessed == declared else None,
+        group_elements=tuple(group_elements),
+        group_end=src.size if group_end is None else group_end,
+    )
+
+
+def _probe_deflated(src: _Source, meta: _Meta) -> DicomInfo:
+    """Probe a Deflated Explicit VR dataset: inflate it once to check and read it."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    chunks: list[bytes] = []
+    offset = meta.dataset_offset
+    try:
+        while offset < src.size:
+            n = min(1 << 20, src.size - offset)
+            chunks.append(inflater.decompress(src.read(offset, n)))
+            offset += n
+        chunks.append(inflater.flush())
+    except zlib.error as exc:
+        raise MalformedDicomError(
+            f"deflated dataset cannot be inflated: {exc}"
+        ) from None
+    if not inflater.eof:
+        raise MalformedDicomError("truncated: the deflated dataset ends early")
+    inflated = b"".join(chunks)
+    inner = _Source(io.BytesIO(inflated), len(inflated))
+    uids: dict[int, str] = {}
+    for header, _start, _end in _iter_top_level(inner, 0, EXPLICIT_LE):
+        if header.tag in (SOP_CLASS_UID, SOP_INSTANCE_UID):
+            uids[header.tag] = _text(inner.read(header.value_offset, header.length))
+    if SOP_CLASS_UID not in uids:
+        raise NotSendable("no SOP Class UID (0008,0016)")
+    if SOP_INSTANCE_UID not in uids:
+        raise NotSendable("no SOP Instance UID (0008,0018)")
+    return DicomInfo(
+        sop_class_uid=uids[SOP_CLASS_UID],
+        sop_instance_uid=uids[SOP_INSTANCE_UID],
+        transfer_syntax=DeflatedExplicitVRLittleEndian,
+        dataset_offset=meta.dataset_offset,
+        size=src.size,
+        encoding=None,
+        group_elements=(),
+        group_end=src.size,
+    )

@@ -1,0 +1,188 @@
+"""The send engine: inputs -> probed, tagged instances -> C-STORE -> one row per file.
+
+Used by the command line and the gear alike. Nothing is sent until every input has
+been listed and probed: that is when the presentation contexts are known, and it lets
+bad input be reported before the first association.
+"""
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .contexts import plan_batches
+from .dicomfile import NotSendable, probe
+from .errors import AssociationError, MalformedDicomError
+from .inputs import InputProblem, Limits, check_paths, collect
+from .report import Row, Summary, summarize
+from .scu import AssociationSettings, Client, Peer, SendItem, store_all
+from .status import InstanceStatus
+from .tagging import ProvenanceTag, TaggingError, splice
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    """Everything a send needs."""
+
+    paths: tuple[Path, ...]
+    peer: Peer
+    association: AssociationSettings = field(default_factory=AssociationSettings)
+    tag: ProvenanceTag = field(default_factory=ProvenanceTag)
+    limits: Limits = field(default_factory=Limits)
+    work_dir: Path | None = None
+    """Where archives are extracted (a temporary folder inside it); system temp if
+    None."""
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a send has come."""
+
+    done: int
+    total: int
+    bytes_done: int
+    bytes_total: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """The rows of a run and what stopped it, if anything did."""
+
+    rows: tuple[Row, ...]
+    seconds: float
+    error: str | None = None
+    """The one-line reason no association could be opened, if that happened."""
+
+    @property
+    def summary(self) -> Summary:
+        """Counts and speed."""
+        return summarize(self.rows, self.seconds)
+
+
+ProgressCallback = Callable[[Progress], None]
+_NOT_SENT = "not sent"
+
+
+def send(request: SendRequest, on_progress: ProgressCallback | None = None) -> RunResult:
+    """Send every DICOM instance found under the request's paths.
+
+    Args:
+        request: Inputs, receiver, settings.
+        on_progress: Called after each instance has been sent (or failed).
+
+    Returns:
+        One row per input file, in input order.
+
+    Raises:
+        UsageError: An input does not exist.
+    """
+    paths = check_paths(request.paths)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(
+        prefix="dicom-send-", dir=request.work_dir
+    ) as work:
+        rows, items = _prepare(paths, Path(work), request)
+        error = None
+        if items:
+            try:
+                _send_items(request, items, rows, started, on_progress)
+            except AssociationError as exc:
+                error = str(exc)
+                log.error("%s", error)
+                rows[:] = [
+                    replace(row, reason=error) if row.reason == _NOT_SENT else row
+                    for row in rows
+                ]
+    return RunResult(tuple(rows), time.monotonic() - started, error)
+
+
+def _prepare(
+    paths: list[Path], work: Path, request: SendRequest
+) -> tuple[list[Row], list[SendItem]]:
+    """List and probe every input; rows for all, send items for the instances."""
+    rows: list[Row] = []
+    items: list[SendItem] = []
+    seen: dict[str, str] = {}
+    for entry in collect(paths, work, request.limits):
+        if isinstance(entry, InputProblem):
+            rows.append(Row(entry.name, entry.status, entry.reason))
+            continue
+        try:
+            info = probe(entry.path, request.tag.group)
+        except NotSendable as exc:
+            rows.append(Row(entry.name, InstanceStatus.SKIPPED, exc.reason))
+            continue
+        except MalformedDicomError as exc:
+            rows.append(Row(entry.name, InstanceStatus.FAILED, str(exc)))
+            continue
+        except OSError as exc:
+            rows.append(Row(entry.name, InstanceStatus.FAILED, f"cannot read: {exc}"))
+            continue
+        row = Row(
+            entry.name,
+            InstanceStatus.FAILED,
+            _NOT_SENT,
+            sop_instance_uid=info.sop_instance_uid,
+            sop_class_uid=info.sop_class_uid,
+            transfer_syntax=info.transfer_syntax,
+            bytes=info.size,
+        )
+        first = seen.setdefault(info.sop_instance_uid, entry.name)
+        if first != entry.name:
+            rows.append(
+                replace(
+                    row,
+                    status=InstanceStatus.SKIPPED,
+                    reason=f"duplicate SOP Instance UID of {first}",
+                )
+            )
+            continue
+        try:
+            inserts = splice(info, request.tag) if info.streamable else None
+        except TaggingError as exc:
+            rows.append(replace(row, reason=str(exc)))
+            continue
+        items.append(SendItem(len(rows), entry.path, info, inserts))
+        rows.append(row)
+    return rows, items
+
+
+def _send_items(
+    request: SendRequest,
+    items: list[SendItem],
+    rows: list[Row],
+    started: float,
+    on_progress: ProgressCallback | None,
+) -> None:
+    client = Client(request.peer, request.association)
+    bytes_total = sum(item.size for item in items)
+    done = bytes_done = 0
+    log.info(
+        "sending %d instances (%.1f MB) to %s",
+        len(items),
+        bytes_total / 1e6,
+        request.peer,
+    )
+    for item, outcome in store_all(client, plan_batches(items), request.tag):
+        rows[item.index] = replace(
+            rows[item.index],
+            status=outcome.status,
+            reason=outcome.reason,
+            dimse_status=outcome.dimse_status,
+            transfer_syntax=outcome.transfer_syntax or rows[item.index].transfer_syntax,
+        )
+        if outcome.status is InstanceStatus.FAILED:
+            log.warning("%s: %s", rows[item.index].file, outcome.reason)
+        done += 1
+        bytes_done += item.size
+        if on_progress is not None:
+            on_progress(
+                Progress(
+                    done, len(items), bytes_done, bytes_total, time.monotonic() - started
+                )
+            )

@@ -1,0 +1,150 @@
+"""An embedded Storage SCP: receives instances on 127.0.0.1 and writes them as sent.
+
+Used by ``dicom-send demo`` and by the tests. Each instance is written byte for byte
+as it arrived (no decode), as ``<SOPInstanceUID>.dcm`` with a file meta header that
+names the transfer syntax it came in.
+"""
+
+import logging
+import re
+import socket
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import Verification
+from pynetdicom.transport import ThreadedAssociationServer
+
+log = logging.getLogger(__name__)
+
+# Implicit VR first: when a context proposes several syntaxes it is the one chosen.
+PREFERRED_SYNTAXES: tuple[str, ...] = (
+    ImplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    *(ts for ts in ALL_TRANSFER_SYNTAXES if ts not in (
+        ImplicitVRLittleEndian,
+        ExplicitVRLittleEndian,
+        DeflatedExplicitVRLittleEndian,
+        ExplicitVRBigEndian,
+    )),
+)
+_UID = re.compile(r"^[0-9.]{1,64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One instance the receiver stored."""
+
+    path: Path
+    sop_instance_uid: str
+    transfer_syntax: str
+    calling_ae: str
+
+
+class StorageReceiver:
+    """A Storage SCP on a free port of 127.0.0.1, for use in a ``with`` block.
+
+    Args:
+        out_dir: Where to write received instances.
+        ae_title: Its AE title; associations calling another title are rejected.
+        transfer_syntaxes: The syntaxes it accepts, most preferred first.
+        status: The C-STORE status it answers (0x0000 stores the instance).
+    """
+
+    def __init__(
+        self,
+        out_dir: Path,
+        ae_title: str = "STORE-SCP",
+        transfer_syntaxes: Sequence[str] = PREFERRED_SYNTAXES,
+        status: int = 0x0000,
+    ) -> None:
+        self.out_dir = out_dir
+        self.ae_title = ae_title
+        self.status = status
+        self.received: list[Received] = []
+        self.associations = 0
+        """Associations accepted so far."""
+        self._lock = threading.Lock()
+        self._ae = AE(ae_title=ae_title)
+        self._ae.require_called_aet = True
+        self._ae.maximum_associations = 16
+        for context in AllStoragePresentationContexts:
+            self._ae.add_supported_context(
+                context.abstract_syntax, list(transfer_syntaxes)
+            )
+        self._ae.add_supported_context(Verification)
+        self._server: ThreadedAssociationServer | None = None
+
+    @property
+    def port(self) -> int:
+        """The port it listens on."""
+        if self._server is None:
+            raise RuntimeError("the receiver is not running")
+        return int(self._server.server_address[1])
+
+    def __enter__(self) -> "StorageReceiver":
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._server = self._ae.start_server(
+            ("127.0.0.1", 0),
+            block=False,
+            evt_handlers=[
+                (evt.EVT_C_STORE, self._on_store),
+                (evt.EVT_CONN_OPEN, _no_delay),
+                (evt.EVT_ACCEPTED, self._on_accepted),
+            ],
+        )
+        log.info("receiver %s listening on 127.0.0.1:%d", self.ae_title, self.port)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+    def _on_accepted(self, event: evt.Event) -> None:
+        with self._lock:
+            self.associations += 1
+
+    def _on_store(self, event: evt.Event) -> int:
+        if self.status not in (0x0000, 0xB000, 0xB006, 0xB007):
+            return self.status
+        request = event.request
+        uid = str(request.AffectedSOPInstanceUID)
+        if not _UID.match(uid):
+            return 0xC210  # cannot understand: not a UID we can name a file by
+        target = self.out_dir / f"{uid}.dcm"
+        partial = target.with_suffix(".partial")
+        partial.write_bytes(event.encoded_dataset())
+        partial.replace(target)
+        with self._lock:
+            self.received.append(
+                Received(
+                    target,
+                    uid,
+                    str(event.context.transfer_syntax),
+                    str(event.assoc.requestor.ae_title),
+                )
+            )
+        return self.status
+
+
+def _no_delay(event: evt.Event) -> None:
+    sock = event.assoc.dul.socket
+    if sock is not None and sock.socket is not None:
+        sock.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -1,0 +1,117 @@
+"""The per-file report: one row for every input file, and the run's summary."""
+
+import csv
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .status import ExitStatus, InstanceStatus
+
+COLUMNS = (
+    "file",
+    "status",
+    "sop_instance_uid",
+    "sop_class_uid",
+    "transfer_syntax",
+    "dimse_status",
+    "reason",
+    "bytes",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """The account of one input file (an archive member counts as a file)."""
+
+    file: str
+    status: InstanceStatus
+    reason: str = ""
+    sop_instance_uid: str = ""
+    sop_class_uid: str = ""
+    transfer_syntax: str = ""
+    """The syntax the instance was sent in (or is encoded in, if not sent)."""
+    dimse_status: int | None = None
+    bytes: int = 0
+    """Size of the file."""
+
+    def as_csv(self) -> dict[str, str]:
+        """The row as the CSV writes it."""
+        return {
+            "file": self.file,
+            "status": self.status.value,
+            "sop_instance_uid": self.sop_instance_uid,
+            "sop_class_uid": self.sop_class_uid,
+            "transfer_syntax": self.transfer_syntax,
+            "dimse_status": (
+                "" if self.dimse_status is None else f"0x{self.dimse_status:04X}"
+            ),
+            "reason": self.reason,
+            "bytes": str(self.bytes),
+        }
+
+
+def write_csv(rows: Iterable[Row], path: Path) -> None:
+    """Write the report; the file is replaced only once it is complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(row.as_csv() for row in rows)
+    partial.replace(path)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Counts and speed of a run."""
+
+    files: int
+    counts: dict[InstanceStatus, int]
+    bytes_stored: int
+    seconds: float
+
+    @property
+    def instances(self) -> int:
+        """DICOM instances found (everything not skipped)."""
+        return self.files - self.counts.get(InstanceStatus.SKIPPED, 0)
+
+    @property
+    def stored(self) -> int:
+        """Instances the receiver stored."""
+        return self.counts.get(InstanceStatus.SENT, 0) + self.counts.get(
+            InstanceStatus.WARNING, 0
+        )
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        """SUCCESS only when every instance was stored and there was one."""
+        if self.stored == 0:
+            return ExitStatus.NOTHING_SENT
+        if self.stored < self.instances:
+            return ExitStatus.INCOMPLETE
+        return ExitStatus.SUCCESS
+
+    def lines(self) -> list[str]:
+        """The summary as printed at the end of a run."""
+        rate = self.stored / self.seconds if self.seconds > 0 else 0.0
+        megabytes = self.bytes_stored / 1e6
+        counts = ", ".join(
+            f"{self.counts.get(status, 0)} {status.value}" for status in InstanceStatus
+        )
+        return [
+            f"{self.files} files: {counts}",
+            f"{self.stored} of {self.instances} instances stored, "
+            f"{megabytes:.1f} MB in {self.seconds:.2f} s "
+            f"({rate:.1f} images/s, {megabytes / max(self.seconds, 1e-9):.1f} MB/s)",
+        ]
+
+
+def summarize(rows: Sequence[Row], seconds: float) -> Summary:
+    """Summarize a run's rows."""
+    return Summary(
+        files=len(rows),
+        counts=dict(Counter(row.status for row in rows)),
+        bytes_stored=sum(row.bytes for row in rows if row.status.stored),
+        seconds=seconds,
+    )

@@ -1,0 +1,494 @@
+"""Associations and C-STORE: the network side of sending.
+
+pynetdicom negotiates associations and encodes and decodes DIMSE messages. The data
+set of a C-STORE is not handed to it as a decoded ``Dataset`` (which it would
+re-encode in memory) nor as a path (which it can only send from an offset to the end
+of the file): the command goes through pynetdicom and the data set follows as P-DATA
+fragments read from :class:`Payload`, the file's own bytes with the provenance
+element spliced in. Only when the receiver refuses a file's own transfer syntax is
+the file decoded and re-encoded in one it accepted.
+
+Every association socket gets ``TCP_NODELAY`` as soon as it connects: with Nagle's
+algorithm on, each C-STORE waits for a delayed ACK (40 ms and more).
+"""
+
+import io
+import logging
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from pydicom import dcmread
+from pydicom.uid import UID
+from pynetdicom import AE, build_context, evt
+from pynetdicom.association import Association
+from pynetdicom.dimse_messages import C_STORE_RQ
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dsutils import encode
+from pynetdicom.pdu_primitives import A_ASSOCIATE, P_DATA
+from pynetdicom.presentation import PresentationContext
+from pynetdicom.sop_class import Verification
+from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS
+
+from .contexts import DECODABLE, FALLBACK_SYNTAXES, Batch, Proposal, syntax_name
+from .dicomfile import DicomInfo
+from .errors import AssociationError, UsageError
+from .status import InstanceStatus
+from .tagging import ProvenanceTag, tag_dataset
+
+log = logging.getLogger(__name__)
+
+WARNING_STATUSES = frozenset({0xB000, 0xB006, 0xB007})
+_MAX_QUEUED_PDUS = 32
+_UNLIMITED_FRAGMENT = 1 << 20
+_AE_MAX = 16
+
+
+def check_ae_title(value: str, what: str) -> str:
+    """Validate an AE title: 1-16 characters, no backslash or control characters.
+
+    Raises:
+        UsageError: The title is empty, too long, or has a forbidden character.
+    """
+    title = value.strip()
+    if not title or len(title) > _AE_MAX:
+        raise UsageError(f"{what} must be 1 to {_AE_MAX} characters, got {value!r}")
+    if "\\" in title or not title.isascii() or any(ord(c) < 32 for c in title):
+        raise UsageError(
+            f"{what} must be ASCII without backslash or control characters, "
+            f"got {value!r}"
+        )
+    return title
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """The receiving DICOM node."""
+
+    host: str
+    port: int
+    called_ae: str
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise UsageError("the receiver's host is empty")
+        if not 1 <= self.port <= 65535:
+            raise UsageError(f"port must be 1 to 65535, got {self.port}")
+        check_ae_title(self.called_ae, "called AE title")
+
+    def __str__(self) -> str:
+        return f"{self.called_ae}@{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class AssociationSettings:
+    """How we associate: our AE title and the timeouts, in seconds."""
+
+    calling_ae: str = "flywheel"
+    connect_timeout: float = 15.0
+    """To open the TCP connection."""
+    acse_timeout: float = 30.0
+    """For the answer to an association request or release."""
+    dimse_timeout: float = 120.0
+    """For the answer to one C-STORE (a large instance takes its time)."""
+    network_timeout: float = 120.0
+    """Of silence on an open connection."""
+
+    def __post_init__(self) -> None:
+        check_ae_title(self.calling_ae, "calling AE title")
+        for name in ("connect_timeout", "acse_timeout", "dimse_timeout"):
+            if getattr(self, name) <= 0:
+                raise UsageError(f"{name.replace('_', ' ')} must be positive")
+        if self.network_timeout <= 0:
+            raise UsageError("network timeout must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class SendItem:
+    """One instance to send."""
+
+    index: int
+    """Its row in the report."""
+    path: Path
+    info: DicomInfo
+    inserts: tuple[tuple[int, bytes], ...] | None
+    """Bytes to splice in when streaming; None when it must be decoded to send."""
+
+    @property
+    def sop_class_uid(self) -> str:
+        """SOP Class UID."""
+        return self.info.sop_class_uid
+
+    @property
+    def transfer_syntax(self) -> str:
+        """Transfer syntax of the file."""
+        return self.info.transfer_syntax
+
+    @property
+    def size(self) -> int:
+        """Bytes of the file."""
+        return self.info.size
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one instance."""
+
+    status: InstanceStatus
+    dimse_status: int | None = None
+    reason: str = ""
+    transfer_syntax: str = ""
+    """The syntax it was sent in, when it went out."""
+
+
+def describe_status(code: int) -> str:
+    """A DIMSE status as ``0xA700 (Refused: Out of Resources)``."""
+    meaning = STORAGE_SERVICE_CLASS_STATUS.get(code, ("", "unknown status"))[1]
+    return f"0x{code:04X} ({meaning})"
+
+
+def outcome_of_status(code: int) -> Outcome:
+    """Map a C-STORE response status to an outcome."""
+    if code == 0x0000:
+        return Outcome(InstanceStatus.SENT, code)
+    if code in WARNING_STATUSES:
+        return Outcome(InstanceStatus.WARNING, code, f"warning {describe_status(code)}")
+    return Outcome(InstanceStatus.FAILED, code, f"refused: {describe_status(code)}")
+
+
+class Payload:
+    """A file's dataset bytes with insertions spliced in, read sequentially."""
+
+    def __init__(
+        self, f: BinaryIO, start: int, end: int, inserts: tuple[tuple[int, bytes], ...]
+    ) -> None:
+        self._f = f
+        self._pieces: list[tuple[int, int] | bytes] = []
+        position = start
+        for offset, data in inserts:
+            self._pieces.append((position, offset))
+            self._pieces.append(data)
+            position = offset
+        self._pieces.append((position, end))
+        self._pieces.reverse()
+        self.length = end - start + sum(len(d) for _, d in inserts)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Payload":
+        """A payload of bytes already encoded."""
+        return cls(io.BytesIO(data), 0, len(data), ())
+
+    def read(self, n: int) -> bytes:
+        """Read up to ``n`` bytes; fewer only at the end."""
+        parts: list[bytes] = []
+        wanted = n
+        while wanted and self._pieces:
+            piece = self._pieces.pop()
+            if isinstance(piece, bytes):
+                data = piece[:wanted]
+                rest: tuple[int, int] | bytes = piece[wanted:]
+            else:
+                start, end = piece
+                self._f.seek(start)
+                data = self._f.read(min(wanted, end - start))
+                if not data and start < end:
+                    raise OSError("file changed while being sent (shorter than probed)")
+                rest = (start + len(data), end)
+            if (rest if isinstance(rest, bytes) else rest[0] < rest[1]):
+                self._pieces.append(rest)
+            parts.append(data)
+            wanted -= len(data)
+        return b"".join(parts)
+
+
+@dataclass
+class _Watch:
+    """What the event handlers saw of an association attempt."""
+
+    connected: bool = False
+    rejection: A_ASSOCIATE | None = None
+    events: list[str] = field(default_factory=list)
+
+
+def _on_connect(event: evt.Event) -> None:
+    sock = event.assoc.dul.socket
+    if sock is not None and sock.socket is not None:
+        sock.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class Client:
+    """Opens associations to one peer and sends over them."""
+
+    def __init__(self, peer: Peer, settings: AssociationSettings) -> None:
+        self.peer = peer
+        self.settings = settings
+        self._ae = AE(ae_title=settings.calling_ae)
+        self._ae.connection_timeout = settings.connect_timeout
+        self._ae.acse_timeout = settings.acse_timeout
+        self._ae.dimse_timeout = settings.dimse_timeout
+        self._ae.network_timeout = settings.network_timeout
+        self._message_id = 0
+
+    def associate(self, proposals: list[Proposal]) -> Association:
+        """Open an association proposing these contexts.
+
+        Raises:
+            AssociationError: With a one-line reason naming the peer.
+        """
+        self._check_resolvable()
+        watch = _Watch()
+
+        def on_acse(event: evt.Event) -> None:
+            primitive = event.primitive  # type: ignore[attr-defined]
+            if isinstance(primitive, A_ASSOCIATE) and primitive.result in (1, 2):
+                watch.rejection = primitive
+
+        def on_connect(event: evt.Event) -> None:
+            watch.connected = True
+            _on_connect(event)
+
+        contexts = [build_context(p.abstract_syntax, list(p.transfer_syntaxes)) for p in proposals]
+        started = time.monotonic()
+        assoc = self._ae.associate(
+            self.peer.host,
+            self.peer.port,
+            contexts=contexts,
+            ae_title=self.peer.called_ae,
+            evt_handlers=[
+                (evt.EVT_CONN_OPEN, on_connect),
+                (evt.EVT_ACSE_RECV, on_acse),
+            ],
+        )
+        if assoc.is_established:
+            self._message_id = 0
+            return assoc
+        raise AssociationError(self._failure_reason(watch, time.monotonic() - started))
+
+    def _check_resolvable(self) -> None:
+        try:
+            socket.getaddrinfo(self.peer.host, self.peer.port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise AssociationError(
+                f"cannot resolve host {self.peer.host!r} ({exc.strerror or exc})"
+            ) from None
+
+    def _failure_reason(self, watch: _Watch, elapsed: float) -> str:
+        peer = self.peer
+        if watch.rejection is not None:
+            r = watch.rejection
+            return (
+                f"association rejected by {peer} ({r.result_str}, "
+                f"{r.source_str}: {r.reason_str})"
+            )
+        if not watch.connected:
+            return f"cannot connect to {peer.host}:{peer.port} ({self._probe_tcp()})"
+        if elapsed >= self.settings.acse_timeout:
+            return (
+                f"no answer to the association request from {peer} within "
+                f"{self.settings.acse_timeout:g} s"
+            )
+        return f"association with {peer} aborted during negotiation"
+
+    def _probe_tcp(self) -> str:
+        """Connect once more, by hand, to learn why connecting failed."""
+        try:
+            with socket.create_connection(
+                (self.peer.host, self.peer.port), timeout=self.settings.connect_timeout
+            ):
+                return "the connection closed at once"
+        except TimeoutError:
+            return f"no answer within {self.settings.connect_timeout:g} s"
+        except OSError as exc:
+            return exc.strerror or str(exc)
+
+    def echo(self) -> int:
+        """Send a C-ECHO; return its status.
+
+        Raises:
+            AssociationError: No association, or no answer.
+        """
+        assoc = self.associate([Proposal(Verification, FALLBACK_SYNTAXES)])
+        try:
+            status = assoc.send_c_echo()
+        finally:
+            release(assoc)
+        if "Status" not in status:
+            raise AssociationError(f"no answer to C-ECHO from {self.peer}")
+        return int(status.Status)
+
+    def store(
+        self, assoc: Association, item: SendItem, tag: ProvenanceTag
+    ) -> Outcome:
+        """Send one instance over an established association.
+
+        Returns:
+            The outcome; a failure with its reason if it could not go out.
+        """
+        context = choose_context(assoc.accepted_contexts, item)
+        if context is None:
+            return Outcome(InstanceStatus.FAILED, None, _no_context_reason(assoc, item))
+        syntax = str(context.transfer_syntax[0])
+        if item.inserts is not None and syntax == item.transfer_syntax:
+            with open(item.path, "rb") as f:
+                payload = Payload(f, item.info.dataset_offset, item.info.size, item.inserts)
+                outcome = self._send(assoc, context, item.info, payload)
+        else:
+            try:
+                payload = self._decoded(item, syntax, tag)
+            except Exception as exc:  # noqa: BLE001 - any decode failure fails the file
+                return Outcome(InstanceStatus.FAILED, None, f"cannot re-encode: {exc}")
+            outcome = self._send(assoc, context, item.info, payload)
+        return Outcome(outcome.status, outcome.dimse_status, outcome.reason, syntax)
+
+    @staticmethod
+    def _decoded(item: SendItem, syntax: str, tag: ProvenanceTag) -> Payload:
+        """Decode the file, tag it and encode it in ``syntax``."""
+        ds = dcmread(item.path, force=True)
+        tag_dataset(ds, tag)
+        target = UID(syntax)
+        data = encode(ds, target.is_implicit_VR, target.is_little_endian, target.is_deflated)
+        if data is None:
+            raise ValueError(f"pydicom could not encode the dataset as {target.name}")
+        return Payload.from_bytes(data)
+
+    def _send(
+        self,
+        assoc: Association,
+        context: PresentationContext,
+        info: DicomInfo,
+        payload: Payload,
+    ) -> Outcome:
+        self._message_id = self._message_id % 0xFFFF + 1
+        req = C_STORE()
+        req.MessageID = self._message_id
+        req.AffectedSOPClassUID = info.sop_class_uid
+        req.AffectedSOPInstanceUID = info.sop_instance_uid
+        req.Priority = 0x0002  # low, as storescu sends
+        message = C_STORE_RQ()
+        message.primitive_to_message(req)
+        message.command_set.CommandDataSetType = 0x0001  # a data set follows
+        context_id = int(context.context_id)  # type: ignore[arg-type]
+        max_pdu = int(assoc.acceptor.maximum_length or 0)
+        fragment = max_pdu - 6 if max_pdu else _UNLIMITED_FRAGMENT
+
+        # As pynetdicom's own send_c_store does: pause the association's reactor so
+        # that it does not consume the response meant for us.
+        assoc._reactor_checkpoint.clear()
+        while not assoc._is_paused:
+            time.sleep(0.0001)
+        try:
+            for pdata in message.encode_msg(context_id, max_pdu):
+                assoc.dul.send_pdu(pdata)
+            self._send_dataset(assoc, context_id, payload, fragment)
+            _, rsp = assoc.dimse.get_msg(block=True)
+        except OSError as exc:
+            assoc.abort()
+            return Outcome(InstanceStatus.FAILED, None, f"cannot read file: {exc}")
+        finally:
+            assoc._reactor_checkpoint.set()
+        if rsp is None:
+            assoc._handle_no_response()
+            return Outcome(
+                InstanceStatus.FAILED,
+                None,
+                f"no response within {self.settings.dimse_timeout:g} s; "
+                "association aborted",
+            )
+        status = assoc._check_received_status(rsp)
+        if "Status" not in status:
+            return Outcome(
+                InstanceStatus.FAILED, None, "connection lost before the response"
+            )
+        return outcome_of_status(int(status.Status))
+
+    @staticmethod
+    def _send_dataset(
+        assoc: Association, context_id: int, payload: Payload, fragment: int
+    ) -> None:
+        queue = assoc.dul.to_provider_queue
+        chunk = payload.read(fragment)
+        while True:
+            following = payload.read(fragment) if chunk else b""
+            pdata = P_DATA()
+            last = not following
+            pdata.presentation_data_value_list.append(
+                (context_id, (b"\x02" if last else b"\x00") + chunk)
+            )
+            # Back-pressure: keep the DUL's outgoing queue short so that memory
+            # stays flat however large the instance.
+            while queue.qsize() > _MAX_QUEUED_PDUS and assoc.is_established:
+                time.sleep(0.0005)
+            if not assoc.is_established:
+                return
+            assoc.dul.send_pdu(pdata)
+            if last:
+                return
+            chunk = following
+
+
+def choose_context(
+    accepted: list[PresentationContext], item: SendItem
+) -> PresentationContext | None:
+    """The accepted context to send an item in: its own syntax, else a fallback."""
+    mine = [c for c in accepted if c.abstract_syntax == item.sop_class_uid]
+    for context in mine:
+        if context.transfer_syntax[0] == item.transfer_syntax:
+            return context
+    if item.transfer_syntax not in DECODABLE:
+        return None
+    for syntax in FALLBACK_SYNTAXES:
+        for context in mine:
+            if context.transfer_syntax[0] == syntax:
+                return context
+    return None
+
+
+def _no_context_reason(assoc: Association, item: SendItem) -> str:
+    results = {
+        c.result
+        for c in assoc.rejected_contexts
+        if c.abstract_syntax == item.sop_class_uid
+    }
+    sop = syntax_name(item.sop_class_uid)
+    if results == {0x03}:
+        return f"receiver does not support {sop} (abstract syntax not supported)"
+    return (
+        f"receiver accepted no presentation context for {sop} in "
+        f"{syntax_name(item.transfer_syntax)}"
+    )
+
+
+def release(assoc: Association) -> None:
+    """Release an association if it is still up."""
+    if assoc.is_established:
+        assoc.release()
+
+
+def store_all(
+    client: Client, batches: list[Batch[SendItem]], tag: ProvenanceTag
+) -> Iterator[tuple[SendItem, Outcome]]:
+    """Send batches, one association each; yield the outcome of every item.
+
+    An association lost mid-way is reopened for the rest of its batch.
+
+    Raises:
+        AssociationError: An association could not be opened; the items not yet
+            yielded were not sent.
+    """
+    for batch in batches:
+        pending = list(batch.items)
+        while pending:
+            assoc = client.associate(list(batch.proposals))
+            try:
+                # At least one item per association, so a peer that drops every
+                # association still lets the loop end.
+                while True:
+                    item = pending.pop(0)
+                    yield item, client.store(assoc, item, tag)
+                    if not (pending and assoc.is_established):
+                        break
+            finally:
+                release(assoc)

@@ -1,0 +1,245 @@
+"""Sending into a real pynetdicom Storage SCP on 127.0.0.1."""
+
+import csv
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from checks import assert_tagged_copy, provenance
+from conftest import MixedZip, sha256
+from pydicom import dcmread
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filewriter import dcmwrite
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    RLELossless,
+    generate_uid,
+)
+from pynetdicom import AllStoragePresentationContexts
+
+from fw_gear_dicom_send.cli import main
+from fw_gear_dicom_send.dicomfile import probe
+from fw_gear_dicom_send.engine import SendRequest, send
+from fw_gear_dicom_send.receiver import StorageReceiver
+from fw_gear_dicom_send.report import COLUMNS
+from fw_gear_dicom_send.samples import make_ct
+from fw_gear_dicom_send.scu import Peer
+from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
+
+SENT = InstanceStatus.SENT
+
+
+def peer_of(scp: StorageReceiver, ae: str | None = None) -> Peer:
+    return Peer("127.0.0.1", scp.port, ae or scp.ae_title)
+
+
+def read_report(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        assert tuple(reader.fieldnames or ()) == COLUMNS
+        return list(reader)
+
+
+def test_mixed_zip_into_an_scp_preferring_implicit_vr(
+    mixed_zip: MixedZip, receiver: StorageReceiver, tmp_path: Path
+) -> None:
+    before = sha256(mixed_zip.path)
+    report = tmp_path / "report.csv"
+    status = main(
+        [
+            "send",
+            str(mixed_zip.path),
+            "--host=127.0.0.1",
+            f"--port={receiver.port}",
+            "--called-ae=STORE-SCP",
+            f"--report={report}",
+        ]
+    )
+    assert status == ExitStatus.INCOMPLETE  # the truncated CT failed
+
+    rows = read_report(report)
+    assert len(rows) == 27
+    by_member = {row["file"].split("!", 1)[1]: row for row in rows}
+    for name, expected in mixed_zip.junk.items():
+        assert by_member[name]["status"] == expected, by_member[name]
+        assert by_member[name]["reason"]
+    assert "truncated" in by_member[mixed_zip.truncated]["reason"]
+    assert [row["status"] for row in rows].count("sent") == 23
+    for row in rows:
+        if row["status"] == "sent":
+            assert row["dimse_status"] == "0x0000"
+
+    received = {r.sop_instance_uid: r for r in receiver.received}
+    assert set(received) == set(mixed_zip.sources)
+    for uid, source in mixed_zip.sources.items():
+        assert_tagged_copy(received[uid].path, source)
+    assert received_syntaxes(receiver) >= {RLELossless}
+    assert sha256(mixed_zip.path) == before
+
+
+def received_syntaxes(scp: StorageReceiver) -> set[str]:
+    return {r.transfer_syntax for r in scp.received}
+
+
+def test_an_implicit_only_receiver_gets_uncompressed_files_re_encoded(
+    mixed_zip: MixedZip, make_receiver: Callable[..., StorageReceiver]
+) -> None:
+    scp = make_receiver(transfer_syntaxes=[ImplicitVRLittleEndian])
+    result = send(SendRequest((mixed_zip.path,), peer_of(scp)))
+
+    rows = {row.file.split("!", 1)[1]: row for row in result.rows}
+    rle = rows["MR/mr-rle.dcm"]
+    assert rle.status is InstanceStatus.FAILED
+    assert "accepted no presentation context" in rle.reason
+    assert "RLE Lossless" in rle.reason
+    assert rows["CT/ct-00003.dcm"].status is SENT
+    assert rows["CT/ct-00003.dcm"].transfer_syntax == ImplicitVRLittleEndian
+    assert rows["MR/mr-deflated.dcm"].status is SENT
+    assert received_syntaxes(scp) == {ImplicitVRLittleEndian}
+    assert len(scp.received) == 22
+    by_uid = {r.sop_instance_uid: r.path for r in scp.received}
+    for uid, source in mixed_zip.sources.items():
+        if uid in by_uid:
+            assert_tagged_copy(by_uid[uid], source)
+    assert result.summary.exit_status is ExitStatus.INCOMPLETE
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "exit_status"),
+    [
+        (0xB000, InstanceStatus.WARNING, ExitStatus.SUCCESS),
+        (0xB007, InstanceStatus.WARNING, ExitStatus.SUCCESS),
+        (0xA700, InstanceStatus.FAILED, ExitStatus.NOTHING_SENT),
+        (0xC000, InstanceStatus.FAILED, ExitStatus.NOTHING_SENT),
+    ],
+)
+def test_dimse_statuses_are_reported_in_hex(
+    answer: int,
+    status: InstanceStatus,
+    exit_status: ExitStatus,
+    make_receiver: Callable[..., StorageReceiver],
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ct.dcm"
+    dcmwrite(path, make_ct(0), enforce_file_format=True)
+    scp = make_receiver(status=answer)
+    result = send(SendRequest((path,), peer_of(scp)))
+    (row,) = result.rows
+    assert row.status is status
+    assert row.dimse_status == answer
+    assert f"0x{answer:04X}" in row.reason
+    assert result.summary.exit_status is exit_status
+
+
+def test_a_tagged_file_is_not_tagged_twice(
+    receiver: StorageReceiver, make_receiver: Callable[..., StorageReceiver], tmp_path: Path
+) -> None:
+    path = tmp_path / "ct.dcm"
+    dcmwrite(path, make_ct(1), enforce_file_format=True)
+    send(SendRequest((path,), peer_of(receiver)))
+    (first,) = receiver.received
+    second_scp = make_receiver()
+    send(SendRequest((first.path,), peer_of(second_scp)))
+    (second,) = second_scp.received
+    ds = dcmread(second.path)
+    assert provenance(ds) == [b"DICOM Send"]
+    assert len(ds.group_dataset(0x0021)) == 2
+
+
+def test_a_taken_creator_slot_moves_the_block_and_keeps_element_order(
+    receiver: StorageReceiver, tmp_path: Path
+) -> None:
+    ds = make_ct(2)
+    ds.add_new(0x00210010, "LO", "SIEMENS MR SDS 01")
+    ds.add_new(0x00211001, "LO", "vendor value")
+    ds.add_new(0x00290010, "LO", "OTHER")
+    path = tmp_path / "vendor.dcm"
+    dcmwrite(path, ds, enforce_file_format=True)
+    result = send(SendRequest((path,), peer_of(receiver)))
+    assert result.rows[0].status is SENT
+    (got,) = receiver.received
+    probe(got.path, 0x0021)  # raises if the spliced elements are out of order
+    stored = dcmread(got.path)
+    assert stored[0x00210011].value == "Flywheel"
+    assert stored[0x00211100].value == "DICOM Send"
+    assert stored[0x00211001].value == "vendor value"
+    assert_tagged_copy(got.path, path)
+
+
+def test_a_custom_provenance_element(receiver: StorageReceiver, tmp_path: Path) -> None:
+    path = tmp_path / "ct.dcm"
+    dcmwrite(path, make_ct(3), enforce_file_format=True)
+    status = main(
+        [
+            "send",
+            str(path),
+            "--host=127.0.0.1",
+            f"--port={receiver.port}",
+            "--called-ae=STORE-SCP",
+            "--group=33",
+            "--identifier=Site Export",
+            "--tag-value=Sent by test",
+        ]
+    )
+    assert status == ExitStatus.SUCCESS
+    stored = dcmread(receiver.received[0].path)
+    assert provenance(stored, 0x0033, b"Site Export") == [b"Sent by test"]
+
+
+def _bare_instance(sop_class: str, index: int) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    uid = generate_uid(entropy_srcs=["classes", str(index)])
+    ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.file_meta.MediaStorageSOPInstanceUID = uid
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = uid
+    ds.PatientID = "CLASSES"
+    return ds
+
+
+def test_more_contexts_than_one_association_holds(
+    receiver: StorageReceiver, tmp_path: Path
+) -> None:
+    classes = [cx.abstract_syntax for cx in AllStoragePresentationContexts][:70]
+    for index, sop_class in enumerate(classes):
+        path = tmp_path / "many" / f"{index}.dcm"
+        path.parent.mkdir(exist_ok=True)
+        dcmwrite(path, _bare_instance(str(sop_class), index), enforce_file_format=True)
+    result = send(SendRequest((tmp_path / "many",), peer_of(receiver)))
+    # Each class needs 2 contexts (its syntax and the fallback): 140 > 128.
+    assert receiver.associations == 2
+    assert all(row.status is SENT for row in result.rows)
+    assert len(receiver.received) == 70
+
+
+def test_an_unsupported_sop_class_fails_only_its_files(
+    receiver: StorageReceiver, tmp_path: Path
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    dcmwrite(folder / "odd.dcm", _bare_instance("1.2.3.4.5.6", 0), enforce_file_format=True)
+    dcmwrite(folder / "ct.dcm", make_ct(4), enforce_file_format=True)
+    result = send(SendRequest((folder,), peer_of(receiver)))
+    rows = {Path(row.file).name: row for row in result.rows}
+    assert rows["ct.dcm"].status is SENT
+    assert rows["odd.dcm"].status is InstanceStatus.FAILED
+    assert "does not support 1.2.3.4.5.6" in rows["odd.dcm"].reason
+    assert result.summary.exit_status is ExitStatus.INCOMPLETE
+
+
+def test_a_folder_with_archives_inside(receiver: StorageReceiver, tmp_path: Path) -> None:
+    import tarfile
+
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    dcmwrite(folder / "sub" / "a.dcm", make_ct(10), enforce_file_format=True)
+    dcmwrite(tmp_path / "b.dcm", make_ct(11), enforce_file_format=True)
+    with tarfile.open(folder / "series.tar.xz", "w:xz") as tar:
+        tar.add(tmp_path / "b.dcm", "deep/b.dcm")
+    result = send(SendRequest((folder,), peer_of(receiver)))
+    names = sorted(row.file.removeprefix(str(folder)) for row in result.rows)
+    assert names == ["/series.tar.xz!deep/b.dcm", "/sub/a.dcm"]
+    assert all(row.status is SENT for row in result.rows)
