@@ -171,12 +171,16 @@ class _Extractor:
             members = (
                 self._zip(path, budget) if kind == "zip" else self._tar(path, budget)
             )
+            empty = True
             for member_name, member_path, problem in members:
+                empty = False
                 label = f"{name}{ARCHIVE_SEPARATOR}{member_name}"
                 if problem is not None:
                     yield InputProblem(label, InstanceStatus.SKIPPED, problem)
                 elif member_path is not None:
                     yield from self.expand(label, member_path, depth + 1)
+            if empty:
+                yield InputProblem(name, InstanceStatus.SKIPPED, "empty archive")
         except ArchiveError as exc:
             yield InputProblem(name, InstanceStatus.FAILED, str(exc))
         except _ARCHIVE_ERRORS as exc:

@@ -146,7 +146,9 @@ class Outcome:
 
 def describe_status(code: int) -> str:
     """A DIMSE status as ``0xA700 (Refused: Out of Resources)``."""
-    meaning = STORAGE_SERVICE_CLASS_STATUS.get(code, ("", "unknown status"))[1]
+    meaning = STORAGE_SERVICE_CLASS_STATUS.get(code, ("", ""))[1] or (
+        "Success" if code == 0x0000 else "unknown status"
+    )
     return f"0x{code:04X} ({meaning})"
 
 

@@ -41,12 +41,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """Start a peer process, its output going to ``log``, Nagle off (DCMTK, Orthanc)."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "TCP_NODELAY": "1"},
+        )
+
+
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-            pytest.fail(f"{proc.args!r} exited with {proc.returncode}: {out}")
+            pytest.fail(f"{proc.args!r} exited with {proc.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
@@ -171,11 +181,9 @@ def storescp(tmp_path: Path) -> Iterator[ExternalPeer]:
     out = tmp_path / "storescp"
     out.mkdir()
     port = free_port()
-    proc = subprocess.Popen(
-        [binary, "+xa", "-aet", "STORESCP", "-od", str(out), str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "TCP_NODELAY": "1"},
+    proc = start(
+        [binary, "+xa", "+B", "-aet", "STORESCP", "-od", str(out), str(port)],
+        tmp_path / "storescp.log",
     )
     try:
         wait_for_port(port, proc)
@@ -208,12 +216,7 @@ def orthanc(tmp_path: Path) -> Iterator[ExternalPeer]:
             }
         )
     )
-    proc = subprocess.Popen(
-        [binary, str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "TCP_NODELAY": "1"},
-    )
+    proc = start([binary, str(config)], tmp_path / "orthanc.log")
     try:
         wait_for_port(http_port, proc)
         wait_for_port(port, proc)

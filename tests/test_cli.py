@@ -1,0 +1,147 @@
+"""The command line as a user runs it: a separate process, its output and exit code."""
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import free_port
+from pydicom.filewriter import dcmwrite
+
+from fw_gear_dicom_send.receiver import StorageReceiver
+from fw_gear_dicom_send.samples import make_ct
+from fw_gear_dicom_send.status import ExitStatus
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fw_gear_dicom_send", *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=cwd,
+        check=False,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+
+
+@pytest.fixture
+def ct_file(tmp_path: Path) -> Path:
+    path = tmp_path / "ct.dcm"
+    dcmwrite(path, make_ct(0), enforce_file_format=True)
+    return path
+
+
+def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    assert "Traceback" not in result.stderr, result.stderr
+    return [line for line in result.stderr.splitlines() if "progress" not in line]
+
+
+def test_nothing_listening(ct_file: Path, tmp_path: Path) -> None:
+    port = free_port()
+    report = tmp_path / "r.csv"
+    result = run(
+        "send", str(ct_file), "--host=127.0.0.1", f"--port={port}",
+        "--called-ae=PACS", f"--report={report}",
+    )  # fmt: skip
+    assert result.returncode == ExitStatus.NOTHING_SENT
+    errors = [line for line in error_lines(result) if "cannot connect" in line]
+    assert errors == [
+        f"dicom-send: cannot connect to 127.0.0.1:{port} (Connection refused)"
+    ]
+    assert "cannot connect" in report.read_text()  # the row says why, too
+
+
+def test_wrong_called_ae_is_rejected(ct_file: Path, receiver: StorageReceiver) -> None:
+    result = run(
+        "send", str(ct_file), "--host=127.0.0.1", f"--port={receiver.port}",
+        "--called-ae=NOT-THE-SCP",
+    )  # fmt: skip
+    assert result.returncode == ExitStatus.NOTHING_SENT
+    (line,) = [line for line in error_lines(result) if "rejected" in line]
+    assert f"NOT-THE-SCP@127.0.0.1:{receiver.port}" in line
+    assert "Called AE title not recognised" in line
+    assert receiver.received == []
+
+
+@pytest.fixture
+def silent_peer() -> Iterator[int]:
+    """Accepts TCP connections and never says a word: a host that hangs."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        yield int(server.getsockname()[1])
+
+
+def test_a_peer_that_never_answers(ct_file: Path, silent_peer: int) -> None:
+    result = run(
+        "send", str(ct_file), "--host=127.0.0.1", f"--port={silent_peer}",
+        "--called-ae=PACS", "--acse-timeout=1",
+    )  # fmt: skip
+    assert result.returncode == ExitStatus.NOTHING_SENT
+    (line,) = [line for line in error_lines(result) if "no answer" in line]
+    assert line == (
+        "dicom-send: no answer to the association request from "
+        f"PACS@127.0.0.1:{silent_peer} within 1 s"
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("--group=0x0020", "group 0x0020 is not a private group"),
+        ("--group=0x0005", "group 0x0005 is not a private group"),
+        ("--group=zz", "group must be a hexadecimal group number"),
+        ("--called-ae=A\\B", "called AE title must be ASCII without backslash"),
+        ("--calling-ae=SEVENTEEN-CHARS-X", "calling AE title must be 1 to 16"),
+        ("--port=70000", "port must be 1 to 65535"),
+        ("--identifier=", "private creator (identifier) must be 1 to 64"),
+    ],
+)
+def test_bad_configuration_is_one_line_and_nothing_is_sent(
+    option: str, message: str, ct_file: Path, receiver: StorageReceiver
+) -> None:
+    args = ["send", str(ct_file), "--host=127.0.0.1", f"--port={receiver.port}"]
+    args += ["--called-ae=STORE-SCP", option]
+    result = run(*args)
+    assert result.returncode == ExitStatus.USAGE
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"dicom-send: error: {message}")
+    assert receiver.associations == 0
+
+
+def test_a_missing_input_is_a_usage_error(receiver: StorageReceiver, tmp_path: Path) -> None:
+    result = run(
+        "send", str(tmp_path / "nope.zip"), "--host=127.0.0.1",
+        f"--port={receiver.port}", "--called-ae=STORE-SCP",
+    )  # fmt: skip
+    assert result.returncode == ExitStatus.USAGE
+    assert result.stderr.strip() == f"dicom-send: error: input not found: {tmp_path / 'nope.zip'}"
+    assert receiver.associations == 0
+
+
+def test_echo(receiver: StorageReceiver) -> None:
+    result = run("echo", "--host=127.0.0.1", f"--port={receiver.port}", "--called-ae=STORE-SCP")
+    assert result.returncode == ExitStatus.SUCCESS, result.stderr
+    assert "0x0000 (Success)" in result.stdout
+
+
+def test_echo_with_nothing_listening() -> None:
+    port = free_port()
+    result = run("echo", "--host=127.0.0.1", f"--port={port}", "--called-ae=PACS")
+    assert result.returncode == ExitStatus.NOTHING_SENT
+    assert error_lines(result) == [
+        f"dicom-send: cannot connect to 127.0.0.1:{port} (Connection refused)"
+    ]
+
+
+def test_demo(tmp_path: Path) -> None:
+    result = run("demo", "--out", "demo", cwd=tmp_path)
+    assert result.returncode == ExitStatus.SUCCESS, result.stderr
+    assert "23 of 23 instances stored" in result.stdout
+    report = (tmp_path / "demo" / "report.csv").read_text().splitlines()
+    assert len(report) == 1 + 24  # header, 20 CT in a zip, 3 bundled files, a text
+    assert len(list((tmp_path / "demo" / "received").glob("*.dcm"))) == 23
