@@ -74,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="more log (-vv: debug)"
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="errors only")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands = parser.add_subparsers(
+        dest="command", required=True, parser_class=_Parser
+    )
 
     send_parser = commands.add_parser(
         "send",
@@ -138,7 +140,9 @@ def configure_logging(verbose: int, quiet: bool, stream: TextIO = sys.stderr) ->
     handler.addFilter(_OneLine())
     handler.setFormatter(
         logging.Formatter(
-            "%(levelname)s %(name)s: %(message)s" if verbose > 1 else f"{PROG}: %(message)s"
+            "%(levelname)s %(name)s: %(message)s"
+            if verbose > 1
+            else f"{PROG}: %(message)s"
         )
     )
     root = logging.getLogger()
@@ -148,7 +152,11 @@ def configure_logging(verbose: int, quiet: bool, stream: TextIO = sys.stderr) ->
         logging.ERROR if quiet else logging.DEBUG if verbose > 1 else logging.INFO
     )
     logging.getLogger("pynetdicom").setLevel(
-        logging.DEBUG if verbose > 1 else logging.WARNING if verbose else logging.CRITICAL
+        logging.DEBUG
+        if verbose > 1
+        else logging.WARNING
+        if verbose
+        else logging.CRITICAL
     )
 
 
@@ -163,6 +171,7 @@ class ProgressPrinter:
         self._shown = False
 
     def __call__(self, progress: Progress) -> None:
+        """Show progress, at most every interval (always the final count)."""
         now = time.monotonic()
         final = progress.done == progress.total
         if not final and now - self._last < self._interval:

@@ -24,6 +24,8 @@ from pydicom.uid import (
 )
 
 MAX_CONTEXTS = 128
+VERIFICATION = "1.2.840.10008.1.1"
+"""The Verification SOP Class (C-ECHO)."""
 # Syntaxes whose datasets pydicom can decode and pynetdicom re-encode in another.
 DECODABLE = frozenset(
     {

@@ -105,7 +105,7 @@ class DicomInfo:
 
     @property
     def streamable(self) -> bool:
-        """Whether the dataset can be sent as its bytes lie, with the element spliced."""
+        """Whether the dataset can be sent as it lies, the element spliced in."""
         return self.encoding is not None
 
     @property
@@ -298,44 +298,50 @@ def probe(path: Path | str, group: int) -> DicomInfo:
             ) from None
 
 
-def _probe(src: _Source, group: int) -> DicomInfo:
+def _find_meta(src: _Source) -> tuple[bool, _Meta]:
+    """Whether the file is Part 10 (has file meta), and its meta."""
     if src.size >= PREAMBLE_LENGTH + 4 and src.read(PREAMBLE_LENGTH, 4) == MAGIC:
-        part10, meta = True, _read_meta(src, PREAMBLE_LENGTH + 4)
-    elif src.size >= 4 and src.read(0, 4) == MAGIC:
-        part10, meta = True, _read_meta(src, 4)
-    elif src.size >= 8 and src.read(0, 2) == b"\x02\x00" and _is_vr(src.read(4, 2)):
-        part10, meta = True, _read_meta(src, 0)  # file meta without a preamble
+        return True, _read_meta(src, PREAMBLE_LENGTH + 4)
+    if src.size >= 4 and src.read(0, 4) == MAGIC:
+        return True, _read_meta(src, 4)
+    if src.size >= 8 and src.read(0, 2) == b"\x02\x00" and _is_vr(src.read(4, 2)):
+        return True, _read_meta(src, 0)  # file meta without a preamble
+    return False, _Meta(0, None, None)
+
+
+def _dataset_encoding(src: _Source, meta: _Meta, part10: bool) -> tuple[Encoding, str]:
+    """How the dataset is really encoded, and the transfer syntax to propose."""
+    if part10:
+        # Trust the declared byte order; tell implicit from explicit VR by the bytes.
+        declared = _encoding_of(meta.transfer_syntax or ExplicitVRLittleEndian)
+        explicit = _is_vr(src.read(meta.dataset_offset + 4, 2))
+        actual = Encoding(not explicit, declared.little_endian)
     else:
-        part10, meta = False, _Meta(0, None, None)
+        guessed = _guess_encoding(src, meta.dataset_offset)
+        if guessed is None:
+            raise NotSendable("not DICOM")
+        actual = guessed
+    if meta.transfer_syntax:
+        return actual, meta.transfer_syntax
+    # No transfer syntax given: the dataset's own encoding names it.
+    if actual.implicit_vr:
+        return actual, ImplicitVRLittleEndian
+    return (
+        actual,
+        ExplicitVRLittleEndian if actual.little_endian else ExplicitVRBigEndian,
+    )
+
+
+def _probe(src: _Source, group: int) -> DicomInfo:
+    part10, meta = _find_meta(src)
     if meta.media_sop_class == MediaStorageDirectoryStorage:
         raise NotSendable("DICOMDIR (a media directory, not an instance)")
     if meta.dataset_offset >= src.size:
         raise NotSendable("file meta only, no dataset")
     if meta.transfer_syntax == DeflatedExplicitVRLittleEndian:
         return _probe_deflated(src, meta)
-
-    if part10:
-        # Trust the declared byte order; tell implicit from explicit VR by the bytes.
-        declared = _encoding_of(meta.transfer_syntax or ExplicitVRLittleEndian)
-        explicit = _is_vr(src.read(meta.dataset_offset + 4, 2))
-        guessed: Encoding | None = Encoding(not explicit, declared.little_endian)
-    else:
-        guessed = _guess_encoding(src, meta.dataset_offset)
-        if guessed is None:
-            raise NotSendable("not DICOM")
-    assert guessed is not None
-    if meta.transfer_syntax:
-        transfer_syntax = meta.transfer_syntax
-        declared = _encoding_of(transfer_syntax)
-    else:  # no transfer syntax given: the dataset's own encoding names it
-        declared = guessed
-        transfer_syntax = (
-            ImplicitVRLittleEndian
-            if guessed.implicit_vr
-            else ExplicitVRLittleEndian
-            if guessed.little_endian
-            else ExplicitVRBigEndian
-        )
+    guessed, transfer_syntax = _dataset_encoding(src, meta, part10)
+    declared = _encoding_of(transfer_syntax)
     if guessed != declared:
         log.debug(
             "dataset encoding contradicts %s: it will be decoded", transfer_syntax
@@ -345,7 +351,7 @@ def _probe(src: _Source, group: int) -> DicomInfo:
     group_elements: list[GroupElement] = []
     group_end: int | None = None
     try:
-        for header, start, end in _iter_top_level(src, meta.dataset_offset, guessed):
+        for header, start, _end in _iter_top_level(src, meta.dataset_offset, guessed):
             tag_group = header.tag >> 16
             if header.tag in (SOP_CLASS_UID, SOP_INSTANCE_UID) and header.length <= 64:
                 uids[header.tag] = _text(src.read(header.value_offset, header.length))

@@ -68,7 +68,9 @@ ProgressCallback = Callable[[Progress], None]
 _NOT_SENT = "not sent"
 
 
-def send(request: SendRequest, on_progress: ProgressCallback | None = None) -> RunResult:
+def send(
+    request: SendRequest, on_progress: ProgressCallback | None = None
+) -> RunResult:
     """Send every DICOM instance found under the request's paths.
 
     Args:
@@ -161,14 +163,15 @@ def _send_items(
 ) -> None:
     client = Client(request.peer, request.association)
     bytes_total = sum(item.size for item in items)
-    done = bytes_done = 0
+    bytes_done = 0
     log.info(
         "sending %d instances (%.1f MB) to %s",
         len(items),
         bytes_total / 1e6,
         request.peer,
     )
-    for item, outcome in store_all(client, plan_batches(items), request.tag):
+    outcomes = store_all(client, plan_batches(items), request.tag)
+    for done, (item, outcome) in enumerate(outcomes, start=1):
         rows[item.index] = replace(
             rows[item.index],
             status=outcome.status,
@@ -178,11 +181,14 @@ def _send_items(
         )
         if outcome.status is InstanceStatus.FAILED:
             log.warning("%s: %s", rows[item.index].file, outcome.reason)
-        done += 1
         bytes_done += item.size
         if on_progress is not None:
             on_progress(
                 Progress(
-                    done, len(items), bytes_done, bytes_total, time.monotonic() - started
+                    done,
+                    len(items),
+                    bytes_done,
+                    bytes_total,
+                    time.monotonic() - started,
                 )
             )

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import cast
 
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -21,8 +22,10 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
-from pynetdicom.sop_class import Verification
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.transport import ThreadedAssociationServer
+
+from .contexts import VERIFICATION
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +35,17 @@ PREFERRED_SYNTAXES: tuple[str, ...] = (
     ExplicitVRLittleEndian,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
-    *(ts for ts in ALL_TRANSFER_SYNTAXES if ts not in (
-        ImplicitVRLittleEndian,
-        ExplicitVRLittleEndian,
-        DeflatedExplicitVRLittleEndian,
-        ExplicitVRBigEndian,
-    )),
+    *(
+        ts
+        for ts in ALL_TRANSFER_SYNTAXES
+        if ts
+        not in (
+            ImplicitVRLittleEndian,
+            ExplicitVRLittleEndian,
+            DeflatedExplicitVRLittleEndian,
+            ExplicitVRBigEndian,
+        )
+    ),
 )
 _UID = re.compile(r"^[0-9.]{1,64}$")
 
@@ -80,10 +88,11 @@ class StorageReceiver:
         self._ae.require_called_aet = True
         self._ae.maximum_associations = 16
         for context in AllStoragePresentationContexts:
+            assert context.abstract_syntax is not None
             self._ae.add_supported_context(
                 context.abstract_syntax, list(transfer_syntaxes)
             )
-        self._ae.add_supported_context(Verification)
+        self._ae.add_supported_context(VERIFICATION)
         self._server: ThreadedAssociationServer | None = None
 
     @property
@@ -124,7 +133,7 @@ class StorageReceiver:
     def _on_store(self, event: evt.Event) -> int:
         if self.status not in (0x0000, 0xB000, 0xB006, 0xB007):
             return self.status
-        request = event.request
+        request = cast(C_STORE, event.request)
         uid = str(request.AffectedSOPInstanceUID)
         if not _UID.match(uid):
             return 0xC210  # cannot understand: not a UID we can name a file by

@@ -125,9 +125,7 @@ def write_demo_inputs(folder: Path) -> Iterator[Path]:
     """Write the demo's inputs: a zipped CT series, bundled files, a text file."""
     folder.mkdir(parents=True, exist_ok=True)
     series = write_series(folder / "series", 20, rows=256, columns=256)
-    archive = zip_files(
-        folder / "ct-series.zip", {f"CT/{p.name}": p for p in series}
-    )
+    archive = zip_files(folder / "ct-series.zip", {f"CT/{p.name}": p for p in series})
     shutil.rmtree(folder / "series")
     yield archive
     for name in ("MR_small.dcm", "MR_small_RLE.dcm", "CT_small.dcm"):

@@ -30,10 +30,16 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import encode
 from pynetdicom.pdu_primitives import A_ASSOCIATE, P_DATA
 from pynetdicom.presentation import PresentationContext
-from pynetdicom.sop_class import Verification
 from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS
 
-from .contexts import DECODABLE, FALLBACK_SYNTAXES, Batch, Proposal, syntax_name
+from .contexts import (
+    DECODABLE,
+    FALLBACK_SYNTAXES,
+    VERIFICATION,
+    Batch,
+    Proposal,
+    syntax_name,
+)
 from .dicomfile import DicomInfo
 from .errors import AssociationError, UsageError
 from .status import InstanceStatus
@@ -199,7 +205,7 @@ class Payload:
                 if not data and start < end:
                     raise OSError("file changed while being sent (shorter than probed)")
                 rest = (start + len(data), end)
-            if (rest if isinstance(rest, bytes) else rest[0] < rest[1]):
+            if rest if isinstance(rest, bytes) else rest[0] < rest[1]:
                 self._pieces.append(rest)
             parts.append(data)
             wanted -= len(data)
@@ -252,7 +258,10 @@ class Client:
             watch.connected = True
             _on_connect(event)
 
-        contexts = [build_context(p.abstract_syntax, list(p.transfer_syntaxes)) for p in proposals]
+        contexts = [
+            build_context(p.abstract_syntax, list(p.transfer_syntaxes))
+            for p in proposals
+        ]
         started = time.monotonic()
         assoc = self._ae.associate(
             self.peer.host,
@@ -312,7 +321,7 @@ class Client:
         Raises:
             AssociationError: No association, or no answer.
         """
-        assoc = self.associate([Proposal(Verification, FALLBACK_SYNTAXES)])
+        assoc = self.associate([Proposal(VERIFICATION, FALLBACK_SYNTAXES)])
         try:
             status = assoc.send_c_echo()
         finally:
@@ -321,9 +330,7 @@ class Client:
             raise AssociationError(f"no answer to C-ECHO from {self.peer}")
         return int(status.Status)
 
-    def store(
-        self, assoc: Association, item: SendItem, tag: ProvenanceTag
-    ) -> Outcome:
+    def store(self, assoc: Association, item: SendItem, tag: ProvenanceTag) -> Outcome:
         """Send one instance over an established association.
 
         Returns:
@@ -335,12 +342,14 @@ class Client:
         syntax = str(context.transfer_syntax[0])
         if item.inserts is not None and syntax == item.transfer_syntax:
             with open(item.path, "rb") as f:
-                payload = Payload(f, item.info.dataset_offset, item.info.size, item.inserts)
+                payload = Payload(
+                    f, item.info.dataset_offset, item.info.size, item.inserts
+                )
                 outcome = self._send(assoc, context, item.info, payload)
         else:
             try:
                 payload = self._decoded(item, syntax, tag)
-            except Exception as exc:  # noqa: BLE001 - any decode failure fails the file
+            except Exception as exc:
                 return Outcome(InstanceStatus.FAILED, None, f"cannot re-encode: {exc}")
             outcome = self._send(assoc, context, item.info, payload)
         return Outcome(outcome.status, outcome.dimse_status, outcome.reason, syntax)
@@ -351,7 +360,9 @@ class Client:
         ds = dcmread(item.path, force=True)
         tag_dataset(ds, tag)
         target = UID(syntax)
-        data = encode(ds, target.is_implicit_VR, target.is_little_endian, target.is_deflated)
+        data = encode(
+            ds, target.is_implicit_VR, target.is_little_endian, target.is_deflated
+        )
         if data is None:
             raise ValueError(f"pydicom could not encode the dataset as {target.name}")
         return Payload.from_bytes(data)

@@ -12,7 +12,9 @@ def _raw(value: object) -> bytes:
     return str(value).encode().rstrip(b"\0 ")
 
 
-def provenance(ds: Dataset, group: int = 0x0021, creator: bytes = b"Flywheel") -> list[bytes]:
+def provenance(
+    ds: Dataset, group: int = 0x0021, creator: bytes = b"Flywheel"
+) -> list[bytes]:
     """Values of the provenance block's elements, compared as raw bytes (under
     Implicit VR a receiver keeps private elements as UN bytes)."""
     for elem in ds.group_dataset(group):
@@ -26,7 +28,9 @@ def provenance(ds: Dataset, group: int = 0x0021, creator: bytes = b"Flywheel") -
     return []
 
 
-def assert_tagged_copy(received: Path, source: Path, value: bytes = b"DICOM Send") -> None:
+def assert_tagged_copy(
+    received: Path, source: Path, value: bytes = b"DICOM Send"
+) -> None:
     """``received`` is ``source`` plus the provenance element, and nothing else."""
     got, want = dcmread(received), dcmread(source)
     assert provenance(got) == [value], f"{received.name}: provenance element missing"

@@ -113,18 +113,25 @@ def test_bad_configuration_is_one_line_and_nothing_is_sent(
     assert receiver.associations == 0
 
 
-def test_a_missing_input_is_a_usage_error(receiver: StorageReceiver, tmp_path: Path) -> None:
+def test_a_missing_input_is_a_usage_error(
+    receiver: StorageReceiver, tmp_path: Path
+) -> None:
     result = run(
         "send", str(tmp_path / "nope.zip"), "--host=127.0.0.1",
         f"--port={receiver.port}", "--called-ae=STORE-SCP",
     )  # fmt: skip
     assert result.returncode == ExitStatus.USAGE
-    assert result.stderr.strip() == f"dicom-send: error: input not found: {tmp_path / 'nope.zip'}"
+    assert (
+        result.stderr.strip()
+        == f"dicom-send: error: input not found: {tmp_path / 'nope.zip'}"
+    )
     assert receiver.associations == 0
 
 
 def test_echo(receiver: StorageReceiver) -> None:
-    result = run("echo", "--host=127.0.0.1", f"--port={receiver.port}", "--called-ae=STORE-SCP")
+    result = run(
+        "echo", "--host=127.0.0.1", f"--port={receiver.port}", "--called-ae=STORE-SCP"
+    )
     assert result.returncode == ExitStatus.SUCCESS, result.stderr
     assert "0x0000 (Success)" in result.stdout
 

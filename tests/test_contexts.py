@@ -21,7 +21,9 @@ class Item:
 
 
 def test_one_context_per_syntax_plus_an_uncompressed_fallback() -> None:
-    assert proposals_for(CTImageStorage, [JPEG2000Lossless, ExplicitVRLittleEndian]) == [
+    assert proposals_for(
+        CTImageStorage, [JPEG2000Lossless, ExplicitVRLittleEndian]
+    ) == [
         Proposal(CTImageStorage, (JPEG2000Lossless,)),
         Proposal(CTImageStorage, (ExplicitVRLittleEndian,)),
         Proposal(CTImageStorage, (ImplicitVRLittleEndian,)),

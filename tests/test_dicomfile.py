@@ -33,7 +33,9 @@ from fw_gear_dicom_send.samples import bundled, make_ct
         ("UN_sequence.dcm", None, None),
     ],
 )
-def test_probe_agrees_with_pydicom(name: str, syntax: str | None, streamable: bool | None) -> None:
+def test_probe_agrees_with_pydicom(
+    name: str, syntax: str | None, streamable: bool | None
+) -> None:
     path = bundled(name)
     ds = dcmread(path, force=True)
     if syntax is None:  # no SOP Class UID in this one
@@ -113,4 +115,6 @@ def test_group_elements_and_group_end_are_recorded(tmp_path: Path) -> None:
     assert [e.tag for e in info.group_elements] == [0x00210010, 0x00211005]
     assert info.group_elements[0].value == b"SIEMENS"
     data = (tmp_path / "x.dcm").read_bytes()
-    assert data[info.group_end : info.group_end + 4] == b"\x28\x00\x02\x00"  # (0028,0002)
+    assert (
+        data[info.group_end : info.group_end + 4] == b"\x28\x00\x02\x00"
+    )  # (0028,0002)

@@ -16,13 +16,17 @@ from fw_gear_dicom_send.status import InstanceStatus
 def listing(items: list[Item]) -> dict[str, str]:
     return {
         item.name.split("!", 1)[-1] if "!" in item.name else Path(item.name).name: (
-            "file" if isinstance(item, InputFile) else f"{item.status.value}: {item.reason}"
+            "file"
+            if isinstance(item, InputFile)
+            else f"{item.status.value}: {item.reason}"
         )
         for item in items
     }
 
 
-def run_collect(paths: list[Path], work: Path, limits: Limits | None = None) -> list[Item]:
+def run_collect(
+    paths: list[Path], work: Path, limits: Limits | None = None
+) -> list[Item]:
     work.mkdir(exist_ok=True)
     return list(collect(paths, work, limits or Limits()))
 
@@ -30,7 +34,7 @@ def run_collect(paths: list[Path], work: Path, limits: Limits | None = None) -> 
 @pytest.mark.parametrize("mode", ["w:gz", "w:bz2", "w:xz", "w"])
 def test_tar_flavours(mode: str, tmp_path: Path) -> None:
     archive = tmp_path / "a.tar"
-    with tarfile.open(archive, mode) as tar:
+    with tarfile.open(archive, mode) as tar:  # type: ignore[call-overload]
         for name in ("x/1.dcm", "x/2.dcm"):
             data = name.encode() * 10
             info = tarfile.TarInfo(name)
@@ -63,14 +67,16 @@ def test_nested_archives_and_depth_limit(tmp_path: Path) -> None:
     assert "nested deeper than 2" in problem.reason
 
 
-def test_zip_slip_absolute_and_links_never_leave_the_work_folder(tmp_path: Path) -> None:
+def test_zip_slip_absolute_and_links_never_leave_the_work_folder(
+    tmp_path: Path,
+) -> None:
     archive = tmp_path / "evil.zip"
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("../../escaped.dcm", b"x")
         z.writestr("/etc/absolute.dcm", b"x")
         z.writestr("C:/windows.dcm", b"x")
         link = zipfile.ZipInfo("link.dcm")
-        link.external_attr = (0o120777 << 16)
+        link.external_attr = 0o120777 << 16
         z.writestr(link, "/etc/passwd")
         z.writestr("fine/ok.dcm", b"x")
     work = tmp_path / "deep" / "work"
@@ -85,7 +91,12 @@ def test_zip_slip_absolute_and_links_never_leave_the_work_folder(tmp_path: Path)
         "fine/ok.dcm": "file",
     }
     written = {p.relative_to(tmp_path) for p in tmp_path.rglob("*")}
-    assert written == {Path("evil.zip"), Path("deep"), Path("deep/work"), Path("deep/work/member-00000001")}
+    assert written == {
+        Path("evil.zip"),
+        Path("deep"),
+        Path("deep/work"),
+        Path("deep/work/member-00000001"),
+    }
     assert sha256(archive) == before
 
 
@@ -139,7 +150,9 @@ def test_a_streamed_tar_bomb_stops_mid_member(tmp_path: Path) -> None:
     (problem,) = run_collect([archive], tmp_path / "work", limits)
     assert isinstance(problem, InputProblem)
     assert "expands to more than" in problem.reason
-    assert sum(p.stat().st_size for p in (tmp_path / "work").iterdir()) <= 5 * 1024 * 1024
+    assert (
+        sum(p.stat().st_size for p in (tmp_path / "work").iterdir()) <= 5 * 1024 * 1024
+    )
 
 
 def test_member_count_limit(tmp_path: Path) -> None:
@@ -160,12 +173,16 @@ def test_member_count_limit(tmp_path: Path) -> None:
         (b"PK\x05\x06" + b"\0" * 18, "empty archive"),
     ],
 )
-def test_corrupt_or_empty_archives_get_a_row(content: bytes, reason: str, tmp_path: Path) -> None:
+def test_corrupt_or_empty_archives_get_a_row(
+    content: bytes, reason: str, tmp_path: Path
+) -> None:
     archive = tmp_path / "bad.zip"
     archive.write_bytes(content)
     (problem,) = run_collect([archive], tmp_path / "work")
     assert isinstance(problem, InputProblem)
-    expected = InstanceStatus.SKIPPED if reason == "empty archive" else InstanceStatus.FAILED
+    expected = (
+        InstanceStatus.SKIPPED if reason == "empty archive" else InstanceStatus.FAILED
+    )
     assert problem.status is expected
     assert reason in problem.reason
 

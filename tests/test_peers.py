@@ -17,7 +17,9 @@ from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
 pytestmark = pytest.mark.peer
 
 
-def check_all_arrived(result_rows: int, received: dict[str, Path], mixed: MixedZip) -> None:
+def check_all_arrived(
+    result_rows: int, received: dict[str, Path], mixed: MixedZip
+) -> None:
     assert result_rows == 27
     assert set(received) == set(mixed.sources)
     for uid, source in mixed.sources.items():
@@ -29,7 +31,9 @@ def test_mixed_zip_into_storescp(mixed_zip: MixedZip, storescp: ExternalPeer) ->
     assert Client(peer, AssociationSettings()).echo() == 0x0000
     result = send(SendRequest((mixed_zip.path,), peer))
     stored = [row for row in result.rows if row.status is InstanceStatus.SENT]
-    assert len(stored) == 23, [r for r in result.rows if r.status is not InstanceStatus.SENT]
+    assert len(stored) == 23, [
+        r for r in result.rows if r.status is not InstanceStatus.SENT
+    ]
     received = {str(dcmread(p).SOPInstanceUID): p for p in storescp.out_dir.iterdir()}
     check_all_arrived(len(result.rows), received, mixed_zip)
     assert result.summary.exit_status is ExitStatus.INCOMPLETE  # the truncated file
@@ -41,7 +45,9 @@ def test_mixed_zip_into_orthanc(
     peer = Peer("127.0.0.1", orthanc.port, orthanc.ae_title)
     result = send(SendRequest((mixed_zip.path,), peer))
     stored = [row for row in result.rows if row.status is InstanceStatus.SENT]
-    assert len(stored) == 23, [r for r in result.rows if r.status is not InstanceStatus.SENT]
+    assert len(stored) == 23, [
+        r for r in result.rows if r.status is not InstanceStatus.SENT
+    ]
     ids = orthanc.rest_json("/instances")
     assert isinstance(ids, list)
     received = {}

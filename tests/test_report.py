@@ -47,4 +47,6 @@ def test_summary_lines() -> None:
     rows = [Row("a", S.SENT, bytes=2_000_000), Row("b", S.FAILED, bytes=5)]
     lines = summarize(rows, 2.0).lines()
     assert lines[0] == "2 files: 1 sent, 0 warning, 1 failed, 0 skipped"
-    assert lines[1].startswith("1 of 2 instances stored, 2.0 MB in 2.00 s (0.5 images/s")
+    assert lines[1].startswith(
+        "1 of 2 instances stored, 2.0 MB in 2.00 s (0.5 images/s"
+    )

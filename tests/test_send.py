@@ -11,6 +11,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import (
+    UID,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     RLELossless,
@@ -133,7 +134,9 @@ def test_dimse_statuses_are_reported_in_hex(
 
 
 def test_a_tagged_file_is_not_tagged_twice(
-    receiver: StorageReceiver, make_receiver: Callable[..., StorageReceiver], tmp_path: Path
+    receiver: StorageReceiver,
+    make_receiver: Callable[..., StorageReceiver],
+    tmp_path: Path,
 ) -> None:
     path = tmp_path / "ct.dcm"
     dcmwrite(path, make_ct(1), enforce_file_format=True)
@@ -192,7 +195,7 @@ def _bare_instance(sop_class: str, index: int) -> Dataset:
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     uid = generate_uid(entropy_srcs=["classes", str(index)])
-    ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.file_meta.MediaStorageSOPClassUID = UID(sop_class)
     ds.file_meta.MediaStorageSOPInstanceUID = uid
     ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = uid
@@ -220,7 +223,9 @@ def test_an_unsupported_sop_class_fails_only_its_files(
 ) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
-    dcmwrite(folder / "odd.dcm", _bare_instance("1.2.3.4.5.6", 0), enforce_file_format=True)
+    dcmwrite(
+        folder / "odd.dcm", _bare_instance("1.2.3.4.5.6", 0), enforce_file_format=True
+    )
     dcmwrite(folder / "ct.dcm", make_ct(4), enforce_file_format=True)
     result = send(SendRequest((folder,), peer_of(receiver)))
     rows = {Path(row.file).name: row for row in result.rows}
@@ -230,7 +235,9 @@ def test_an_unsupported_sop_class_fails_only_its_files(
     assert result.summary.exit_status is ExitStatus.INCOMPLETE
 
 
-def test_a_folder_with_archives_inside(receiver: StorageReceiver, tmp_path: Path) -> None:
+def test_a_folder_with_archives_inside(
+    receiver: StorageReceiver, tmp_path: Path
+) -> None:
     import tarfile
 
     folder = tmp_path / "in"

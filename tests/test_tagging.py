@@ -47,7 +47,9 @@ def test_the_same_value_is_not_added_twice() -> None:
 
 
 def test_all_slots_taken() -> None:
-    existing: dict[int, bytes | None] = {0x00210000 | s: b"X" for s in range(0x10, 0x100)}
+    existing: dict[int, bytes | None] = {
+        0x00210000 | s: b"X" for s in range(0x10, 0x100)
+    }
     with pytest.raises(TaggingError, match="all private creator slots"):
         place(TAG, existing)
 
@@ -71,7 +73,13 @@ def test_tag_dataset_uses_the_same_rule() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"creator": ""}, {"creator": "x" * 65}, {"value": "a\\b"}, {"value": "é"}, {"group": 0x20}],
+    [
+        {"creator": ""},
+        {"creator": "x" * 65},
+        {"value": "a\\b"},
+        {"value": "é"},
+        {"group": 0x20},
+    ],
 )
 def test_bad_tags(kwargs: dict[str, object]) -> None:
     with pytest.raises(UsageError):
