@@ -134,8 +134,8 @@ def _prepare(
             transfer_syntax=info.transfer_syntax,
             bytes=info.size,
         )
-        first = seen.setdefault(info.sop_instance_uid, entry.name)
-        if first != entry.name:
+        first = seen.get(info.sop_instance_uid)
+        if first is not None:
             rows.append(
                 replace(
                     row,
@@ -144,6 +144,7 @@ def _prepare(
                 )
             )
             continue
+        seen[info.sop_instance_uid] = entry.name
         try:
             inserts = splice(info, request.tag) if info.streamable else None
         except TaggingError as exc:

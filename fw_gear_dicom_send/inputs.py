@@ -26,6 +26,7 @@ from .status import InstanceStatus
 log = logging.getLogger(__name__)
 
 ARCHIVE_SEPARATOR = "!"
+_TAR_MAGIC_AT = 257
 # What reading a corrupt zip, tar, gzip, bzip2 or xz stream raises.
 _ARCHIVE_ERRORS = (
     OSError,
@@ -119,18 +120,15 @@ def _walk(folder: Path) -> Iterator[Path]:
 def _archive_kind(path: Path) -> str | None:
     """'zip', 'tar', or None, from the first bytes of the file."""
     with open(path, "rb") as f:
-        head = f.read(PREAMBLE_LENGTH + 4)
+        head = f.read(_TAR_MAGIC_AT + 5)
     if head[PREAMBLE_LENGTH : PREAMBLE_LENGTH + 4] == MAGIC:
         return None  # a DICOM file, whatever its preamble holds
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return "zip"
     if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00":
         return "tar"  # compressed: a tar inside, or not (checked when opened)
-    if len(head) >= 132:
-        with open(path, "rb") as f:
-            f.seek(257)
-            if f.read(5) == b"ustar":
-                return "tar"
+    if head[_TAR_MAGIC_AT:] == b"ustar":
+        return "tar"
     return None
 
 

@@ -30,22 +30,14 @@ from .contexts import VERIFICATION
 log = logging.getLogger(__name__)
 
 # Implicit VR first: when a context proposes several syntaxes it is the one chosen.
-PREFERRED_SYNTAXES: tuple[str, ...] = (
+_FIRST = (
     ImplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
-    *(
-        ts
-        for ts in ALL_TRANSFER_SYNTAXES
-        if ts
-        not in (
-            ImplicitVRLittleEndian,
-            ExplicitVRLittleEndian,
-            DeflatedExplicitVRLittleEndian,
-            ExplicitVRBigEndian,
-        )
-    ),
+)
+PREFERRED_SYNTAXES: tuple[str, ...] = _FIRST + tuple(
+    ts for ts in ALL_TRANSFER_SYNTAXES if ts not in _FIRST
 )
 _UID = re.compile(r"^[0-9.]{1,64}$")
 

@@ -105,11 +105,9 @@ class AssociationSettings:
 
     def __post_init__(self) -> None:
         check_ae_title(self.calling_ae, "calling AE title")
-        for name in ("connect_timeout", "acse_timeout", "dimse_timeout"):
-            if getattr(self, name) <= 0:
-                raise UsageError(f"{name.replace('_', ' ')} must be positive")
-        if self.network_timeout <= 0:
-            raise UsageError("network timeout must be positive")
+        for kind in ("connect", "acse", "dimse", "network"):
+            if getattr(self, f"{kind}_timeout") <= 0:
+                raise UsageError(f"{kind} timeout must be positive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,12 +388,18 @@ class Client:
         # As pynetdicom's own send_c_store does: pause the association's reactor so
         # that it does not consume the response meant for us.
         assoc._reactor_checkpoint.clear()
-        while not assoc._is_paused:
+        while not assoc._is_paused and assoc.is_established:
             time.sleep(0.0001)
         try:
             for pdata in message.encode_msg(context_id, max_pdu):
                 assoc.dul.send_pdu(pdata)
-            self._send_dataset(assoc, context_id, payload, fragment)
+            if not self._send_dataset(assoc, context_id, payload, fragment):
+                return Outcome(
+                    InstanceStatus.FAILED,
+                    None,
+                    "association lost while sending (aborted by the peer or "
+                    "connection closed)",
+                )
             _, rsp = assoc.dimse.get_msg(block=True)
         except OSError as exc:
             assoc.abort()
@@ -420,7 +424,8 @@ class Client:
     @staticmethod
     def _send_dataset(
         assoc: Association, context_id: int, payload: Payload, fragment: int
-    ) -> None:
+    ) -> bool:
+        """Queue the data set as P-DATA fragments; False if the association died."""
         queue = assoc.dul.to_provider_queue
         chunk = payload.read(fragment)
         while True:
@@ -435,10 +440,10 @@ class Client:
             while queue.qsize() > _MAX_QUEUED_PDUS and assoc.is_established:
                 time.sleep(0.0005)
             if not assoc.is_established:
-                return
+                return False
             assoc.dul.send_pdu(pdata)
             if last:
-                return
+                return True
             chunk = following
 
 

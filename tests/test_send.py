@@ -250,3 +250,21 @@ def test_a_folder_with_archives_inside(
     names = sorted(row.file.removeprefix(str(folder)) for row in result.rows)
     assert names == ["/series.tar.xz!deep/b.dcm", "/sub/a.dcm"]
     assert all(row.status is SENT for row in result.rows)
+
+
+def test_the_same_instance_twice_is_sent_once(
+    receiver: StorageReceiver, tmp_path: Path
+) -> None:
+    path = tmp_path / "ct.dcm"
+    dcmwrite(path, make_ct(5), enforce_file_format=True)
+    copy = tmp_path / "copy.dcm"
+    copy.write_bytes(path.read_bytes())
+    result = send(SendRequest((path, path, copy), peer_of(receiver)))
+    assert [row.status for row in result.rows] == [
+        SENT,
+        InstanceStatus.SKIPPED,
+        InstanceStatus.SKIPPED,
+    ]
+    assert result.rows[2].reason == f"duplicate SOP Instance UID of {path}"
+    assert len(receiver.received) == 1
+    assert result.summary.exit_status is ExitStatus.SUCCESS
