@@ -75,6 +75,10 @@ class StorageReceiver:
         self.received: list[Received] = []
         self.associations = 0
         """Associations accepted so far."""
+        self.released = 0
+        """Associations the peer released properly."""
+        self.aborted = 0
+        """Associations aborted (by either side)."""
         self._lock = threading.Lock()
         self._ae = AE(ae_title=ae_title)
         self._ae.require_called_aet = True
@@ -103,6 +107,8 @@ class StorageReceiver:
                 (evt.EVT_C_STORE, self._on_store),
                 (evt.EVT_CONN_OPEN, _no_delay),
                 (evt.EVT_ACCEPTED, self._on_accepted),
+                (evt.EVT_RELEASED, self._on_released),
+                (evt.EVT_ABORTED, self._on_aborted),
             ],
         )
         log.info("receiver %s listening on 127.0.0.1:%d", self.ae_title, self.port)
@@ -121,6 +127,14 @@ class StorageReceiver:
     def _on_accepted(self, event: evt.Event) -> None:
         with self._lock:
             self.associations += 1
+
+    def _on_released(self, event: evt.Event) -> None:
+        with self._lock:
+            self.released += 1
+
+    def _on_aborted(self, event: evt.Event) -> None:
+        with self._lock:
+            self.aborted += 1
 
     def _on_store(self, event: evt.Event) -> int:
         if self.status not in (0x0000, 0xB000, 0xB006, 0xB007):

@@ -293,7 +293,13 @@ class Client:
                 f"{r.source_str}: {r.reason_str})"
             )
         if not watch.connected:
-            return f"cannot connect to {peer.host}:{peer.port} ({self._probe_tcp()})"
+            timeout = self.settings.connect_timeout
+            why = (
+                f"no answer within {timeout:g} s"
+                if elapsed >= timeout * 0.9
+                else self._probe_tcp()  # a quick failure: connect again to learn why
+            )
+            return f"cannot connect to {peer.host}:{peer.port} ({why})"
         if elapsed >= self.settings.acse_timeout:
             return (
                 f"no answer to the association request from {peer} within "

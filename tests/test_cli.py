@@ -89,6 +89,39 @@ def test_a_peer_that_never_answers(ct_file: Path, silent_peer: int) -> None:
     )
 
 
+@pytest.fixture
+def unreachable_port() -> Iterator[int]:
+    """A port whose SYNs go unanswered: a listener with a full accept backlog."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        port = int(server.getsockname()[1])
+        fillers = []
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        yield port
+        for filler in fillers:
+            filler.close()
+
+
+def test_a_host_that_does_not_answer_the_connection(
+    ct_file: Path, unreachable_port: int
+) -> None:
+    result = run(
+        "send", str(ct_file), "--host=127.0.0.1", f"--port={unreachable_port}",
+        "--called-ae=PACS", "--connect-timeout=1",
+    )  # fmt: skip
+    assert result.returncode == ExitStatus.NOTHING_SENT
+    (line,) = [line for line in error_lines(result) if "cannot connect" in line]
+    assert line == (
+        f"dicom-send: cannot connect to 127.0.0.1:{unreachable_port} "
+        "(no answer within 1 s)"
+    )
+
+
 @pytest.mark.parametrize(
     ("option", "message"),
     [

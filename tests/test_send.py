@@ -1,6 +1,7 @@
 """Sending into a real pynetdicom Storage SCP on 127.0.0.1."""
 
 import csv
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import (
     UID,
+    CTImageStorage,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     RLELossless,
@@ -20,12 +22,13 @@ from pydicom.uid import (
 from pynetdicom import AllStoragePresentationContexts
 
 from fw_gear_dicom_send.cli import main
+from fw_gear_dicom_send.contexts import Proposal
 from fw_gear_dicom_send.dicomfile import probe
 from fw_gear_dicom_send.engine import SendRequest, send
 from fw_gear_dicom_send.receiver import StorageReceiver
 from fw_gear_dicom_send.report import COLUMNS
 from fw_gear_dicom_send.samples import make_ct
-from fw_gear_dicom_send.scu import Peer
+from fw_gear_dicom_send.scu import AssociationSettings, Client, Peer, release
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
 
 SENT = InstanceStatus.SENT
@@ -268,3 +271,21 @@ def test_the_same_instance_twice_is_sent_once(
     assert result.rows[2].reason == f"duplicate SOP Instance UID of {path}"
     assert len(receiver.received) == 1
     assert result.summary.exit_status is ExitStatus.SUCCESS
+
+
+def test_associations_are_released_and_sockets_have_no_delay(
+    receiver: StorageReceiver, tmp_path: Path
+) -> None:
+    path = tmp_path / "ct.dcm"
+    dcmwrite(path, make_ct(6), enforce_file_format=True)
+    send(SendRequest((path,), peer_of(receiver)))
+    assert (receiver.associations, receiver.released, receiver.aborted) == (1, 1, 0)
+
+    client = Client(peer_of(receiver), AssociationSettings())
+    assoc = client.associate([Proposal(CTImageStorage, (ExplicitVRLittleEndian,))])
+    try:
+        sock = assoc.dul.socket
+        assert sock is not None and sock.socket is not None
+        assert sock.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        release(assoc)
