@@ -5,6 +5,7 @@ Exit codes are those of :class:`~fw_gear_dicom_send.status.ExitStatus`.
 
 import argparse
 import logging
+import math
 import shutil
 import sys
 import time
@@ -167,7 +168,8 @@ class ProgressPrinter:
         self._stream = stream
         self._tty = stream.isatty()
         self._interval = 0.1 if self._tty else interval
-        self._last = 0.0
+        # A terminal shows the first instance at once; a log waits one interval.
+        self._last = -math.inf if self._tty else time.monotonic()
         self._shown = False
 
     def __call__(self, progress: Progress) -> None:

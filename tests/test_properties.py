@@ -1,0 +1,96 @@
+"""Properties: no byte sequence crashes the probe; every file gets exactly one row."""
+
+import tempfile
+import zipfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydicom.filewriter import dcmwrite
+
+from fw_gear_dicom_send.dicomfile import DicomInfo, NotSendable, probe
+from fw_gear_dicom_send.engine import _prepare
+from fw_gear_dicom_send.errors import MalformedDicomError
+from fw_gear_dicom_send.samples import bundled, make_ct
+
+SEEDS = [
+    bundled(name).read_bytes()
+    for name in ("CT_small.dcm", "MR_small_implicit.dcm", "MR_small_RLE.dcm",
+                 "ExplVR_BigEndNoMeta.dcm", "rtstruct.dcm")
+]  # fmt: skip
+FAST = settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+
+
+@st.composite
+def damaged(draw: st.DrawFn) -> bytes:
+    """A real file, cut and with some bytes overwritten."""
+    data = bytearray(draw(st.sampled_from(SEEDS)))
+    cut = draw(st.integers(0, len(data)))
+    data = data[:cut]
+    for _ in range(draw(st.integers(0, 8))):
+        if data:
+            data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
+    return bytes(data)
+
+
+def check(path: Path) -> None:
+    try:
+        info = probe(path, 0x0021)
+    except (NotSendable, MalformedDicomError):
+        return
+    assert isinstance(info, DicomInfo)
+    assert info.sop_instance_uid and info.sop_class_uid
+    assert info.dataset_offset <= info.size
+
+
+@FAST
+@given(data=damaged())
+def test_damaged_files_are_classified_never_crash(data: bytes, tmp_path: Path) -> None:
+    path = tmp_path / "x.dcm"
+    path.write_bytes(data)
+    check(path)
+
+
+@FAST
+@given(data=st.binary(max_size=2048))
+def test_arbitrary_bytes_are_classified(data: bytes, tmp_path: Path) -> None:
+    path = tmp_path / "x.dcm"
+    path.write_bytes(data)
+    check(path)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(members=st.lists(damaged(), min_size=0, max_size=6), with_ct=st.booleans())
+def test_every_member_gets_exactly_one_row(
+    members: list[bytes], with_ct: bool, tmp_path: Path
+) -> None:
+    from fw_gear_dicom_send.engine import SendRequest
+    from fw_gear_dicom_send.scu import Peer
+
+    archive = tmp_path / "in.zip"
+    archive.unlink(missing_ok=True)
+    names = [f"m{i}.dcm" for i in range(len(members))]
+    with zipfile.ZipFile(archive, "w") as z:
+        for name, data in zip(names, members, strict=True):
+            z.writestr(name, data)
+        if with_ct:
+            ct = tmp_path / "ct.dcm"
+            dcmwrite(ct, make_ct(0), enforce_file_format=True)
+            z.write(ct, "ct.dcm")
+            names.append("ct.dcm")
+    work = Path(tempfile.mkdtemp(dir=tmp_path))  # fresh, as every run's is
+    request = SendRequest((archive,), Peer("127.0.0.1", 104, "X"))
+    rows, items = _prepare([archive], work, request)
+    if not names:
+        assert [row.reason for row in rows] == ["empty archive"]
+        return
+    assert [row.file for row in rows] == [f"{archive}!{name}" for name in names]
+    assert all(rows[item.index].sop_instance_uid for item in items)
