@@ -6,6 +6,7 @@ Exit codes are those of :class:`~fw_gear_dicom_send.status.ExitStatus`.
 import argparse
 import logging
 import math
+import os
 import shutil
 import sys
 import time
@@ -210,15 +211,28 @@ def _settings(args: argparse.Namespace) -> tuple[Peer, AssociationSettings]:
     )
 
 
+def _check_writable(report: Path | None) -> None:
+    """Fail before sending if the report could not be written afterwards."""
+    if report is None:
+        return
+    try:
+        report.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report {report}: {exc.strerror}") from None
+    if report.is_dir() or not os.access(report.parent, os.W_OK):
+        raise UsageError(f"cannot write the report {report}")
+
+
 def _finish(result: RunResult, report: Path | None) -> ExitStatus:
     if report is not None:
         write_csv(result.rows, report)
-    summary = result.summary
-    for line in summary.lines():
+    for line in result.summary.lines():
         print(line)
     if report is not None:
         print(f"report: {report}")
-    return summary.exit_status
+    if result.interrupted:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+    return result.exit_status
 
 
 def _run_send(args: argparse.Namespace) -> ExitStatus:
@@ -230,6 +244,7 @@ def _run_send(args: argparse.Namespace) -> ExitStatus:
         tag=ProvenanceTag(parse_group(args.group), args.creator, args.value),
         work_dir=args.work_dir,
     )
+    _check_writable(args.report)
     result = send(request, ProgressPrinter())
     return _finish(result, args.report)
 

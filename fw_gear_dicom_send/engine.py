@@ -18,7 +18,7 @@ from .errors import AssociationError, MalformedDicomError
 from .inputs import InputProblem, Limits, check_paths, collect
 from .report import Row, Summary, summarize
 from .scu import AssociationSettings, Client, Peer, SendItem, store_all
-from .status import InstanceStatus
+from .status import ExitStatus, InstanceStatus
 from .tagging import ProvenanceTag, TaggingError, splice
 
 log = logging.getLogger(__name__)
@@ -56,12 +56,22 @@ class RunResult:
     rows: tuple[Row, ...]
     seconds: float
     error: str | None = None
-    """The one-line reason no association could be opened, if that happened."""
+    """Why sending stopped early, if it did: no association could be opened, or
+    the run was interrupted."""
+    interrupted: bool = False
+    """Stopped by Ctrl-C (the rows not yet sent say so)."""
 
     @property
     def summary(self) -> Summary:
         """Counts and speed."""
         return summarize(self.rows, self.seconds)
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        """INTERRUPTED if stopped by the user, else what the rows say."""
+        if self.interrupted:
+            return ExitStatus.INTERRUPTED
+        return self.summary.exit_status
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -90,17 +100,22 @@ def send(
     ) as work:
         rows, items = _prepare(paths, Path(work), request)
         error = None
+        interrupted = False
         if items:
             try:
                 _send_items(request, items, rows, started, on_progress)
             except AssociationError as exc:
                 error = str(exc)
                 log.error("%s", error)
+            except KeyboardInterrupt:
+                interrupted = True
+                error = "interrupted before it was sent"
+            if error is not None:
                 rows[:] = [
                     replace(row, reason=error) if row.reason == _NOT_SENT else row
                     for row in rows
                 ]
-    return RunResult(tuple(rows), time.monotonic() - started, error)
+    return RunResult(tuple(rows), time.monotonic() - started, error, interrupted)
 
 
 def _prepare(
@@ -163,15 +178,39 @@ def _send_items(
     on_progress: ProgressCallback | None,
 ) -> None:
     client = Client(request.peer, request.association)
-    bytes_total = sum(item.size for item in items)
-    bytes_done = 0
     log.info(
         "sending %d instances (%.1f MB) to %s",
         len(items),
-        bytes_total / 1e6,
+        sum(item.size for item in items) / 1e6,
         request.peer,
     )
-    outcomes = store_all(client, plan_batches(items), request.tag)
+    try:
+        _record(
+            client,
+            items,
+            rows,
+            started=started,
+            on_progress=on_progress,
+            tag=request.tag,
+        )
+    except KeyboardInterrupt:
+        client.abort_all()  # else a negotiating association keeps the process alive
+        raise
+
+
+def _record(
+    client: Client,
+    items: list[SendItem],
+    rows: list[Row],
+    *,
+    started: float,
+    on_progress: ProgressCallback | None,
+    tag: ProvenanceTag,
+) -> None:
+    """Send the items and put each outcome in its row."""
+    bytes_total = sum(item.size for item in items)
+    bytes_done = 0
+    outcomes = store_all(client, plan_batches(items), tag)
     for done, (item, outcome) in enumerate(outcomes, start=1):
         rows[item.index] = replace(
             rows[item.index],

@@ -237,6 +237,7 @@ class Client:
         self._ae.dimse_timeout = settings.dimse_timeout
         self._ae.network_timeout = settings.network_timeout
         self._message_id = 0
+        self._negotiating: Association | None = None
 
     def associate(self, proposals: list[Proposal]) -> Association:
         """Open an association proposing these contexts.
@@ -254,6 +255,7 @@ class Client:
 
         def on_connect(event: evt.Event) -> None:
             watch.connected = True
+            self._negotiating = event.assoc
             _on_connect(event)
 
         contexts = [
@@ -261,6 +263,7 @@ class Client:
             for p in proposals
         ]
         started = time.monotonic()
+        self._negotiating = None
         assoc = self._ae.associate(
             self.peer.host,
             self.peer.port,
@@ -271,10 +274,22 @@ class Client:
                 (evt.EVT_ACSE_RECV, on_acse),
             ],
         )
+        self._negotiating = None
         if assoc.is_established:
             self._message_id = 0
             return assoc
         raise AssociationError(self._failure_reason(watch, time.monotonic() - started))
+
+    def abort_all(self) -> None:
+        """Abort every association of this client still open or negotiating.
+
+        An association still negotiating is not among pynetdicom's active ones,
+        yet its thread keeps the process alive until the ACSE timeout.
+        """
+        pending = [self._negotiating] if self._negotiating is not None else []
+        for assoc in [*self._ae.active_associations, *pending]:
+            assoc.abort()
+        self._negotiating = None
 
     def _check_resolvable(self) -> None:
         try:

@@ -1,9 +1,11 @@
 """The command line as a user runs it: a separate process, its output and exit code."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -185,3 +187,49 @@ def test_demo(tmp_path: Path) -> None:
     report = (tmp_path / "demo" / "report.csv").read_text().splitlines()
     assert len(report) == 1 + 24  # header, 20 CT in a zip, 3 bundled files, a text
     assert len(list((tmp_path / "demo" / "received").glob("*.dcm"))) == 23
+
+
+def test_an_unwritable_report_is_a_usage_error(
+    ct_file: Path, receiver: StorageReceiver, tmp_path: Path
+) -> None:
+    result = run(
+        "send", str(ct_file), "--host=127.0.0.1", f"--port={receiver.port}",
+        "--called-ae=STORE-SCP", f"--report={tmp_path}",
+    )  # fmt: skip
+    assert result.returncode == ExitStatus.USAGE
+    assert (
+        result.stderr.strip()
+        == f"dicom-send: error: cannot write the report {tmp_path}"
+    )
+    assert receiver.associations == 0
+
+
+def test_ctrl_c_writes_the_report_and_exits_130(
+    ct_file: Path, silent_peer: int, tmp_path: Path
+) -> None:
+    report = tmp_path / "report.csv"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fw_gear_dicom_send", "send", str(ct_file),
+         "--host=127.0.0.1", f"--port={silent_peer}", "--called-ae=PACS",
+         f"--report={report}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(1.5)  # waiting for the association answer that never comes
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == ExitStatus.INTERRUPTED
+    assert "Traceback" not in err
+    assert "interrupted before it was sent" in report.read_text()
+
+
+def test_no_patient_name_in_the_most_verbose_log(
+    ct_file: Path, receiver: StorageReceiver
+) -> None:
+    result = run(
+        "-vv", "send", str(ct_file), "--host=127.0.0.1", f"--port={receiver.port}",
+        "--called-ae=STORE-SCP",
+    )  # fmt: skip
+    assert result.returncode == ExitStatus.SUCCESS
+    assert "DEBUG pynetdicom" in result.stderr  # the log really is verbose
+    assert "Sample^Synthetic" not in result.stderr + result.stdout
+    assert "Synthetic" not in result.stderr + result.stdout
