@@ -12,6 +12,7 @@ Every association socket gets ``TCP_NODELAY`` as soon as it connects: with Nagle
 algorithm on, each C-STORE waits for a delayed ACK (40 ms and more).
 """
 
+import dataclasses
 import io
 import logging
 import socket
@@ -146,6 +147,12 @@ class Outcome:
     reason: str = ""
     transfer_syntax: str = ""
     """The syntax it was sent in, when it went out."""
+    association_lost: bool = False
+    """The association died with this instance: it must not be used again."""
+
+
+def _lost(reason: str) -> Outcome:
+    return Outcome(InstanceStatus.FAILED, None, reason, association_lost=True)
 
 
 def describe_status(code: int) -> str:
@@ -371,7 +378,7 @@ class Client:
             except Exception as exc:
                 return Outcome(InstanceStatus.FAILED, None, f"cannot re-encode: {exc}")
             outcome = self._send(assoc, context, item.info, payload)
-        return Outcome(outcome.status, outcome.dimse_status, outcome.reason, syntax)
+        return dataclasses.replace(outcome, transfer_syntax=syntax)
 
     @staticmethod
     def _decoded(item: SendItem, syntax: str, tag: ProvenanceTag) -> Payload:
@@ -415,31 +422,29 @@ class Client:
             for pdata in message.encode_msg(context_id, max_pdu):
                 assoc.dul.send_pdu(pdata)
             if not self._send_dataset(assoc, context_id, payload, fragment):
-                return Outcome(
-                    InstanceStatus.FAILED,
-                    None,
+                return _lost(
                     "association lost while sending (aborted by the peer or "
-                    "connection closed)",
+                    "connection closed)"
                 )
+            waited = time.monotonic()
             _, rsp = assoc.dimse.get_msg(block=True)
-        except OSError as exc:
-            assoc.abort()
-            return Outcome(InstanceStatus.FAILED, None, f"cannot read file: {exc}")
+            waited = time.monotonic() - waited
+        except OSError as exc:  # the file, mid-way: the peer has half a data set
+            return _lost(f"cannot read file: {exc}")
         finally:
             assoc._reactor_checkpoint.set()
         if rsp is None:
-            assoc._handle_no_response()
-            return Outcome(
-                InstanceStatus.FAILED,
-                None,
-                f"no response within {self.settings.dimse_timeout:g} s; "
-                "association aborted",
+            # pynetdicom says None for an abort, a closed connection and a timeout
+            # alike, and may not yet show the association as ended: only a
+            # timeout takes the whole DIMSE timeout.
+            if waited < self.settings.dimse_timeout * 0.9:
+                return _lost("association lost before the response")
+            return _lost(
+                f"no response within {self.settings.dimse_timeout:g} s (DIMSE timeout)"
             )
         status = assoc._check_received_status(rsp)
         if "Status" not in status:
-            return Outcome(
-                InstanceStatus.FAILED, None, "connection lost before the response"
-            )
+            return _lost("association lost before the response")
         return outcome_of_status(int(status.Status))
 
     @staticmethod
@@ -511,7 +516,8 @@ def store_all(
 ) -> Iterator[tuple[SendItem, Outcome]]:
     """Send batches, one association each; yield the outcome of every item.
 
-    An association lost mid-way is reopened for the rest of its batch.
+    An association lost mid-way (or after a response timeout) is aborted, never
+    used again, and a new one is opened for the rest of its batch.
 
     Raises:
         AssociationError: An association could not be opened; the items not yet
@@ -521,13 +527,21 @@ def store_all(
         pending = list(batch.items)
         while pending:
             assoc = client.associate(list(batch.proposals))
+            usable = False
             try:
                 # At least one item per association, so a peer that drops every
                 # association still lets the loop end.
                 while True:
                     item = pending.pop(0)
-                    yield item, client.store(assoc, item, tag)
-                    if not (pending and assoc.is_established):
+                    outcome = client.store(assoc, item, tag)
+                    yield item, outcome
+                    usable = not outcome.association_lost
+                    if not (usable and pending and assoc.is_established):
                         break
             finally:
-                release(assoc)
+                # Release only a healthy association: releasing a dead one, or one
+                # interrupted mid-message, would wait for an answer that never comes.
+                if usable:
+                    release(assoc)
+                else:
+                    assoc.abort()

@@ -70,12 +70,17 @@ def test_wrong_called_ae_is_rejected(ct_file: Path, receiver: StorageReceiver) -
 
 
 @pytest.fixture
-def silent_peer() -> Iterator[int]:
-    """Accepts TCP connections and never says a word: a host that hangs."""
+def silent_server() -> Iterator[socket.socket]:
+    """Takes TCP connections and never says a word: a host that hangs."""
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen(8)
-        yield int(server.getsockname()[1])
+        yield server
+
+
+@pytest.fixture
+def silent_peer(silent_server: socket.socket) -> int:
+    return int(silent_server.getsockname()[1])
 
 
 def test_a_peer_that_never_answers(ct_file: Path, silent_peer: int) -> None:
@@ -205,18 +210,23 @@ def test_an_unwritable_report_is_a_usage_error(
 
 
 def test_ctrl_c_writes_the_report_and_exits_130(
-    ct_file: Path, silent_peer: int, tmp_path: Path
+    ct_file: Path, silent_server: socket.socket, tmp_path: Path
 ) -> None:
     report = tmp_path / "report.csv"
+    port = silent_server.getsockname()[1]
     proc = subprocess.Popen(
         [sys.executable, "-m", "fw_gear_dicom_send", "send", str(ct_file),
-         "--host=127.0.0.1", f"--port={silent_peer}", "--called-ae=PACS",
+         "--host=127.0.0.1", f"--port={port}", "--called-ae=PACS",
          f"--report={report}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    time.sleep(1.5)  # waiting for the association answer that never comes
+    silent_server.settimeout(60)
+    connection, _ = silent_server.accept()  # it is waiting for an answer now
+    started = time.monotonic()
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
+    connection.close()
+    assert time.monotonic() - started < 10  # not held up by the ACSE timeout (30 s)
     assert proc.returncode == ExitStatus.INTERRUPTED
     assert "Traceback" not in err
     assert "interrupted before it was sent" in report.read_text()

@@ -4,6 +4,7 @@ import csv
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from checks import assert_tagged_copy, provenance
@@ -289,3 +290,36 @@ def test_associations_are_released_and_sockets_have_no_delay(
         assert sock.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
     finally:
         release(assoc)
+
+
+class AbortingReceiver(StorageReceiver):
+    """Aborts the association on its first C-STORE(s), then stores normally."""
+
+    def __init__(self, out_dir: Path, aborts: int) -> None:
+        super().__init__(out_dir)
+        self.aborts = aborts
+
+    def _on_store(self, event: Any) -> int:
+        if self.aborts:
+            self.aborts -= 1
+            event.assoc.abort()
+            return 0xC000
+        return super()._on_store(event)
+
+
+def test_a_lost_association_fails_its_instance_and_the_rest_go_on_a_new_one(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for index in range(3):
+        dcmwrite(folder / f"{index}.dcm", make_ct(20 + index), enforce_file_format=True)
+    with AbortingReceiver(tmp_path / "received", aborts=1) as scp:
+        settings = AssociationSettings(dimse_timeout=60)
+        result = send(SendRequest((folder,), peer_of(scp), association=settings))
+    first, *rest = result.rows
+    assert first.status is InstanceStatus.FAILED
+    assert "association lost" in first.reason
+    assert [row.status for row in rest] == [SENT, SENT]
+    assert scp.associations == 2
+    assert result.seconds < 20  # the dead association was not waited on
