@@ -18,7 +18,7 @@ import logging
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -223,7 +223,6 @@ class _Watch:
 
     connected: bool = False
     rejection: A_ASSOCIATE | None = None
-    events: list[str] = field(default_factory=list)
 
 
 def _on_connect(event: evt.Event) -> None:

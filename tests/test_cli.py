@@ -30,6 +30,12 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
     )
 
 
+def send_args(path: Path, port: int, called_ae: str, *extra: str) -> list[str]:
+    """``send PATH`` to 127.0.0.1:port, with more options."""
+    args = ["send", str(path), "--host=127.0.0.1", f"--port={port}"]
+    return [*args, f"--called-ae={called_ae}", *extra]
+
+
 @pytest.fixture
 def ct_file(tmp_path: Path) -> Path:
     path = tmp_path / "ct.dcm"
@@ -45,10 +51,7 @@ def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
 def test_nothing_listening(ct_file: Path, tmp_path: Path) -> None:
     port = free_port()
     report = tmp_path / "r.csv"
-    result = run(
-        "send", str(ct_file), "--host=127.0.0.1", f"--port={port}",
-        "--called-ae=PACS", f"--report={report}",
-    )  # fmt: skip
+    result = run(*send_args(ct_file, port, "PACS", f"--report={report}"))
     assert result.returncode == ExitStatus.NOTHING_SENT
     errors = [line for line in error_lines(result) if "cannot connect" in line]
     assert errors == [
@@ -58,10 +61,7 @@ def test_nothing_listening(ct_file: Path, tmp_path: Path) -> None:
 
 
 def test_wrong_called_ae_is_rejected(ct_file: Path, receiver: StorageReceiver) -> None:
-    result = run(
-        "send", str(ct_file), "--host=127.0.0.1", f"--port={receiver.port}",
-        "--called-ae=NOT-THE-SCP",
-    )  # fmt: skip
+    result = run(*send_args(ct_file, receiver.port, "NOT-THE-SCP"))
     assert result.returncode == ExitStatus.NOTHING_SENT
     (line,) = [line for line in error_lines(result) if "rejected" in line]
     assert f"NOT-THE-SCP@127.0.0.1:{receiver.port}" in line
@@ -84,10 +84,7 @@ def silent_peer(silent_server: socket.socket) -> int:
 
 
 def test_a_peer_that_never_answers(ct_file: Path, silent_peer: int) -> None:
-    result = run(
-        "send", str(ct_file), "--host=127.0.0.1", f"--port={silent_peer}",
-        "--called-ae=PACS", "--acse-timeout=1",
-    )  # fmt: skip
+    result = run(*send_args(ct_file, silent_peer, "PACS", "--acse-timeout=1"))
     assert result.returncode == ExitStatus.NOTHING_SENT
     (line,) = [line for line in error_lines(result) if "no answer" in line]
     assert line == (
@@ -117,10 +114,7 @@ def unreachable_port() -> Iterator[int]:
 def test_a_host_that_does_not_answer_the_connection(
     ct_file: Path, unreachable_port: int
 ) -> None:
-    result = run(
-        "send", str(ct_file), "--host=127.0.0.1", f"--port={unreachable_port}",
-        "--called-ae=PACS", "--connect-timeout=1",
-    )  # fmt: skip
+    result = run(*send_args(ct_file, unreachable_port, "PACS", "--connect-timeout=1"))
     assert result.returncode == ExitStatus.NOTHING_SENT
     (line,) = [line for line in error_lines(result) if "cannot connect" in line]
     assert line == (
@@ -144,9 +138,7 @@ def test_a_host_that_does_not_answer_the_connection(
 def test_bad_configuration_is_one_line_and_nothing_is_sent(
     option: str, message: str, ct_file: Path, receiver: StorageReceiver
 ) -> None:
-    args = ["send", str(ct_file), "--host=127.0.0.1", f"--port={receiver.port}"]
-    args += ["--called-ae=STORE-SCP", option]
-    result = run(*args)
+    result = run(*send_args(ct_file, receiver.port, "STORE-SCP", option))
     assert result.returncode == ExitStatus.USAGE
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"dicom-send: error: {message}")
@@ -198,9 +190,8 @@ def test_an_unwritable_report_is_a_usage_error(
     ct_file: Path, receiver: StorageReceiver, tmp_path: Path
 ) -> None:
     result = run(
-        "send", str(ct_file), "--host=127.0.0.1", f"--port={receiver.port}",
-        "--called-ae=STORE-SCP", f"--report={tmp_path}",
-    )  # fmt: skip
+        *send_args(ct_file, receiver.port, "STORE-SCP", f"--report={tmp_path}")
+    )
     assert result.returncode == ExitStatus.USAGE
     assert (
         result.stderr.strip()
@@ -215,9 +206,8 @@ def test_ctrl_c_writes_the_report_and_exits_130(
     report = tmp_path / "report.csv"
     port = silent_server.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fw_gear_dicom_send", "send", str(ct_file),
-         "--host=127.0.0.1", f"--port={port}", "--called-ae=PACS",
-         f"--report={report}"],
+        [sys.executable, "-m", "fw_gear_dicom_send",
+         *send_args(ct_file, port, "PACS", f"--report={report}")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     silent_server.settimeout(60)
@@ -235,10 +225,7 @@ def test_ctrl_c_writes_the_report_and_exits_130(
 def test_no_patient_name_in_the_most_verbose_log(
     ct_file: Path, receiver: StorageReceiver
 ) -> None:
-    result = run(
-        "-vv", "send", str(ct_file), "--host=127.0.0.1", f"--port={receiver.port}",
-        "--called-ae=STORE-SCP",
-    )  # fmt: skip
+    result = run("-vv", *send_args(ct_file, receiver.port, "STORE-SCP"))
     assert result.returncode == ExitStatus.SUCCESS
     assert "DEBUG pynetdicom" in result.stderr  # the log really is verbose
     assert "Sample^Synthetic" not in result.stderr + result.stdout
