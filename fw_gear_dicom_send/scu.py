@@ -16,8 +16,10 @@ import dataclasses
 import io
 import logging
 import socket
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -29,6 +31,7 @@ from pynetdicom.association import Association
 from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import encode
+from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu_primitives import A_ASSOCIATE, P_DATA
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS
@@ -243,7 +246,6 @@ class Client:
         self._ae.dimse_timeout = settings.dimse_timeout
         self._ae.network_timeout = settings.network_timeout
         self._message_id = 0
-        self._negotiating: Association | None = None
 
     def associate(self, proposals: list[Proposal]) -> Association:
         """Open an association proposing these contexts.
@@ -261,7 +263,6 @@ class Client:
 
         def on_connect(event: evt.Event) -> None:
             watch.connected = True
-            self._negotiating = event.assoc
             _on_connect(event)
 
         contexts = [
@@ -269,7 +270,6 @@ class Client:
             for p in proposals
         ]
         started = time.monotonic()
-        self._negotiating = None
         assoc = self._ae.associate(
             self.peer.host,
             self.peer.port,
@@ -280,22 +280,34 @@ class Client:
                 (evt.EVT_ACSE_RECV, on_acse),
             ],
         )
-        self._negotiating = None
         if assoc.is_established:
             self._message_id = 0
             return assoc
         raise AssociationError(self._failure_reason(watch, time.monotonic() - started))
 
-    def abort_all(self) -> None:
-        """Abort every association of this client still open or negotiating.
+    def abort_all(self, wait: float = 1.0) -> None:
+        """Abort every association of this client, established or still connecting.
 
-        An association still negotiating is not among pynetdicom's active ones,
-        yet its thread keeps the process alive until the ACSE timeout.
+        Found by their DUL threads: an association still negotiating is not among
+        pynetdicom's active ones, yet its thread would keep the process alive until
+        the ACSE timeout. Each gets an A-ABORT if its connection is up, then its
+        thread is stopped whatever state it is in.
         """
-        pending = [self._negotiating] if self._negotiating is not None else []
-        for assoc in [*self._ae.active_associations, *pending]:
-            assoc.abort()
-        self._negotiating = None
+        duls = [
+            thread
+            for thread in threading.enumerate()
+            if isinstance(thread, DULServiceProvider) and thread.assoc.ae is self._ae
+        ]
+        for dul in duls:
+            dul.assoc.abort(block=False)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and any(
+            dul.state_machine.current_state != "Sta1" for dul in duls
+        ):
+            time.sleep(0.01)
+        for dul in duls:
+            dul.kill_dul()
+            dul.join(timeout=wait)
 
     def _check_resolvable(self) -> None:
         try:
@@ -356,7 +368,7 @@ class Client:
         return int(status.Status)
 
     def store(self, assoc: Association, item: SendItem, tag: ProvenanceTag) -> Outcome:
-        """Send one instance over an established association.
+        """Send one instance over an established association whose reactor is held.
 
         Returns:
             The outcome; a failure with its reason if it could not go out.
@@ -412,11 +424,6 @@ class Client:
         max_pdu = int(assoc.acceptor.maximum_length or 0)
         fragment = max_pdu - 6 if max_pdu else _UNLIMITED_FRAGMENT
 
-        # As pynetdicom's own send_c_store does: pause the association's reactor so
-        # that it does not consume the response meant for us.
-        assoc._reactor_checkpoint.clear()
-        while not assoc._is_paused and assoc.is_established:
-            time.sleep(0.0001)
         try:
             for pdata in message.encode_msg(context_id, max_pdu):
                 assoc.dul.send_pdu(pdata)
@@ -430,8 +437,6 @@ class Client:
             waited = time.monotonic() - waited
         except OSError as exc:  # the file, mid-way: the peer has half a data set
             return _lost(f"cannot read file: {exc}")
-        finally:
-            assoc._reactor_checkpoint.set()
         if rsp is None:
             # pynetdicom says None for an abort, a closed connection and a timeout
             # alike, and may not yet show the association as ended: only a
@@ -462,9 +467,9 @@ class Client:
             )
             # Back-pressure: keep the DUL's outgoing queue short so that memory
             # stays flat however large the instance.
-            while queue.qsize() > _MAX_QUEUED_PDUS and assoc.is_established:
+            while queue.qsize() > _MAX_QUEUED_PDUS and connected(assoc):
                 time.sleep(0.0005)
-            if not assoc.is_established:
+            if not connected(assoc):
                 return False
             assoc.dul.send_pdu(pdata)
             if last:
@@ -510,6 +515,44 @@ def release(assoc: Association) -> None:
         assoc.release()
 
 
+def connected(assoc: Association) -> bool:
+    """Whether the association can carry data: its DUL is in state Sta6.
+
+    While its reactor is held, pynetdicom does not update ``is_established``
+    when the peer aborts or the connection closes; the DUL's state machine,
+    run by its own thread, always knows.
+    """
+    return bool(
+        assoc.is_established and assoc.dul.state_machine.current_state == "Sta6"
+    )
+
+
+@contextmanager
+def held(assoc: Association, timeout: float) -> Iterator[None]:
+    """Hold the association's reactor for as long as we send over it.
+
+    pynetdicom's reactor thread takes any DIMSE message off the queue when it
+    runs, and drops a C-STORE response as "unexpected". Its own ``send_c_store``
+    pauses the reactor per message and trusts ``_is_paused``, which stays True
+    for a moment after the reactor resumes: under load, a response is then lost
+    and the sender waits out the DIMSE timeout. Holding the reactor once, and
+    knowing it is parked (blocked on the cleared event), closes that window.
+    Responses need no reactor: the DUL thread queues them, and queues
+    ``(None, None)`` when the association ends.
+    """
+    checkpoint = assoc._reactor_checkpoint
+    checkpoint.clear()
+    deadline = time.monotonic() + timeout
+    while not (assoc._is_paused and checkpoint._cond._waiters):  # type: ignore[attr-defined]
+        if not connected(assoc) or time.monotonic() > deadline:
+            break
+        time.sleep(0.0001)
+    try:
+        yield
+    finally:
+        checkpoint.set()
+
+
 def store_all(
     client: Client, batches: list[Batch[SendItem]], tag: ProvenanceTag
 ) -> Iterator[tuple[SendItem, Outcome]]:
@@ -528,19 +571,20 @@ def store_all(
             assoc = client.associate(list(batch.proposals))
             usable = False
             try:
-                # At least one item per association, so a peer that drops every
-                # association still lets the loop end.
-                while True:
-                    item = pending.pop(0)
-                    outcome = client.store(assoc, item, tag)
-                    yield item, outcome
-                    usable = not outcome.association_lost
-                    if not (usable and pending and assoc.is_established):
-                        break
+                with held(assoc, client.settings.acse_timeout):
+                    # At least one item per association, so a peer that drops
+                    # every association still lets the loop end.
+                    while True:
+                        item = pending.pop(0)
+                        outcome = client.store(assoc, item, tag)
+                        yield item, outcome
+                        usable = not outcome.association_lost
+                        if not (usable and pending and connected(assoc)):
+                            break
             finally:
                 # Release only a healthy association: releasing a dead one, or one
                 # interrupted mid-message, would wait for an answer that never comes.
-                if usable:
+                if usable and connected(assoc):
                     release(assoc)
                 else:
                     assoc.abort()

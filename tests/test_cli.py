@@ -214,8 +214,12 @@ def test_ctrl_c_writes_the_report_and_exits_130(
     connection, _ = silent_server.accept()  # it is waiting for an answer now
     started = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
-    connection.close()
+    try:
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()  # a no-op unless it hung
+        proc.communicate()
+        connection.close()
     assert time.monotonic() - started < 10  # not held up by the ACSE timeout (30 s)
     assert proc.returncode == ExitStatus.INTERRUPTED
     assert "Traceback" not in err
