@@ -190,7 +190,6 @@ class Payload:
             position = offset
         self._pieces.append((position, end))
         self._pieces.reverse()
-        self.length = end - start + sum(len(d) for _, d in inserts)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Payload":
@@ -213,7 +212,8 @@ class Payload:
                 if not data and start < end:
                     raise OSError("file changed while being sent (shorter than probed)")
                 rest = (start + len(data), end)
-            if rest if isinstance(rest, bytes) else rest[0] < rest[1]:
+            left = bool(rest) if isinstance(rest, bytes) else rest[0] < rest[1]
+            if left:
                 self._pieces.append(rest)
             parts.append(data)
             wanted -= len(data)
