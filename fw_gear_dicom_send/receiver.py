@@ -7,7 +7,6 @@ names the transfer syntax it came in.
 
 import logging
 import re
-import socket
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.transport import ThreadedAssociationServer
 
 from .contexts import VERIFICATION
+from .scu import set_no_delay
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class StorageReceiver:
             block=False,
             evt_handlers=[
                 (evt.EVT_C_STORE, self._on_store),
-                (evt.EVT_CONN_OPEN, _no_delay),
+                (evt.EVT_CONN_OPEN, set_no_delay),
                 (evt.EVT_ACCEPTED, self._on_accepted),
                 (evt.EVT_RELEASED, self._on_released),
                 (evt.EVT_ABORTED, self._on_aborted),
@@ -157,9 +157,3 @@ class StorageReceiver:
                 )
             )
         return self.status
-
-
-def _no_delay(event: evt.Event) -> None:
-    sock = event.assoc.dul.socket
-    if sock is not None and sock.socket is not None:
-        sock.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

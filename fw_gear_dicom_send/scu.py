@@ -228,7 +228,8 @@ class _Watch:
     rejection: A_ASSOCIATE | None = None
 
 
-def _on_connect(event: evt.Event) -> None:
+def set_no_delay(event: evt.Event) -> None:
+    """EVT_CONN_OPEN handler: switch Nagle off on the association's socket."""
     sock = event.assoc.dul.socket
     if sock is not None and sock.socket is not None:
         sock.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -263,7 +264,7 @@ class Client:
 
         def on_connect(event: evt.Event) -> None:
             watch.connected = True
-            _on_connect(event)
+            set_no_delay(event)
 
         contexts = [
             build_context(p.abstract_syntax, list(p.transfer_syntaxes))
