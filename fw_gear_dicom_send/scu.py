@@ -379,7 +379,11 @@ class Client:
             return Outcome(InstanceStatus.FAILED, None, _no_context_reason(assoc, item))
         syntax = str(context.transfer_syntax[0])
         if item.inserts is not None and syntax == item.transfer_syntax:
-            with open(item.path, "rb") as f:
+            try:
+                f = open(item.path, "rb")  # noqa: SIM115 - closed just below
+            except OSError as exc:  # gone or unreadable since it was probed
+                return Outcome(InstanceStatus.FAILED, None, f"cannot read: {exc}")
+            with f:
                 payload = Payload(
                     f, item.info.dataset_offset, item.info.size, item.inserts
                 )

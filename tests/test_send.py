@@ -323,3 +323,27 @@ def test_a_lost_association_fails_its_instance_and_the_rest_go_on_a_new_one(
     assert [row.status for row in rest] == [SENT, SENT]
     assert scp.associations == 2
     assert result.seconds < 20  # the dead association was not waited on
+
+
+def test_a_file_gone_since_it_was_probed_fails_alone(
+    receiver: StorageReceiver, tmp_path: Path
+) -> None:
+    from fw_gear_dicom_send.contexts import plan_batches
+    from fw_gear_dicom_send.scu import SendItem, store_all
+    from fw_gear_dicom_send.tagging import ProvenanceTag, splice
+
+    items = []
+    for index in range(2):
+        path = tmp_path / f"{index}.dcm"
+        dcmwrite(path, make_ct(30 + index), enforce_file_format=True)
+        info = probe(path, 0x0021)
+        items.append(SendItem(index, path, info, splice(info, ProvenanceTag())))
+    items[0].path.unlink()
+    client = Client(peer_of(receiver), AssociationSettings())
+    outcomes = dict(store_all(client, plan_batches(items), ProvenanceTag()))
+    gone, kept = (outcomes[item] for item in items)
+    assert gone.status is InstanceStatus.FAILED
+    assert "cannot read" in gone.reason
+    assert not gone.association_lost
+    assert kept.status is SENT
+    assert receiver.associations == 1
