@@ -17,6 +17,7 @@ from typing import NoReturn, TextIO
 from . import __version__
 from .engine import Progress, RunResult, SendRequest, send
 from .errors import AssociationError, UsageError
+from .logs import configure_logging
 from .receiver import StorageReceiver
 from .report import write_csv
 from .samples import write_demo_inputs
@@ -120,46 +121,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for inputs, received files and report (./dicom-send-demo)",
     )
     return parser
-
-
-class _OneLine(logging.Filter):
-    """Keep tracebacks out of the log: an exception becomes its one-line reason."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info:
-            exc = record.exc_info[1]
-            record.msg = f"{record.getMessage()} ({type(exc).__name__}: {exc})"
-            record.args = None
-            record.exc_info = None
-            record.exc_text = None
-        record.stack_info = None
-        return True
-
-
-def configure_logging(verbose: int, quiet: bool, stream: TextIO = sys.stderr) -> None:
-    """Log to ``stream``: ours at INFO (-q: ERROR), pynetdicom's only with -v."""
-    handler = logging.StreamHandler(stream)
-    handler.addFilter(_OneLine())
-    handler.setFormatter(
-        logging.Formatter(
-            "%(levelname)s %(name)s: %(message)s"
-            if verbose > 1
-            else f"{PROG}: %(message)s"
-        )
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
-    logging.getLogger("fw_gear_dicom_send").setLevel(
-        logging.ERROR if quiet else logging.DEBUG if verbose > 1 else logging.INFO
-    )
-    logging.getLogger("pynetdicom").setLevel(
-        logging.DEBUG
-        if verbose > 1
-        else logging.WARNING
-        if verbose
-        else logging.CRITICAL
-    )
 
 
 class ProgressPrinter:
@@ -284,7 +245,7 @@ _COMMANDS = {"send": _run_send, "echo": _run_echo, "demo": _run_demo}
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``dicom-send``; return the exit status."""
     args = build_parser().parse_args(argv)
-    configure_logging(args.verbose, args.quiet)
+    configure_logging(args.verbose, args.quiet, prefix=PROG)
     try:
         return int(_COMMANDS[args.command](args))
     except UsageError as exc:

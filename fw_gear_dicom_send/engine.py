@@ -15,7 +15,7 @@ from pathlib import Path
 from .contexts import plan_batches
 from .dicomfile import NotSendable, probe
 from .errors import AssociationError, MalformedDicomError
-from .inputs import InputProblem, Limits, check_paths, collect
+from .inputs import InputFile, InputProblem, Limits, check_paths, collect
 from .report import Row, Summary, summarize
 from .scu import AssociationSettings, Client, Peer, SendItem, store_all
 from .status import ExitStatus, InstanceStatus
@@ -36,6 +36,8 @@ class SendRequest:
     work_dir: Path | None = None
     """Where archives are extracted (a temporary folder inside it); system temp if
     None."""
+    labels: tuple[str, ...] = ()
+    """How the report names each path, in order (default: the path itself)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,20 +127,20 @@ def _prepare(
     rows: list[Row] = []
     items: list[SendItem] = []
     seen: dict[str, str] = {}
-    for entry in collect(paths, work, request.limits):
+    for entry in collect(paths, work, request.limits, request.labels):
         if isinstance(entry, InputProblem):
-            rows.append(Row(entry.name, entry.status, entry.reason))
+            rows.append(_problem(entry, entry.status, entry.reason))
             continue
         try:
             info = probe(entry.path, request.tag.group)
         except NotSendable as exc:
-            rows.append(Row(entry.name, InstanceStatus.SKIPPED, exc.reason))
+            rows.append(_problem(entry, InstanceStatus.SKIPPED, exc.reason))
             continue
         except MalformedDicomError as exc:
-            rows.append(Row(entry.name, InstanceStatus.FAILED, str(exc)))
+            rows.append(_problem(entry, InstanceStatus.FAILED, str(exc)))
             continue
         except OSError as exc:
-            rows.append(Row(entry.name, InstanceStatus.FAILED, f"cannot read: {exc}"))
+            rows.append(_problem(entry, InstanceStatus.FAILED, f"cannot read: {exc}"))
             continue
         row = Row(
             entry.name,
@@ -148,6 +150,7 @@ def _prepare(
             sop_class_uid=info.sop_class_uid,
             transfer_syntax=info.transfer_syntax,
             bytes=info.size,
+            source=entry.source,
         )
         first = seen.get(info.sop_instance_uid)
         if first is not None:
@@ -168,6 +171,12 @@ def _prepare(
         items.append(SendItem(len(rows), entry.path, info, inserts))
         rows.append(row)
     return rows, items
+
+
+def _problem(
+    entry: InputFile | InputProblem, status: InstanceStatus, reason: str
+) -> Row:
+    return Row(entry.name, status, reason, source=entry.source)
 
 
 def _send_items(

@@ -14,8 +14,8 @@ import stat
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import IO
 
@@ -61,6 +61,8 @@ class InputFile:
 
     name: str
     path: Path
+    source: int = 0
+    """Index of the named input it came from."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,8 @@ class InputProblem:
     name: str
     status: InstanceStatus
     reason: str
+    source: int = 0
+    """Index of the named input it came from."""
 
 
 Item = InputFile | InputProblem
@@ -90,24 +94,36 @@ def check_paths(paths: Iterable[Path]) -> list[Path]:
     return checked
 
 
-def collect(paths: Iterable[Path], work_dir: Path, limits: Limits) -> Iterator[Item]:
+def collect(
+    paths: Sequence[Path],
+    work_dir: Path,
+    limits: Limits,
+    labels: Sequence[str] = (),
+) -> Iterator[Item]:
     """Yield every file under ``paths``, archives extracted into ``work_dir``.
 
     Args:
         paths: Files, folders and archives, in the order to report them.
         work_dir: An empty folder for extracted members.
         limits: Extraction bounds.
+        labels: How the report names each path (default: the path itself); a
+            folder's files are named below it.
 
     Yields:
-        A file to probe, or a problem to report, for every file found.
+        A file to probe, or a problem to report, for every file found, each with
+        the index of the path it came from as ``source``.
     """
     extractor = _Extractor(work_dir, limits)
-    for path in paths:
+    for source, path in enumerate(paths):
+        label = labels[source] if source < len(labels) else str(path)
         if path.is_dir():
             for file in _walk(path):
-                yield from extractor.expand(str(file), file, depth=0)
+                name = str(PurePosixPath(label, file.relative_to(path).as_posix()))
+                for item in extractor.expand(name, file, depth=0):
+                    yield replace(item, source=source)
         else:
-            yield from extractor.expand(str(path), path, depth=0)
+            for item in extractor.expand(label, path, depth=0):
+                yield replace(item, source=source)
 
 
 def _walk(folder: Path) -> Iterator[Path]:

@@ -34,6 +34,9 @@ class Row:
     dimse_status: int | None = None
     bytes: int = 0
     """Size of the file."""
+    source: int = 0
+    """Index of the named input (file, folder or archive) it came from; not a
+    column."""
 
     def as_csv(self) -> dict[str, str]:
         """The row as the CSV writes it."""

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from gearjob import Gear, Site
 from pydicom import dcmread
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import DeflatedExplicitVRLittleEndian, generate_uid
+from standin import StandIn
 
 from fw_gear_dicom_send.receiver import StorageReceiver
 from fw_gear_dicom_send.samples import bundled, copy_as_new, write_series
@@ -225,3 +227,25 @@ def orthanc(tmp_path: Path) -> Iterator[ExternalPeer]:
         yield ExternalPeer(port, "ORTHANC", storage, proc, http_port)
     finally:
         _stop(proc)
+
+
+@pytest.fixture
+def standin() -> Iterator[StandIn]:
+    with StandIn() as server:
+        yield server
+
+
+@pytest.fixture
+def site(standin: StandIn) -> Site:
+    group = standin.group("radiology")
+    project = standin.project(group, "Trial 7")
+    subject = standin.subject(project, "P-001")
+    session = standin.session(subject, "Baseline")
+    return Site(standin, group, project, subject, session)
+
+
+@pytest.fixture
+def gear(tmp_path: Path, standin: StandIn) -> Gear:
+    folder = tmp_path / "flywheel-v0"
+    folder.mkdir()
+    return Gear(folder, standin)

@@ -1,0 +1,271 @@
+"""What the gear asks of Flywheel: a job's DICOM files, downloads, the report upload.
+
+Calls go through the flywheel-sdk client that the gear context builds from the
+``api-key`` input. Downloads stream to disk (the SDK writes 64 KB chunks as they
+arrive) and are retried with exponential back-off on server errors (5xx), 429 and
+connection errors for up to ``file_download_retry_time`` seconds. The SDK has its
+own retries for 429/502/503/504 under that; ours also cover 500, dropped
+connections and bodies cut short, and give up at the configured time.
+"""
+
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import backoff
+import httpx2
+from flywheel.rest import ApiException
+
+from .errors import DicomSendError
+from .parser import ContainerRef
+
+log = logging.getLogger(__name__)
+
+FlywheelClient = Any
+"""flywheel.Client (the SDK has no type hints)."""
+
+DICOM_TYPE = "dicom"
+_TOO_MANY_REQUESTS = 429
+_SERVER_ERROR = 500
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+class FlywheelError(DicomSendError):
+    """A Flywheel API call failed; the message says which and why, in one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A session, as the report names it."""
+
+    id: str
+    label: str
+    path: str
+    """``group/project/subject/session``, with labels (the group's id)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlywheelFile:
+    """A DICOM file (single instance or archive) of an acquisition."""
+
+    session: Session | None
+    acquisition_id: str
+    acquisition_label: str
+    name: str
+    version: int | None = None
+
+    @property
+    def fw_path(self) -> str:
+        """``group/project/subject/session/acquisition/files/name``."""
+        if self.session is None:
+            return self.name
+        return f"{self.session.path}/{self.acquisition_label}/files/{self.name}"
+
+
+def safe_name(text: str) -> str:
+    """``text`` made safe to use in a file name."""
+    return _UNSAFE.sub("_", text).strip("._") or "unnamed"
+
+
+def describe(exc: BaseException) -> str:
+    """One line saying why a Flywheel call failed."""
+    if isinstance(exc, ApiException):
+        reason = f" {exc.reason}" if exc.reason else ""
+        return f"HTTP {exc.status}{reason}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _label(container: Any) -> str:
+    return str(getattr(container, "label", None) or getattr(container, "id", ""))
+
+
+class Hierarchy:
+    """Reads containers through the client, remembering projects and subjects."""
+
+    def __init__(self, client: FlywheelClient) -> None:
+        self._client = client
+        self._labels: dict[tuple[str, str], str] = {}
+
+    def _call(self, what: str, method: str, *args: Any) -> Any:
+        try:
+            return getattr(self._client, method)(*args)
+        except (ApiException, httpx2.HTTPError) as exc:
+            raise FlywheelError(f"cannot read {what}: {describe(exc)}") from None
+
+    def _parent_label(self, kind: str, ident: str | None) -> str:
+        if not ident:
+            return "unknown"
+        key = (kind, ident)
+        if key not in self._labels:
+            container = self._call(f"{kind} {ident}", f"get_{kind}", ident)
+            self._labels[key] = _label(container)
+        return self._labels[key]
+
+    def session(self, doc: Any) -> Session:
+        """The session named by an SDK session object."""
+        parents = getattr(doc, "parents", None)
+        group = str(getattr(parents, "group", None) or "unknown")
+        project = self._parent_label("project", getattr(parents, "project", None))
+        subject = getattr(doc, "subject", None)
+        subject_label = (
+            _label(subject)
+            if getattr(subject, "label", None)
+            else self._parent_label("subject", getattr(parents, "subject", None))
+        )
+        label = _label(doc)
+        return Session(
+            id=str(doc.id),
+            label=label,
+            path=f"{group}/{project}/{subject_label}/{label}",
+        )
+
+    def session_by_id(self, ident: str) -> Session:
+        """The session with this id."""
+        return self.session(self._call(f"session {ident}", "get_session", ident))
+
+    def dicom_files(self, destination: ContainerRef) -> list[FlywheelFile]:
+        """Every file of type ``dicom`` in the acquisitions under the destination.
+
+        Args:
+            destination: The job's destination: an analysis (its parent is used),
+                a session, a subject (all its sessions) or an acquisition.
+
+        Raises:
+            FlywheelError: A call failed, or the destination is of another type.
+        """
+        ref = destination
+        if ref.type == "analysis":
+            analysis = self._call(f"analysis {ref.id}", "get_analysis", ref.id)
+            parent = getattr(analysis, "parent", None)
+            ref = ContainerRef(
+                str(getattr(parent, "type", "")), str(getattr(parent, "id", ""))
+            )
+            log.info("destination is analysis %s of %s %s", destination.id, *_ref(ref))
+        if ref.type == "session":
+            return list(self._session_files(self.session_by_id(ref.id)))
+        if ref.type == "subject":
+            docs = self._call(
+                f"sessions of subject {ref.id}", "get_subject_sessions", ref.id
+            )
+            return [f for doc in docs for f in self._session_files(self.session(doc))]
+        if ref.type == "acquisition":
+            acquisition = self._call(f"acquisition {ref.id}", "get_acquisition", ref.id)
+            session = self.session_by_id(str(acquisition.parents.session))
+            return list(_acquisition_files(session, acquisition))
+        raise FlywheelError(
+            f"cannot take DICOM files from a {ref.type or 'missing'} destination: "
+            "run the gear on a session, subject or acquisition (to export a project, "
+            "run one job per session: see the README)"
+        )
+
+    def _session_files(self, session: Session) -> Iterator[FlywheelFile]:
+        acquisitions = self._call(
+            f"acquisitions of session {session.id}",
+            "get_session_acquisitions",
+            session.id,
+        )
+        for acquisition in acquisitions:
+            yield from _acquisition_files(session, acquisition)
+
+    def input_file(self, name: str, parent: ContainerRef | None) -> FlywheelFile:
+        """The ``file`` input as Flywheel knows it, from its parent container.
+
+        Raises:
+            FlywheelError: A call failed.
+        """
+        if parent is not None and parent.type == "acquisition":
+            acquisition = self._call(
+                f"acquisition {parent.id}", "get_acquisition", parent.id
+            )
+            session = self.session_by_id(str(acquisition.parents.session))
+            return FlywheelFile(session, parent.id, _label(acquisition), name)
+        if parent is not None and parent.type == "session":
+            return FlywheelFile(self.session_by_id(parent.id), "", "", name)
+        return FlywheelFile(None, parent.id if parent else "", "", name)
+
+    def download(self, file: FlywheelFile, dest: Path, retry_seconds: float) -> None:
+        """Stream ``file`` to ``dest``, retrying transient failures.
+
+        Args:
+            file: The file.
+            dest: Where to write it (written as ``dest.partial``, then renamed).
+            retry_seconds: Give up retrying after this long.
+
+        Raises:
+            FlywheelError: The download failed for good.
+        """
+        partial = dest.with_name(dest.name + ".partial")
+        extra = {} if file.version is None else {"version": file.version}
+
+        def attempt() -> None:
+            self._client.download_file_from_acquisition(
+                file.acquisition_id, file.name, str(partial), **extra
+            )
+
+        def retrying(details: Any) -> None:
+            log.warning(
+                "download of %s failed (%s), retry %d in %.1f s",
+                file.name,
+                describe(details["exception"]),
+                details["tries"],
+                details["wait"],
+            )
+
+        fetch = backoff.on_exception(
+            backoff.expo,
+            (ApiException, httpx2.HTTPError, OSError),
+            max_time=retry_seconds,
+            giveup=_permanent,
+            on_backoff=retrying,
+            logger=None,
+        )(attempt)
+        try:
+            fetch()
+            partial.replace(dest)
+        except (ApiException, httpx2.HTTPError, OSError) as exc:
+            partial.unlink(missing_ok=True)
+            raise FlywheelError(f"download failed: {describe(exc)}") from None
+
+    def attach(self, session: Session, path: Path) -> None:
+        """Upload ``path`` to the session's files.
+
+        Raises:
+            FlywheelError: The upload failed.
+        """
+        try:
+            self._client.upload_file_to_session(session.id, str(path))
+        except (ApiException, httpx2.HTTPError, OSError) as exc:
+            raise FlywheelError(
+                f"cannot attach {path.name} to session {session.label}: {describe(exc)}"
+            ) from None
+
+
+def _ref(ref: ContainerRef) -> tuple[str, str]:
+    return ref.type, ref.id
+
+
+def _permanent(exc: Exception) -> bool:
+    """Whether a failed download is not worth retrying."""
+    if isinstance(exc, ApiException):
+        status = exc.status or 0
+        return not (status == _TOO_MANY_REQUESTS or status >= _SERVER_ERROR)
+    return not isinstance(exc, httpx2.TransportError)
+
+
+def _acquisition_files(session: Session, acquisition: Any) -> Iterator[FlywheelFile]:
+    for entry in getattr(acquisition, "files", None) or []:
+        if getattr(entry, "type", None) != DICOM_TYPE:
+            continue
+        version = getattr(entry, "version", None)
+        yield FlywheelFile(
+            session,
+            str(acquisition.id),
+            _label(acquisition),
+            str(entry.name),
+            version if isinstance(version, int) else None,
+        )

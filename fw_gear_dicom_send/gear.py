@@ -1,0 +1,261 @@
+"""A gear run: gather the job's files, send them, report per Flywheel file.
+
+With a ``file`` input that file is sent; without one, every file of type ``dicom``
+under the job's destination is downloaded to the work folder first. All of it then
+goes through one engine run (one set of associations for the whole job), and the
+engine's rows are added up per Flywheel file for the completion report.
+"""
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from .engine import RunResult, SendRequest, send
+from .errors import UsageError
+from .fwapi import FlywheelClient, FlywheelError, FlywheelFile, Hierarchy, safe_name
+from .parser import GearSettings
+from .report import Row, write_csv
+from .sessionreport import FileResult, FileStatus, report_name, write_report
+from .status import ExitStatus, InstanceStatus
+
+log = logging.getLogger(__name__)
+
+INSTANCE_REPORT_PREFIX = "dicom-send_instances_"
+_SHOWN_FAILURES = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A Flywheel file and where it lies locally, or why it does not."""
+
+    file: FlywheelFile
+    path: Path | None
+    error: str = ""
+
+
+def run(settings: GearSettings, client: FlywheelClient | None) -> ExitStatus:
+    """Run the gear.
+
+    Args:
+        settings: The validated configuration.
+        client: The Flywheel SDK client, if the job has an api-key input.
+
+    Returns:
+        SUCCESS only if every DICOM instance of every file was stored.
+
+    Raises:
+        UsageError: The job cannot run as configured (checked before sending).
+        FlywheelError: Listing the job's files failed.
+    """
+    started = datetime.now()
+    if settings.tls.enabled:
+        raise UsageError(
+            "config tls_enabled is true, but this version cannot send over TLS yet; "
+            "set tls_enabled to false or use a version with TLS support"
+        )
+    hierarchy = Hierarchy(client) if client is not None else None
+    sources = _gather(settings, hierarchy)
+    if not sources:
+        log.error("no file of type dicom found under the destination")
+        return ExitStatus.NOTHING_SENT
+    result = _send(settings, sources)
+    results = _tally(sources, result)
+    if settings.report:
+        _write_reports(
+            settings,
+            hierarchy,
+            sources=sources,
+            results=results,
+            result=result,
+            started=started,
+        )
+    _log_summary(results, result)
+    if result is not None and result.interrupted:
+        return ExitStatus.INTERRUPTED
+    return _exit_status(results)
+
+
+def _gather(settings: GearSettings, hierarchy: Hierarchy | None) -> list[Source]:
+    if settings.file is not None:
+        given = settings.file
+        file = (
+            hierarchy.input_file(given.name, given.parent)
+            if hierarchy is not None
+            else FlywheelFile(
+                None, given.parent.id if given.parent else "", "", given.name
+            )
+        )
+        log.info("sending the input file %s", file.fw_path)
+        return [Source(file, given.path)]
+    if hierarchy is None or settings.destination is None:
+        raise UsageError(
+            "no file input, and no api-key input and destination to find the "
+            "session's files with"
+        )
+    files = hierarchy.dicom_files(settings.destination)
+    log.info(
+        "%d DICOM files in %s %s",
+        len(files),
+        *(settings.destination.type, settings.destination.id),
+    )
+    folder = settings.work_dir / "downloads"
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = []
+    for number, file in enumerate(files, start=1):
+        dest = folder / f"{number:05d}-{safe_name(file.name)}"
+        try:
+            hierarchy.download(file, dest, settings.download_retry_seconds)
+        except FlywheelError as exc:
+            log.error("%s: %s", file.fw_path, exc)
+            sources.append(Source(file, None, str(exc)))
+            continue
+        log.info("downloaded %s (%d bytes)", file.fw_path, dest.stat().st_size)
+        sources.append(Source(file, dest))
+    return sources
+
+
+def _send(settings: GearSettings, sources: Sequence[Source]) -> RunResult | None:
+    present = [source for source in sources if source.path is not None]
+    if not present:
+        return None
+    request = SendRequest(
+        paths=tuple(source.path for source in present if source.path is not None),
+        peer=settings.peer,
+        association=settings.association,
+        tag=settings.tag,
+        work_dir=settings.work_dir,
+        labels=tuple(source.file.fw_path for source in present),
+    )
+    return send(request)
+
+
+def _rows_by_source(
+    sources: Sequence[Source], result: RunResult | None
+) -> dict[int, list[Row]]:
+    """The engine's rows, keyed by the index of their source in ``sources``."""
+    present = [i for i, source in enumerate(sources) if source.path is not None]
+    rows: dict[int, list[Row]] = defaultdict(list)
+    for row in result.rows if result is not None else ():
+        rows[present[row.source]].append(row)
+    return rows
+
+
+def _tally(sources: Sequence[Source], result: RunResult | None) -> list[FileResult]:
+    by_source = _rows_by_source(sources, result)
+    results = []
+    for index, source in enumerate(sources):
+        rows = by_source.get(index, [])
+        images = [row for row in rows if row.status is not InstanceStatus.SKIPPED]
+        reason = source.error
+        if source.path is not None and not images:
+            reason = "no DICOM instance in the file"
+        elif (
+            result is not None
+            and result.error
+            and not any(row.status.stored for row in images)
+        ):
+            reason = result.error
+        results.append(
+            FileResult(
+                source.file,
+                images=len(images),
+                sent=sum(row.status.stored for row in images),
+                reason=reason,
+            )
+        )
+    return results
+
+
+def _exit_status(results: Sequence[FileResult]) -> ExitStatus:
+    if all(r.status is FileStatus.COMPLETE for r in results):
+        return ExitStatus.SUCCESS
+    if not any(r.sent for r in results):
+        return ExitStatus.NOTHING_SENT
+    return ExitStatus.INCOMPLETE
+
+
+def _instance_rows(sources: Sequence[Source], result: RunResult | None) -> list[Row]:
+    """The engine's rows, plus one for each file that could not be downloaded."""
+    rows = list(result.rows) if result is not None else []
+    rows += [
+        Row(source.file.fw_path, InstanceStatus.FAILED, source.error)
+        for source in sources
+        if source.path is None
+    ]
+    return rows
+
+
+def _write_reports(
+    settings: GearSettings,
+    hierarchy: Hierarchy | None,
+    *,
+    sources: Sequence[Source],
+    results: Sequence[FileResult],
+    result: RunResult | None,
+    started: datetime,
+) -> None:
+    """One completion report per session, attached to it; the instance report."""
+    by_session: dict[str, list[FileResult]] = defaultdict(list)
+    for file_result in results:
+        session = file_result.file.session
+        by_session[session.id if session else ""].append(file_result)
+    acquisition_level = settings.file is not None or (
+        settings.destination is not None and settings.destination.type == "acquisition"
+    )
+    for session_results in by_session.values():
+        first = session_results[0].file
+        acquisition = first.acquisition_label if acquisition_level else ""
+        path = settings.output_dir / report_name(first.session, acquisition, started)
+        write_report(session_results, path)
+        log.info("report: %s", path.name)
+        destination = settings.destination
+        if hierarchy is None or first.session is None:
+            continue
+        if destination and (destination.type, destination.id) == (
+            "session",
+            first.session.id,
+        ):
+            continue  # the job's outputs are uploaded to the session already
+        try:
+            hierarchy.attach(first.session, path)
+            log.info("attached %s to session %s", path.name, first.session.label)
+        except FlywheelError as exc:
+            log.error("%s", exc)
+    instance_report = (
+        settings.output_dir / f"{INSTANCE_REPORT_PREFIX}{started:%Y-%m-%d_%H-%M-%S}.csv"
+    )
+    write_csv(_instance_rows(sources, result), instance_report)
+    log.info("per-instance report: %s", instance_report.name)
+
+
+def _log_summary(results: Sequence[FileResult], result: RunResult | None) -> None:
+    counts = dict.fromkeys(FileStatus, 0)
+    for file_result in results:
+        counts[file_result.status] += 1
+    log.info(
+        "summary: %d files: %s",
+        len(results),
+        ", ".join(f"{n} {status.value}" for status, n in counts.items()),
+    )
+    if result is not None:
+        for line in result.summary.lines():
+            log.info("summary: %s", line)
+    failed = [r for r in results if r.status is not FileStatus.COMPLETE]
+    for file_result in failed[:_SHOWN_FAILURES]:
+        why = f": {file_result.reason}" if file_result.reason else ""
+        log.info(
+            "summary: %s %s, %d of %d images sent%s",
+            file_result.status.value,
+            file_result.file.fw_path,
+            file_result.sent,
+            file_result.images,
+            why,
+        )
+    if len(failed) > _SHOWN_FAILURES:
+        log.info(
+            "summary: and %d more files not complete (see the per-instance report)",
+            len(failed) - _SHOWN_FAILURES,
+        )

@@ -1,0 +1,273 @@
+"""The gear's config.json -> one frozen, validated :class:`GearSettings`.
+
+Written for configurations made for the existing ``fw-gear-dicom-send`` 4.x gear:
+its keys and value types are read as they are, and the spellings older versions
+used are accepted too (``tls_enabled`` as ``"enabled"``/``"disabled"``, ``group`` as
+``0x0021``, ``0021`` or ``21``, numbers written as text, the input ``api_key``).
+Every value is checked here, so a bad one stops the job with a one-line
+:class:`~fw_gear_dicom_send.errors.UsageError` before anything is sent.
+"""
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .scu import AssociationSettings, Peer, check_ae_title
+from .tagging import DEFAULT_CREATOR, DEFAULT_VALUE, ProvenanceTag, parse_group
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CALLING_AE = "flywheel"
+DEFAULT_PORT = 104
+DEFAULT_RETRY_SECONDS = 60
+DEFAULT_TLS_PROFILE = "BCP 195"
+_MAX_PORT = 65535
+
+# Every key the gear reads, so that a key nobody reads is logged as ignored.
+KNOWN_KEYS = frozenset(
+    {
+        "destination",
+        "called_ae",
+        "calling_ae",
+        "port",
+        "file_download_retry_time",
+        "group",
+        "identifier",
+        "tag_value",
+        "report",
+        "tls_enabled",
+        "tls_security_profile",
+        "tls_require_peer_cert",
+        "connect_timeout",
+        "acse_timeout",
+        "dimse_timeout",
+        "debug",
+    }
+)
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+# tls_enabled as gear 3.x wrote it; "anonymous" meant TLS without a client
+# certificate, which is what TLS without the key and cert inputs is.
+_TLS_WORDS = {"enabled": True, "anonymous": True, "disabled": False}
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerRef:
+    """A Flywheel container named by type and id."""
+
+    type: str
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileInput:
+    """The ``file`` input: where it lies and where it comes from in Flywheel."""
+
+    path: Path
+    name: str
+    parent: ContainerRef | None
+    """The container holding the file (normally its acquisition)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """TLS as configured: whether on, the profile, verification and the PEM files."""
+
+    enabled: bool = False
+    security_profile: str = DEFAULT_TLS_PROFILE
+    require_peer_cert: bool = True
+    key: Path | None = None
+    cert: Path | None = None
+    add_cert_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GearSettings:
+    """Everything a gear run needs, validated."""
+
+    peer: Peer
+    association: AssociationSettings
+    tag: ProvenanceTag
+    report: bool
+    download_retry_seconds: float
+    tls: TlsSettings
+    destination: ContainerRef | None
+    file: FileInput | None
+    output_dir: Path
+    work_dir: Path
+    debug: bool = False
+
+
+def parse_config(
+    config: Mapping[str, Any],
+    inputs: Mapping[str, Any],
+    destination: Mapping[str, Any],
+    *,
+    output_dir: Path,
+    work_dir: Path,
+) -> GearSettings:
+    """Validate the gear's configuration.
+
+    Args:
+        config: The ``config`` object of config.json (the options).
+        inputs: Its ``inputs`` object.
+        destination: Its ``destination`` object (``type`` and ``id``).
+        output_dir: The gear's output folder.
+        work_dir: The gear's work folder.
+
+    Returns:
+        The settings.
+
+    Raises:
+        UsageError: A value is missing or invalid; the message names the key.
+    """
+    for key in sorted(set(config) - KNOWN_KEYS):
+        log.warning("config key %r is not one of this gear's and is ignored", key)
+    options = _Options(config)
+    peer = Peer(
+        host=options.text("destination"),
+        port=options.integer("port", DEFAULT_PORT, 1, _MAX_PORT),
+        called_ae=check_ae_title(options.text("called_ae"), "config called_ae"),
+    )
+    defaults = AssociationSettings()
+    association = AssociationSettings(
+        calling_ae=check_ae_title(
+            options.text("calling_ae", DEFAULT_CALLING_AE), "config calling_ae"
+        ),
+        connect_timeout=options.seconds("connect_timeout", defaults.connect_timeout),
+        acse_timeout=options.seconds("acse_timeout", defaults.acse_timeout),
+        dimse_timeout=options.seconds("dimse_timeout", defaults.dimse_timeout),
+        network_timeout=defaults.network_timeout,
+    )
+    group = options.text("group", "0x0021")
+    creator = options.text("identifier", DEFAULT_CREATOR)
+    value = options.text("tag_value", DEFAULT_VALUE)
+    try:
+        tag = ProvenanceTag(parse_group(group), creator, value)
+    except UsageError as exc:
+        raise UsageError(f"config: {exc}") from None
+    tls = TlsSettings(
+        enabled=options.boolean("tls_enabled", default=False, words=_TLS_WORDS),
+        security_profile=options.text("tls_security_profile", DEFAULT_TLS_PROFILE),
+        require_peer_cert=options.boolean("tls_require_peer_cert", default=True),
+        key=_file_input(inputs, "key"),
+        cert=_file_input(inputs, "cert"),
+        add_cert_file=_file_input(inputs, "add_cert_file"),
+    )
+    return GearSettings(
+        peer=peer,
+        association=association,
+        tag=tag,
+        report=options.boolean("report", default=True),
+        download_retry_seconds=options.integer(
+            "file_download_retry_time", DEFAULT_RETRY_SECONDS, 0, 24 * 3600
+        ),
+        tls=tls,
+        destination=_container_ref(destination),
+        file=_the_file_input(inputs),
+        output_dir=output_dir,
+        work_dir=work_dir,
+        debug=options.boolean("debug", default=False),
+    )
+
+
+class _Options:
+    """Typed reads of config options, each failure naming its key."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self._config = config
+
+    def _get(self, key: str, default: Any) -> Any:
+        value = self._config.get(key)
+        if value is None or value == "":
+            if default is None:
+                raise UsageError(f"config {key} is required")
+            return default
+        return value
+
+    def text(self, key: str, default: str | None = None) -> str:
+        value = self._get(key, default)
+        if not isinstance(value, str):
+            raise UsageError(f"config {key} must be text, got {value!r}")
+        return value.strip()
+
+    def integer(self, key: str, default: int, low: int, high: int) -> int:
+        value = self._get(key, default)
+        number: int | None = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, float) and value.is_integer():
+            number = int(value)
+        elif isinstance(value, str) and value.strip().isdigit():
+            number = int(value.strip())
+        if number is None or not low <= number <= high:
+            raise UsageError(
+                f"config {key} must be a whole number from {low} to {high}, "
+                f"got {value!r}"
+            )
+        return number
+
+    def seconds(self, key: str, default: float) -> float:
+        value = self._get(key, default)
+        try:
+            number = float(value) if not isinstance(value, bool) else math.nan
+        except (TypeError, ValueError):
+            number = math.nan
+        if not math.isfinite(number) or number <= 0:
+            raise UsageError(
+                f"config {key} must be a number of seconds above 0, got {value!r}"
+            )
+        return number
+
+    def boolean(
+        self, key: str, *, default: bool, words: Mapping[str, bool] | None = None
+    ) -> bool:
+        value = self._get(key, default)
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            word = value.strip().lower()
+            if words and word in words:
+                return words[word]
+            if word in _TRUE:
+                return True
+            if word in _FALSE:
+                return False
+        allowed = "true or false" + (
+            "".join(f", {w!r}" for w in words) if words else ""
+        )
+        raise UsageError(f"config {key} must be {allowed}, got {value!r}")
+
+
+def _container_ref(value: Mapping[str, Any]) -> ContainerRef | None:
+    kind, ident = value.get("type"), value.get("id")
+    if isinstance(kind, str) and isinstance(ident, str) and kind and ident:
+        return ContainerRef(kind, ident)
+    return None
+
+
+def _file_input(inputs: Mapping[str, Any], name: str) -> Path | None:
+    entry = inputs.get(name)
+    if not isinstance(entry, Mapping):
+        return None
+    path = entry.get("location", {}).get("path")
+    if not isinstance(path, str) or not path:
+        raise UsageError(f"input {name} has no location.path in config.json")
+    if not Path(path).is_file():
+        raise UsageError(f"input {name} not found at {path}")
+    return Path(path)
+
+
+def _the_file_input(inputs: Mapping[str, Any]) -> FileInput | None:
+    path = _file_input(inputs, "file")
+    if path is None:
+        return None
+    entry = inputs["file"]
+    name = entry.get("location", {}).get("name") or path.name
+    hierarchy = entry.get("hierarchy")
+    parent = _container_ref(hierarchy) if isinstance(hierarchy, Mapping) else None
+    return FileInput(path=path, name=str(name), parent=parent)

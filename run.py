@@ -1,0 +1,63 @@
+#!/usr/bin/env python
+"""The gear's entry point: gear context -> settings -> send -> exit status.
+
+The gear folder is ``$FLYWHEEL`` (``/flywheel/v0`` by default): ``config.json``,
+``manifest.json``, ``input/``, ``output/``, ``work/``.
+"""
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from fw_gear import GearContext
+from fw_gear.context import GearContextError
+
+from fw_gear_dicom_send import gear
+from fw_gear_dicom_send.errors import DicomSendError, UsageError
+from fw_gear_dicom_send.logs import configure_logging
+from fw_gear_dicom_send.parser import parse_config
+from fw_gear_dicom_send.status import ExitStatus
+
+log = logging.getLogger("fw_gear_dicom_send.run")
+PREFIX = "dicom-send"
+
+
+def main() -> ExitStatus:
+    """Run the gear in ``$FLYWHEEL``; return its exit status."""
+    configure_logging(0, False, prefix=PREFIX, timestamps=True, stream=sys.stdout)
+    folder = Path(os.environ.get("FLYWHEEL", "/flywheel/v0"))
+    try:
+        with GearContext(
+            gear_path=str(folder),
+            manifest_path=str(folder / "manifest.json"),
+            config_path=str(folder / "config.json"),
+        ) as context:
+            settings = parse_config(
+                context.config.opts,
+                context.config.inputs,
+                context.config.destination,
+                output_dir=context.output_dir,
+                work_dir=context.work_dir,
+            )
+            if settings.debug:
+                configure_logging(
+                    2, False, prefix=PREFIX, timestamps=True, stream=sys.stdout
+                )
+            return gear.run(settings, context.client)
+    except UsageError as exc:
+        log.error("error: %s", exc)
+        return ExitStatus.USAGE
+    except (GearContextError, RuntimeError) as exc:
+        log.error("error: %s", exc)
+        return ExitStatus.USAGE
+    except DicomSendError as exc:
+        log.error("error: %s", exc)
+        return ExitStatus.NOTHING_SENT
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return ExitStatus.INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""The gear's config.json -> settings: old spellings accepted, bad values named."""
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fw_gear_dicom_send.errors import UsageError
+from fw_gear_dicom_send.parser import ContainerRef, GearSettings, parse_config
+
+BASE = {"destination": "pacs.example.org", "called_ae": "PACS"}
+
+
+def parse(
+    tmp_path: Path,
+    inputs: dict[str, Any] | None = None,
+    ref: dict[str, Any] | None = None,
+    /,
+    **options: Any,
+) -> GearSettings:
+    return parse_config(
+        BASE | options,
+        inputs or {},
+        ref or {},
+        output_dir=tmp_path / "output",
+        work_dir=tmp_path / "work",
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "enabled"),
+    [
+        (True, True),
+        (False, False),
+        ("enabled", True),
+        ("disabled", False),
+        ("anonymous", True),
+        ("Enabled", True),
+        ("true", True),
+        ("false", False),
+    ],
+)
+def test_tls_enabled_old_and_new(tmp_path: Path, value: Any, enabled: bool) -> None:
+    assert parse(tmp_path, tls_enabled=value).tls.enabled is enabled
+
+
+@pytest.mark.parametrize("value", ["0x0021", "0021", "21", "0X21", " 0x0021 "])
+def test_group_spellings(tmp_path: Path, value: str) -> None:
+    assert parse(tmp_path, group=value).tag.group == 0x0021
+
+
+@pytest.mark.parametrize("value", [104, "104", 104.0, " 104 "])
+def test_port_as_number_or_text(tmp_path: Path, value: Any) -> None:
+    assert parse(tmp_path, port=value).peer.port == 104
+
+
+def test_blank_options_take_their_defaults(tmp_path: Path) -> None:
+    settings = parse(tmp_path, calling_ae="", port=None, group="", report=None)
+    assert settings.association.calling_ae == "flywheel"
+    assert settings.peer.port == 104
+    assert settings.tag.group == 0x0021
+    assert settings.report is True
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"destination": None}, "config destination is required"),
+        ({"called_ae": ""}, "config called_ae is required"),
+        ({"called_ae": "PACS\\1"}, "config called_ae must be ASCII without backslash"),
+        ({"calling_ae": "x" * 17}, "config calling_ae must be 1 to 16 characters"),
+        ({"port": 0}, "config port must be a whole number from 1 to 65535, got 0"),
+        ({"port": True}, "config port must be a whole number"),
+        ({"port": 10.5}, "config port must be a whole number"),
+        ({"group": "0x0008"}, "config: group 0x0008 is not a private group"),
+        ({"group": "zz"}, "config: "),
+        ({"group": 21}, "config group must be text, got 21"),
+        ({"identifier": "x" * 65}, "config: "),
+        ({"report": "sometimes"}, "config report must be true or false, got"),
+        ({"tls_enabled": 2}, "config tls_enabled must be true or false, 'enabled'"),
+        ({"file_download_retry_time": -1}, "config file_download_retry_time must"),
+        ({"dimse_timeout": 0}, "config dimse_timeout must be a number of seconds"),
+        ({"dimse_timeout": "soon"}, "config dimse_timeout must be a number"),
+    ],
+)
+def test_bad_values_are_named(
+    tmp_path: Path, options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse(tmp_path, **options)
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value)
+
+
+def test_unknown_keys_are_logged_not_fatal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        parse(tmp_path, tls_cipher="X")
+    assert "config key 'tls_cipher' is not one of this gear's" in caplog.text
+
+
+def test_file_inputs(tmp_path: Path) -> None:
+    series = tmp_path / "series.zip"
+    series.write_bytes(b"PK\x05\x06" + bytes(18))
+    inputs = {
+        "file": {
+            "base": "file",
+            "hierarchy": {"type": "acquisition", "id": "a1"},
+            "location": {"name": "series.zip", "path": str(series)},
+        },
+        "key": {"base": "file", "location": {"path": str(tmp_path / "gone.pem")}},
+    }
+    with pytest.raises(UsageError, match=r"^input key not found at .*gone\.pem$"):
+        parse(tmp_path, inputs)
+    del inputs["key"]
+    settings = parse(tmp_path, inputs, {"type": "acquisition", "id": "a1"})
+    assert settings.file is not None
+    assert settings.file.path == series
+    assert settings.file.parent == ContainerRef("acquisition", "a1")
+    assert settings.destination == ContainerRef("acquisition", "a1")
+    assert settings.tls.key is None
