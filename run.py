@@ -15,6 +15,7 @@ from fw_gear.context import GearContextError
 
 from fw_gear_dicom_send import gear
 from fw_gear_dicom_send.errors import DicomSendError, UsageError
+from fw_gear_dicom_send.fwapi import describe
 from fw_gear_dicom_send.logs import configure_logging
 from fw_gear_dicom_send.parser import parse_config
 from fw_gear_dicom_send.status import ExitStatus
@@ -26,6 +27,9 @@ PREFIX = "dicom-send"
 def main() -> ExitStatus:
     """Run the gear in ``$FLYWHEEL``; return its exit status."""
     configure_logging(0, False, prefix=PREFIX, timestamps=True, stream=sys.stdout)
+    # GearContext logs a failed client construction with a traceback; the error
+    # is reported below, in one line.
+    logging.getLogger("fw_gear.context").setLevel(logging.CRITICAL)
     folder = Path(os.environ.get("FLYWHEEL", "/flywheel/v0"))
     try:
         with GearContext(
@@ -48,7 +52,11 @@ def main() -> ExitStatus:
     except UsageError as exc:
         log.error("error: %s", exc)
         return ExitStatus.USAGE
-    except (GearContextError, RuntimeError) as exc:
+    except GearContextError as exc:
+        cause = exc.__cause__ or exc
+        log.error("error: cannot use the api-key input: %s", describe(cause))
+        return ExitStatus.USAGE
+    except RuntimeError as exc:  # GearContext: config.json is not JSON
         log.error("error: %s", exc)
         return ExitStatus.USAGE
     except DicomSendError as exc:

@@ -19,7 +19,7 @@ import backoff
 import httpx2
 from flywheel.rest import ApiException
 
-from .errors import DicomSendError
+from .errors import DicomSendError, UsageError
 from .parser import ContainerRef
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,8 @@ class Hierarchy:
                 a session, a subject (all its sessions) or an acquisition.
 
         Raises:
-            FlywheelError: A call failed, or the destination is of another type.
+            FlywheelError: A call failed.
+            UsageError: The destination is of another type.
         """
         ref = destination
         if ref.type == "analysis":
@@ -157,7 +158,7 @@ class Hierarchy:
             acquisition = self._call(f"acquisition {ref.id}", "get_acquisition", ref.id)
             session = self.session_by_id(str(acquisition.parents.session))
             return list(_acquisition_files(session, acquisition))
-        raise FlywheelError(
+        raise UsageError(
             f"cannot take DICOM files from a {ref.type or 'missing'} destination: "
             "run the gear on a session, subject or acquisition (to export a project, "
             "run one job per session: see the README)"

@@ -16,7 +16,7 @@ from pathlib import Path
 from .engine import RunResult, SendRequest, send
 from .errors import UsageError
 from .fwapi import FlywheelClient, FlywheelError, FlywheelFile, Hierarchy, safe_name
-from .parser import GearSettings
+from .parser import FileInput, GearSettings
 from .report import Row, write_csv
 from .sessionreport import FileResult, FileStatus, report_name, write_report
 from .status import ExitStatus, InstanceStatus
@@ -80,26 +80,20 @@ def run(settings: GearSettings, client: FlywheelClient | None) -> ExitStatus:
 
 def _gather(settings: GearSettings, hierarchy: Hierarchy | None) -> list[Source]:
     if settings.file is not None:
-        given = settings.file
-        file = (
-            hierarchy.input_file(given.name, given.parent)
-            if hierarchy is not None
-            else FlywheelFile(
-                None, given.parent.id if given.parent else "", "", given.name
-            )
-        )
-        log.info("sending the input file %s", file.fw_path)
-        return [Source(file, given.path)]
-    if hierarchy is None or settings.destination is None:
+        return [Source(_describe_input(settings.file, hierarchy), settings.file.path)]
+    if hierarchy is None:
         raise UsageError(
-            "no file input, and no api-key input and destination to find the "
-            "session's files with"
+            "nothing to send: there is no file input, and without an api-key input "
+            "the destination's files cannot be listed"
         )
+    if settings.destination is None:
+        raise UsageError("nothing to send: no file input, and no destination")
     files = hierarchy.dicom_files(settings.destination)
     log.info(
         "%d DICOM files in %s %s",
         len(files),
-        *(settings.destination.type, settings.destination.id),
+        settings.destination.type,
+        settings.destination.id,
     )
     folder = settings.work_dir / "downloads"
     folder.mkdir(parents=True, exist_ok=True)
@@ -115,6 +109,21 @@ def _gather(settings: GearSettings, hierarchy: Hierarchy | None) -> list[Source]
         log.info("downloaded %s (%d bytes)", file.fw_path, dest.stat().st_size)
         sources.append(Source(file, dest))
     return sources
+
+
+def _describe_input(given: FileInput, hierarchy: Hierarchy | None) -> FlywheelFile:
+    """The file input as Flywheel knows it; just its name if that cannot be read."""
+    bare = FlywheelFile(None, given.parent.id if given.parent else "", "", given.name)
+    if hierarchy is None:
+        log.info("no api-key input: the report is not attached to a session")
+        return bare
+    try:
+        file = hierarchy.input_file(given.name, given.parent)
+    except FlywheelError as exc:
+        log.warning("%s; sending the file anyway, the report is not attached", exc)
+        return bare
+    log.info("sending the input file %s", file.fw_path)
+    return file
 
 
 def _send(settings: GearSettings, sources: Sequence[Source]) -> RunResult | None:

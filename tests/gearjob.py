@@ -16,6 +16,16 @@ from fw_gear_dicom_send.samples import write_series, zip_files
 from fw_gear_dicom_send.sessionreport import COLUMNS
 
 REPO = Path(__file__).resolve().parent.parent
+# Runs the script named by argv[1] as __main__; prints its peak RSS (KiB) at exit.
+_MEASURED = """
+import resource, runpy, sys
+script = sys.argv.pop(1)
+sys.path.insert(0, script.rsplit("/", 1)[0])
+try:
+    runpy.run_path(script, run_name="__main__")
+finally:
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+"""
 
 
 def old_gear_config(port: int | str, **changes: Any) -> dict[str, Any]:
@@ -64,17 +74,24 @@ class Gear:
         return path
 
     def run(
-        self, python: str = sys.executable, entry: Path = REPO / "run.py", **env: str
+        self,
+        python: str = sys.executable,
+        entry: Path = REPO / "run.py",
+        config_text: str | None = None,
+        wrapper: tuple[str, ...] = (),
     ) -> subprocess.CompletedProcess[str]:
+        """Write config.json (or ``config_text`` as it) and run the gear."""
         config = {
             "config": self.config,
             "inputs": self.inputs,
             "destination": self.destination,
             "job": {"id": "job-1"},
         }
-        (self.folder / "config.json").write_text(json.dumps(config, indent=2))
+        (self.folder / "config.json").write_text(
+            json.dumps(config, indent=2) if config_text is None else config_text
+        )
         result = subprocess.run(
-            [python, str(entry)],
+            [python, *wrapper, str(entry)],
             capture_output=True,
             text=True,
             timeout=120,
@@ -84,11 +101,16 @@ class Gear:
                 "FLYWHEEL": str(self.folder),
                 "FLYWHEEL_SDK_TOTAL_RETRIES": "0",
                 "PYTHONWARNINGS": "ignore",
-                **env,
             },
         )
         assert "Traceback" not in result.stdout + result.stderr, result.stdout
         return result
+
+    def run_measured(self) -> tuple[subprocess.CompletedProcess[str], int]:
+        """Run the gear; also return its peak resident memory in bytes."""
+        result = self.run(wrapper=("-c", _MEASURED))
+        *_, peak = result.stderr.split()
+        return result, int(peak) * 1024
 
     def reports(self) -> list[Path]:
         return sorted((self.folder / "output").glob("dicom-send_report-*.csv"))

@@ -329,20 +329,24 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(fault, int):
             self._error(fault, f"injected failure {fault}")
             return
-        data = path.read_bytes()
+        size = path.stat().st_size
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Content-Length", str(size))
         self.end_headers()
+        # Streamed from disk; a DROP fault cuts the body off halfway.
+        remaining = size // 2 if fault == DROP else size
+        with open(path, "rb") as f:
+            while remaining > 0:
+                chunk = f.read(min(_CHUNK, remaining))
+                if not chunk:
+                    break
+                self.wfile.write(chunk)
+                remaining -= len(chunk)
         if fault == DROP:
-            self.wfile.write(data[: len(data) // 2])
             self.wfile.flush()
             self.close_connection = True
-            self._log(DROP)
-            return
-        for start in range(0, len(data), _CHUNK):
-            self.wfile.write(data[start : start + _CHUNK])
-        self._log(200)
+        self._log(fault or 200)
 
     def _upload(self, kind: str, ident: str, body: bytes) -> None:
         if ident not in self.standin.containers:

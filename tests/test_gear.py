@@ -319,3 +319,119 @@ def test_bad_config_stops_before_sending(
     assert message in errors[0]
     assert receiver.associations == 0
     assert not (gear.folder / "output").exists() or not gear.reports()
+
+
+def test_tls_is_refused_until_it_is_supported(
+    gear: Gear, site: Site, receiver: StorageReceiver, tmp_path: Path
+) -> None:
+    """Never send in the clear what the configuration says must go over TLS."""
+    acquisition = site.standin.acquisition(site.session, "CT")
+    gear.add_file_input("file", series_zip(tmp_path, 1, "ct"), acquisition)
+    gear.config = old_gear_config(receiver.port, tls_enabled=True)
+    gear.destination = {"type": "acquisition", "id": acquisition}
+
+    result = gear.run()
+
+    assert result.returncode == ExitStatus.USAGE
+    assert "tls_enabled is true, but this version cannot send over TLS" in result.stdout
+    assert receiver.associations == 0
+
+
+def test_a_session_without_dicom_files(
+    gear: Gear, site: Site, receiver: StorageReceiver, tmp_path: Path
+) -> None:
+    acquisition = site.standin.acquisition(site.session, "Notes")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("no images here")
+    site.standin.add_file(acquisition, notes, kind="text")
+    gear.config = old_gear_config(receiver.port)
+    gear.destination = {"type": "session", "id": site.session}
+
+    result = gear.run()
+
+    assert result.returncode == ExitStatus.NOTHING_SENT
+    assert "no file of type dicom found under the destination" in result.stdout
+    assert not site.standin.downloads("notes.txt")
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("project", "cannot take DICOM files from a project destination"),
+        ("no-api-key", "there is no file input, and without an api-key input"),
+        ("flywheel-down", "cannot use the api-key input: "),
+        ("bad-json", "as JSON"),
+    ],
+)
+def test_jobs_that_cannot_run_say_why_in_one_line(
+    gear: Gear,
+    site: Site,
+    receiver: StorageReceiver,
+    setup: str,
+    message: str,
+) -> None:
+    gear.config = old_gear_config(receiver.port)
+    gear.destination = {"type": "session", "id": site.session}
+    if setup == "project":
+        gear.destination = {"type": "project", "id": site.project}
+    elif setup == "no-api-key":
+        del gear.inputs["api-key"]
+    elif setup == "flywheel-down":
+        key = f"127.0.0.1:{free_port()}:__force_insecure:secret"
+        gear.inputs["api-key"] = {"base": "api-key", "key": key}
+
+    result = gear.run(config_text="{not json" if setup == "bad-json" else None)
+
+    assert result.returncode == ExitStatus.USAGE, result.stdout
+    errors = [line for line in result.stdout.splitlines() if " error: " in line]
+    assert len(errors) == 1, result.stdout
+    assert message in errors[0]
+    assert receiver.associations == 0
+
+
+def test_a_large_download_is_streamed(
+    gear: Gear, site: Site, receiver: StorageReceiver, tmp_path: Path
+) -> None:
+    """A 256 MB file goes to disk in chunks: the gear's peak memory stays far
+    below the file's size. (It is not DICOM, so nothing is sent.)"""
+    acquisition = site.standin.acquisition(site.session, "Big")
+    big = tmp_path / "big.dcm"
+    with open(big, "wb") as f:
+        f.truncate(256 * 1024 * 1024)
+    site.standin.add_file(acquisition, big)
+    gear.config = old_gear_config(receiver.port)
+    gear.destination = {"type": "session", "id": site.session}
+
+    result, peak = gear.run_measured()
+
+    assert result.returncode == ExitStatus.NOTHING_SENT
+    assert [r.status for r in site.standin.downloads("big.dcm")] == [200]
+    (row,) = gear.report_rows()
+    assert (row["Images in Series"], row["Status"]) == ("0", "Failed")
+    assert peak < 160 * 1024 * 1024, f"peak RSS {peak / 2**20:.0f} MB"
+
+
+@pytest.mark.parametrize("flywheel", ["no api-key", "unknown acquisition"])
+def test_a_file_input_is_sent_even_when_flywheel_cannot_place_it(
+    gear: Gear, site: Site, receiver: StorageReceiver, tmp_path: Path, flywheel: str
+) -> None:
+    """A local run (README) has no api-key; a lookup that fails costs the report's
+    FW Path and its upload, not the send."""
+    series = series_zip(tmp_path, 2, "ct")
+    gear.add_file_input("file", series, "0" * 24)
+    if flywheel == "no api-key":
+        del gear.inputs["api-key"]
+    gear.config = old_gear_config(receiver.port)
+    gear.destination = {"type": "acquisition", "id": "0" * 24}
+
+    result = gear.run()
+
+    assert result.returncode == ExitStatus.SUCCESS, result.stdout
+    assert len(receiver.received) == 2
+    (row,) = gear.report_rows()
+    assert (row["FW Path"], row["Status"]) == (series.name, "Complete")
+    assert site.standin.uploads == []
+    if flywheel == "unknown acquisition":
+        assert "cannot read acquisition 000000000000000000000000: HTTP 404" in (
+            result.stdout
+        )
