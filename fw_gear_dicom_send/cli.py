@@ -24,6 +24,7 @@ from .samples import write_demo_inputs
 from .scu import AssociationSettings, Client, Peer, describe_status
 from .status import ExitStatus
 from .tagging import DEFAULT_CREATOR, DEFAULT_VALUE, ProvenanceTag, parse_group
+from .tls import DEFAULT_PROFILE, Profile, TlsSettings, parse_profile, risks
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,83 @@ def _add_peer_options(parser: argparse.ArgumentParser) -> None:
     peer.add_argument("--port", type=int, default=104, help="receiver port (104)")
     peer.add_argument("--called-ae", required=True, help="receiver's AE title")
     _add_association_options(peer)
+    _add_tls_options(parser.add_argument_group("TLS"))
+
+
+_TLS_OPTIONS = (
+    "tls_profile",
+    "tls_ca",
+    "tls_cert",
+    "tls_key",
+    "tls_key_password_file",
+    "tls_no_verify",
+    "tls_no_hostname_check",
+)
+
+
+def _add_tls_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--tls", action="store_true", help="use DICOM TLS")
+    group.add_argument(
+        "--tls-profile",
+        metavar="NAME",
+        help=f"PS3.15 Annex B profile ({DEFAULT_PROFILE.value}): "
+        + ", ".join(p.value for p in Profile),
+    )
+    group.add_argument(
+        "--tls-ca",
+        type=Path,
+        metavar="PEM",
+        help="CA certificates trusted besides the system's",
+    )
+    group.add_argument(
+        "--tls-cert", type=Path, metavar="PEM", help="our certificate (mutual TLS)"
+    )
+    group.add_argument("--tls-key", type=Path, metavar="PEM", help="its private key")
+    group.add_argument(
+        "--tls-key-password-file",
+        type=Path,
+        metavar="FILE",
+        help="the key's password, in a file (or set DICOM_SEND_TLS_KEY_PASSWORD)",
+    )
+    group.add_argument(
+        "--tls-no-verify",
+        action="store_true",
+        help="do not verify the receiver's certificate (insecure)",
+    )
+    group.add_argument(
+        "--tls-no-hostname-check",
+        action="store_true",
+        help="verify the certificate but not that it names --host",
+    )
+
+
+def _tls_settings(args: argparse.Namespace) -> TlsSettings | None:
+    given = [name for name in _TLS_OPTIONS if getattr(args, name)]
+    if not args.tls:
+        if given:
+            option = "--" + given[0].replace("_", "-")
+            raise UsageError(f"{option} needs --tls")
+        return None
+    password = os.environ.get("DICOM_SEND_TLS_KEY_PASSWORD")
+    if args.tls_key_password_file is not None:
+        try:
+            password = args.tls_key_password_file.read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise UsageError(
+                f"cannot read the key password file {args.tls_key_password_file}: "
+                f"{exc.strerror}"
+            ) from None
+    return TlsSettings(
+        profile=parse_profile(args.tls_profile)
+        if args.tls_profile
+        else DEFAULT_PROFILE,
+        verify_peer=not args.tls_no_verify,
+        check_hostname=not args.tls_no_hostname_check,
+        ca_file=args.tls_ca,
+        cert=args.tls_cert,
+        key=args.tls_key,
+        key_password=password,
+    )
 
 
 def _add_association_options(group: argparse._ArgumentGroup) -> None:
@@ -168,6 +246,7 @@ def _settings(args: argparse.Namespace) -> tuple[Peer, AssociationSettings]:
             acse_timeout=args.acse_timeout,
             dimse_timeout=args.dimse_timeout,
             network_timeout=args.network_timeout,
+            tls=_tls_settings(args),
         ),
     )
 
@@ -212,6 +291,8 @@ def _run_send(args: argparse.Namespace) -> ExitStatus:
 
 def _run_echo(args: argparse.Namespace) -> ExitStatus:
     peer, settings = _settings(args)
+    for risk in risks(settings.tls) if settings.tls is not None else ():
+        log.warning("%s", risk)
     try:
         status = Client(peer, settings).echo()
     except AssociationError as exc:

@@ -20,6 +20,7 @@ from .report import Row, Summary, summarize
 from .scu import AssociationSettings, Client, Peer, SendItem, store_all
 from .status import ExitStatus, InstanceStatus
 from .tagging import ProvenanceTag, TaggingError, splice
+from .tls import risks
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +94,13 @@ def send(
         One row per input file, in input order.
 
     Raises:
-        UsageError: An input does not exist.
+        UsageError: An input does not exist, or the TLS settings cannot be used.
     """
     paths = check_paths(request.paths)
+    client = Client(request.peer, request.association)  # TLS files checked here
+    if request.association.tls is not None:
+        for risk in risks(request.association.tls):
+            log.warning("%s", risk)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(
         prefix="dicom-send-", dir=request.work_dir
@@ -105,7 +110,14 @@ def send(
         interrupted = False
         if items:
             try:
-                _send_items(request, items, rows, started, on_progress)
+                _send_items(
+                    client,
+                    request,
+                    items,
+                    rows,
+                    started=started,
+                    on_progress=on_progress,
+                )
             except AssociationError as exc:
                 error = str(exc)
                 log.error("%s", error)
@@ -180,18 +192,21 @@ def _problem(
 
 
 def _send_items(
+    client: Client,
     request: SendRequest,
     items: list[SendItem],
     rows: list[Row],
+    *,
     started: float,
     on_progress: ProgressCallback | None,
 ) -> None:
-    client = Client(request.peer, request.association)
+    tls = request.association.tls
     log.info(
-        "sending %d instances (%.1f MB) to %s",
+        "sending %d instances (%.1f MB) to %s%s",
         len(items),
         sum(item.size for item in items) / 1e6,
         request.peer,
+        f" over TLS ({tls.profile.value})" if tls is not None else "",
     )
     try:
         _record(

@@ -20,6 +20,7 @@ from .parser import FileInput, GearSettings
 from .report import Row, write_csv
 from .sessionreport import FileResult, FileStatus, report_name, write_report
 from .status import ExitStatus, InstanceStatus
+from .tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +52,8 @@ def run(settings: GearSettings, client: FlywheelClient | None) -> ExitStatus:
         FlywheelError: Listing the job's files failed.
     """
     started = datetime.now()
-    if settings.tls.enabled:
-        raise UsageError(
-            "config tls_enabled is true, but this version cannot send over TLS yet; "
-            "set tls_enabled to false or use a version with TLS support"
-        )
+    if settings.association.tls is not None:
+        client_context(settings.association.tls)  # bad TLS files: stop before anything
     hierarchy = Hierarchy(client) if client is not None else None
     sources = _gather(settings, hierarchy)
     if not sources:

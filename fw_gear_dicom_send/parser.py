@@ -18,13 +18,13 @@ from typing import Any
 from .errors import UsageError
 from .scu import AssociationSettings, Peer, check_ae_title
 from .tagging import DEFAULT_CREATOR, DEFAULT_VALUE, ProvenanceTag, parse_group
+from .tls import DEFAULT_PROFILE, TlsSettings, parse_profile
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CALLING_AE = "flywheel"
 DEFAULT_PORT = 104
 DEFAULT_RETRY_SECONDS = 60
-DEFAULT_TLS_PROFILE = "BCP 195"
 _MAX_PORT = 65535
 
 # Every key the gear reads, so that a key nobody reads is logged as ignored.
@@ -42,6 +42,8 @@ KNOWN_KEYS = frozenset(
         "tls_enabled",
         "tls_security_profile",
         "tls_require_peer_cert",
+        "tls_check_hostname",
+        "tls_key_password",
         "connect_timeout",
         "acse_timeout",
         "dimse_timeout",
@@ -74,18 +76,6 @@ class FileInput:
 
 
 @dataclass(frozen=True, slots=True)
-class TlsSettings:
-    """TLS as configured: whether on, the profile, verification and the PEM files."""
-
-    enabled: bool = False
-    security_profile: str = DEFAULT_TLS_PROFILE
-    require_peer_cert: bool = True
-    key: Path | None = None
-    cert: Path | None = None
-    add_cert_file: Path | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class GearSettings:
     """Everything a gear run needs, validated."""
 
@@ -94,7 +84,6 @@ class GearSettings:
     tag: ProvenanceTag
     report: bool
     download_retry_seconds: float
-    tls: TlsSettings
     destination: ContainerRef | None
     file: FileInput | None
     output_dir: Path
@@ -142,6 +131,7 @@ def parse_config(
         acse_timeout=options.seconds("acse_timeout", defaults.acse_timeout),
         dimse_timeout=options.seconds("dimse_timeout", defaults.dimse_timeout),
         network_timeout=defaults.network_timeout,
+        tls=_tls(options, inputs),
     )
     group = options.text("group", "0x0021")
     creator = options.text("identifier", DEFAULT_CREATOR)
@@ -150,14 +140,6 @@ def parse_config(
         tag = ProvenanceTag(parse_group(group), creator, value)
     except UsageError as exc:
         raise UsageError(f"config: {exc}") from None
-    tls = TlsSettings(
-        enabled=options.boolean("tls_enabled", default=False, words=_TLS_WORDS),
-        security_profile=options.text("tls_security_profile", DEFAULT_TLS_PROFILE),
-        require_peer_cert=options.boolean("tls_require_peer_cert", default=True),
-        key=_file_input(inputs, "key"),
-        cert=_file_input(inputs, "cert"),
-        add_cert_file=_file_input(inputs, "add_cert_file"),
-    )
     return GearSettings(
         peer=peer,
         association=association,
@@ -166,7 +148,6 @@ def parse_config(
         download_retry_seconds=options.integer(
             "file_download_retry_time", DEFAULT_RETRY_SECONDS, 0, 24 * 3600
         ),
-        tls=tls,
         destination=_container_ref(destination),
         file=_the_file_input(inputs),
         output_dir=output_dir,
@@ -194,6 +175,14 @@ class _Options:
         if not isinstance(value, str):
             raise UsageError(f"config {key} must be text, got {value!r}")
         return value.strip()
+
+    def optional_text(self, key: str) -> str | None:
+        value = self._config.get(key)
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            raise UsageError(f"config {key} must be text")
+        return value
 
     def integer(self, key: str, default: int, low: int, high: int) -> int:
         value = self._get(key, default)
@@ -241,6 +230,32 @@ class _Options:
             "".join(f", {w!r}" for w in words) if words else ""
         )
         raise UsageError(f"config {key} must be {allowed}, got {value!r}")
+
+
+def _tls(options: "_Options", inputs: Mapping[str, Any]) -> TlsSettings | None:
+    """TLS from the tls_* options and the key, cert and add_cert_file inputs.
+
+    Returns:
+        The settings; None if TLS is off.
+    """
+    if not options.boolean("tls_enabled", default=False, words=_TLS_WORDS):
+        return None
+    try:
+        profile = parse_profile(
+            options.text("tls_security_profile", DEFAULT_PROFILE.value)
+        )
+    except UsageError as exc:
+        raise UsageError(f"config tls_security_profile: {exc}") from None
+    password = options.optional_text("tls_key_password")
+    return TlsSettings(
+        profile=profile,
+        verify_peer=options.boolean("tls_require_peer_cert", default=True),
+        check_hostname=options.boolean("tls_check_hostname", default=True),
+        ca_file=_file_input(inputs, "add_cert_file"),
+        cert=_file_input(inputs, "cert"),
+        key=_file_input(inputs, "key"),
+        key_password=password,
+    )
 
 
 def _container_ref(value: Mapping[str, Any]) -> ContainerRef | None:

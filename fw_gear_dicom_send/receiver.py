@@ -7,6 +7,7 @@ names the transfer syntax it came in.
 
 import logging
 import re
+import ssl
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ class StorageReceiver:
         ae_title: Its AE title; associations calling another title are rejected.
         transfer_syntaxes: The syntaxes it accepts, most preferred first.
         status: The C-STORE status it answers (0x0000 stores the instance).
+        tls: A server-side TLS context: it then speaks only TLS.
     """
 
     def __init__(
@@ -68,8 +70,10 @@ class StorageReceiver:
         ae_title: str = "STORE-SCP",
         transfer_syntaxes: Sequence[str] = PREFERRED_SYNTAXES,
         status: int = 0x0000,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.out_dir = out_dir
+        self._tls = tls
         self.ae_title = ae_title
         self.status = status
         self.received: list[Received] = []
@@ -103,6 +107,7 @@ class StorageReceiver:
         self._server = self._ae.start_server(
             ("127.0.0.1", 0),
             block=False,
+            ssl_context=self._tls,
             evt_handlers=[
                 (evt.EVT_C_STORE, self._on_store),
                 (evt.EVT_CONN_OPEN, set_no_delay),

@@ -48,6 +48,7 @@ from .dicomfile import DicomInfo
 from .errors import AssociationError, UsageError
 from .status import InstanceStatus
 from .tagging import ProvenanceTag, tag_dataset
+from .tls import TlsSettings, client_context, explain_failure, speaks_tls
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,8 @@ class AssociationSettings:
     """For the answer to one C-STORE (a large instance takes its time)."""
     network_timeout: float = 120.0
     """Of silence on an open connection."""
+    tls: TlsSettings | None = None
+    """TLS for every association (None: plain TCP)."""
 
     def __post_init__(self) -> None:
         check_ae_title(self.calling_ae, "calling AE title")
@@ -239,8 +242,15 @@ class Client:
     """Opens associations to one peer and sends over them."""
 
     def __init__(self, peer: Peer, settings: AssociationSettings) -> None:
+        """Set up; nothing is sent yet.
+
+        Raises:
+            UsageError: The TLS settings cannot be used (a file is missing or
+                unreadable, a key does not match its certificate, ...).
+        """
         self.peer = peer
         self.settings = settings
+        self._tls = client_context(settings.tls) if settings.tls is not None else None
         self._ae = AE(ae_title=settings.calling_ae)
         self._ae.connection_timeout = settings.connect_timeout
         self._ae.acse_timeout = settings.acse_timeout
@@ -276,6 +286,7 @@ class Client:
             self.peer.port,
             contexts=contexts,
             ae_title=self.peer.called_ae,
+            tls_args=(self._tls, self.peer.host) if self._tls is not None else None,
             evt_handlers=[
                 (evt.EVT_CONN_OPEN, on_connect),
                 (evt.EVT_ACSE_RECV, on_acse),
@@ -326,6 +337,9 @@ class Client:
                 f"association rejected by {peer} ({r.result_str}, "
                 f"{r.source_str}: {r.reason_str})"
             )
+        tls = self._tls_problem(watch)
+        if tls is not None:
+            return tls
         if not watch.connected:
             timeout = self.settings.connect_timeout
             why = (
@@ -340,6 +354,21 @@ class Client:
                 f"{self.settings.acse_timeout:g} s"
             )
         return f"association with {peer} aborted during negotiation"
+
+    def _tls_problem(self, watch: _Watch) -> str | None:
+        """Why TLS kept the association from opening, if it did.
+
+        With TLS on, a second handshake tells what went wrong; with TLS off, if the
+        peer hung up on our association request, a handshake tells whether it
+        wanted TLS.
+        """
+        host, port = self.peer.host, self.peer.port
+        timeout = self.settings.connect_timeout
+        if self._tls is not None and self.settings.tls is not None:
+            return explain_failure(host, port, self.settings.tls, self._tls, timeout)
+        if watch.connected and speaks_tls(host, port, timeout):
+            return f"the peer at {host}:{port} speaks TLS: turn TLS on to reach it"
+        return None
 
     def _probe_tcp(self) -> str:
         """Connect once more, by hand, to learn why connecting failed."""

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from gearjob import Gear, Site
+from pki import Pki, make_pki
 from pydicom import dcmread
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import DeflatedExplicitVRLittleEndian, generate_uid
@@ -178,16 +179,17 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-@pytest.fixture
-def storescp(tmp_path: Path) -> Iterator[ExternalPeer]:
+def run_storescp(
+    tmp_path: Path, *extra: str, name: str = "storescp"
+) -> Iterator[ExternalPeer]:
     """DCMTK storescp accepting every transfer syntax it knows, Nagle off."""
     binary = need("storescp", "dcmtk")
-    out = tmp_path / "storescp"
+    out = tmp_path / name
     out.mkdir()
     port = free_port()
     proc = start(
-        [binary, "+xa", "+B", "-aet", "STORESCP", "-od", str(out), str(port)],
-        tmp_path / "storescp.log",
+        [binary, *extra, "+xa", "+B", "-aet", "STORESCP", "-od", str(out), str(port)],
+        tmp_path / f"{name}.log",
     )
     try:
         wait_for_port(port, proc)
@@ -197,7 +199,12 @@ def storescp(tmp_path: Path) -> Iterator[ExternalPeer]:
 
 
 @pytest.fixture
-def orthanc(tmp_path: Path) -> Iterator[ExternalPeer]:
+def storescp(tmp_path: Path) -> Iterator[ExternalPeer]:
+    """DCMTK storescp accepting every transfer syntax it knows, Nagle off."""
+    yield from run_storescp(tmp_path)
+
+
+def run_orthanc(tmp_path: Path, **settings: object) -> Iterator[ExternalPeer]:
     """Orthanc with its own storage, DICOM and HTTP on free ports, no plugins."""
     binary = need("Orthanc", "orthanc")
     storage = tmp_path / "orthanc"
@@ -217,6 +224,7 @@ def orthanc(tmp_path: Path) -> Iterator[ExternalPeer]:
                 "RemoteAccessAllowed": False,
                 "AuthenticationEnabled": False,
                 "Plugins": [],
+                **settings,
             }
         )
     )
@@ -227,6 +235,27 @@ def orthanc(tmp_path: Path) -> Iterator[ExternalPeer]:
         yield ExternalPeer(port, "ORTHANC", storage, proc, http_port)
     finally:
         _stop(proc)
+
+
+@pytest.fixture
+def orthanc(tmp_path: Path) -> Iterator[ExternalPeer]:
+    """Orthanc with its own storage, DICOM and HTTP on free ports, no plugins."""
+    yield from run_orthanc(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A CA, server and client certificates, and broken ones, made for the run."""
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def tls_receiver(tmp_path: Path, pki: Pki) -> Iterator[StorageReceiver]:
+    """A pynetdicom Storage SCP speaking only TLS, requiring a client certificate."""
+    with StorageReceiver(
+        tmp_path / "received-tls", ae_title="STORE-SCP", tls=pki.server_context()
+    ) as scp:
+        yield scp
 
 
 @pytest.fixture

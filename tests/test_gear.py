@@ -321,22 +321,6 @@ def test_bad_config_stops_before_sending(
     assert not (gear.folder / "output").exists() or not gear.reports()
 
 
-def test_tls_is_refused_until_it_is_supported(
-    gear: Gear, site: Site, receiver: StorageReceiver, tmp_path: Path
-) -> None:
-    """Never send in the clear what the configuration says must go over TLS."""
-    acquisition = site.standin.acquisition(site.session, "CT")
-    gear.add_file_input("file", series_zip(tmp_path, 1, "ct"), acquisition)
-    gear.config = old_gear_config(receiver.port, tls_enabled=True)
-    gear.destination = {"type": "acquisition", "id": acquisition}
-
-    result = gear.run()
-
-    assert result.returncode == ExitStatus.USAGE
-    assert "tls_enabled is true, but this version cannot send over TLS" in result.stdout
-    assert receiver.associations == 0
-
-
 def test_a_session_without_dicom_files(
     gear: Gear, site: Site, receiver: StorageReceiver, tmp_path: Path
 ) -> None:

@@ -24,7 +24,9 @@ OLD_CONFIG: dict[str, tuple[str, Any]] = {
     "tag_value": ("string", "DICOM Send"),
     "report": ("boolean", True),
     "tls_enabled": ("boolean", False),
-    "tls_security_profile": ("string", "BCP 195"),
+    # 4.x's default, "BCP 195", was never read; the default is now the strictest
+    # profile DCMTK 3.6.7 and Orthanc 1.10 accept (rules that say "BCP 195" get it).
+    "tls_security_profile": ("string", "BCP 195 RFC 8996"),
     "tls_require_peer_cert": ("boolean", True),
 }
 
@@ -100,5 +102,4 @@ def test_the_defaults_make_valid_settings(
     assert (settings.tag.creator, settings.tag.value) == ("Flywheel", "DICOM Send")
     assert settings.report is True
     assert settings.download_retry_seconds == 60
-    assert settings.tls.enabled is False
-    assert settings.tls.require_peer_cert is True
+    assert settings.association.tls is None

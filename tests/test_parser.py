@@ -8,6 +8,7 @@ import pytest
 
 from fw_gear_dicom_send.errors import UsageError
 from fw_gear_dicom_send.parser import ContainerRef, GearSettings, parse_config
+from fw_gear_dicom_send.tls import DEFAULT_PROFILE, Profile
 
 BASE = {"destination": "pacs.example.org", "called_ae": "PACS"}
 
@@ -42,7 +43,8 @@ def parse(
     ],
 )
 def test_tls_enabled_old_and_new(tmp_path: Path, value: Any, enabled: bool) -> None:
-    assert parse(tmp_path, tls_enabled=value).tls.enabled is enabled
+    tls = parse(tmp_path, tls_enabled=value).association.tls
+    assert (tls is not None) is enabled
 
 
 @pytest.mark.parametrize("value", ["0x0021", "0021", "21", "0X21", " 0x0021 "])
@@ -113,11 +115,71 @@ def test_file_inputs(tmp_path: Path) -> None:
         "key": {"base": "file", "location": {"path": str(tmp_path / "gone.pem")}},
     }
     with pytest.raises(UsageError, match=r"^input key not found at .*gone\.pem$"):
-        parse(tmp_path, inputs)
+        parse(tmp_path, inputs, None, tls_enabled=True)
+    parse(tmp_path, inputs)  # without TLS, the key input is not read
     del inputs["key"]
     settings = parse(tmp_path, inputs, {"type": "acquisition", "id": "a1"})
     assert settings.file is not None
     assert settings.file.path == series
     assert settings.file.parent == ContainerRef("acquisition", "a1")
     assert settings.destination == ContainerRef("acquisition", "a1")
-    assert settings.tls.key is None
+    assert settings.association.tls is None
+
+
+@pytest.mark.parametrize(
+    ("written", "profile"),
+    [
+        ("BCP 195", Profile.BCP195),
+        ("BCP195", Profile.BCP195),
+        ("bcp195-nd", Profile.BCP195_ND),
+        ("Non-downgrading BCP 195", Profile.BCP195_ND),
+        ("BCP 195 Extended", Profile.BCP195_EXTENDED),
+        ("bcp195-ex", Profile.BCP195_EXTENDED),
+        ("BCP 195 RFC 8996", Profile.BCP195_RFC8996),
+        ("Modified BCP 195 RFC 8996", Profile.BCP195_RFC8996_MODIFIED),
+        ("B.12", Profile.BCP195_RFC8996),
+    ],
+)
+def test_tls_profiles_as_users_write_them(
+    tmp_path: Path, written: str, profile: Profile
+) -> None:
+    tls = parse(
+        tmp_path, tls_enabled=True, tls_security_profile=written
+    ).association.tls
+    assert tls is not None
+    assert tls.profile is profile
+
+
+def test_tls_settings_from_config_and_inputs(tmp_path: Path) -> None:
+    files = {}
+    for name in ("key", "cert", "add_cert_file"):
+        path = tmp_path / f"{name}.pem"
+        path.write_text("-----BEGIN-----\n")
+        files[name] = {
+            "base": "file",
+            "location": {"name": path.name, "path": str(path)},
+        }
+    tls = parse(
+        tmp_path,
+        files,
+        None,
+        tls_enabled="enabled",
+        tls_require_peer_cert=False,
+        tls_check_hostname="false",
+        tls_key_password="s3cret",
+    ).association.tls
+    assert tls is not None
+    assert tls.profile is DEFAULT_PROFILE
+    assert (tls.verify_peer, tls.check_hostname) == (False, False)
+    assert (tls.key, tls.cert, tls.ca_file) == (
+        tmp_path / "key.pem",
+        tmp_path / "cert.pem",
+        tmp_path / "add_cert_file.pem",
+    )
+    assert tls.key_password == "s3cret"
+    assert "s3cret" not in repr(tls)
+
+
+def test_an_unknown_tls_profile_is_named(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"^config tls_security_profile: unknown TLS"):
+        parse(tmp_path, tls_enabled=True, tls_security_profile="TLS 1.0")

@@ -295,8 +295,8 @@ def test_associations_are_released_and_sockets_have_no_delay(
 class AbortingReceiver(StorageReceiver):
     """Aborts the association on its first C-STORE(s), then stores normally."""
 
-    def __init__(self, out_dir: Path, aborts: int) -> None:
-        super().__init__(out_dir)
+    def __init__(self, out_dir: Path, aborts: int, **kwargs: Any) -> None:
+        super().__init__(out_dir, **kwargs)
         self.aborts = aborts
 
     def _on_store(self, event: Any) -> int:
