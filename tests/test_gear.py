@@ -10,7 +10,7 @@ from checks import assert_tagged_copy
 from conftest import MixedZip, free_port, sha256
 from gearjob import Gear, Site, old_gear_config, series_zip
 from pydicom import dcmread
-from standin import DROP
+from standin import DROP, SECRET
 
 from fw_gear_dicom_send.receiver import StorageReceiver
 from fw_gear_dicom_send.samples import write_series
@@ -419,3 +419,23 @@ def test_a_file_input_is_sent_even_when_flywheel_cannot_place_it(
         assert "cannot read acquisition 000000000000000000000000: HTTP 404" in (
             result.stdout
         )
+
+
+def test_debug_log_keeps_secrets_and_patient_names_out(
+    gear: Gear, site: Site, receiver: StorageReceiver, tmp_path: Path
+) -> None:
+    """With ``debug: true`` (pynetdicom, the SDK, HTTP all at DEBUG) the API key and
+    the patient's name still never reach the job log."""
+    acquisition = site.standin.acquisition(site.session, "CT")
+    gear.add_file_input("file", series_zip(tmp_path, 2, "ct"), acquisition)
+    gear.config = old_gear_config(receiver.port, debug=True)
+    gear.destination = {"type": "acquisition", "id": acquisition}
+
+    result = gear.run()
+
+    assert result.returncode == ExitStatus.SUCCESS, result.stdout
+    log = result.stdout + result.stderr
+    assert "DEBUG" in log  # the debug log is really on
+    assert SECRET not in log
+    assert "Sample^Synthetic" not in log
+    assert "Sample" not in log

@@ -440,20 +440,30 @@ def test_gear_mutual_tls(
     assert row["Status"] == "Complete"
 
 
+@pytest.mark.parametrize(
+    ("server", "expected"),
+    [
+        ("other-ca", "is not trusted: unable to get local issuer certificate"),
+        ("expired", "expired on"),
+        ("wrong-host", "is not valid for '127.0.0.1'"),
+    ],
+)
 def test_gear_refuses_an_untrusted_server(
     gear: Gear,
     site: Site,
     pki: Pki,
     make_tls_receiver: dict[str, StorageReceiver],
     tmp_path: Path,
+    server: str,
+    expected: str,
 ) -> None:
-    scp = make_tls_receiver["other-ca"]
+    scp = make_tls_receiver[server]
     tls_gear(gear, site, pki, tmp_path, scp.port)
 
     result = gear.run()
 
     assert result.returncode == ExitStatus.NOTHING_SENT
-    assert f"the certificate of the peer at 127.0.0.1:{scp.port} is not trusted" in (
+    assert f"the certificate of the peer at 127.0.0.1:{scp.port} {expected}" in (
         result.stdout
     )
     (row,) = gear.report_rows()
