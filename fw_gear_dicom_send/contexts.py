@@ -6,7 +6,8 @@ that strands a file (proposing several syntaxes in one context lets the receiver
 one, e.g. Implicit VR or a compressed syntax, that other files of the class are not
 in). For each SOP Class whose files are not all Implicit VR Little Endian, one more
 context proposes the uncompressed syntaxes not yet proposed: if the receiver refuses
-a file's own syntax, an uncompressed file is decoded and sent in the one it accepted.
+a file's own syntax, the file is decoded (decompressed if it is compressed) and sent
+in the one it accepted.
 At most 128 contexts fit in one association (PS3.8 9.3.2.2); more SOP classes
 than that are spread over further associations.
 """
@@ -17,8 +18,6 @@ from typing import Generic, Protocol, TypeVar
 
 from pydicom.uid import (
     UID,
-    DeflatedExplicitVRLittleEndian,
-    ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
@@ -26,15 +25,6 @@ from pydicom.uid import (
 MAX_CONTEXTS = 128
 VERIFICATION = "1.2.840.10008.1.1"
 """The Verification SOP Class (C-ECHO)."""
-# Syntaxes whose datasets pydicom can decode and pynetdicom re-encode in another.
-DECODABLE = frozenset(
-    {
-        ImplicitVRLittleEndian,
-        ExplicitVRLittleEndian,
-        ExplicitVRBigEndian,
-        DeflatedExplicitVRLittleEndian,
-    }
-)
 FALLBACK_SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 
 

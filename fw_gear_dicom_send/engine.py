@@ -17,6 +17,7 @@ from .dicomfile import NotSendable, probe
 from .errors import AssociationError, MalformedDicomError
 from .inputs import InputFile, InputProblem, Limits, check_paths, collect
 from .report import Row, Summary, summarize
+from .retry import Retrier, RetryPolicy
 from .scu import AssociationSettings, Client, Peer, SendItem, store_all
 from .status import ExitStatus, InstanceStatus
 from .tagging import ProvenanceTag, TaggingError, splice
@@ -39,6 +40,7 @@ class SendRequest:
     None."""
     labels: tuple[str, ...] = ()
     """How the report names each path, in order (default: the path itself)."""
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +218,7 @@ def _send_items(
             started=started,
             on_progress=on_progress,
             tag=request.tag,
+            retry=request.retry,
         )
     except KeyboardInterrupt:
         client.abort_all()  # else a negotiating association keeps the process alive
@@ -230,11 +233,12 @@ def _record(
     started: float,
     on_progress: ProgressCallback | None,
     tag: ProvenanceTag,
+    retry: RetryPolicy,
 ) -> None:
     """Send the items and put each outcome in its row."""
     bytes_total = sum(item.size for item in items)
     bytes_done = 0
-    outcomes = store_all(client, plan_batches(items), tag)
+    outcomes = store_all(client, plan_batches(items), tag, Retrier(retry))
     for done, (item, outcome) in enumerate(outcomes, start=1):
         rows[item.index] = replace(
             rows[item.index],

@@ -19,3 +19,8 @@ class MalformedDicomError(DicomSendError):
 
 class AssociationError(DicomSendError):
     """No association could be established with the receiver."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        """Say why, and whether trying again later may work."""
+        super().__init__(message)
+        self.transient = transient

@@ -18,6 +18,7 @@ import logging
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,7 +38,6 @@ from pynetdicom.presentation import PresentationContext
 from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS
 
 from .contexts import (
-    DECODABLE,
     FALLBACK_SYNTAXES,
     VERIFICATION,
     Batch,
@@ -46,6 +46,8 @@ from .contexts import (
 )
 from .dicomfile import DicomInfo
 from .errors import AssociationError, UsageError
+from .pixels import decompress
+from .retry import Retrier, Retry, retry_of_status
 from .status import InstanceStatus
 from .tagging import ProvenanceTag, tag_dataset
 from .tls import TlsSettings, client_context, explain_failure, speaks_tls
@@ -56,6 +58,8 @@ WARNING_STATUSES = frozenset({0xB000, 0xB006, 0xB007})
 _MAX_QUEUED_PDUS = 32
 _UNLIMITED_FRAGMENT = 1 << 20
 _AE_MAX = 16
+_REJECTED_TRANSIENT = 2
+_ABORTED_IN_NEGOTIATION = "aborted during negotiation"
 
 
 def check_ae_title(value: str, what: str) -> str:
@@ -155,10 +159,14 @@ class Outcome:
     """The syntax it was sent in, when it went out."""
     association_lost: bool = False
     """The association died with this instance: it must not be used again."""
+    retry: Retry = Retry.FINAL
+    """Whether trying again may help."""
 
 
-def _lost(reason: str) -> Outcome:
-    return Outcome(InstanceStatus.FAILED, None, reason, association_lost=True)
+def _lost(reason: str, retry: Retry) -> Outcome:
+    return Outcome(
+        InstanceStatus.FAILED, None, reason, association_lost=True, retry=retry
+    )
 
 
 def describe_status(code: int) -> str:
@@ -175,7 +183,12 @@ def outcome_of_status(code: int) -> Outcome:
         return Outcome(InstanceStatus.SENT, code)
     if code in WARNING_STATUSES:
         return Outcome(InstanceStatus.WARNING, code, f"warning {describe_status(code)}")
-    return Outcome(InstanceStatus.FAILED, code, f"refused: {describe_status(code)}")
+    return Outcome(
+        InstanceStatus.FAILED,
+        code,
+        f"refused: {describe_status(code)}",
+        retry=retry_of_status(code),
+    )
 
 
 class Payload:
@@ -295,7 +308,14 @@ class Client:
         if assoc.is_established:
             self._message_id = 0
             return assoc
-        raise AssociationError(self._failure_reason(watch, time.monotonic() - started))
+        reason = self._failure_reason(watch, time.monotonic() - started)
+        rejection = watch.rejection
+        transient = (
+            rejection.result == _REJECTED_TRANSIENT
+            if rejection is not None
+            else watch.connected and reason.endswith(_ABORTED_IN_NEGOTIATION)
+        )
+        raise AssociationError(reason, transient=transient)
 
     def abort_all(self, wait: float = 1.0) -> None:
         """Abort every association of this client, established or still connecting.
@@ -353,7 +373,7 @@ class Client:
                 f"no answer to the association request from {peer} within "
                 f"{self.settings.acse_timeout:g} s"
             )
-        return f"association with {peer} aborted during negotiation"
+        return f"association with {peer} {_ABORTED_IN_NEGOTIATION}"
 
     def _tls_problem(self, watch: _Watch) -> str | None:
         """Why TLS kept the association from opening, if it did.
@@ -418,25 +438,48 @@ class Client:
                 )
                 outcome = self._send(assoc, context, item.info, payload)
         else:
+            note = ""
             try:
-                payload = self._decoded(item, syntax, tag)
+                payload, note = self._decoded(item, syntax, tag)
             except Exception as exc:
-                return Outcome(InstanceStatus.FAILED, None, f"cannot re-encode: {exc}")
+                reason = (
+                    str(exc)
+                    if UID(item.transfer_syntax).is_compressed
+                    else f"cannot re-encode: {exc}"
+                )
+                return Outcome(InstanceStatus.FAILED, None, reason)
             outcome = self._send(assoc, context, item.info, payload)
+            if note and outcome.status.stored:
+                reason = f"{outcome.reason}; {note}" if outcome.reason else note
+                outcome = dataclasses.replace(outcome, reason=reason)
         return dataclasses.replace(outcome, transfer_syntax=syntax)
 
     @staticmethod
-    def _decoded(item: SendItem, syntax: str, tag: ProvenanceTag) -> Payload:
-        """Decode the file, tag it and encode it in ``syntax``."""
+    def _decoded(
+        item: SendItem, syntax: str, tag: ProvenanceTag
+    ) -> tuple[Payload, str]:
+        """Decode the file (decompressing it if needed), tag it, encode in ``syntax``.
+
+        Returns:
+            The payload, and a note for the report if the file was decompressed.
+        """
         ds = dcmread(item.path, force=True)
-        tag_dataset(ds, tag)
+        source = UID(item.transfer_syntax)
         target = UID(syntax)
+        note = ""
+        if source.is_compressed:
+            decompress(ds)  # ValueError: cannot
+            note = (
+                f"decompressed from {source.name} to {target.name}: the receiver "
+                f"accepts no {source.name}"
+            )
+        tag_dataset(ds, tag)
         data = encode(
             ds, target.is_implicit_VR, target.is_little_endian, target.is_deflated
         )
         if data is None:
             raise ValueError(f"pydicom could not encode the dataset as {target.name}")
-        return Payload.from_bytes(data)
+        return Payload.from_bytes(data), note
 
     def _send(
         self,
@@ -464,25 +507,27 @@ class Client:
             if not self._send_dataset(assoc, context_id, payload, fragment):
                 return _lost(
                     "association lost while sending (aborted by the peer or "
-                    "connection closed)"
+                    "connection closed)",
+                    Retry.TRANSIENT,
                 )
             waited = time.monotonic()
             _, rsp = assoc.dimse.get_msg(block=True)
             waited = time.monotonic() - waited
         except OSError as exc:  # the file, mid-way: the peer has half a data set
-            return _lost(f"cannot read file: {exc}")
+            return _lost(f"cannot read file: {exc}", Retry.FINAL)
         if rsp is None:
             # pynetdicom says None for an abort, a closed connection and a timeout
             # alike, and may not yet show the association as ended: only a
             # timeout takes the whole DIMSE timeout.
             if waited < self.settings.dimse_timeout * 0.9:
-                return _lost("association lost before the response")
+                return _lost("association lost before the response", Retry.AMBIGUOUS)
             return _lost(
-                f"no response within {self.settings.dimse_timeout:g} s (DIMSE timeout)"
+                f"no response within {self.settings.dimse_timeout:g} s (DIMSE timeout)",
+                Retry.AMBIGUOUS,
             )
         status = assoc._check_received_status(rsp)
         if "Status" not in status:
-            return _lost("association lost before the response")
+            return _lost("association lost before the response", Retry.AMBIGUOUS)
         return outcome_of_status(int(status.Status))
 
     @staticmethod
@@ -514,13 +559,15 @@ class Client:
 def choose_context(
     accepted: list[PresentationContext], item: SendItem
 ) -> PresentationContext | None:
-    """The accepted context to send an item in: its own syntax, else a fallback."""
+    """The accepted context to send an item in: its own syntax, else a fallback.
+
+    A fallback (an uncompressed syntax) serves a file pydicom can re-encode, and a
+    compressed file, which is then decompressed.
+    """
     mine = [c for c in accepted if c.abstract_syntax == item.sop_class_uid]
     for context in mine:
         if context.transfer_syntax[0] == item.transfer_syntax:
             return context
-    if item.transfer_syntax not in DECODABLE:
-        return None
     for syntax in FALLBACK_SYNTAXES:
         for context in mine:
             if context.transfer_syntax[0] == syntax:
@@ -587,32 +634,58 @@ def held(assoc: Association, timeout: float) -> Iterator[None]:
         checkpoint.set()
 
 
-def store_all(
-    client: Client, batches: list[Batch[SendItem]], tag: ProvenanceTag
-) -> Iterator[tuple[SendItem, Outcome]]:
-    """Send batches, one association each; yield the outcome of every item.
+@dataclass
+class _Attempts:
+    """An item on its way, with what became of its earlier attempts."""
 
-    An association lost mid-way (or after a response timeout) is aborted, never
-    used again, and a new one is opened for the rest of its batch.
+    item: SendItem
+    earlier: list[Outcome] = dataclasses.field(default_factory=list)
+    waits: Iterator[float] | None = None
+
+
+def store_all(
+    client: Client,
+    batches: list[Batch[SendItem]],
+    tag: ProvenanceTag,
+    retrier: Retrier,
+) -> Iterator[tuple[SendItem, Outcome]]:
+    """Send batches, one association each; yield the final outcome of every item.
+
+    A transient or ambiguous outcome (see :mod:`~fw_gear_dicom_send.retry`) is
+    tried again after a back-off wait, while the retrier's budget lasts. An
+    association lost mid-way (or after a response timeout) is aborted, never used
+    again, and a new one is opened for the rest of its batch; so is one rejected
+    as transient, after a wait.
 
     Raises:
         AssociationError: An association could not be opened; the items not yet
             yielded were not sent.
     """
     for batch in batches:
-        pending = list(batch.items)
+        pending = deque(_Attempts(item) for item in batch.items)
         while pending:
-            assoc = client.associate(list(batch.proposals))
+            assoc = _associate(client, list(batch.proposals), retrier)
             usable = False
+            wait_after = 0.0
             try:
                 with held(assoc, client.settings.acse_timeout):
                     # At least one item per association, so a peer that drops
                     # every association still lets the loop end.
                     while True:
-                        item = pending.pop(0)
-                        outcome = client.store(assoc, item, tag)
-                        yield item, outcome
+                        attempts = pending.popleft()
+                        outcome = client.store(assoc, attempts.item, tag)
                         usable = not outcome.association_lost
+                        wait = _again(attempts, outcome, retrier)
+                        if wait is None:
+                            if outcome.status.stored:
+                                retrier.stored()
+                            yield attempts.item, _with_history(outcome, attempts)
+                        else:
+                            pending.appendleft(attempts)
+                            if usable:
+                                time.sleep(wait)
+                            else:
+                                wait_after = wait
                         if not (usable and pending and connected(assoc)):
                             break
             finally:
@@ -622,3 +695,65 @@ def store_all(
                     release(assoc)
                 else:
                     assoc.abort()
+            time.sleep(wait_after)
+
+
+def _associate(
+    client: Client, proposals: list[Proposal], retrier: Retrier
+) -> Association:
+    """Open an association; wait and try again while it is refused as transient.
+
+    A transient refusal is e.g. the receiver's association limit being reached.
+    """
+    waits: Iterator[float] | None = None
+    while True:
+        try:
+            return client.associate(proposals)
+        except AssociationError as exc:
+            if not exc.transient:
+                raise
+            waits = waits or retrier.waits()
+            wait = next(waits, None)
+            if wait is None:
+                raise
+            log.warning("%s; trying again in %.1f s", exc, wait)
+            time.sleep(wait)
+
+
+def _again(attempts: _Attempts, outcome: Outcome, retrier: Retrier) -> float | None:
+    """The wait before trying the item again, or None if this outcome is final."""
+    if outcome.retry is Retry.FINAL:
+        return None
+    attempts.waits = attempts.waits or retrier.waits()
+    wait = next(attempts.waits, None)
+    if wait is not None:
+        attempts.earlier.append(outcome)
+        log.warning(
+            "%s: %s; trying again in %.1f s",
+            attempts.item.path.name,
+            outcome.reason,
+            wait,
+        )
+    return wait
+
+
+def _with_history(outcome: Outcome, attempts: _Attempts) -> Outcome:
+    """The final outcome, its reason telling of earlier attempts if there were."""
+    earlier = attempts.earlier
+    if not earlier:
+        return outcome
+    tries = f"{len(earlier) + 1} attempts"
+    if outcome.status.stored:
+        if any(o.retry is Retry.AMBIGUOUS for o in earlier):
+            note = (
+                f"sent again ({tries}): an association was lost after the data "
+                "went out and before the response, so the receiver may have "
+                "received it twice"
+            )
+        else:
+            note = f"stored after {tries}; first: {earlier[0].reason}"
+        reason = f"{outcome.reason}; {note}" if outcome.reason else note
+        return dataclasses.replace(outcome, reason=reason)
+    return dataclasses.replace(
+        outcome, reason=f"{outcome.reason} ({tries}, retries given up)"
+    )

@@ -28,6 +28,7 @@ from fw_gear_dicom_send.dicomfile import probe
 from fw_gear_dicom_send.engine import SendRequest, send
 from fw_gear_dicom_send.receiver import StorageReceiver
 from fw_gear_dicom_send.report import COLUMNS
+from fw_gear_dicom_send.retry import Retrier, RetryPolicy
 from fw_gear_dicom_send.samples import make_ct
 from fw_gear_dicom_send.scu import AssociationSettings, Client, Peer, release
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
@@ -87,27 +88,36 @@ def received_syntaxes(scp: StorageReceiver) -> set[str]:
     return {r.transfer_syntax for r in scp.received}
 
 
-def test_an_implicit_only_receiver_gets_uncompressed_files_re_encoded(
+def test_an_implicit_only_receiver_gets_every_file_re_encoded(
     mixed_zip: MixedZip, make_receiver: Callable[..., StorageReceiver]
 ) -> None:
+    """Uncompressed and deflated files are re-encoded; the RLE one decompressed."""
     scp = make_receiver(transfer_syntaxes=[ImplicitVRLittleEndian])
     result = send(SendRequest((mixed_zip.path,), peer_of(scp)))
 
     rows = {row.file.split("!", 1)[1]: row for row in result.rows}
     rle = rows["MR/mr-rle.dcm"]
-    assert rle.status is InstanceStatus.FAILED
-    assert "accepted no presentation context" in rle.reason
-    assert "RLE Lossless" in rle.reason
+    assert rle.status is SENT
+    assert rle.reason == (
+        "decompressed from RLE Lossless to Implicit VR Little Endian: the receiver "
+        "accepts no RLE Lossless"
+    )
     assert rows["CT/ct-00003.dcm"].status is SENT
     assert rows["CT/ct-00003.dcm"].transfer_syntax == ImplicitVRLittleEndian
     assert rows["MR/mr-deflated.dcm"].status is SENT
     assert received_syntaxes(scp) == {ImplicitVRLittleEndian}
-    assert len(scp.received) == 22
+    assert len(scp.received) == 23
     by_uid = {r.sop_instance_uid: r.path for r in scp.received}
     for uid, source in mixed_zip.sources.items():
-        if uid in by_uid:
+        if source.name == "r.dcm":  # the RLE file: compare with it decompressed
+            decoded = dcmread(source)
+            decoded.decompress()
+            got = dcmread(by_uid[uid])
+            assert got.PixelData == decoded.PixelData
+            assert provenance(got) == [b"DICOM Send"]
+        else:
             assert_tagged_copy(by_uid[uid], source)
-    assert result.summary.exit_status is ExitStatus.INCOMPLETE
+    assert result.summary.exit_status is ExitStatus.INCOMPLETE  # the truncated one
 
 
 @pytest.mark.parametrize(
@@ -129,12 +139,14 @@ def test_dimse_statuses_are_reported_in_hex(
     path = tmp_path / "ct.dcm"
     dcmwrite(path, make_ct(0), enforce_file_format=True)
     scp = make_receiver(status=answer)
-    result = send(SendRequest((path,), peer_of(scp)))
+    result = send(SendRequest((path,), peer_of(scp), retry=RetryPolicy(budget=1)))
     (row,) = result.rows
     assert row.status is status
     assert row.dimse_status == answer
     assert f"0x{answer:04X}" in row.reason
     assert result.summary.exit_status is exit_status
+    # Only "out of resources" is worth another try.
+    assert ("retries given up" in row.reason) is (answer & 0xFF00 == 0xA700)
 
 
 def test_a_tagged_file_is_not_tagged_twice(
@@ -307,19 +319,37 @@ class AbortingReceiver(StorageReceiver):
         return super()._on_store(event)
 
 
-def test_a_lost_association_fails_its_instance_and_the_rest_go_on_a_new_one(
-    tmp_path: Path,
+@pytest.mark.parametrize("budget", [0, 30])
+def test_a_lost_association_is_replaced_and_its_instance_sent_again(
+    tmp_path: Path, budget: float
 ) -> None:
+    """The receiver drops the association on the first C-STORE, after the data set
+    went out. Without retries that instance fails and the rest go on a new
+    association; with retries it is sent again, and the report says it may be
+    there twice."""
     folder = tmp_path / "in"
     folder.mkdir()
     for index in range(3):
         dcmwrite(folder / f"{index}.dcm", make_ct(20 + index), enforce_file_format=True)
     with AbortingReceiver(tmp_path / "received", aborts=1) as scp:
         settings = AssociationSettings(dimse_timeout=60)
-        result = send(SendRequest((folder,), peer_of(scp), association=settings))
+        result = send(
+            SendRequest(
+                (folder,),
+                peer_of(scp),
+                association=settings,
+                retry=RetryPolicy(budget=budget),
+            )
+        )
     first, *rest = result.rows
-    assert first.status is InstanceStatus.FAILED
-    assert "association lost" in first.reason
+    if budget:
+        assert first.status is SENT
+        assert "sent again (2 attempts)" in first.reason
+        assert "may have received it twice" in first.reason
+        assert len(scp.received) == 3
+    else:
+        assert first.status is InstanceStatus.FAILED
+        assert "association lost" in first.reason
     assert [row.status for row in rest] == [SENT, SENT]
     assert scp.associations == 2
     assert result.seconds < 20  # the dead association was not waited on
@@ -340,7 +370,8 @@ def test_a_file_gone_since_it_was_probed_fails_alone(
         items.append(SendItem(index, path, info, splice(info, ProvenanceTag())))
     items[0].path.unlink()
     client = Client(peer_of(receiver), AssociationSettings())
-    outcomes = dict(store_all(client, plan_batches(items), ProvenanceTag()))
+    retrier = Retrier(RetryPolicy())
+    outcomes = dict(store_all(client, plan_batches(items), ProvenanceTag(), retrier))
     gone, kept = (outcomes[item] for item in items)
     assert gone.status is InstanceStatus.FAILED
     assert "cannot read" in gone.reason

@@ -1,0 +1,71 @@
+"""When to try again: the one retry policy of sending.
+
+An outcome is *final* (stored, or refused for good), *transient* (worth another try:
+0xA7xx "out of resources", an association rejected as transient, an association lost
+before the data set went out) or *ambiguous* (the association was lost after the
+data set went out and before the response: the receiver may have stored it). Both of
+the latter are tried again; an ambiguous one that then succeeds says so in the report.
+
+Retries stop once nothing has been stored for ``budget`` seconds: a receiver that is
+down for good costs one budget for the whole run, not one per instance. Waits grow
+exponentially with full jitter (backoff's generators), capped at ``max_wait``.
+"""
+
+import enum
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import backoff
+
+
+class Retry(enum.Enum):
+    """Whether an outcome is worth another try."""
+
+    FINAL = "final"
+    """Stored, or refused for good (0xA9xx, 0xCxxx, a permanent rejection...)."""
+
+    TRANSIENT = "transient"
+    """Not stored, and the receiver said or showed it may work later."""
+
+    AMBIGUOUS = "ambiguous"
+    """Maybe stored: the data went out, the response never came."""
+
+
+def retry_of_status(code: int) -> Retry:
+    """How to treat a C-STORE response status: 0xA7xx is transient."""
+    return Retry.TRANSIENT if code & 0xFF00 == 0xA700 else Retry.FINAL
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How long and how patiently to retry."""
+
+    budget: float = 60.0
+    """Seconds without a stored instance after which nothing is retried any more;
+    0 turns retries off."""
+    first_wait: float = 0.5
+    max_wait: float = 10.0
+
+
+class Retrier:
+    """Tracks the budget of a run and hands out back-off waits."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+        self._progress = time.monotonic()
+
+    def stored(self) -> None:
+        """Note that an instance was stored: the budget starts again."""
+        self._progress = time.monotonic()
+
+    def waits(self) -> Iterator[float]:
+        """Waits before each further attempt, until the budget runs out."""
+        policy = self.policy
+        for wait in backoff.expo(factor=policy.first_wait, max_value=policy.max_wait):
+            if wait is None:  # the generator's priming value
+                continue
+            jittered = backoff.full_jitter(wait)
+            if time.monotonic() + jittered - self._progress > policy.budget:
+                return
+            yield jittered
