@@ -19,7 +19,8 @@ from .engine import Progress, RunResult, SendRequest, send
 from .errors import AssociationError, UsageError
 from .logs import configure_logging
 from .receiver import StorageReceiver
-from .report import write_csv
+from .report import read_stored, write_csv
+from .retry import RetryPolicy
 from .samples import write_demo_inputs
 from .scu import AssociationSettings, Client, Peer, describe_status
 from .status import ExitStatus
@@ -182,6 +183,20 @@ def build_parser() -> argparse.ArgumentParser:
     send_parser.add_argument(
         "--work-dir", type=Path, help="where archives are extracted (system temp)"
     )
+    send_parser.add_argument(
+        "--retry-time",
+        type=float,
+        default=RetryPolicy().budget,
+        metavar="S",
+        help="retry transient failures until nothing has been stored for S seconds "
+        f"({RetryPolicy().budget:g}; 0: no retries)",
+    )
+    send_parser.add_argument(
+        "--resume",
+        type=Path,
+        metavar="REPORT",
+        help="skip instances that an earlier run's report says were stored",
+    )
 
     echo_parser = commands.add_parser("echo", help="C-ECHO the receiver")
     _add_peer_options(echo_parser)
@@ -251,6 +266,12 @@ def _settings(args: argparse.Namespace) -> tuple[Peer, AssociationSettings]:
     )
 
 
+def _non_negative(value: float, option: str) -> float:
+    if not math.isfinite(value) or value < 0:
+        raise UsageError(f"{option} must be a number of seconds, 0 or more")
+    return value
+
+
 def _check_writable(report: Path | None) -> None:
     """Fail before sending if the report could not be written afterwards."""
     if report is None:
@@ -283,6 +304,8 @@ def _run_send(args: argparse.Namespace) -> ExitStatus:
         association=settings,
         tag=ProvenanceTag(parse_group(args.group), args.creator, args.value),
         work_dir=args.work_dir,
+        retry=RetryPolicy(budget=_non_negative(args.retry_time, "--retry-time")),
+        already_stored=read_stored(args.resume) if args.resume else frozenset(),
     )
     _check_writable(args.report)
     result = send(request, ProgressPrinter())

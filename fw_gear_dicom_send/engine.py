@@ -41,6 +41,8 @@ class SendRequest:
     labels: tuple[str, ...] = ()
     """How the report names each path, in order (default: the path itself)."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    already_stored: frozenset[str] = frozenset()
+    """SOP Instance UIDs stored by an earlier run: reported, not sent again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +179,15 @@ def _prepare(
             )
             continue
         seen[info.sop_instance_uid] = entry.name
+        if info.sop_instance_uid in request.already_stored:
+            rows.append(
+                replace(
+                    row,
+                    status=InstanceStatus.SENT,
+                    reason="stored by an earlier run (resumed), not sent again",
+                )
+            )
+            continue
         try:
             inserts = splice(info, request.tag) if info.streamable else None
         except TaggingError as exc:

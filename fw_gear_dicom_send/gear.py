@@ -135,6 +135,7 @@ def _send(settings: GearSettings, sources: Sequence[Source]) -> RunResult | None
         tag=settings.tag,
         work_dir=settings.work_dir,
         labels=tuple(source.file.fw_path for source in present),
+        retry=settings.retry,
     )
     return send(request)
 

@@ -11,11 +11,12 @@ Every value is checked here, so a bad one stops the job with a one-line
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .retry import RetryPolicy
 from .scu import AssociationSettings, Peer, check_ae_title
 from .tagging import DEFAULT_CREATOR, DEFAULT_VALUE, ProvenanceTag, parse_group
 from .tls import DEFAULT_PROFILE, TlsSettings, parse_profile
@@ -44,6 +45,7 @@ KNOWN_KEYS = frozenset(
         "tls_require_peer_cert",
         "tls_check_hostname",
         "tls_key_password",
+        "retry_time",
         "connect_timeout",
         "acse_timeout",
         "dimse_timeout",
@@ -88,6 +90,7 @@ class GearSettings:
     file: FileInput | None
     output_dir: Path
     work_dir: Path
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
     debug: bool = False
 
 
@@ -152,6 +155,11 @@ def parse_config(
         file=_the_file_input(inputs),
         output_dir=output_dir,
         work_dir=work_dir,
+        retry=RetryPolicy(
+            budget=options.integer(
+                "retry_time", int(RetryPolicy().budget), 0, 24 * 3600
+            )
+        ),
         debug=options.boolean("debug", default=False),
     )
 

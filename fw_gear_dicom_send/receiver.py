@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import cast
+from typing import Self, cast
 
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -62,15 +62,19 @@ class StorageReceiver:
         transfer_syntaxes: The syntaxes it accepts, most preferred first.
         status: The C-STORE status it answers (0x0000 stores the instance).
         tls: A server-side TLS context: it then speaks only TLS.
+        max_associations: Associations at once; more are rejected as transient
+            ("local limit exceeded").
     """
 
     def __init__(
         self,
         out_dir: Path,
+        *,
         ae_title: str = "STORE-SCP",
         transfer_syntaxes: Sequence[str] = PREFERRED_SYNTAXES,
         status: int = 0x0000,
         tls: ssl.SSLContext | None = None,
+        max_associations: int = 16,
     ) -> None:
         self.out_dir = out_dir
         self._tls = tls
@@ -86,7 +90,7 @@ class StorageReceiver:
         self._lock = threading.Lock()
         self._ae = AE(ae_title=ae_title)
         self._ae.require_called_aet = True
-        self._ae.maximum_associations = 16
+        self._ae.maximum_associations = max_associations
         for context in AllStoragePresentationContexts:
             assert context.abstract_syntax is not None
             self._ae.add_supported_context(
@@ -102,7 +106,7 @@ class StorageReceiver:
             raise RuntimeError("the receiver is not running")
         return int(self._server.server_address[1])
 
-    def __enter__(self) -> "StorageReceiver":
+    def __enter__(self) -> Self:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._server = self._ae.start_server(
             ("127.0.0.1", 0),

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import UsageError
 from .status import ExitStatus, InstanceStatus
 
 COLUMNS = (
@@ -63,6 +64,29 @@ def write_csv(rows: Iterable[Row], path: Path) -> None:
         writer.writeheader()
         writer.writerows(row.as_csv() for row in rows)
     partial.replace(path)
+
+
+def read_stored(path: Path) -> frozenset[str]:
+    """SOP Instance UIDs that a report says were stored (sent or warning).
+
+    Raises:
+        UsageError: The report cannot be read, or is not one of ours.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if not set(COLUMNS) <= set(reader.fieldnames or ()):
+                raise UsageError(f"{path} is not a dicom-send report")
+            return frozenset(
+                row["sop_instance_uid"]
+                for row in reader
+                if row["sop_instance_uid"]
+                and row["status"] in (InstanceStatus.SENT, InstanceStatus.WARNING)
+            )
+    except OSError as exc:
+        raise UsageError(f"cannot read the report {path}: {exc.strerror}") from None
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read the report {path}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)

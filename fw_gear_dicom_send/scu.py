@@ -12,6 +12,7 @@ Every association socket gets ``TCP_NODELAY`` as soon as it connects: with Nagle
 algorithm on, each C-STORE waits for a delayed ACK (40 ms and more).
 """
 
+import contextlib
 import dataclasses
 import io
 import logging
@@ -596,6 +597,19 @@ def release(assoc: Association) -> None:
         assoc.release()
 
 
+def discard(assoc: Association) -> None:
+    """Abort an association we will not use again, and close its socket.
+
+    After a connection reset pynetdicom's DUL stops without closing the socket;
+    aborting then has nothing to do, and the socket would stay open.
+    """
+    assoc.abort()
+    transport = assoc.dul.socket
+    if transport is not None and transport.socket is not None:
+        with contextlib.suppress(OSError):
+            transport.socket.close()
+
+
 def connected(assoc: Association) -> bool:
     """Whether the association can carry data: its DUL is in state Sta6.
 
@@ -694,7 +708,7 @@ def store_all(
                 if usable and connected(assoc):
                     release(assoc)
                 else:
-                    assoc.abort()
+                    discard(assoc)
             time.sleep(wait_after)
 
 
