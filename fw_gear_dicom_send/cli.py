@@ -35,8 +35,9 @@ DEMO_AE = "DEMO-SCP"
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(ExitStatus.USAGE, f"{self.prog}: error: {message}\n")
+        self.exit(
+            ExitStatus.USAGE, f"{self.prog}: error: {message} (see {self.prog} -h)\n"
+        )
 
 
 def _add_peer_options(parser: argparse.ArgumentParser) -> None:

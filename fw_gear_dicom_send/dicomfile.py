@@ -252,6 +252,8 @@ def _read_meta(src: _Source, offset: int) -> _Meta:
 
 def _guess_encoding(src: _Source, offset: int) -> Encoding | None:
     """Guess how a bare dataset is encoded from its first element, as pydicom does."""
+    if src.size - offset < 8:  # not even one element header
+        return None
     head = src.read(offset, 8)
     group_le = struct.unpack("<H", head[:2])[0]
     group_be = struct.unpack(">H", head[:2])[0]

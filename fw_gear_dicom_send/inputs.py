@@ -297,8 +297,23 @@ class _Budget:
 
     def copy(self, src: IO[bytes], target: Path) -> None:
         """Copy a member to ``target``, stopping as soon as a limit is passed."""
-        with open(target, "xb") as dst:
+        try:
+            dst = open(target, "xb", buffering=0)  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise _no_room(target, exc) from None
+        with dst:
             while chunk := src.read(_COPY_CHUNK):
                 self._bytes += len(chunk)
                 self._check_total(self._bytes)
-                dst.write(chunk)
+                try:
+                    dst.write(chunk)
+                except OSError as exc:  # no space left, file too large, ...
+                    dst.close()
+                    target.unlink(missing_ok=True)
+                    raise _no_room(target, exc) from None
+
+
+def _no_room(target: Path, exc: OSError) -> ArchiveError:
+    return ArchiveError(
+        f"cannot extract to the work folder {target.parent}: {exc.strerror or exc}"
+    )

@@ -19,6 +19,7 @@ import logging
 import socket
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -464,7 +465,11 @@ class Client:
         Returns:
             The payload, and a note for the report if the file was decompressed.
         """
-        ds = dcmread(item.path, force=True)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = dcmread(item.path, force=True)
+        for warning in caught:  # e.g. the meta contradicts the data set
+            log.debug("%s: %s", item.path.name, warning.message)
         source = UID(item.transfer_syntax)
         target = UID(syntax)
         note = ""

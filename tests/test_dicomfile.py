@@ -118,3 +118,12 @@ def test_group_elements_and_group_end_are_recorded(tmp_path: Path) -> None:
     assert (
         data[info.group_end : info.group_end + 4] == b"\x28\x00\x02\x00"
     )  # (0028,0002)
+
+
+@pytest.mark.parametrize("length", range(1, 9))
+def test_a_tiny_file_is_not_dicom(length: int, tmp_path: Path) -> None:
+    """Fewer bytes than an element header: not DICOM (skipped), not truncated."""
+    path = tmp_path / "tiny.txt"
+    path.write_bytes(b"\x08\x00note 0\n"[:length])
+    with pytest.raises(NotSendable):
+        probe(path, 0x0021)
