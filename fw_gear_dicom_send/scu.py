@@ -61,6 +61,7 @@ _MAX_QUEUED_PDUS = 32
 _UNLIMITED_FRAGMENT = 1 << 20
 _AE_MAX = 16
 _REJECTED_TRANSIENT = 2
+_TLS_PROBE_TIMEOUT = 5.0
 _ABORTED_IN_NEGOTIATION = "aborted during negotiation"
 
 
@@ -359,7 +360,7 @@ class Client:
                 f"association rejected by {peer} ({r.result_str}, "
                 f"{r.source_str}: {r.reason_str})"
             )
-        tls = self._tls_problem(watch)
+        tls = self._tls_problem(watch, elapsed)
         if tls is not None:
             return tls
         if not watch.connected:
@@ -377,7 +378,7 @@ class Client:
             )
         return f"association with {peer} {_ABORTED_IN_NEGOTIATION}"
 
-    def _tls_problem(self, watch: _Watch) -> str | None:
+    def _tls_problem(self, watch: _Watch, elapsed: float) -> str | None:
         """Why TLS kept the association from opening, if it did.
 
         With TLS on, a second handshake tells what went wrong; with TLS off, if the
@@ -388,7 +389,8 @@ class Client:
         timeout = self.settings.connect_timeout
         if self._tls is not None and self.settings.tls is not None:
             return explain_failure(host, port, self.settings.tls, self._tls, timeout)
-        if watch.connected and speaks_tls(host, port, timeout):
+        hung_up = watch.connected and elapsed < self.settings.acse_timeout
+        if hung_up and speaks_tls(host, port, min(timeout, _TLS_PROBE_TIMEOUT)):
             return f"the peer at {host}:{port} speaks TLS: turn TLS on to reach it"
         return None
 

@@ -1,17 +1,22 @@
 """Properties: no byte sequence crashes the probe; every file gets exactly one row."""
 
+import io
 import tempfile
 import zipfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydicom import dcmread
 from pydicom.filewriter import dcmwrite
 
 from fw_gear_dicom_send.dicomfile import DicomInfo, NotSendable, probe
 from fw_gear_dicom_send.engine import _prepare
 from fw_gear_dicom_send.errors import MalformedDicomError
 from fw_gear_dicom_send.samples import bundled, make_ct
+from fw_gear_dicom_send.scu import Payload
+from fw_gear_dicom_send.tagging import ProvenanceTag, TaggingError, splice, tag_dataset
 
 SEEDS = [
     bundled(name).read_bytes()
@@ -94,3 +99,56 @@ def test_every_member_gets_exactly_one_row(
         return
     assert [row.file for row in rows] == [f"{archive}!{name}" for name in names]
     assert all(rows[item.index].sop_instance_uid for item in items)
+
+
+@st.composite
+def private_blocks(draw: st.DrawFn) -> list[tuple[int, str, dict[int, str]]]:
+    """Private blocks already in group 0x0021: slot, creator, {offset: value}."""
+    slots = draw(st.lists(st.integers(0x10, 0xFF), unique=True, max_size=6))
+    creators = st.sampled_from(["Flywheel", "OTHER", "SIEMENS", "Flywheel "])
+    values = st.sampled_from(["DICOM Send", "x", "DICOM send", "y z"])
+    return [
+        (
+            slot,
+            draw(creators),
+            draw(st.dictionaries(st.integers(0x00, 0xFF), values, max_size=4)),
+        )
+        for slot in slots
+    ]
+
+
+@FAST
+@given(blocks=private_blocks())
+def test_the_splice_and_pydicom_tagging_agree(
+    blocks: list[tuple[int, str, dict[int, str]]],
+) -> None:
+    """Whatever private blocks a file already has, inserting the element into its
+    bytes gives the same data set as tagging it decoded with pydicom (the same
+    placement rule), or both refuse."""
+    ds = make_ct(0)
+    for slot, creator, elements in blocks:
+        ds.add_new((0x0021, slot), "LO", creator)
+        for offset, value in elements.items():
+            ds.add_new((0x0021, slot << 8 | offset), "LO", value)
+    tag = ProvenanceTag()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "x.dcm"
+        dcmwrite(path, ds, enforce_file_format=True)
+        info = probe(path, 0x0021)
+        expected = dcmread(path)
+        try:
+            inserts = splice(info, tag)
+        except TaggingError:
+            with pytest.raises(TaggingError):
+                tag_dataset(expected, tag)
+            return
+        tag_dataset(expected, tag)
+        with open(path, "rb") as f:
+            head = f.read(info.dataset_offset)
+            payload = Payload(f, info.dataset_offset, info.size, inserts)
+            body = b"".join(iter(lambda: payload.read(4096), b""))
+    got = dcmread(io.BytesIO(head + body))
+    assert [(e.tag, e.value) for e in got.group_dataset(0x0021)] == [
+        (e.tag, e.value) for e in expected.group_dataset(0x0021)
+    ]
+    assert got.PixelData == ds.PixelData
