@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import NoReturn, TextIO
 
 from . import __version__
-from .engine import Progress, RunResult, SendRequest, send
+from .engine import DEFAULT_ASSOCIATIONS, Progress, RunResult, SendRequest, send
 from .errors import AssociationError, UsageError
 from .logs import configure_logging
 from .receiver import StorageReceiver
@@ -30,6 +30,7 @@ from .tls import DEFAULT_PROFILE, Profile, TlsSettings, parse_profile, risks
 log = logging.getLogger(__name__)
 
 PROG = "dicom-send"
+_MAX_ASSOCIATIONS = 32
 DEMO_AE = "DEMO-SCP"
 
 
@@ -193,6 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
         f"({RetryPolicy().budget:g}; 0: no retries)",
     )
     send_parser.add_argument(
+        "--associations",
+        type=int,
+        default=DEFAULT_ASSOCIATIONS,
+        metavar="N",
+        help=f"associations at once, each in its own process ({DEFAULT_ASSOCIATIONS};"
+        " fewer for small sends)",
+    )
+    send_parser.add_argument(
         "--resume",
         type=Path,
         metavar="REPORT",
@@ -267,6 +276,12 @@ def _settings(args: argparse.Namespace) -> tuple[Peer, AssociationSettings]:
     )
 
 
+def _associations(value: int) -> int:
+    if not 1 <= value <= _MAX_ASSOCIATIONS:
+        raise UsageError(f"--associations must be 1 to {_MAX_ASSOCIATIONS}")
+    return value
+
+
 def _non_negative(value: float, option: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise UsageError(f"{option} must be a number of seconds, 0 or more")
@@ -307,6 +322,7 @@ def _run_send(args: argparse.Namespace) -> ExitStatus:
         work_dir=args.work_dir,
         retry=RetryPolicy(budget=_non_negative(args.retry_time, "--retry-time")),
         already_stored=read_stored(args.resume) if args.resume else frozenset(),
+        associations=_associations(args.associations),
     )
     _check_writable(args.report)
     result = send(request, ProgressPrinter())

@@ -43,6 +43,8 @@ ITEM_DELIMITER = 0xFFFEE00D
 SEQUENCE_DELIMITER = 0xFFFEE0DD
 SOP_CLASS_UID = 0x00080016
 SOP_INSTANCE_UID = 0x00080018
+SERIES_INSTANCE_UID = 0x0020000E
+_UID_TAGS = frozenset({SOP_CLASS_UID, SOP_INSTANCE_UID, SERIES_INSTANCE_UID})
 _HEAD_SIZE = 1 << 16
 _MAX_KEPT_VALUE = 256
 _MAX_NESTING = 64
@@ -102,6 +104,9 @@ class DicomInfo:
     """Top-level elements of the provenance group, in file order."""
     group_end: int
     """Offset of the first top-level element after the provenance group."""
+    series_instance_uid: str = ""
+    """Series Instance UID (0020,000E), if the file has one (to keep a series on
+    one association)."""
 
     @property
     def streamable(self) -> bool:
@@ -355,7 +360,7 @@ def _probe(src: _Source, group: int) -> DicomInfo:
     try:
         for header, start, _end in _iter_top_level(src, meta.dataset_offset, guessed):
             tag_group = header.tag >> 16
-            if header.tag in (SOP_CLASS_UID, SOP_INSTANCE_UID) and header.length <= 64:
+            if header.tag in _UID_TAGS and header.length <= 64:
                 uids[header.tag] = _text(src.read(header.value_offset, header.length))
             elif tag_group == group:
                 value = None
@@ -388,6 +393,7 @@ def _probe(src: _Source, group: int) -> DicomInfo:
         encoding=guessed if guessed == declared else None,
         group_elements=tuple(group_elements),
         group_end=src.size if group_end is None else group_end,
+        series_instance_uid=uids.get(SERIES_INSTANCE_UID, ""),
     )
 
 
@@ -412,7 +418,7 @@ def _probe_deflated(src: _Source, meta: _Meta) -> DicomInfo:
     inner = _Source(io.BytesIO(inflated), len(inflated))
     uids: dict[int, str] = {}
     for header, _start, _end in _iter_top_level(inner, 0, EXPLICIT_LE):
-        if header.tag in (SOP_CLASS_UID, SOP_INSTANCE_UID):
+        if header.tag in _UID_TAGS:
             uids[header.tag] = _text(inner.read(header.value_offset, header.length))
     if SOP_CLASS_UID not in uids:
         raise NotSendable("no SOP Class UID (0008,0016)")
@@ -427,4 +433,5 @@ def _probe_deflated(src: _Source, meta: _Meta) -> DicomInfo:
         encoding=None,
         group_elements=(),
         group_end=src.size,
+        series_instance_uid=uids.get(SERIES_INSTANCE_UID, ""),
     )

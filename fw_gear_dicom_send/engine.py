@@ -18,12 +18,15 @@ from .errors import AssociationError, MalformedDicomError
 from .inputs import InputFile, InputProblem, Limits, check_paths, collect
 from .report import Row, Summary, summarize
 from .retry import Retrier, RetryPolicy
-from .scu import AssociationSettings, Client, Peer, SendItem, store_all
+from .scu import AssociationSettings, Client, Outcome, Peer, SendItem, store_all
 from .status import ExitStatus, InstanceStatus
 from .tagging import ProvenanceTag, TaggingError, splice
 from .tls import risks
+from .workers import Job, run_jobs, split
 
 log = logging.getLogger(__name__)
+
+DEFAULT_ASSOCIATIONS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,8 @@ class SendRequest:
     labels: tuple[str, ...] = ()
     """How the report names each path, in order (default: the path itself)."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    associations: int = DEFAULT_ASSOCIATIONS
+    """Associations at once (worker processes); fewer for small sends."""
     already_stored: frozenset[str] = frozenset()
     """SOP Instance UIDs stored by an earlier run: reported, not sent again."""
 
@@ -82,6 +87,7 @@ class RunResult:
 
 
 ProgressCallback = Callable[[Progress], None]
+_ITEMS_PER_WORKER = 16
 _NOT_SENT = "not sent"
 
 
@@ -214,60 +220,95 @@ def _send_items(
     on_progress: ProgressCallback | None,
 ) -> None:
     tls = request.association.tls
+    workers = min(request.associations, max(1, len(items) // _ITEMS_PER_WORKER))
     log.info(
-        "sending %d instances (%.1f MB) to %s%s",
+        "sending %d instances (%.1f MB) to %s%s%s",
         len(items),
         sum(item.size for item in items) / 1e6,
         request.peer,
         f" over TLS ({tls.profile.value})" if tls is not None else "",
+        f" on {workers} associations at once" if workers > 1 else "",
     )
-    try:
-        _record(
-            client,
-            items,
-            rows,
-            started=started,
-            on_progress=on_progress,
-            tag=request.tag,
-            retry=request.retry,
+    recorder = _Recorder(rows, items, started, on_progress)
+    if workers == 1:
+        try:
+            outcomes = store_all(
+                client, plan_batches(items), request.tag, Retrier(request.retry)
+            )
+            for item, outcome in outcomes:
+                recorder(item, outcome)
+        except KeyboardInterrupt:
+            client.abort_all()  # else a negotiating association keeps us alive
+            raise
+        return
+    shares = split(items, workers)
+    levels = tuple(
+        (name, logging.getLogger(name).getEffectiveLevel())
+        for name in ("fw_gear_dicom_send", "pynetdicom")
+    )
+    jobs = [
+        Job(
+            number,
+            request.peer,
+            request.association,
+            request.tag,
+            request.retry,
+            tuple(share),
+            levels,
         )
-    except KeyboardInterrupt:
-        client.abort_all()  # else a negotiating association keeps the process alive
-        raise
+        for number, share in enumerate(shares, start=1)
+    ]
+    stopped = run_jobs(jobs, recorder)
+    if stopped:
+        for job in jobs:
+            why = stopped.get(job.number)
+            if why is None:
+                continue
+            for item in job.items:
+                if rows[item.index].reason == _NOT_SENT:
+                    rows[item.index] = replace(rows[item.index], reason=why)
+        raise AssociationError(next(iter(stopped.values())))
 
 
-def _record(
-    client: Client,
-    items: list[SendItem],
-    rows: list[Row],
-    *,
-    started: float,
-    on_progress: ProgressCallback | None,
-    tag: ProvenanceTag,
-    retry: RetryPolicy,
-) -> None:
-    """Send the items and put each outcome in its row."""
-    bytes_total = sum(item.size for item in items)
-    bytes_done = 0
-    outcomes = store_all(client, plan_batches(items), tag, Retrier(retry))
-    for done, (item, outcome) in enumerate(outcomes, start=1):
-        rows[item.index] = replace(
-            rows[item.index],
+class _Recorder:
+    """Puts each outcome in its row, logs failures, reports progress."""
+
+    def __init__(
+        self,
+        rows: list[Row],
+        items: list[SendItem],
+        started: float,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        self._rows = rows
+        self._started = started
+        self._on_progress = on_progress
+        self._total = len(items)
+        self._bytes_total = sum(item.size for item in items)
+        self._done = 0
+        self._bytes_done = 0
+
+    def __call__(self, item: SendItem, outcome: Outcome) -> None:
+        """Record one outcome."""
+        row = self._rows[item.index]
+        self._rows[item.index] = replace(
+            row,
             status=outcome.status,
             reason=outcome.reason,
             dimse_status=outcome.dimse_status,
-            transfer_syntax=outcome.transfer_syntax or rows[item.index].transfer_syntax,
+            transfer_syntax=outcome.transfer_syntax or row.transfer_syntax,
         )
         if outcome.status is InstanceStatus.FAILED:
-            log.warning("%s: %s", rows[item.index].file, outcome.reason)
-        bytes_done += item.size
-        if on_progress is not None:
-            on_progress(
+            log.warning("%s: %s", row.file, outcome.reason)
+        self._done += 1
+        self._bytes_done += item.size
+        if self._on_progress is not None:
+            self._on_progress(
                 Progress(
-                    done,
-                    len(items),
-                    bytes_done,
-                    bytes_total,
-                    time.monotonic() - started,
+                    self._done,
+                    self._total,
+                    self._bytes_done,
+                    self._bytes_total,
+                    time.monotonic() - self._started,
                 )
             )

@@ -62,7 +62,6 @@ _UNLIMITED_FRAGMENT = 1 << 20
 _AE_MAX = 16
 _REJECTED_TRANSIENT = 2
 _TLS_PROBE_TIMEOUT = 5.0
-_ABORTED_IN_NEGOTIATION = "aborted during negotiation"
 
 
 def check_ae_title(value: str, what: str) -> str:
@@ -311,13 +310,7 @@ class Client:
         if assoc.is_established:
             self._message_id = 0
             return assoc
-        reason = self._failure_reason(watch, time.monotonic() - started)
-        rejection = watch.rejection
-        transient = (
-            rejection.result == _REJECTED_TRANSIENT
-            if rejection is not None
-            else watch.connected and reason.endswith(_ABORTED_IN_NEGOTIATION)
-        )
+        reason, transient = self._failure_reason(watch, time.monotonic() - started)
         raise AssociationError(reason, transient=transient)
 
     def abort_all(self, wait: float = 1.0) -> None:
@@ -352,17 +345,24 @@ class Client:
                 f"cannot resolve host {self.peer.host!r} ({exc.strerror or exc})"
             ) from None
 
-    def _failure_reason(self, watch: _Watch, elapsed: float) -> str:
+    def _failure_reason(self, watch: _Watch, elapsed: float) -> tuple[str, bool]:
+        """Why the association did not open, and whether a later try may work.
+
+        Refused for now (rejected-transient), hung up on, or kept waiting (a busy
+        receiver that takes one association at a time) may work later; not
+        reached at all, refused for good, or a TLS problem will not.
+        """
         peer = self.peer
         if watch.rejection is not None:
             r = watch.rejection
             return (
                 f"association rejected by {peer} ({r.result_str}, "
-                f"{r.source_str}: {r.reason_str})"
+                f"{r.source_str}: {r.reason_str})",
+                r.result == _REJECTED_TRANSIENT,
             )
         tls = self._tls_problem(watch, elapsed)
         if tls is not None:
-            return tls
+            return tls, False
         if not watch.connected:
             timeout = self.settings.connect_timeout
             why = (
@@ -370,13 +370,14 @@ class Client:
                 if elapsed >= timeout * 0.9
                 else self._probe_tcp()  # a quick failure: connect again to learn why
             )
-            return f"cannot connect to {peer.host}:{peer.port} ({why})"
+            return f"cannot connect to {peer.host}:{peer.port} ({why})", False
         if elapsed >= self.settings.acse_timeout:
             return (
                 f"no answer to the association request from {peer} within "
-                f"{self.settings.acse_timeout:g} s"
+                f"{self.settings.acse_timeout:g} s",
+                True,
             )
-        return f"association with {peer} {_ABORTED_IN_NEGOTIATION}"
+        return f"association with {peer} aborted during negotiation", True
 
     def _tls_problem(self, watch: _Watch, elapsed: float) -> str | None:
         """Why TLS kept the association from opening, if it did.

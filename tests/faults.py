@@ -24,7 +24,8 @@ class FaultyReceiver(StorageReceiver):
 
     Args:
         out_dir: Where stored instances go.
-        answers: Statuses for the first C-STOREs (then it stores normally).
+        answers: Statuses for the first C-STOREs (0x0000: store it); then it
+            stores normally.
         abort_on: C-STOREs on which it aborts the association.
         silent_on: C-STOREs it does not answer for ``silence`` seconds.
         silence: How long it keeps silent.
@@ -59,7 +60,7 @@ class FaultyReceiver(StorageReceiver):
         if number in self.silent_on:
             time.sleep(self.silence)
             return 0xC000  # too late: the sender has given up on this association
-        if number <= len(self.answers):
+        if number <= len(self.answers) and self.answers[number - 1] != 0x0000:
             return self.answers[number - 1]
         return super()._on_store(event)
 

@@ -84,13 +84,19 @@ def silent_peer(silent_server: socket.socket) -> int:
 
 
 def test_a_peer_that_never_answers(ct_file: Path, silent_peer: int) -> None:
-    result = run(*send_args(ct_file, silent_peer, "PACS", "--acse-timeout=1"))
+    """A busy receiver may answer later: tried again until the retry time is up."""
+    result = run(
+        *send_args(ct_file, silent_peer, "PACS", "--acse-timeout=1", "--retry-time=2")
+    )
     assert result.returncode == ExitStatus.NOTHING_SENT
-    (line,) = [line for line in error_lines(result) if "no answer" in line]
-    assert line == (
+    message = (
         "dicom-send: no answer to the association request from "
         f"PACS@127.0.0.1:{silent_peer} within 1 s"
     )
+    *retries, last = [line for line in error_lines(result) if "no answer" in line]
+    assert last == message
+    assert retries
+    assert all(line.startswith(f"{message}; trying again in ") for line in retries)
 
 
 @pytest.fixture

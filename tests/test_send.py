@@ -227,7 +227,7 @@ def test_more_contexts_than_one_association_holds(
         path = tmp_path / "many" / f"{index}.dcm"
         path.parent.mkdir(exist_ok=True)
         dcmwrite(path, _bare_instance(str(sop_class), index), enforce_file_format=True)
-    result = send(SendRequest((tmp_path / "many",), peer_of(receiver)))
+    result = send(SendRequest((tmp_path / "many",), peer_of(receiver), associations=1))
     # Each class needs 2 contexts (its syntax and the fallback): 140 > 128.
     assert receiver.associations == 2
     assert all(row.status is SENT for row in result.rows)

@@ -1,0 +1,122 @@
+"""Parallel associations: worker processes, each with associations of its own."""
+
+from pathlib import Path
+
+import pytest
+from faults import FaultyReceiver
+from pki import Pki
+from test_tls import mutual
+
+from fw_gear_dicom_send.dicomfile import probe
+from fw_gear_dicom_send.engine import SendRequest, send
+from fw_gear_dicom_send.receiver import StorageReceiver
+from fw_gear_dicom_send.retry import RetryPolicy
+from fw_gear_dicom_send.samples import write_series
+from fw_gear_dicom_send.scu import AssociationSettings, Peer, SendItem
+from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
+from fw_gear_dicom_send.workers import split
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three series of 20, 12 and 8 instances."""
+    folder = tmp_path_factory.mktemp("study")
+    for seed, count in (("a", 20), ("b", 12), ("c", 8)):
+        write_series(folder / seed, count, seed=f"series-{seed}")
+    return folder
+
+
+def items_of(folder: Path) -> list[SendItem]:
+    paths = sorted(folder.rglob("*.dcm"))
+    return [
+        SendItem(index, path, probe(path, 0x0021), ())
+        for index, path in enumerate(paths)
+    ]
+
+
+def test_split_keeps_series_whole_and_balances(study: Path) -> None:
+    items = items_of(study)
+    shares = split(items, 3)
+    assert [len(share) for share in shares] == [20, 12, 8]
+    for share in shares:
+        assert len({item.info.series_instance_uid for item in share}) == 1
+        assert [i.index for i in share] == sorted(i.index for i in share)
+
+
+def test_split_cuts_a_series_only_when_workers_would_idle(study: Path) -> None:
+    items = items_of(study / "a")
+    shares = split(items, 4)
+    assert sorted(len(share) for share in shares) == [5, 5, 5, 5]
+    assert sorted(i.index for share in shares for i in share) == list(range(20))
+    assert all(
+        [i.index for i in share] == list(range(share[0].index, share[-1].index + 1))
+        for share in shares
+    )  # contiguous runs
+
+
+def test_split_never_makes_empty_shares(study: Path) -> None:
+    items = items_of(study / "c")[:2]
+    assert [len(share) for share in split(items, 8)] == [1, 1]
+
+
+def test_parallel_associations_send_everything(
+    receiver: StorageReceiver, study: Path
+) -> None:
+    result = send(
+        SendRequest(
+            (study,), Peer("127.0.0.1", receiver.port, "STORE-SCP"), associations=3
+        )
+    )
+    assert result.exit_status is ExitStatus.SUCCESS
+    assert receiver.associations == 2  # 40 items: 40 // 16 = 2 workers
+    assert len(receiver.received) == 40
+    assert receiver.released == 2
+
+
+def test_a_failing_association_retries_only_its_own(
+    tmp_path: Path, study: Path
+) -> None:
+    with FaultyReceiver(tmp_path / "in", abort_on=[3], answers=[0, 0xA700]) as scp:
+        result = send(
+            SendRequest(
+                (study,),
+                Peer("127.0.0.1", scp.port, "STORE-SCP"),
+                associations=2,
+                retry=RetryPolicy(budget=20, first_wait=0.1, max_wait=0.5),
+            )
+        )
+    assert {row.status for row in result.rows} == {InstanceStatus.SENT}
+    notes = [row.reason for row in result.rows if row.reason]
+    assert len(notes) == 2  # one 0xA700 retried, one sent again after the abort
+    assert len(scp.received) == 40
+
+
+def test_every_parallel_association_is_tls(
+    pki: Pki, tls_receiver: StorageReceiver, study: Path
+) -> None:
+    result = send(
+        SendRequest(
+            (study,),
+            Peer("127.0.0.1", tls_receiver.port, "STORE-SCP"),
+            association=AssociationSettings(tls=mutual(pki)),
+            associations=2,
+        )
+    )
+    assert result.exit_status is ExitStatus.SUCCESS
+    assert tls_receiver.associations == 2
+    assert len(tls_receiver.received) == 40
+
+
+def test_workers_that_cannot_associate_account_for_their_items(
+    study: Path,
+) -> None:
+    from conftest import free_port
+
+    port = free_port()
+    result = send(
+        SendRequest((study,), Peer("127.0.0.1", port, "PACS"), associations=2)
+    )
+    assert result.exit_status is ExitStatus.NOTHING_SENT
+    assert len(result.rows) == 40
+    assert {row.status for row in result.rows} == {InstanceStatus.FAILED}
+    assert all("cannot connect" in row.reason for row in result.rows)
