@@ -136,6 +136,7 @@ def _send(settings: GearSettings, sources: Sequence[Source]) -> RunResult | None
         work_dir=settings.work_dir,
         labels=tuple(source.file.fw_path for source in present),
         retry=settings.retry,
+        associations=settings.associations,
     )
     return send(request)
 

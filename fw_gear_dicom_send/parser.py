@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .engine import DEFAULT_ASSOCIATIONS
 from .errors import UsageError
 from .retry import RetryPolicy
 from .scu import AssociationSettings, Peer, check_ae_title
@@ -46,6 +47,7 @@ KNOWN_KEYS = frozenset(
         "tls_check_hostname",
         "tls_key_password",
         "retry_time",
+        "associations",
         "connect_timeout",
         "acse_timeout",
         "dimse_timeout",
@@ -91,6 +93,7 @@ class GearSettings:
     output_dir: Path
     work_dir: Path
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    associations: int = DEFAULT_ASSOCIATIONS
     debug: bool = False
 
 
@@ -160,6 +163,7 @@ def parse_config(
                 "retry_time", int(RetryPolicy().budget), 0, 24 * 3600
             )
         ),
+        associations=options.integer("associations", DEFAULT_ASSOCIATIONS, 1, 32),
         debug=options.boolean("debug", default=False),
     )
 

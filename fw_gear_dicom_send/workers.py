@@ -1,7 +1,7 @@
 """Parallel associations: worker processes, each owning its own associations.
 
 Python threads share one interpreter lock, so N threads framing P-DATA go no faster
-than one; processes do (``../shared/notes/performance.md``). Each worker is a spawned
+than one; processes do (``../shared/notes/performance.md``). Each worker is a
 process with its own :class:`~fw_gear_dicom_send.scu.Client` (TLS context included),
 retry budget and associations; nothing network-related is shared. Items are split by
 series, so a series stays on one association where the split allows; a series is cut
@@ -14,6 +14,7 @@ import logging
 import logging.handlers
 import multiprocessing
 import queue as queue_module
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -78,7 +79,15 @@ def run_jobs(
     Raises:
         KeyboardInterrupt: Interrupted; the workers abort their associations.
     """
-    context = multiprocessing.get_context("spawn")
+    # Forking is cheap (nothing to import again) and keeps the workers our
+    # children, whose CPU time we then account for; but forking a process that
+    # runs other threads (an embedded receiver, a test) can copy a held lock, so
+    # then a fork server, importing this package once, forks them instead.
+    if threading.active_count() == 1:
+        context: Any = multiprocessing.get_context("fork")
+    else:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
     results: Any = context.Queue()
     processes = {
         job.number: context.Process(

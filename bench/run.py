@@ -1,0 +1,499 @@
+"""Race dicom-send against DCMTK storescu (and pynetdicom's storescu app).
+
+One command, one run, the same receivers, the senders alternated (A B A B ...),
+medians of ``--runs``. For each sender and receiver: seconds, images/s, MB/s, CPU
+seconds and peak RSS of the sender process (and its worker processes), and the
+ratio storescu time / dicom-send time. Writes ``results.md``, ``results.json`` and
+``results.png`` into ``--out``.
+
+    .venv/bin/python bench/run.py                 # 1000 CT images of 525 KB, 3 runs
+    .venv/bin/python bench/run.py --images 200 --runs 1 --no-memory   # quick look
+
+Receivers: DCMTK ``storescp --fork`` writing to tmpfs with TCP_NODELAY=1; Orthanc
+(in-memory storage off: it writes to tmpfs too); a pynetdicom SCP that answers each
+C-STORE after 20 ms (a far or busy PACS). Memory: one 630 MB multi-frame instance,
+and 1,000 vs 10,000 small files, through ``dicom-send send``. The gear path: the same
+images as a zip input through ``run.py`` (no Flywheel API) against the CLI.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filewriter import dcmwrite
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from fw_gear_dicom_send.samples import write_series
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+SEED = "bench"
+TMPFS = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+
+
+@dataclass
+class Sample:
+    """One timed run of one sender into one receiver."""
+
+    sender: str
+    receiver: str
+    seconds: float
+    cpu: float
+    peak_rss_mb: float
+    images: int
+    megabytes: float
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+def timed(
+    args: list[str], env: dict[str, str] | None = None
+) -> tuple[float, float, float]:
+    """Run a command; its wall seconds, CPU seconds and peak RSS (MB), children
+    included."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        error = proc.stderr.read().decode() if proc.stderr else ""
+        raise RuntimeError(f"{args[0]} exited {proc.returncode}: {error[-500:]}")
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+# -- data ----------------------------------------------------------------------------
+
+
+def dataset(folder: Path, images: int) -> Path:
+    """``images`` CT files of 525 KB, made once per count (fixed seed and UIDs)."""
+    target = folder / f"ct-{images}"
+    if not target.is_dir() or len(list(target.iterdir())) != images:
+        shutil.rmtree(target, ignore_errors=True)
+        write_series(target, images, seed=SEED, rows=512, columns=512)
+    return target
+
+
+def small_files(folder: Path, count: int) -> Path:
+    target = folder / f"small-{count}"
+    if not target.is_dir() or len(list(target.iterdir())) != count:
+        shutil.rmtree(target, ignore_errors=True)
+        write_series(target, count, seed=f"{SEED}-small", rows=16, columns=16)
+    return target
+
+
+def big_instance(folder: Path, megabytes: int = 630) -> Path:
+    """One multi-frame instance of about ``megabytes`` MB."""
+    path = folder / f"big-{megabytes}.dcm"
+    if path.exists():
+        return path
+    frames = megabytes * 1024 * 1024 // (512 * 512 * 2)
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2.1"
+    uid = generate_uid(entropy_srcs=[SEED, "big"])
+    ds.file_meta.MediaStorageSOPInstanceUID = uid
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = uid
+    ds.SeriesInstanceUID = generate_uid(entropy_srcs=[SEED, "big-series"])
+    ds.StudyInstanceUID = generate_uid(entropy_srcs=[SEED, "big-study"])
+    ds.PatientID = "BENCH"
+    ds.Modality = "CT"
+    ds.Rows = ds.Columns = 512
+    ds.NumberOfFrames = frames
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    rng = np.random.default_rng(7)
+    ds.PixelData = rng.integers(0, 4096, frames * 512 * 512, dtype=np.uint16).tobytes()
+    dcmwrite(path, ds, enforce_file_format=True)
+    return path
+
+
+# -- receivers -----------------------------------------------------------------------
+
+
+class Receiver:
+    """A receiver process on a free port; ``reset()`` empties what it stored."""
+
+    def __init__(self, name: str, args: list[str], port: int, ae: str, out: Path):
+        self.name, self.port, self.ae, self.out = name, port, ae, out
+        self.proc = subprocess.Popen(
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "TCP_NODELAY": "1"},
+        )
+        wait_for(port)
+
+    def reset(self) -> None:
+        for child in self.out.glob("*"):
+            if child.is_dir():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+
+
+def storescp(work: Path) -> Receiver:
+    out = work / "storescp"
+    out.mkdir()
+    port = free_port()
+    args = ["storescp", "--fork", "+xa", "-aet", "STORESCP", "-od", str(out), str(port)]
+    return Receiver("storescp --fork (tmpfs)", args, port, "STORESCP", out)
+
+
+def orthanc(work: Path) -> Receiver:
+    out = work / "orthanc"
+    out.mkdir()
+    port, http = free_port(), free_port()
+    config = work / "orthanc.json"
+    config.write_text(
+        json.dumps(
+            {
+                "StorageDirectory": str(out),
+                "IndexDirectory": str(out),
+                "DicomAet": "ORTHANC",
+                "DicomPort": port,
+                "HttpPort": http,
+                "DicomCheckCalledAet": True,
+                "RemoteAccessAllowed": False,
+                "Plugins": [],
+                "DicomThreadsCount": 4,
+            }
+        )
+    )
+    receiver = Receiver(
+        "Orthanc (tmpfs)", ["Orthanc", str(config)], port, "ORTHANC", out
+    )
+    wait_for(http)
+    return receiver
+
+
+_SLOW_SCP = """
+import sys, time
+from pathlib import Path
+from fw_gear_dicom_send.receiver import StorageReceiver
+
+class Slow(StorageReceiver):
+    def _on_store(self, event):
+        time.sleep(0.020)
+        return 0x0000  # answered, not written: the delay is the point
+
+with Slow(Path(sys.argv[1]), ae_title="SLOWPACS", max_associations=32) as scp:
+    print(scp.port, flush=True)
+    sys.stdin.read()
+"""
+
+
+class SlowReceiver(Receiver):
+    """A pynetdicom SCP answering each C-STORE after 20 ms, in its own process."""
+
+    def __init__(self, work: Path) -> None:
+        out = work / "slow"
+        out.mkdir()
+        self.name, self.ae, self.out = "20 ms per C-STORE", "SLOWPACS", out
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _SLOW_SCP, str(out)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.port = int(self.proc.stdout.readline())
+
+    def stop(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=20)
+
+
+# -- senders -------------------------------------------------------------------------
+
+
+def senders(
+    folder: Path, receiver: Receiver, pynetdicom_app: bool
+) -> dict[str, list[str]]:
+    """Command lines, by sender name, sending ``folder`` to the receiver."""
+    port, ae = str(receiver.port), receiver.ae
+    result = {
+        "DCMTK storescu": [
+            "storescu", "+sd", "-aec", ae, "127.0.0.1", port, str(folder),
+        ],
+        "dicom-send": [
+            str(VENV_BIN / "dicom-send"), "-q", "send", str(folder),
+            "--host=127.0.0.1", f"--port={port}", f"--called-ae={ae}",
+        ],
+    }  # fmt: skip
+    if pynetdicom_app:
+        result["pynetdicom storescu"] = [
+            sys.executable, "-m", "pynetdicom", "storescu",
+            "127.0.0.1", port, str(folder), "-r", "-aec", ae,
+        ]  # fmt: skip
+    return result
+
+
+def race(
+    folder: Path, receiver: Receiver, runs: int, pynetdicom_app: bool
+) -> list[Sample]:
+    images = len(list(folder.iterdir()))
+    megabytes = sum(p.stat().st_size for p in folder.iterdir()) / 1e6
+    commands = senders(folder, receiver, pynetdicom_app)
+    samples = []
+    env = {**os.environ, "TCP_NODELAY": "1"}
+    for run in range(runs):
+        for name, args in commands.items():  # A B A B ...
+            receiver.reset()
+            seconds, cpu, rss = timed(args, env)
+            samples.append(
+                Sample(name, receiver.name, seconds, cpu, rss, images, megabytes)
+            )
+            print(
+                f"  run {run + 1}: {name:20s} {images / seconds:7.1f} images/s "
+                f"({seconds:.2f} s, CPU {cpu:.2f} s, {rss:.0f} MB)",
+                flush=True,
+            )
+    return samples
+
+
+def gear_race(folder: Path, receiver: Receiver, work: Path, runs: int) -> list[Sample]:
+    """The same images as a zip: run.py (gear, no Flywheel API) against the CLI."""
+    archive = work / "study.zip"
+    if not archive.exists():
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as z:
+            for path in sorted(folder.iterdir()):
+                z.write(path, path.name)
+    gear = work / "gear"
+    images = len(list(folder.iterdir()))
+    megabytes = archive.stat().st_size / 1e6
+    samples = []
+    cli = [
+        str(VENV_BIN / "dicom-send"), "-q", "send", str(archive),
+        "--host=127.0.0.1", f"--port={receiver.port}", f"--called-ae={receiver.ae}",
+        f"--work-dir={work}",
+    ]  # fmt: skip
+    for _ in range(runs):
+        for name in ("dicom-send (zip)", "gear run.py (zip)"):
+            receiver.reset()
+            if name.startswith("gear"):
+                shutil.rmtree(gear, ignore_errors=True)
+                (gear / "input" / "file").mkdir(parents=True)
+                shutil.copy(archive, gear / "input" / "file" / archive.name)
+                config = {
+                    "config": {
+                        "destination": "127.0.0.1",
+                        "port": receiver.port,
+                        "called_ae": receiver.ae,
+                    },
+                    "inputs": {
+                        "file": {
+                            "base": "file",
+                            "location": {
+                                "name": archive.name,
+                                "path": str(gear / "input" / "file" / archive.name),
+                            },
+                        }
+                    },
+                    "destination": {"type": "acquisition", "id": "bench"},
+                }
+                (gear / "config.json").write_text(json.dumps(config))
+                env = {**os.environ, "FLYWHEEL": str(gear)}
+                seconds, cpu, rss = timed([sys.executable, str(ROOT / "run.py")], env)
+            else:
+                seconds, cpu, rss = timed(cli)
+            samples.append(
+                Sample(name, receiver.name, seconds, cpu, rss, images, megabytes)
+            )
+            print(f"  {name:20s} {images / seconds:7.1f} images/s", flush=True)
+    return samples
+
+
+def memory(work: Path, receiver: Receiver) -> dict[str, float]:
+    """Peak RSS of dicom-send for one 630 MB instance, 1,000 and 10,000 small files."""
+    result = {}
+    for label, path in (
+        ("one 630 MB instance", big_instance(work)),
+        ("1,000 small files", small_files(work, 1000)),
+        ("10,000 small files", small_files(work, 10_000)),
+    ):
+        receiver.reset()
+        _, _, rss = timed(
+            [
+                str(VENV_BIN / "dicom-send"),
+                "-q",
+                "send",
+                str(path),
+                "--host=127.0.0.1",
+                f"--port={receiver.port}",
+                f"--called-ae={receiver.ae}",
+            ]
+        )
+        result[label] = rss
+        print(f"  {label}: peak RSS {rss:.0f} MB", flush=True)
+    return result
+
+
+# -- report --------------------------------------------------------------------------
+
+
+def medians(samples: list[Sample]) -> dict[tuple[str, str], Sample]:
+    groups: dict[tuple[str, str], list[Sample]] = {}
+    for s in samples:
+        groups.setdefault((s.receiver, s.sender), []).append(s)
+    return {
+        key: Sample(
+            key[1],
+            key[0],
+            statistics.median(s.seconds for s in group),
+            statistics.median(s.cpu for s in group),
+            max(s.peak_rss_mb for s in group),
+            group[0].images,
+            group[0].megabytes,
+        )
+        for key, group in groups.items()
+    }
+
+
+def write_report(
+    out: Path, samples: list[Sample], mem: dict[str, float], args: argparse.Namespace
+) -> None:
+    table = medians(samples)
+    lines = [
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}; {time.strftime('%Y-%m-%d')}. Loopback; "
+        f"{args.images} CT images of 525 KB; medians of {args.runs} alternated runs.",
+        "",
+        "| receiver | sender | s | images/s | MB/s | CPU s | peak RSS MB | "
+        "storescu / this (time) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (receiver, sender), s in table.items():
+        base = table.get((receiver, "DCMTK storescu")) or table.get(
+            (receiver, "dicom-send (zip)")
+        )
+        ratio = base.seconds / s.seconds if base else float("nan")
+        lines.append(
+            f"| {receiver} | {sender} | {s.seconds:.2f} | {s.images / s.seconds:.0f} | "
+            f"{s.megabytes / s.seconds:.0f} | {s.cpu:.2f} | {s.peak_rss_mb:.0f} | "
+            f"{ratio:.2f} |"
+        )
+    if mem:
+        lines += ["", "| dicom-send send of | peak RSS MB |", "|---|---|"]
+        lines += [f"| {label} | {rss:.0f} |" for label, rss in mem.items()]
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    (out / "results.json").write_text(
+        json.dumps(
+            {"samples": [asdict(s) for s in samples], "memory_mb": mem}, indent=1
+        )
+    )
+    print("\n".join(lines))
+    receivers = list(dict.fromkeys(r for r, _ in table))
+    names = list(dict.fromkeys(s for _, s in table))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        values = [
+            table[(r, name)].images / table[(r, name)].seconds
+            if (r, name) in table
+            else 0
+            for r in receivers
+        ]
+        ax.bar(
+            [x + i * width for x in range(len(receivers))], values, width, label=name
+        )
+    ax.set_xticks([x + width * (len(names) - 1) / 2 for x in range(len(receivers))])
+    ax.set_xticklabels(receivers)
+    ax.set_ylabel("images/s (higher is better)")
+    ax.set_title(f"{args.images} CT images of 525 KB, loopback, medians of {args.runs}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "results.png", dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--data", type=Path, default=ROOT / "bench" / "data")
+    parser.add_argument("--no-orthanc", action="store_true")
+    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--no-gear", action="store_true")
+    parser.add_argument("--no-pynetdicom", action="store_true")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.data.mkdir(parents=True, exist_ok=True)
+    folder = dataset(args.data, args.images)
+    samples: list[Sample] = []
+    mem: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(dir=TMPFS, prefix="dicom-send-bench-") as tmp:
+        work = Path(tmp)
+        receiver: Receiver = storescp(work)
+        try:
+            print(receiver.name, flush=True)
+            samples += race(folder, receiver, args.runs, not args.no_pynetdicom)
+            if not args.no_gear:
+                samples += gear_race(folder, receiver, work, args.runs)
+            if not args.no_memory:
+                mem = memory(args.data, receiver)
+        finally:
+            receiver.stop()
+        receiver = SlowReceiver(work)
+        try:
+            print(receiver.name, flush=True)
+            samples += race(folder, receiver, args.runs, pynetdicom_app=False)
+        finally:
+            receiver.stop()
+        if not args.no_orthanc and shutil.which("Orthanc"):
+            receiver = orthanc(work)
+            try:
+                print(receiver.name, flush=True)
+                samples += race(folder, receiver, args.runs, pynetdicom_app=False)
+            finally:
+                receiver.stop()
+    write_report(args.out, samples, mem, args)
+
+
+if __name__ == "__main__":
+    main()
