@@ -78,22 +78,35 @@ def wait_for(port: int, timeout: float = 30) -> None:
     raise RuntimeError(f"nothing listening on {port}")
 
 
+# Runs argv[1:] and prints its wall, CPU seconds and peak RSS (KiB) as JSON. A small
+# launcher of its own, because a child's peak RSS counts the memory of the process
+# it was forked from, and this benchmark process is large.
+_LAUNCHER = """
+import json, os, subprocess, sys, time
+started = time.perf_counter()
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(proc.pid, 0)
+print(json.dumps([time.perf_counter() - started, usage.ru_utime + usage.ru_stime,
+                  usage.ru_maxrss, os.waitstatus_to_exitcode(status)]))
+"""
+
+
 def timed(
     args: list[str], env: dict[str, str] | None = None
 ) -> tuple[float, float, float]:
-    """Run a command; its wall seconds, CPU seconds and peak RSS (MB), children
-    included."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
+    """Run a command; its wall seconds, CPU seconds and peak RSS (MB), worker
+    processes included."""
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", _LAUNCHER, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        error = proc.stderr.read().decode() if proc.stderr else ""
-        raise RuntimeError(f"{args[0]} exited {proc.returncode}: {error[-500:]}")
-    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    seconds, cpu, rss, code = json.loads(done.stdout.strip().splitlines()[-1])
+    if code != 0:
+        raise RuntimeError(f"{args[0]} exited {code}: {done.stderr[-500:]}")
+    return seconds, cpu, rss / 1024
 
 
 # -- data ----------------------------------------------------------------------------
