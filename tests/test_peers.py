@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 from checks import assert_tagged_copy
-from conftest import ExternalPeer, MixedZip
+from conftest import ExternalPeer, MixedZip, run_storescp
 from pydicom import dcmread
+from pydicom.filewriter import dcmwrite
 
 from fw_gear_dicom_send.engine import SendRequest, send
+from fw_gear_dicom_send.samples import make_ct, write_series
 from fw_gear_dicom_send.scu import AssociationSettings, Client, Peer
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
 
@@ -56,3 +58,56 @@ def test_mixed_zip_into_orthanc(
         path.write_bytes(orthanc.rest(f"/instances/{orthanc_id}/file"))
         received[str(dcmread(path).SOPInstanceUID)] = path
     check_all_arrived(len(result.rows), received, mixed_zip)
+
+
+@pytest.fixture(scope="module")
+def varied(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Instances of 8 KB to 8 MB: fragments from one to thousands per instance, and
+    writes of the lean data path that end mid-instance."""
+    folder = tmp_path_factory.mktemp("varied")
+    for index, side in enumerate((64, 256, 512, 2048)):
+        dcmwrite(
+            folder / f"{side}.dcm",
+            make_ct(index, seed="varied", rows=side, columns=side),
+            enforce_file_format=True,
+        )
+    write_series(folder / "series", 40, seed="varied-series", rows=256, columns=256)
+    return folder
+
+
+@pytest.mark.parametrize("max_pdu", [4096, 16384, 131072])
+def test_the_receivers_pdu_size_from_minimum_to_maximum(
+    varied: Path, tmp_path: Path, max_pdu: int
+) -> None:
+    """DCMTK's --max-pdu bounds (4096..131072): every instance arrives bit-exact
+    (plus the element) whatever the fragment size, on parallel associations too."""
+    for peer in run_storescp(tmp_path, "--max-pdu", str(max_pdu)):
+        result = send(
+            SendRequest(
+                (varied,),
+                Peer("127.0.0.1", peer.port, peer.ae_title),
+                associations=2,
+            )
+        )
+        assert result.exit_status is ExitStatus.SUCCESS, result.error
+        received = {str(dcmread(p).SOPInstanceUID): p for p in peer.out_dir.iterdir()}
+    sources = {str(dcmread(p).SOPInstanceUID): p for p in varied.rglob("*.dcm")}
+    assert set(received) == set(sources)
+    for uid, source in sources.items():
+        assert_tagged_copy(received[uid], source)
+
+
+def test_parallel_associations_into_orthanc(
+    varied: Path, orthanc: ExternalPeer
+) -> None:
+    result = send(
+        SendRequest(
+            (varied,),
+            Peer("127.0.0.1", orthanc.port, orthanc.ae_title),
+            associations=2,
+        )
+    )
+    assert result.exit_status is ExitStatus.SUCCESS, result.error
+    ids = orthanc.rest_json("/instances")
+    assert isinstance(ids, list)
+    assert len(ids) == 44
