@@ -10,13 +10,14 @@ ratio storescu time / dicom-send time. Writes ``results.md``, ``results.json`` a
     .venv/bin/python bench/run.py --images 200 --runs 1 --no-memory   # quick look
 
 Receivers: DCMTK ``storescp --fork`` writing to tmpfs with TCP_NODELAY=1; Orthanc
-(in-memory storage off: it writes to tmpfs too); a pynetdicom SCP that answers each
-C-STORE after 20 ms (a far or busy PACS). Memory: one 630 MB multi-frame instance,
+writing to tmpfs; the same storescp behind a proxy that delays its answers by 20 ms
+(a far or busy PACS). Memory: one 630 MB multi-frame instance,
 and 1,000 vs 10,000 small files, through ``dicom-send send``. The gear path: the same
 images as a zip input through ``run.py`` (no Flywheel API) against the CLI.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -26,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from dataclasses import asdict, dataclass
@@ -223,43 +225,58 @@ def orthanc(work: Path) -> Receiver:
     return receiver
 
 
-_SLOW_SCP = """
-import sys, time
-from pathlib import Path
-from fw_gear_dicom_send.receiver import StorageReceiver
+class DelayedReceiver(Receiver):
+    """storescp --fork behind a proxy that holds everything the receiver says for
+    20 ms: each C-STORE is answered 20 ms late, as by a far or busy PACS.
 
-class Slow(StorageReceiver):
-    def _on_store(self, event):
-        time.sleep(0.020)
-        return 0x0000  # answered, not written: the delay is the point
+    The proxy runs in this (the benchmark's) process, so its CPU is not counted to
+    the senders; the receiver behind it is the fast one, so the sender's handling
+    of the wait is what the race shows.
+    """
 
-with Slow(Path(sys.argv[1]), ae_title="SLOWPACS", max_associations=32) as scp:
-    print(scp.port, flush=True)
-    sys.stdin.read()
-"""
+    def __init__(self, work: Path, delay: float = 0.020) -> None:
+        self.inner = storescp(work)
+        self.name, self.ae, self.out = "20 ms per C-STORE", "STORESCP", self.inner.out
+        self.delay = delay
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._server.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
 
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.inner.port))
+            for sock in (client, upstream):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            threading.Thread(
+                target=self._pump, args=(client, upstream, 0.0), daemon=True
+            ).start()
+            threading.Thread(
+                target=self._pump, args=(upstream, client, self.delay), daemon=True
+            ).start()
 
-class SlowReceiver(Receiver):
-    """A pynetdicom SCP answering each C-STORE after 20 ms, in its own process."""
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket, delay: float) -> None:
+        try:
+            while data := src.recv(1 << 20):
+                if delay:
+                    time.sleep(delay)
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
-    def __init__(self, work: Path) -> None:
-        out = work / "slow"
-        out.mkdir()
-        self.name, self.ae, self.out = "20 ms per C-STORE", "SLOWPACS", out
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _SLOW_SCP, str(out)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        self.port = int(self.proc.stdout.readline())
+    def reset(self) -> None:
+        self.inner.reset()
 
     def stop(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        self.proc.wait(timeout=20)
+        self._server.close()
+        self.inner.stop()
 
 
 # -- senders -------------------------------------------------------------------------
@@ -492,7 +509,7 @@ def main() -> None:
                 mem = memory(args.data, receiver)
         finally:
             receiver.stop()
-        receiver = SlowReceiver(work)
+        receiver = DelayedReceiver(work)
         try:
             print(receiver.name, flush=True)
             samples += race(folder, receiver, args.runs, pynetdicom_app=False)
