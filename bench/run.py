@@ -190,8 +190,8 @@ class Receiver:
         self.proc.wait(timeout=20)
 
 
-def storescp(work: Path) -> Receiver:
-    out = work / "storescp"
+def storescp(work: Path, name: str = "storescp") -> Receiver:
+    out = work / name
     out.mkdir()
     port = free_port()
     args = ["storescp", "--fork", "+xa", "-aet", "STORESCP", "-od", str(out), str(port)]
@@ -235,7 +235,7 @@ class DelayedReceiver(Receiver):
     """
 
     def __init__(self, work: Path, delay: float = 0.020) -> None:
-        self.inner = storescp(work)
+        self.inner = storescp(work, name="storescp-delayed")
         self.name, self.ae, self.out = "20 ms per C-STORE", "STORESCP", self.inner.out
         self.delay = delay
         self._server = socket.create_server(("127.0.0.1", 0))
