@@ -17,6 +17,7 @@ import io
 import logging
 import os
 import struct
+import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -233,7 +234,9 @@ def _iter_top_level(
 
 
 def _text(raw: bytes) -> str:
-    return raw.decode("ascii", "replace").rstrip("\0 ")
+    # Interned: the SOP Class, Series and transfer syntax UIDs of a large send are
+    # the same few strings, held once instead of once per file.
+    return sys.intern(raw.decode("ascii", "replace").rstrip("\0 "))
 
 
 @dataclass(frozen=True, slots=True)

@@ -199,7 +199,7 @@ def _prepare(
         except TaggingError as exc:
             rows.append(replace(row, reason=str(exc)))
             continue
-        items.append(SendItem(len(rows), entry.path, info, inserts))
+        items.append(SendItem(len(rows), str(entry.path), info, inserts))
         rows.append(row)
     return rows, items
 

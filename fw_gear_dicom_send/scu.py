@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import io
 import logging
+import os
 import socket
 import struct
 import threading
@@ -25,7 +26,6 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
 
 from pydicom import dcmread
@@ -134,7 +134,9 @@ class SendItem:
 
     index: int
     """Its row in the report."""
-    path: Path
+    path: str
+    """The file, as text: a ``Path`` costs some 450 bytes more, and a send keeps
+    every item until it ends."""
     info: DicomInfo
     inserts: tuple[tuple[int, bytes], ...] | None
     """Bytes to splice in when streaming; None when it must be decoded to send."""
@@ -477,7 +479,7 @@ class Client:
             warnings.simplefilter("always")
             ds = dcmread(item.path, force=True)
         for warning in caught:  # e.g. the meta contradicts the data set
-            log.debug("%s: %s", item.path.name, warning.message)
+            log.debug("%s: %s", os.path.basename(item.path), warning.message)
         source = UID(item.transfer_syntax)
         target = UID(syntax)
         note = ""
@@ -819,7 +821,7 @@ def _again(attempts: _Attempts, outcome: Outcome, retrier: Retrier) -> float | N
         attempts.earlier.append(outcome)
         log.warning(
             "%s: %s; trying again in %.1f s",
-            attempts.item.path.name,
+            os.path.basename(attempts.item.path),
             outcome.reason,
             wait,
         )

@@ -367,8 +367,8 @@ def test_a_file_gone_since_it_was_probed_fails_alone(
         path = tmp_path / f"{index}.dcm"
         dcmwrite(path, make_ct(30 + index), enforce_file_format=True)
         info = probe(path, 0x0021)
-        items.append(SendItem(index, path, info, splice(info, ProvenanceTag())))
-    items[0].path.unlink()
+        items.append(SendItem(index, str(path), info, splice(info, ProvenanceTag())))
+    Path(items[0].path).unlink()
     client = Client(peer_of(receiver), AssociationSettings())
     retrier = Retrier(RetryPolicy())
     outcomes = dict(store_all(client, plan_batches(items), ProvenanceTag(), retrier))

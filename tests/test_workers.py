@@ -29,7 +29,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def items_of(folder: Path) -> list[SendItem]:
     paths = sorted(folder.rglob("*.dcm"))
     return [
-        SendItem(index, path, probe(path, 0x0021), ())
+        SendItem(index, str(path), probe(path, 0x0021), ())
         for index, path in enumerate(paths)
     ]
 
