@@ -17,17 +17,13 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import dcmwrite, write_file_meta_info
 from pydicom.uid import ImplicitVRLittleEndian
 from test_cli import run, send_args
+from test_send import peer_of
 
 from fw_gear_dicom_send.dicomfile import probe
 from fw_gear_dicom_send.engine import SendRequest, send
 from fw_gear_dicom_send.receiver import StorageReceiver
 from fw_gear_dicom_send.samples import make_ct, write_series
-from fw_gear_dicom_send.scu import Peer
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
-
-
-def peer_of(scp: StorageReceiver) -> Peer:
-    return Peer("127.0.0.1", scp.port, scp.ae_title)
 
 
 def test_every_private_creator_slot_taken(
