@@ -57,12 +57,19 @@ class Row:
 
 def write_csv(rows: Iterable[Row], path: Path) -> None:
     """Write the report; the file is replaced only once it is complete."""
+    write_table(path, COLUMNS, (row.as_csv() for row in rows))
+
+
+def write_table(
+    path: Path, columns: Sequence[str], rows: Iterable[dict[str, str]]
+) -> None:
+    """Write a CSV with a header; the file is replaced only once it is complete."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     with open(partial, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
-        writer.writerows(row.as_csv() for row in rows)
+        writer.writerows(rows)
     partial.replace(path)
 
 

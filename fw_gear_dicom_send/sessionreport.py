@@ -6,7 +6,6 @@ instance or file failed is in the job log and in the per-instance report written
 beside this one.
 """
 
-import csv
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .fwapi import FlywheelFile, Session, safe_name
+from .report import write_table
 
 COLUMNS = (
     "Acquisition ID",
@@ -85,9 +85,4 @@ def report_name(session: Session | None, acquisition_label: str, when: datetime)
 
 def write_report(results: Iterable[FileResult], path: Path) -> None:
     """Write the report; the file is replaced only once it is complete."""
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(result.as_csv() for result in results)
-    partial.replace(path)
+    write_table(path, COLUMNS, (result.as_csv() for result in results))

@@ -408,11 +408,17 @@ def _handshake_error(exc: ssl.SSLError, where: str, settings: TlsSettings) -> st
     return f"TLS handshake with the peer at {where} failed: {_ssl_reason(exc)}"
 
 
-def _peer_certificate(host: str, port: int, timeout: float) -> x509.Certificate | None:
-    """The peer's certificate, fetched without verifying it (to describe it)."""
+def _unverified_context() -> ssl.SSLContext:
+    """A client context that accepts any certificate: to look, never to send."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _peer_certificate(host: str, port: int, timeout: float) -> x509.Certificate | None:
+    """The peer's certificate, fetched without verifying it (to describe it)."""
+    context = _unverified_context()
     try:
         with (
             socket.create_connection((host, port), timeout=timeout) as raw,
@@ -473,9 +479,7 @@ def _untrusted(
 
 def speaks_tls(host: str, port: int, timeout: float) -> bool:
     """Whether the peer answers a TLS handshake (with anything TLS: even a refusal)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
+    context = _unverified_context()
     try:
         with (
             socket.create_connection((host, port), timeout=timeout) as raw,
