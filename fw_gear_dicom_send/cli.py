@@ -1,37 +1,63 @@
-"""The ``dicom-send`` command line: send, echo, demo.
+"""The ``dicom-send`` command line: send, echo, find, move, retrieve, listen, demo.
 
 Exit codes are those of :class:`~fw_gear_dicom_send.status.ExitStatus`.
 """
 
 import argparse
+import contextlib
+import dataclasses
+import datetime
 import logging
 import math
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
-from . import __version__
+import fw_gear_dicom_send
+
 from .engine import DEFAULT_ASSOCIATIONS, Progress, RunResult, SendRequest, send
 from .errors import AssociationError, UsageError
 from .logs import configure_logging
+from .query import Level, Model, Query, QueryError, find, parse_keys
 from .receiver import StorageReceiver
 from .report import read_stored, write_csv
+from .results import Format, RowWriter, SqliteWriter, open_writer, sqlite_path
+from .retrieve import (
+    RetrieveError,
+    RetrieveResult,
+    SubOperations,
+    Target,
+    TimeWindow,
+    get,
+    move,
+)
 from .retry import RetryPolicy
 from .samples import write_demo_inputs
-from .scu import AssociationSettings, Client, Peer, describe_status
+from .scu import AssociationSettings, Client, Peer, check_ae_title, describe_status
 from .status import ExitStatus
+from .storage import Layout
+from .stow import StowSettings, parse_auth
 from .tagging import DEFAULT_CREATOR, DEFAULT_VALUE, ProvenanceTag, parse_group
-from .tls import DEFAULT_PROFILE, Profile, TlsSettings, parse_profile, risks
+from .tls import (
+    DEFAULT_PROFILE,
+    Profile,
+    TlsSettings,
+    parse_profile,
+    risks,
+    server_context,
+)
 
 log = logging.getLogger(__name__)
 
 PROG = "dicom-send"
 _MAX_ASSOCIATIONS = 32
 DEMO_AE = "DEMO-SCP"
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - a listener a PACS must reach
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,11 +67,20 @@ class _Parser(argparse.ArgumentParser):
         )
 
 
-def _add_peer_options(parser: argparse.ArgumentParser) -> None:
+class _Version(argparse.Action):
+    """``--version``: the installed version, looked up only when asked for."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        parser.exit(message=f"{fw_gear_dicom_send.__version__}\n")
+
+
+def _add_peer_options(
+    parser: argparse.ArgumentParser, *, required: bool = True
+) -> None:
     peer = parser.add_argument_group("receiver and association")
-    peer.add_argument("--host", required=True, help="receiver host name or address")
+    peer.add_argument("--host", required=required, help="receiver host name or address")
     peer.add_argument("--port", type=int, default=104, help="receiver port (104)")
-    peer.add_argument("--called-ae", required=True, help="receiver's AE title")
+    peer.add_argument("--called-ae", required=required, help="receiver's AE title")
     _add_association_options(peer)
     _add_tls_options(parser.add_argument_group("TLS"))
 
@@ -98,7 +133,7 @@ def _add_tls_options(group: argparse._ArgumentGroup) -> None:
 
 
 def _tls_settings(args: argparse.Namespace) -> TlsSettings | None:
-    given = [name for name in _TLS_OPTIONS if getattr(args, name)]
+    given = [name for name in _TLS_OPTIONS if getattr(args, name, None)]
     if not args.tls:
         if given:
             option = "--" + given[0].replace("_", "-")
@@ -117,8 +152,8 @@ def _tls_settings(args: argparse.Namespace) -> TlsSettings | None:
         profile=parse_profile(args.tls_profile)
         if args.tls_profile
         else DEFAULT_PROFILE,
-        verify_peer=not args.tls_no_verify,
-        check_hostname=not args.tls_no_hostname_check,
+        verify_peer=not getattr(args, "tls_no_verify", False),
+        check_hostname=not getattr(args, "tls_no_hostname_check", False),
         ca_file=args.tls_ca,
         cert=args.tls_cert,
         key=args.tls_key,
@@ -153,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Send DICOM files, folders and zip/tar archives to a PACS.",
     )
-    parser.add_argument("--version", action="version", version=__version__)
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version")
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more log (-vv: debug)"
     )
@@ -169,7 +204,28 @@ def build_parser() -> argparse.ArgumentParser:
         "element; write a row per file to --report.",
     )
     send_parser.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    _add_peer_options(send_parser)
+    _add_peer_options(send_parser, required=False)
+    stow = send_parser.add_argument_group(
+        "DICOMweb STOW-RS (instead of --host and --called-ae)"
+    )
+    stow.add_argument(
+        "--stow",
+        metavar="URL",
+        help="send by STOW-RS to this DICOMweb root (…/dicom-web); https verifies "
+        "the server with the --tls-ca/--tls-cert/--tls-key/--tls-no-verify options",
+    )
+    stow.add_argument(
+        "--auth",
+        metavar="bearer:TOKEN|basic:USER:PASSWORD",
+        help="the credential (better: set DICOM_SEND_STOW_AUTH)",
+    )
+    stow.add_argument(
+        "--batch",
+        type=int,
+        default=20,
+        metavar="N",
+        help="instances per request (20); --associations requests at once",
+    )
     send_parser.add_argument("--report", type=Path, help="write the CSV report here")
     tag = send_parser.add_argument_group("provenance element")
     tag.add_argument("--group", default="0x0021", help="private group (0x0021)")
@@ -207,9 +263,23 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="REPORT",
         help="skip instances that an earlier run's report says were stored",
     )
+    send_parser.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="ask the receiver first (C-FIND) and send only what it lacks",
+    )
+    send_parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="afterwards, ask the receiver (C-FIND) for every instance stored; "
+        "fail if one is missing",
+    )
 
     echo_parser = commands.add_parser("echo", help="C-ECHO the receiver")
     _add_peer_options(echo_parser)
+    _add_find_parser(commands)
+    _add_retrieve_parsers(commands)
+    _add_listen_parser(commands)
 
     demo_parser = commands.add_parser(
         "demo",
@@ -224,6 +294,165 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for inputs, received files and report (./dicom-send-demo)",
     )
     return parser
+
+
+def _add_find_parser(commands: "argparse._SubParsersAction[_Parser]") -> None:
+    parser = commands.add_parser(
+        "find",
+        help="C-FIND: what the PACS holds",
+        description="Query the PACS; matches are written as they arrive.",
+    )
+    _add_peer_options(parser)
+    query = parser.add_argument_group("query")
+    query.add_argument(
+        "--level", required=True, type=str.upper, choices=[lv.value for lv in Level]
+    )
+    query.add_argument(
+        "--model",
+        choices=[m.value for m in Model],
+        help="information model (patient root for --level patient, else study root)",
+    )
+    query.add_argument(
+        "-k",
+        "--key",
+        action="append",
+        default=[],
+        metavar="KEYWORD[=VALUE]",
+        help="a matching key (with a value: wildcards * ?, ranges A-B) or a return "
+        "key (without); repeatable",
+    )
+    query.add_argument("--date-from", type=_date, metavar="YYYY-MM-DD")
+    query.add_argument("--date-to", type=_date, metavar="YYYY-MM-DD")
+    query.add_argument(
+        "--window-days",
+        type=int,
+        default=15,
+        metavar="N",
+        help="ask a date range in windows of N days (15)",
+    )
+    query.add_argument("--modality", help="e.g. CT, MR")
+    out = parser.add_argument_group("output")
+    out.add_argument(
+        "--format",
+        choices=[f.value for f in Format],
+        help="table (default), json or csv",
+    )
+    out.add_argument("--out", type=Path, metavar="FILE", help="write here, not stdout")
+    out.add_argument(
+        "--db",
+        metavar="sqlite:///FILE",
+        help="also insert the matches into a table of this SQLite database",
+    )
+
+
+def _add_retrieve_parsers(commands: "argparse._SubParsersAction[_Parser]") -> None:
+    for name, help_text in (
+        ("move", "C-MOVE a patient, study or series to another AE"),
+        ("retrieve", "fetch a patient, study or series into a folder"),
+    ):
+        parser = commands.add_parser(name, help=help_text, description=help_text)
+        _add_peer_options(parser)
+        what = parser.add_argument_group("what")
+        what.add_argument(
+            "--level",
+            required=True,
+            type=str.upper,
+            choices=[Level.PATIENT.value, Level.STUDY.value, Level.SERIES.value],
+        )
+        what.add_argument(
+            "--uid",
+            required=True,
+            help="PatientID, StudyInstanceUID or SeriesInstanceUID",
+        )
+        what.add_argument(
+            "--study-uid", default="", help="a series' study (else looked up)"
+        )
+        what.add_argument(
+            "--window",
+            metavar="HH:MM-HH:MM",
+            help="start only inside this daily window of local time",
+        )
+        if name == "move":
+            what.add_argument(
+                "--dest-ae", required=True, help="the AE title the PACS sends to"
+            )
+            continue
+        how = parser.add_argument_group("where")
+        how.add_argument("--out", type=Path, required=True, help="folder to file into")
+        how.add_argument(
+            "--layout",
+            choices=[lay.value for lay in Layout],
+            default=Layout.PATIENT.value,
+            help="patient: PatientID/Study/Series/SOP.dcm (default); study; flat",
+        )
+        how.add_argument(
+            "--method",
+            choices=["move", "get"],
+            default="move",
+            help="move: C-MOVE to a listener of ours on --listen-port, which the "
+            "PACS must know as --calling-ae (default); get: C-GET",
+        )
+        how.add_argument(
+            "--listen-port",
+            type=int,
+            default=11113,
+            metavar="P",
+            help="our listener's port for --method move (11113)",
+        )
+        how.add_argument(
+            "--bind",
+            default=ALL_INTERFACES,
+            help="its address (0.0.0.0: all)",
+        )
+
+
+def _add_listen_parser(commands: "argparse._SubParsersAction[_Parser]") -> None:
+    parser = commands.add_parser(
+        "listen",
+        help="a Storage SCP filing what it receives",
+        description="Receive instances and file them under --out until stopped "
+        "(Ctrl-C or SIGTERM).",
+    )
+    parser.add_argument("--port", type=int, required=True, help="port to listen on")
+    parser.add_argument("--ae-title", default="DICOM-SEND", help="our AE title")
+    parser.add_argument(
+        "--bind",
+        default=ALL_INTERFACES,
+        help="address to listen on (0.0.0.0: all)",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="folder to file into")
+    parser.add_argument(
+        "--layout",
+        choices=[lay.value for lay in Layout],
+        default=Layout.PATIENT.value,
+        help="patient: PatientID/Study/Series/SOP.dcm (default); study; flat",
+    )
+    tls = parser.add_argument_group("TLS")
+    tls.add_argument("--tls", action="store_true", help="speak only DICOM TLS")
+    tls.add_argument("--tls-profile", metavar="NAME", help="PS3.15 Annex B profile")
+    tls.add_argument("--tls-cert", type=Path, metavar="PEM", help="our certificate")
+    tls.add_argument("--tls-key", type=Path, metavar="PEM", help="its private key")
+    tls.add_argument(
+        "--tls-ca",
+        type=Path,
+        metavar="PEM",
+        help="require client certificates issued by these CAs (mutual TLS)",
+    )
+    tls.add_argument(
+        "--tls-key-password-file",
+        type=Path,
+        metavar="FILE",
+        help="the key's password, in a file (or set DICOM_SEND_TLS_KEY_PASSWORD)",
+    )
+
+
+def _date(text: str) -> datetime.date:
+    for pattern in ("%Y-%m-%d", "%Y%m%d"):
+        try:
+            return datetime.datetime.strptime(text, pattern).date()
+        except ValueError:
+            continue
+    raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}")
 
 
 class ProgressPrinter:
@@ -312,17 +541,49 @@ def _finish(result: RunResult, report: Path | None) -> ExitStatus:
     return result.exit_status
 
 
+def _stow_settings(args: argparse.Namespace) -> StowSettings:
+    """STOW-RS settings from ``--stow``; TLS options apply to an https URL."""
+    if args.host or args.called_ae:
+        raise UsageError("--stow sends by DICOMweb: leave out --host and --called-ae")
+    if args.tls:
+        raise UsageError("--stow takes no --tls: an https URL is TLS")
+    secure = args.stow.lower().startswith("https:")
+    given = [n for n in _TLS_OPTIONS if n != "tls_profile" and getattr(args, n)]
+    if given and not secure:
+        raise UsageError(f"--{given[0].replace('_', '-')} needs an https URL")
+    tls = _tls_settings(argparse.Namespace(**{**vars(args), "tls": True}))
+    credential = args.auth or os.environ.get("DICOM_SEND_STOW_AUTH")
+    return StowSettings(
+        args.stow,
+        auth=parse_auth(credential) if credential else None,
+        batch=args.batch,
+        parallel=_associations(args.associations),
+        timeout=args.dimse_timeout,
+        tls=tls if secure else None,
+    )
+
+
 def _run_send(args: argparse.Namespace) -> ExitStatus:
-    peer, settings = _settings(args)
+    stow = None
+    if args.stow:
+        stow = _stow_settings(args)
+        peer, settings = None, AssociationSettings(calling_ae=args.calling_ae)
+    elif not (args.host and args.called_ae):
+        raise UsageError("send needs --host and --called-ae, or --stow URL")
+    else:
+        peer, settings = _settings(args)
     request = SendRequest(
         paths=tuple(args.paths),
         peer=peer,
+        stow=stow,
         association=settings,
         tag=ProvenanceTag(parse_group(args.group), args.creator, args.value),
         work_dir=args.work_dir,
         retry=RetryPolicy(budget=_non_negative(args.retry_time, "--retry-time")),
         already_stored=read_stored(args.resume) if args.resume else frozenset(),
         associations=_associations(args.associations),
+        skip_existing=args.skip_existing,
+        verify=args.verify,
     )
     _check_writable(args.report)
     result = send(request, ProgressPrinter())
@@ -360,7 +621,191 @@ def _run_demo(args: argparse.Namespace) -> ExitStatus:
     return status
 
 
-_COMMANDS = {"send": _run_send, "echo": _run_echo, "demo": _run_demo}
+def _run_find(args: argparse.Namespace) -> ExitStatus:
+    level = Level(args.level)
+    model = Model(args.model) if args.model else None
+    query = Query(
+        level,
+        keys=parse_keys(args.key),
+        model=model
+        or (Model.PATIENT_ROOT if level is Level.PATIENT else Model.STUDY_ROOT),
+        date_from=args.date_from,
+        date_to=args.date_to,
+        modality=args.modality,
+        window_days=args.window_days,
+    )
+    db = sqlite_path(args.db) if args.db else None
+    peer, settings = _settings(args)
+    client = Client(peer, settings)
+    columns = query.return_keys
+    print_rows = args.db is None or args.format is not None or args.out is not None
+    fmt = Format(args.format or Format.TABLE)
+    with contextlib.ExitStack() as stack:
+        writers: list[RowWriter] = []
+        if print_rows:
+            out = sys.stdout
+            if args.out is not None:
+                _check_writable(args.out)
+                out = stack.enter_context(
+                    open(args.out, "w", newline="", encoding="utf-8")
+                )
+            writers.append(open_writer(fmt, out, columns))
+        if db is not None:
+            writers.append(SqliteWriter(db, _TABLES[level], columns))
+        count = 0
+        try:
+            for match in find(client, query):
+                for writer in writers:
+                    writer.write(match)
+                count += 1
+        except (AssociationError, QueryError) as exc:
+            log.error("%s", exc)
+            return ExitStatus.NOTHING_SENT
+        finally:
+            for writer in writers:
+                writer.close()
+    log.info("%d matches", count)
+    if db is not None:
+        print(f"{count} matches into {db} (table {_TABLES[level]})", file=sys.stderr)
+    return ExitStatus.SUCCESS
+
+
+_TABLES = {
+    Level.PATIENT: "patients",
+    Level.STUDY: "studies",
+    Level.SERIES: "series",
+    Level.IMAGE: "images",
+}
+
+
+class _RetrieveProgress:
+    """Shows a retrieve's sub-operation counts: the first, then every second."""
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self._interval = interval
+        self._last = -math.inf
+
+    def __call__(self, counts: SubOperations) -> None:
+        now = time.monotonic()
+        if now - self._last >= self._interval:
+            self._last = now
+            print(f"progress: {counts}", file=sys.stderr, flush=True)
+
+
+def _target(args: argparse.Namespace) -> Target:
+    return Target(Level(args.level), args.uid, args.study_uid)
+
+
+def _wait_for_window(args: argparse.Namespace) -> None:
+    if args.window:
+        TimeWindow.parse(args.window).wait_until_open()
+
+
+def _retrieved(result: RetrieveResult, what: str) -> ExitStatus:
+    print(
+        f"{what}: {result.counts}"
+        + (f"; {result.received} files written" if what == "retrieve" else "")
+    )
+    if result.complete:
+        return ExitStatus.SUCCESS
+    return ExitStatus.INCOMPLETE if result.counts.completed else ExitStatus.NOTHING_SENT
+
+
+def _run_move(args: argparse.Namespace) -> ExitStatus:
+    peer, settings = _settings(args)
+    target = _target(args)
+    if args.window:
+        TimeWindow.parse(args.window)  # a bad window fails before any wait
+    client = Client(peer, settings)
+    _wait_for_window(args)
+    try:
+        result = move(client, target, args.dest_ae, _RetrieveProgress())
+    except (AssociationError, RetrieveError, QueryError) as exc:
+        log.error("%s", exc)
+        return ExitStatus.NOTHING_SENT
+    return _retrieved(result, "move")
+
+
+def _run_retrieve(args: argparse.Namespace) -> ExitStatus:
+    peer, settings = _settings(args)
+    target = _target(args)
+    layout = Layout(args.layout)
+    if args.window:
+        TimeWindow.parse(args.window)
+    client = Client(peer, settings)
+    _wait_for_window(args)
+    try:
+        if args.method == "get":
+            result = get(client, target, args.out, layout, _RetrieveProgress())
+        else:
+            with StorageReceiver(
+                args.out,
+                ae_title=settings.calling_ae,
+                layout=layout,
+                host=args.bind,
+                port=_port(args.listen_port, "--listen-port"),
+            ) as listener:
+                result = move(client, target, settings.calling_ae, _RetrieveProgress())
+                result = dataclasses.replace(result, received=len(listener.received))
+    except OSError as exc:
+        raise UsageError(
+            f"cannot listen on port {args.listen_port}: {exc.strerror}"
+        ) from None
+    except (AssociationError, RetrieveError, QueryError) as exc:
+        log.error("%s", exc)
+        return ExitStatus.NOTHING_SENT
+    return _retrieved(result, "retrieve")
+
+
+def _port(value: int, option: str) -> int:
+    if not 1 <= value <= 65535:
+        raise UsageError(f"{option} must be 1 to 65535")
+    return value
+
+
+def _run_listen(args: argparse.Namespace) -> ExitStatus:
+    tls = None
+    settings = _tls_settings(args)
+    if settings is not None:
+        tls = server_context(settings)
+    title = check_ae_title(args.ae_title, "--ae-title")
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with StorageReceiver(
+            args.out,
+            ae_title=title,
+            layout=Layout(args.layout),
+            tls=tls,
+            host=args.bind,
+            port=_port(args.port, "--port"),
+        ) as listener:
+            log.info(
+                "filing into %s (%s layout); Ctrl-C or SIGTERM stops",
+                args.out,
+                args.layout,
+            )
+            while True:
+                time.sleep(3600)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on port {args.port}: {exc.strerror}") from None
+    except KeyboardInterrupt:
+        print(f"stopped: {len(listener.received)} instances received", file=sys.stderr)
+        return ExitStatus.SUCCESS
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+_COMMANDS = {
+    "send": _run_send,
+    "echo": _run_echo,
+    "find": _run_find,
+    "move": _run_move,
+    "retrieve": _run_retrieve,
+    "listen": _run_listen,
+    "demo": _run_demo,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -44,8 +44,11 @@ ITEM_DELIMITER = 0xFFFEE00D
 SEQUENCE_DELIMITER = 0xFFFEE0DD
 SOP_CLASS_UID = 0x00080016
 SOP_INSTANCE_UID = 0x00080018
+STUDY_INSTANCE_UID = 0x0020000D
 SERIES_INSTANCE_UID = 0x0020000E
-_UID_TAGS = frozenset({SOP_CLASS_UID, SOP_INSTANCE_UID, SERIES_INSTANCE_UID})
+_UID_TAGS = frozenset(
+    {SOP_CLASS_UID, SOP_INSTANCE_UID, STUDY_INSTANCE_UID, SERIES_INSTANCE_UID}
+)
 _HEAD_SIZE = 1 << 16
 _MAX_KEPT_VALUE = 256
 _MAX_NESTING = 64
@@ -108,6 +111,8 @@ class DicomInfo:
     series_instance_uid: str = ""
     """Series Instance UID (0020,000E), if the file has one (to keep a series on
     one association)."""
+    study_instance_uid: str = ""
+    """Study Instance UID (0020,000D), if the file has one (to verify)."""
 
     @property
     def streamable(self) -> bool:
@@ -397,6 +402,7 @@ def _probe(src: _Source, group: int) -> DicomInfo:
         group_elements=tuple(group_elements),
         group_end=src.size if group_end is None else group_end,
         series_instance_uid=uids.get(SERIES_INSTANCE_UID, ""),
+        study_instance_uid=uids.get(STUDY_INSTANCE_UID, ""),
     )
 
 
@@ -437,4 +443,5 @@ def _probe_deflated(src: _Source, meta: _Meta) -> DicomInfo:
         group_elements=(),
         group_end=src.size,
         series_instance_uid=uids.get(SERIES_INSTANCE_UID, ""),
+        study_instance_uid=uids.get(STUDY_INSTANCE_UID, ""),
     )

@@ -14,14 +14,18 @@ from pathlib import Path
 
 from .contexts import plan_batches
 from .dicomfile import NotSendable, probe
-from .errors import AssociationError, MalformedDicomError
+from .errors import AssociationError, MalformedDicomError, UsageError
 from .inputs import InputFile, InputProblem, Limits, check_paths, collect
+from .query import QueryError
 from .report import Row, Summary, summarize
 from .retry import Retrier, RetryPolicy
 from .scu import AssociationSettings, Client, Outcome, Peer, SendItem, store_all
 from .status import ExitStatus, InstanceStatus
+from .stow import StowSettings
+from .stow import store_all as stow_all
 from .tagging import ProvenanceTag, TaggingError, splice
-from .tls import risks
+from .tls import client_context, risks
+from .verify import present, verify_rows
 from .workers import Job, run_jobs, split
 
 log = logging.getLogger(__name__)
@@ -34,7 +38,8 @@ class SendRequest:
     """Everything a send needs."""
 
     paths: tuple[Path, ...]
-    peer: Peer
+    peer: Peer | None = None
+    """The DIMSE receiver (C-STORE); or ``stow`` instead."""
     association: AssociationSettings = field(default_factory=AssociationSettings)
     tag: ProvenanceTag = field(default_factory=ProvenanceTag)
     limits: Limits = field(default_factory=Limits)
@@ -48,6 +53,19 @@ class SendRequest:
     """Associations at once (worker processes); fewer for small sends."""
     already_stored: frozenset[str] = frozenset()
     """SOP Instance UIDs stored by an earlier run: reported, not sent again."""
+    skip_existing: bool = False
+    """Ask the receiver first (C-FIND) and send only what it does not hold."""
+    verify: bool = False
+    """Afterwards, ask the receiver (C-FIND) whether it holds every instance
+    stored; an instance it does not show makes the run incomplete."""
+    stow: StowSettings | None = None
+    """Send by DICOMweb STOW-RS instead of C-STORE."""
+
+    def __post_init__(self) -> None:
+        if (self.peer is None) == (self.stow is None):
+            raise UsageError("send to a DIMSE receiver or by STOW-RS: one of the two")
+        if self.stow is not None and (self.verify or self.skip_existing):
+            raise UsageError("verify and skip-existing ask a DIMSE receiver (C-FIND)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +125,11 @@ def send(
         UsageError: An input does not exist, or the TLS settings cannot be used.
     """
     paths = check_paths(request.paths)
-    client = Client(request.peer, request.association)  # TLS files checked here
-    if request.association.tls is not None:
+    # TLS files are checked here, before anything is sent.
+    client = Client(request.peer, request.association) if request.peer else None
+    if request.stow is not None and request.stow.tls is not None:
+        client_context(request.stow.tls)
+    if client is not None and request.association.tls is not None:
         for risk in risks(request.association.tls):
             log.warning("%s", risk)
     started = time.monotonic()
@@ -116,18 +137,24 @@ def send(
         prefix="dicom-send-", dir=request.work_dir
     ) as work:
         rows, items = _prepare(paths, Path(work), request)
+        if request.skip_existing and items and client is not None:
+            items = _skip_existing(client, rows, items)
         error = None
         interrupted = False
         if items:
             try:
-                _send_items(
-                    client,
-                    request,
-                    items,
-                    rows,
-                    started=started,
-                    on_progress=on_progress,
-                )
+                recorder = _Recorder(rows, items, started, on_progress)
+                if request.stow is not None:
+                    _stow_items(request.stow, request, items, recorder)
+                elif client is not None and request.peer is not None:
+                    _send_items(
+                        client,
+                        request.peer,
+                        request,
+                        items,
+                        rows=rows,
+                        recorder=recorder,
+                    )
             except AssociationError as exc:
                 error = str(exc)
                 log.error("%s", error)
@@ -139,6 +166,9 @@ def send(
                     replace(row, reason=error) if row.reason == _NOT_SENT else row
                     for row in rows
                 ]
+        stored = any(r.status.stored for r in rows)
+        if request.verify and client is not None and not interrupted and stored:
+            rows[:] = verify_rows(client, rows)
     return RunResult(tuple(rows), time.monotonic() - started, error, interrupted)
 
 
@@ -173,6 +203,8 @@ def _prepare(
             transfer_syntax=info.transfer_syntax,
             bytes=info.size,
             source=entry.source,
+            study_instance_uid=info.study_instance_uid,
+            series_instance_uid=info.series_instance_uid,
         )
         first = seen.get(info.sop_instance_uid)
         if first is not None:
@@ -204,20 +236,61 @@ def _prepare(
     return rows, items
 
 
+def _skip_existing(
+    client: Client, rows: list[Row], items: list[SendItem]
+) -> list[SendItem]:
+    """Ask the receiver what it holds; mark those rows, keep the others to send.
+
+    If the receiver cannot be asked, everything is sent (and the log says why).
+    """
+    try:
+        held = present(client, (rows[item.index] for item in items))
+    except (AssociationError, QueryError) as exc:
+        log.warning("cannot ask the receiver what it holds (%s): sending all", exc)
+        return items
+    for item in items:
+        if item.info.sop_instance_uid in held:
+            rows[item.index] = replace(
+                rows[item.index],
+                status=InstanceStatus.SENT,
+                reason="already on the receiver (C-FIND), not sent again",
+            )
+    log.info("%d of %d instances are already on the receiver", len(held), len(items))
+    return [item for item in items if item.info.sop_instance_uid not in held]
+
+
 def _problem(
     entry: InputFile | InputProblem, status: InstanceStatus, reason: str
 ) -> Row:
     return Row(entry.name, status, reason, source=entry.source)
 
 
-def _send_items(
-    client: Client,
+def _stow_items(
+    stow: StowSettings,
     request: SendRequest,
     items: list[SendItem],
-    rows: list[Row],
+    recorder: "_Recorder",
+) -> None:
+    log.info(
+        "sending %d instances (%.1f MB) by STOW-RS to %s, %d per request, "
+        "%d requests at once",
+        len(items),
+        sum(item.size for item in items) / 1e6,
+        stow,
+        stow.batch,
+        stow.parallel,
+    )
+    stow_all(stow, items, request.tag, request.retry, recorder)
+
+
+def _send_items(
+    client: Client,
+    peer: Peer,
+    request: SendRequest,
+    items: list[SendItem],
     *,
-    started: float,
-    on_progress: ProgressCallback | None,
+    rows: list[Row],
+    recorder: "_Recorder",
 ) -> None:
     tls = request.association.tls
     workers = min(request.associations, max(1, len(items) // _ITEMS_PER_WORKER))
@@ -225,11 +298,10 @@ def _send_items(
         "sending %d instances (%.1f MB) to %s%s%s",
         len(items),
         sum(item.size for item in items) / 1e6,
-        request.peer,
+        peer,
         f" over TLS ({tls.profile.value})" if tls is not None else "",
         f" on {workers} associations at once" if workers > 1 else "",
     )
-    recorder = _Recorder(rows, items, started, on_progress)
     if workers == 1:
         try:
             outcomes = store_all(
@@ -249,7 +321,7 @@ def _send_items(
     jobs = [
         Job(
             number,
-            request.peer,
+            peer,
             request.association,
             request.tag,
             request.retry,

@@ -137,6 +137,8 @@ def _send(settings: GearSettings, sources: Sequence[Source]) -> RunResult | None
         labels=tuple(source.file.fw_path for source in present),
         retry=settings.retry,
         associations=settings.associations,
+        verify=settings.verify,
+        skip_existing=settings.skip_existing,
     )
     return send(request)
 
@@ -167,11 +169,17 @@ def _tally(sources: Sequence[Source], result: RunResult | None) -> list[FileResu
             and not any(row.status.stored for row in images)
         ):
             reason = result.error
+        # With verify on, an instance counts as sent only if the receiver shows it.
+        unverified = sum(row.verified is False for row in images)
+        if unverified and not reason:
+            reason = f"{unverified} instances not verified on the receiver"
         results.append(
             FileResult(
                 source.file,
                 images=len(images),
-                sent=sum(row.status.stored for row in images),
+                sent=sum(
+                    row.status.stored and row.verified is not False for row in images
+                ),
                 reason=reason,
             )
         )

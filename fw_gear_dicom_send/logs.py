@@ -26,7 +26,7 @@ def configure_logging(
     *,
     prefix: str,
     timestamps: bool = False,
-    stream: TextIO = sys.stderr,
+    stream: TextIO | None = None,
 ) -> None:
     """Log to ``stream``: ours at INFO (quiet: ERROR), pynetdicom's only if verbose.
 
@@ -35,9 +35,9 @@ def configure_logging(
         quiet: Only errors of ours.
         prefix: What each line starts with (the program's name).
         timestamps: Start each line with the time (the gear's job log).
-        stream: Where the log goes.
+        stream: Where the log goes (``sys.stderr`` as it is at the call).
     """
-    handler = logging.StreamHandler(stream)
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(OneLine())
     when = "%(asctime)s " if timestamps else ""
     handler.setFormatter(

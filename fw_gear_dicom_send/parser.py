@@ -41,6 +41,8 @@ KNOWN_KEYS = frozenset(
         "identifier",
         "tag_value",
         "report",
+        "verify",
+        "skip_existing",
         "tls_enabled",
         "tls_security_profile",
         "tls_require_peer_cert",
@@ -94,6 +96,10 @@ class GearSettings:
     work_dir: Path
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     associations: int = DEFAULT_ASSOCIATIONS
+    verify: bool = False
+    """Ask the receiver afterwards (C-FIND) for every instance stored."""
+    skip_existing: bool = False
+    """Ask the receiver first, and send only what it lacks."""
     debug: bool = False
 
 
@@ -164,6 +170,8 @@ def parse_config(
             )
         ),
         associations=options.integer("associations", DEFAULT_ASSOCIATIONS, 1, 32),
+        verify=options.boolean("verify", default=False),
+        skip_existing=options.boolean("skip_existing", default=False),
         debug=options.boolean("debug", default=False),
     )
 

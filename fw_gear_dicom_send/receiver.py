@@ -1,8 +1,11 @@
-"""An embedded Storage SCP: receives instances on 127.0.0.1 and writes them as sent.
+"""An embedded Storage SCP: receives instances and writes them as sent.
 
-Used by ``dicom-send demo`` and by the tests. Each instance is written byte for byte
-as it arrived (no decode), as ``<SOPInstanceUID>.dcm`` with a file meta header that
-names the transfer syntax it came in.
+Used by ``dicom-send listen``, ``retrieve`` (the C-MOVE destination), ``demo`` and
+the tests. Each instance is written byte for byte as it arrived, with a file meta
+header that names the transfer syntax it came in, atomically (a temporary name,
+then a rename), filed as its :class:`~fw_gear_dicom_send.storage.Layout` says. When
+it cannot be written (disk full, no permission) the peer is answered 0xA700 (Out of
+Resources) and nothing partial is left. Every association ends with one log line.
 """
 
 import logging
@@ -27,6 +30,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from .contexts import VERIFICATION
 from .scu import set_no_delay
+from .storage import Layout, relative_path, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,8 @@ PREFERRED_SYNTAXES: tuple[str, ...] = _FIRST + tuple(
     ts for ts in ALL_TRANSFER_SYNTAXES if ts not in _FIRST
 )
 _UID = re.compile(r"^[0-9.]{1,64}$")
+OUT_OF_RESOURCES = 0xA700
+_CANNOT_UNDERSTAND = 0xC210
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +70,9 @@ class StorageReceiver:
         tls: A server-side TLS context: it then speaks only TLS.
         max_associations: Associations at once; more are rejected as transient
             ("local limit exceeded").
+        layout: How received instances are filed under ``out_dir``.
+        host: The address to listen on.
+        port: The port to listen on (0: any free port).
     """
 
     def __init__(
@@ -75,12 +84,17 @@ class StorageReceiver:
         status: int = 0x0000,
         tls: ssl.SSLContext | None = None,
         max_associations: int = 16,
+        layout: Layout = Layout.FLAT,
+        host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
         self.out_dir = out_dir
+        self.layout = layout
+        self._address = (host, port)
+        self._filer = InstanceFiler(out_dir, layout, status)
         self._tls = tls
         self.ae_title = ae_title
         self.status = status
-        self.received: list[Received] = []
         self.associations = 0
         """Associations accepted so far."""
         self.released = 0
@@ -100,6 +114,11 @@ class StorageReceiver:
         self._server: ThreadedAssociationServer | None = None
 
     @property
+    def received(self) -> list[Received]:
+        """The instances stored so far, in order of arrival."""
+        return self._filer.received
+
+    @property
     def port(self) -> int:
         """The port it listens on."""
         if self._server is None:
@@ -109,18 +128,18 @@ class StorageReceiver:
     def __enter__(self) -> Self:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._server = self._ae.start_server(
-            ("127.0.0.1", 0),
+            self._address,
             block=False,
             ssl_context=self._tls,
-            evt_handlers=[
-                (evt.EVT_C_STORE, self._on_store),
-                (evt.EVT_CONN_OPEN, set_no_delay),
-                (evt.EVT_ACCEPTED, self._on_accepted),
-                (evt.EVT_RELEASED, self._on_released),
-                (evt.EVT_ABORTED, self._on_aborted),
-            ],
+            evt_handlers=self._handlers(),
         )
-        log.info("receiver %s listening on 127.0.0.1:%d", self.ae_title, self.port)
+        log.info(
+            "receiver %s listening on %s:%d%s",
+            self.ae_title,
+            self._address[0],
+            self.port,
+            " (TLS)" if self._tls is not None else "",
+        )
         return self
 
     def __exit__(
@@ -133,6 +152,16 @@ class StorageReceiver:
             self._server.shutdown()
             self._server = None
 
+    def _handlers(self) -> list[evt.EventHandlerType]:
+        """The event handlers bound to the server (a subclass may add some)."""
+        return [
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_CONN_OPEN, set_no_delay),
+            (evt.EVT_ACCEPTED, self._on_accepted),
+            (evt.EVT_RELEASED, self._on_released),
+            (evt.EVT_ABORTED, self._on_aborted),
+        ]
+
     def _on_accepted(self, event: evt.Event) -> None:
         with self._lock:
             self.associations += 1
@@ -140,22 +169,88 @@ class StorageReceiver:
     def _on_released(self, event: evt.Event) -> None:
         with self._lock:
             self.released += 1
+        self._log_association(event, "released")
 
     def _on_aborted(self, event: evt.Event) -> None:
         with self._lock:
             self.aborted += 1
+        self._log_association(event, "aborted")
 
     def _on_store(self, event: evt.Event) -> int:
+        """File the instance; the status to answer (a hook for test receivers)."""
+        return self._filer(event)
+
+    def _log_association(self, event: evt.Event, how: str) -> None:
+        """One line per association: who, how it ended, what it stored."""
+        stored, failed = self._filer.counts(event.assoc, forget=True)
+        requestor = event.assoc.requestor
+        log.info(
+            "association from %s@%s:%s %s: %d stored, %d failed",
+            requestor.ae_title,
+            requestor.address,
+            requestor.port,
+            how,
+            stored,
+            failed,
+        )
+
+
+class InstanceFiler:
+    """An EVT_C_STORE handler that files each instance under ``out_dir``.
+
+    Args:
+        out_dir: The output folder.
+        layout: How instances are filed in it.
+        status: The status to answer when an instance is stored (a test may
+            answer a warning, or a failure without storing).
+    """
+
+    def __init__(
+        self, out_dir: Path, layout: Layout = Layout.FLAT, status: int = 0x0000
+    ) -> None:
+        self.out_dir = out_dir
+        self.layout = layout
+        self.status = status
+        self.received: list[Received] = []
+        self._lock = threading.Lock()
+        self._per_association: dict[int, list[int]] = {}
+
+    def counts(self, assoc: object, *, forget: bool = False) -> tuple[int, int]:
+        """Instances stored and failed over one association."""
+        with self._lock:
+            if forget:
+                stored, failed = self._per_association.pop(id(assoc), [0, 0])
+            else:
+                stored, failed = self._per_association.get(id(assoc), [0, 0])
+        return stored, failed
+
+    def _count(self, event: evt.Event, stored: bool) -> None:
+        with self._lock:
+            counts = self._per_association.setdefault(id(event.assoc), [0, 0])
+            counts[0 if stored else 1] += 1
+
+    def __call__(self, event: evt.Event) -> int:
+        """File the instance of a C-STORE request; the status to answer."""
         if self.status not in (0x0000, 0xB000, 0xB006, 0xB007):
+            self._count(event, stored=False)
             return self.status
         request = cast(C_STORE, event.request)
         uid = str(request.AffectedSOPInstanceUID)
         if not _UID.match(uid):
-            return 0xC210  # cannot understand: not a UID we can name a file by
-        target = self.out_dir / f"{uid}.dcm"
-        partial = target.with_suffix(".partial")
-        partial.write_bytes(event.encoded_dataset())
-        partial.replace(target)
+            self._count(event, stored=False)
+            return _CANNOT_UNDERSTAND  # not a UID we can name a file by
+        try:
+            target = self.out_dir / self._place(event, uid)
+            write_atomically(target, event.encoded_dataset())
+        except OSError as exc:
+            log.warning("cannot store %s: %s", uid, exc.strerror or exc)
+            self._count(event, stored=False)
+            return OUT_OF_RESOURCES
+        except Exception as exc:  # a data set pydicom cannot decode
+            log.warning("cannot store %s: %s", uid, exc)
+            self._count(event, stored=False)
+            return _CANNOT_UNDERSTAND
+        self._count(event, stored=True)
         with self._lock:
             self.received.append(
                 Received(
@@ -166,3 +261,16 @@ class StorageReceiver:
                 )
             )
         return self.status
+
+    def _place(self, event: evt.Event, uid: str) -> Path:
+        """Where an instance goes under ``out_dir``."""
+        if self.layout is Layout.FLAT:
+            return relative_path(self.layout, "", "", "", uid)
+        ds = event.dataset
+        return relative_path(
+            self.layout,
+            str(ds.get("PatientID", "")),
+            str(ds.get("StudyInstanceUID", "")),
+            str(ds.get("SeriesInstanceUID", "")),
+            uid,
+        )

@@ -18,7 +18,9 @@ COLUMNS = (
     "dimse_status",
     "reason",
     "bytes",
+    "verified",
 )
+_REQUIRED_TO_RESUME = frozenset(COLUMNS) - {"verified"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,13 @@ class Row:
     source: int = 0
     """Index of the named input (file, folder or archive) it came from; not a
     column."""
+    study_instance_uid: str = ""
+    """Not a column: to verify, the study of the instance."""
+    series_instance_uid: str = ""
+    """Not a column: to verify, the series of the instance."""
+    verified: bool | None = None
+    """Whether the receiver, asked afterwards, holds the instance; None if not
+    asked (or not stored)."""
 
     def as_csv(self) -> dict[str, str]:
         """The row as the CSV writes it."""
@@ -52,6 +61,11 @@ class Row:
             ),
             "reason": self.reason,
             "bytes": str(self.bytes),
+            "verified": ""
+            if self.verified is None
+            else "yes"
+            if self.verified
+            else "no",
         }
 
 
@@ -82,7 +96,7 @@ def read_stored(path: Path) -> frozenset[str]:
     try:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
-            if not set(COLUMNS) <= set(reader.fieldnames or ()):
+            if not set(reader.fieldnames or ()) >= _REQUIRED_TO_RESUME:
                 raise UsageError(f"{path} is not a dicom-send report")
             return frozenset(
                 row["sop_instance_uid"]
@@ -104,6 +118,10 @@ class Summary:
     counts: dict[InstanceStatus, int]
     bytes_stored: int
     seconds: float
+    verified: int = 0
+    """Stored instances the receiver was found to hold, when asked."""
+    unverified: int = 0
+    """Stored instances the receiver was asked for and did not show."""
 
     @property
     def instances(self) -> int:
@@ -122,7 +140,7 @@ class Summary:
         """SUCCESS only when every instance was stored and there was one."""
         if self.stored == 0:
             return ExitStatus.NOTHING_SENT
-        if self.stored < self.instances:
+        if self.stored < self.instances or self.unverified:
             return ExitStatus.INCOMPLETE
         return ExitStatus.SUCCESS
 
@@ -133,12 +151,18 @@ class Summary:
         counts = ", ".join(
             f"{self.counts.get(status, 0)} {status.value}" for status in InstanceStatus
         )
-        return [
+        lines = [
             f"{self.files} files: {counts}",
             f"{self.stored} of {self.instances} instances stored, "
             f"{megabytes:.1f} MB in {self.seconds:.2f} s "
             f"({rate:.1f} images/s, {megabytes / max(self.seconds, 1e-9):.1f} MB/s)",
         ]
+        if self.verified or self.unverified:
+            lines.append(
+                f"{self.verified} verified on the receiver, "
+                f"{self.unverified} not verified"
+            )
+        return lines
 
 
 def summarize(rows: Sequence[Row], seconds: float) -> Summary:
@@ -148,4 +172,6 @@ def summarize(rows: Sequence[Row], seconds: float) -> Summary:
         counts=dict(Counter(row.status for row in rows)),
         bytes_stored=sum(row.bytes for row in rows if row.status.stored),
         seconds=seconds,
+        verified=sum(1 for row in rows if row.verified is True),
+        unverified=sum(1 for row in rows if row.verified is False),
     )

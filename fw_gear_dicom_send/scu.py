@@ -14,29 +14,24 @@ algorithm on, each C-STORE waits for a delayed ACK (40 ms and more).
 
 import contextlib
 import dataclasses
-import io
 import logging
 import os
 import socket
-import struct
 import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any
 
 from pydicom import dcmread
 from pydicom.uid import UID
-from pynetdicom import AE, build_context, evt
+from pynetdicom import AE, build_context, build_role, evt
 from pynetdicom.association import Association
-from pynetdicom.dimse_messages import C_STORE_RQ
-from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import encode
 from pynetdicom.dul import DULServiceProvider
-from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.pdu_primitives import A_ASSOCIATE, P_DATA
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS
@@ -55,15 +50,12 @@ from .retry import Retrier, Retry, retry_of_status
 from .status import InstanceStatus
 from .tagging import ProvenanceTag, tag_dataset
 from .tls import TlsSettings, client_context, explain_failure, speaks_tls
+from .wire import Framer, Payload, command_fragments, store_command
 
 log = logging.getLogger(__name__)
 
 WARNING_STATUSES = frozenset({0xB000, 0xB006, 0xB007})
 _MAX_QUEUED_PDUS = 32
-_WRITE_SIZE = 1 << 20
-# P-DATA-TF: type, reserved, PDU length; PDV item: length, context ID, control header.
-_PDATA_HEADER = struct.Struct(">BBIIBB")
-_UNLIMITED_FRAGMENT = 1 << 20
 _AE_MAX = 16
 _REJECTED_TRANSIENT = 2
 _TLS_PROBE_TIMEOUT = 5.0
@@ -200,51 +192,6 @@ def outcome_of_status(code: int) -> Outcome:
     )
 
 
-class Payload:
-    """A file's dataset bytes with insertions spliced in, read sequentially."""
-
-    def __init__(
-        self, f: BinaryIO, start: int, end: int, inserts: tuple[tuple[int, bytes], ...]
-    ) -> None:
-        self._f = f
-        self._pieces: list[tuple[int, int] | bytes] = []
-        position = start
-        for offset, data in inserts:
-            self._pieces.append((position, offset))
-            self._pieces.append(data)
-            position = offset
-        self._pieces.append((position, end))
-        self._pieces.reverse()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> "Payload":
-        """A payload of bytes already encoded."""
-        return cls(io.BytesIO(data), 0, len(data), ())
-
-    def read(self, n: int) -> bytes:
-        """Read up to ``n`` bytes; fewer only at the end."""
-        parts: list[bytes] = []
-        wanted = n
-        while wanted and self._pieces:
-            piece = self._pieces.pop()
-            if isinstance(piece, bytes):
-                data = piece[:wanted]
-                rest: tuple[int, int] | bytes = piece[wanted:]
-            else:
-                start, end = piece
-                self._f.seek(start)
-                data = self._f.read(min(wanted, end - start))
-                if not data and start < end:
-                    raise OSError("file changed while being sent (shorter than probed)")
-                rest = (start + len(data), end)
-            left = bool(rest) if isinstance(rest, bytes) else rest[0] < rest[1]
-            if left:
-                self._pieces.append(rest)
-            parts.append(data)
-            wanted -= len(data)
-        return b"".join(parts)
-
-
 @dataclass
 class _Watch:
     """What the event handlers saw of an association attempt."""
@@ -279,9 +226,22 @@ class Client:
         self._ae.dimse_timeout = settings.dimse_timeout
         self._ae.network_timeout = settings.network_timeout
         self._message_id = 0
+        self._framer = Framer()
 
-    def associate(self, proposals: list[Proposal]) -> Association:
+    def associate(
+        self,
+        proposals: list[Proposal],
+        *,
+        roles: Sequence[str] = (),
+        handlers: Sequence[tuple[evt.InterventionEvent, Callable[..., Any]]] = (),
+    ) -> Association:
         """Open an association proposing these contexts.
+
+        Args:
+            proposals: The presentation contexts.
+            roles: SOP classes for which we also propose the SCP role (the
+                storage classes of a C-GET).
+            handlers: Event handlers to bind (e.g. EVT_C_STORE for a C-GET).
 
         Raises:
             AssociationError: With a one-line reason naming the peer.
@@ -309,14 +269,18 @@ class Client:
             contexts=contexts,
             ae_title=self.peer.called_ae,
             tls_args=(self._tls, self.peer.host) if self._tls is not None else None,
+            ext_neg=[build_role(uid, scu_role=False, scp_role=True) for uid in roles]
+            or None,
             evt_handlers=[
                 (evt.EVT_CONN_OPEN, on_connect),
                 (evt.EVT_ACSE_RECV, on_acse),
+                *handlers,
             ],
         )
         if assoc.is_established:
             self._message_id = 0
             return assoc
+        _close_socket(assoc)  # pynetdicom leaves it open when the peer hangs up
         reason, transient = self._failure_reason(watch, time.monotonic() - started)
         raise AssociationError(reason, transient=transient)
 
@@ -441,7 +405,7 @@ class Client:
         syntax = str(context.transfer_syntax[0])
         if item.inserts is not None and syntax == item.transfer_syntax:
             try:
-                f = open(item.path, "rb")  # noqa: SIM115 - closed just below
+                f = open(item.path, "rb", buffering=0)  # noqa: SIM115 - closed below
             except OSError as exc:  # gone or unreadable since it was probed
                 return Outcome(InstanceStatus.FAILED, None, f"cannot read: {exc}")
             with f:
@@ -505,26 +469,23 @@ class Client:
         payload: Payload,
     ) -> Outcome:
         self._message_id = self._message_id % 0xFFFF + 1
-        req = C_STORE()
-        req.MessageID = self._message_id
-        req.AffectedSOPClassUID = info.sop_class_uid
-        req.AffectedSOPInstanceUID = info.sop_instance_uid
-        req.Priority = 0x0002  # low, as storescu sends
-        message = C_STORE_RQ()
-        message.primitive_to_message(req)
-        message.command_set.CommandDataSetType = 0x0001  # a data set follows
+        command = store_command(
+            self._message_id, info.sop_class_uid, info.sop_instance_uid
+        )
         context_id = int(context.context_id)  # type: ignore[arg-type]
         max_pdu = int(assoc.acceptor.maximum_length or 0)
-        fragment = max_pdu - 6 if max_pdu else _UNLIMITED_FRAGMENT
 
         try:
-            commands = message.encode_msg(context_id, max_pdu)
-            if self._tls is None:
-                sent = _write_direct(assoc, commands, context_id, payload, fragment)
+            transport = assoc.dul.socket
+            if self._tls is None and transport is not None and transport.socket:
+                sent = self._framer.write(
+                    transport.socket,
+                    lambda: connected(assoc),
+                    (command, context_id, max_pdu),
+                    payload,
+                )
             else:
-                for pdata in commands:
-                    assoc.dul.send_pdu(pdata)
-                sent = self._send_dataset(assoc, context_id, payload, fragment)
+                sent = self._send_via_dul(assoc, command, context_id, max_pdu, payload)
             if not sent:
                 return _lost(
                     "association lost while sending (aborted by the peer or "
@@ -546,92 +507,52 @@ class Client:
                 f"no response within {self.settings.dimse_timeout:g} s (DIMSE timeout)",
                 Retry.AMBIGUOUS,
             )
-        status = assoc._check_received_status(rsp)
-        if "Status" not in status:
-            return _lost("association lost before the response", Retry.AMBIGUOUS)
-        return outcome_of_status(int(status.Status))
+        # pynetdicom's _check_received_status would copy the status elements
+        # into a new Dataset (a fifth of a millisecond); only Status is needed.
+        if not rsp.is_valid_response or rsp.Status is None:
+            return _lost("invalid C-STORE response", Retry.AMBIGUOUS)
+        return outcome_of_status(int(rsp.Status))
 
     @staticmethod
-    def _send_dataset(
-        assoc: Association, context_id: int, payload: Payload, fragment: int
+    def _send_via_dul(
+        assoc: Association,
+        command: bytes,
+        context_id: int,
+        max_pdu: int,
+        payload: Payload,
     ) -> bool:
-        """Queue the data set as P-DATA fragments; False if the association died."""
+        """Queue the request as P-DATA for pynetdicom's DUL thread to write (TLS).
+
+        An SSL socket must not be written by one thread while another reads it,
+        so over TLS the DUL thread does all the writing.
+
+        Returns:
+            False if the association died before everything was queued.
+        """
         queue = assoc.dul.to_provider_queue
-        chunk = payload.read(fragment)
+        fragment = max_pdu - 6 if max_pdu else max(payload.length, 1)
+        pdvs = [
+            (context_id, bytes([control]) + piece)
+            for control, piece in command_fragments(command, max_pdu)
+        ]
+        remaining = payload.length
         while True:
-            following = payload.read(fragment) if chunk else b""
-            pdata = P_DATA()
-            last = not following
-            pdata.presentation_data_value_list.append(
-                (context_id, (b"\x02" if last else b"\x00") + chunk)
-            )
-            # Back-pressure: keep the DUL's outgoing queue short so that memory
-            # stays flat however large the instance.
-            while queue.qsize() > _MAX_QUEUED_PDUS and connected(assoc):
-                time.sleep(0.0005)
-            if not connected(assoc):
-                return False
-            assoc.dul.send_pdu(pdata)
-            if last:
+            chunk = payload.read(min(fragment, remaining))
+            remaining -= len(chunk)
+            pdvs.append((context_id, (b"\x02" if not remaining else b"\x00") + chunk))
+            for pdv in pdvs:
+                pdata = P_DATA()
+                pdata.presentation_data_value_list.append(pdv)
+                # Back-pressure: keep the DUL's outgoing queue short so that
+                # memory stays flat however large the instance.
+                while queue.qsize() > _MAX_QUEUED_PDUS and connected(assoc):
+                    time.sleep(0.0005)
+                if not connected(assoc):
+                    return False
+                assoc.dul.send_pdu(pdata)
+            pdvs = []
+            if not remaining:
                 return True
-            chunk = following
-
-
-def _pdu_header(context_id: int, control: int, length: int) -> bytes:
-    """The 12 bytes before a fragment: P-DATA-TF PDU header and PDV item header."""
-    return _PDATA_HEADER.pack(0x04, 0x00, length + 6, length + 2, context_id, control)
-
-
-def _write_direct(
-    assoc: Association,
-    commands: Iterator[P_DATA],
-    context_id: int,
-    payload: Payload,
-    fragment: int,
-) -> bool:
-    """Write a C-STORE request straight to the association's socket.
-
-    The lean data path (plain TCP only). pynetdicom's DUL thread would take each
-    16 KB P-DATA-TF off a queue, encode it and write it: dozens of thread handoffs
-    per instance, the sender's main cost. Here the command (encoded by pynetdicom)
-    and the data set fragments are framed in place and written in writes of about
-    1 MB. The DUL thread meanwhile only reads (responses, aborts) and writes
-    nothing, since nothing is queued for it: both threads never write at once.
-    While we write, the DUL's state is Sta6 (data transfer), which sending P-DATA
-    does not change (PS3.8 9.2, action DT-1).
-
-    Returns:
-        False if the association died before everything went out.
-    """
-    transport = assoc.dul.socket
-    sock = transport.socket if transport is not None else None
-    if sock is None:
-        return False
-    parts: list[bytes] = []
-    for pdata in commands:
-        pdu = P_DATA_TF()
-        pdu.from_primitive(pdata)
-        parts.append(pdu.encode())
-    size = sum(len(part) for part in parts)
-    chunk = payload.read(fragment)
-    while True:
-        following = payload.read(fragment) if chunk else b""
-        last = not following
-        parts.append(_pdu_header(context_id, 0x02 if last else 0x00, len(chunk)))
-        parts.append(chunk)
-        size += len(chunk) + 12
-        if size >= _WRITE_SIZE or last:
-            if not connected(assoc):
-                return False
-            try:
-                sock.sendall(b"".join(parts))
-            except OSError:
-                return False
-            parts.clear()
-            size = 0
-        if last:
-            return True
-        chunk = following
 
 
 def choose_context(
@@ -681,6 +602,10 @@ def discard(assoc: Association) -> None:
     aborting then has nothing to do, and the socket would stay open.
     """
     assoc.abort()
+    _close_socket(assoc)
+
+
+def _close_socket(assoc: Association) -> None:
     transport = assoc.dul.socket
     if transport is not None and transport.socket is not None:
         with contextlib.suppress(OSError):
@@ -770,7 +695,7 @@ def store_all(
                         if wait is None:
                             if outcome.status.stored:
                                 retrier.stored()
-                            yield attempts.item, _with_history(outcome, attempts)
+                            yield attempts.item, with_history(outcome, attempts.earlier)
                         else:
                             pending.appendleft(attempts)
                             if usable:
@@ -828,23 +753,34 @@ def _again(attempts: _Attempts, outcome: Outcome, retrier: Retrier) -> float | N
     return wait
 
 
-def _with_history(outcome: Outcome, attempts: _Attempts) -> Outcome:
-    """The final outcome, its reason telling of earlier attempts if there were."""
-    earlier = attempts.earlier
+def with_history(
+    outcome: Outcome,
+    earlier: list[Outcome],
+    lost: str = "an association was lost after the data went out and before the "
+    "response",
+) -> Outcome:
+    """The final outcome, its reason telling of earlier attempts if there were.
+
+    Args:
+        outcome: The last attempt's outcome.
+        earlier: The outcomes of the attempts before it, first first.
+        lost: What an ambiguous earlier attempt means, for the report.
+    """
     if not earlier:
         return outcome
     tries = f"{len(earlier) + 1} attempts"
     if outcome.status.stored:
         if any(o.retry is Retry.AMBIGUOUS for o in earlier):
             note = (
-                f"sent again ({tries}): an association was lost after the data "
-                "went out and before the response, so the receiver may have "
+                f"sent again ({tries}): {lost}, so the receiver may have "
                 "received it twice"
             )
         else:
             note = f"stored after {tries}; first: {earlier[0].reason}"
         reason = f"{outcome.reason}; {note}" if outcome.reason else note
         return dataclasses.replace(outcome, reason=reason)
+    if outcome.retry is Retry.FINAL:  # refused for good at the last attempt
+        return dataclasses.replace(outcome, reason=f"{outcome.reason} ({tries})")
     return dataclasses.replace(
         outcome, reason=f"{outcome.reason} ({tries}, retries given up)"
     )

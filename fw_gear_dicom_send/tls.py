@@ -35,11 +35,12 @@ import socket
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from typing import TYPE_CHECKING
 
 from .errors import UsageError
+
+if TYPE_CHECKING:  # cryptography is imported where used: it costs every start 50 ms
+    from cryptography import x509
 
 log = logging.getLogger(__name__)
 
@@ -180,13 +181,7 @@ def client_context(settings: TlsSettings) -> ssl.SSLContext:
         UsageError: A file is missing, unreadable or not what it should be, or the
             key does not match the certificate.
     """
-    spec = _SPECS[settings.profile]
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.maximum_version = (
-        ssl.TLSVersion.MAXIMUM_SUPPORTED if spec.tls13 else ssl.TLSVersion.TLSv1_2
-    )
-    context.set_ciphers(":".join(spec.ciphers))
+    context = _profiled(ssl.PROTOCOL_TLS_CLIENT, settings.profile)
     if settings.verify_peer:
         context.load_default_certs(ssl.Purpose.SERVER_AUTH)
         if settings.ca_file is not None:
@@ -205,6 +200,45 @@ def client_context(settings: TlsSettings) -> ssl.SSLContext:
         context.verify_mode = ssl.CERT_NONE
     if settings.cert is not None or settings.key is not None:
         _load_client_certificate(context, settings)
+    return context
+
+
+def _profiled(protocol: ssl._SSLMethod, profile: Profile) -> ssl.SSLContext:
+    """A context limited to the profile's TLS versions and cipher suites."""
+    spec = _SPECS[profile]
+    context = ssl.SSLContext(protocol)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.maximum_version = (
+        ssl.TLSVersion.MAXIMUM_SUPPORTED if spec.tls13 else ssl.TLSVersion.TLSv1_2
+    )
+    context.set_ciphers(":".join(spec.ciphers))
+    return context
+
+
+def server_context(settings: TlsSettings) -> ssl.SSLContext:
+    """The server-side context of a listener of ours.
+
+    It presents ``cert`` (and ``key``). With ``ca_file`` it requires a client
+    certificate issued by one of those CAs (mutual TLS); without, it asks for
+    none.
+
+    Raises:
+        UsageError: No certificate, or a file that cannot be used.
+    """
+    if settings.cert is None:
+        raise UsageError("a TLS listener needs its certificate (--tls-cert)")
+    context = _profiled(ssl.PROTOCOL_TLS_SERVER, settings.profile)
+    _load_client_certificate(context, settings)
+    if settings.ca_file is not None:
+        _check_readable(settings.ca_file, "CA certificate file")
+        try:
+            context.load_verify_locations(cafile=str(settings.ca_file))
+        except ssl.SSLError as exc:
+            raise UsageError(
+                f"cannot load the CA certificate file {settings.ca_file}: "
+                f"{_ssl_reason(exc)}"
+            ) from None
+        context.verify_mode = ssl.CERT_REQUIRED
     return context
 
 
@@ -262,6 +296,8 @@ def _load_client_certificate(context: ssl.SSLContext, settings: TlsSettings) -> 
 
 def _check_key(key: Path, password: str | None) -> None:
     """Open the private key, to tell a wrong password from a broken file."""
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
     data = key.read_bytes()
     secret = password.encode() if password is not None else None
     try:
@@ -416,7 +452,9 @@ def _unverified_context() -> ssl.SSLContext:
     return context
 
 
-def _peer_certificate(host: str, port: int, timeout: float) -> x509.Certificate | None:
+def _peer_certificate(
+    host: str, port: int, timeout: float
+) -> "x509.Certificate | None":
     """The peer's certificate, fetched without verifying it (to describe it)."""
     context = _unverified_context()
     try:
@@ -427,10 +465,14 @@ def _peer_certificate(host: str, port: int, timeout: float) -> x509.Certificate 
             der = conn.getpeercert(binary_form=True)
     except (OSError, ValueError):
         return None
+    from cryptography import x509  # noqa: PLC0415
+
     return x509.load_der_x509_certificate(der) if der else None
 
 
-def _names(cert: x509.Certificate) -> str:
+def _names(cert: "x509.Certificate") -> str:
+    from cryptography import x509  # noqa: PLC0415
+
     try:
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import logging
 import os
 import random
 import shutil
@@ -25,6 +26,21 @@ from fw_gear_dicom_send.receiver import StorageReceiver
 from fw_gear_dicom_send.samples import bundled, copy_as_new, write_series
 
 CI = os.environ.get("CI", "").lower() == "true"
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Undo what an in-process ``main()`` configured (handlers, levels)."""
+    names = ["", "fw_gear_dicom_send", "pynetdicom", "flywheel", "fw_gear"]
+    names += ["httpx2", "httpcore2"]
+    saved = {
+        n: (logging.getLogger(n).level, logging.getLogger(n).handlers[:]) for n in names
+    }
+    yield
+    for name, (level, handlers) in saved.items():
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        logger.handlers[:] = handlers
 
 
 def need(binary: str, package: str) -> str:

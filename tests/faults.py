@@ -7,10 +7,13 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from pydicom.dataset import Dataset
+from pynetdicom import evt
 
 from fw_gear_dicom_send.receiver import StorageReceiver
 
@@ -173,3 +176,77 @@ def _pump(src: socket.socket, dst: socket.socket, limit: int | None, how: str) -
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
         sock.close()
+
+
+STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+
+
+class QueryableReceiver(StorageReceiver):
+    """A Storage SCP that also answers study-root C-FIND from what it kept.
+
+    Args:
+        out_dir: Where stored instances go.
+        forget: SOP Instance UIDs it answers 0x0000 for and does not keep (a
+            receiver whose storage failed behind a success status).
+        image_level: Whether it answers IMAGE-level queries; if not it refuses
+            them (0xA900) and answers SERIES level with instance counts.
+        **kwargs: As for :class:`StorageReceiver`.
+    """
+
+    def __init__(
+        self,
+        out_dir: Path,
+        *,
+        forget: Iterable[str] = (),
+        image_level: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(out_dir, **kwargs)
+        self.forget = set(forget)
+        self.image_level = image_level
+        self.stores = 0
+        """C-STORE requests seen."""
+        self.kept: dict[str, tuple[str, str]] = {}
+        """SOP Instance UID -> (study, series) of what it holds."""
+        self._ae.add_supported_context(STUDY_ROOT_FIND)
+
+    def _handlers(self) -> list[Any]:
+        return [*super()._handlers(), (evt.EVT_C_FIND, self._on_find)]
+
+    def _on_store(self, event: Any) -> int:
+        uid = str(event.request.AffectedSOPInstanceUID)
+        with self._lock:
+            self.stores += 1
+        if uid in self.forget:
+            return 0x0000
+        status = super()._on_store(event)
+        ds = event.dataset
+        with self._lock:
+            self.kept[uid] = (str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID))
+        return status
+
+    def _on_find(self, event: Any) -> Iterator[tuple[int, Dataset | None]]:
+        query = event.identifier
+        level = query.QueryRetrieveLevel
+        series = str(query.get("SeriesInstanceUID", ""))
+        with self._lock:
+            held = [(uid, s) for uid, s in self.kept.items() if s[1] == series]
+        if level == "IMAGE":
+            if not self.image_level:
+                yield 0xA900, None
+                return
+            for uid, (study, series_uid) in held:
+                match = Dataset()
+                match.QueryRetrieveLevel = "IMAGE"
+                match.StudyInstanceUID = study
+                match.SeriesInstanceUID = series_uid
+                match.SOPInstanceUID = uid
+                yield 0xFF00, match
+        elif level == "SERIES" and held:
+            match = Dataset()
+            match.QueryRetrieveLevel = "SERIES"
+            match.StudyInstanceUID = held[0][1][0]
+            match.SeriesInstanceUID = series
+            match.NumberOfSeriesRelatedInstances = len(held)
+            yield 0xFF00, match
+        yield 0x0000, None

@@ -1,6 +1,7 @@
 """The gear end to end: ``python run.py`` in a gear folder, the real flywheel-sdk
 client talking HTTP to the stand-in Flywheel API, a real Storage SCP receiving."""
 
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -8,6 +9,7 @@ from typing import Any
 import pytest
 from checks import assert_tagged_copy
 from conftest import MixedZip, free_port, sha256
+from faults import QueryableReceiver
 from gearjob import Gear, Site, old_gear_config, series_zip
 from pydicom import dcmread
 from standin import DROP, SECRET
@@ -439,3 +441,37 @@ def test_debug_log_keeps_secrets_and_patient_names_out(
     assert SECRET not in log
     assert "Sample^Synthetic" not in log
     assert "Sample" not in log
+
+
+def test_verify_and_skip_existing(gear: Gear, site: Site, tmp_path: Path) -> None:
+    """``verify`` fails the job for an instance the receiver answered for but did
+    not keep; a second job with ``skip_existing`` sends only that one."""
+    acquisition = site.standin.acquisition(site.session, "Verified")
+    series = series_zip(gear.folder.parent, 6, "verified")
+    gear.add_file_input("file", series, acquisition)
+    gear.destination = {"type": "acquisition", "id": acquisition}
+    with zipfile.ZipFile(series) as z:
+        lost = str(dcmread(z.open(sorted(z.namelist())[1])).SOPInstanceUID)
+    with QueryableReceiver(tmp_path / "scp", forget=[lost]) as scp:
+        gear.config = old_gear_config(scp.port, verify=True)
+        first = gear.run()
+        assert first.returncode == ExitStatus.INCOMPLETE, first.stdout
+        (row,) = gear.report_rows()
+        assert (row["Images in Series"], row["Images Sent"], row["Status"]) == (
+            "6",
+            "5",
+            "Incomplete",
+        )
+        (unverified,) = [r for r in gear.instance_rows() if r["verified"] == "no"]
+        assert unverified["sop_instance_uid"] == lost
+        assert "1 instances not verified on the receiver" in first.stdout
+
+        scp.forget.clear()
+        stores = scp.stores
+        for output in (gear.folder / "output").iterdir():  # a new job's folder
+            output.unlink()
+        gear.config = old_gear_config(scp.port, verify=True, skip_existing=True)
+        second = gear.run()
+        assert second.returncode == ExitStatus.SUCCESS, second.stdout
+        assert scp.stores == stores + 1  # only the one it lacked
+        assert {r["verified"] for r in gear.instance_rows()} == {"yes"}

@@ -15,8 +15,8 @@ from fw_gear_dicom_send.dicomfile import DicomInfo, NotSendable, probe
 from fw_gear_dicom_send.engine import _prepare
 from fw_gear_dicom_send.errors import MalformedDicomError
 from fw_gear_dicom_send.samples import bundled, make_ct
-from fw_gear_dicom_send.scu import Payload
 from fw_gear_dicom_send.tagging import ProvenanceTag, TaggingError, splice, tag_dataset
+from fw_gear_dicom_send.wire import Payload
 
 SEEDS = [
     bundled(name).read_bytes()

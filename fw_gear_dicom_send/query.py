@@ -1,0 +1,336 @@
+"""C-FIND: ask a PACS what it holds, at any level, results streamed as they arrive.
+
+A :class:`Query` names the level, the information model, matching keys and return
+keys. A date range is split into windows of ``window_days`` (15 by default, as
+pacsanini does), one C-FIND each over the same association, so that a PACS that
+caps the number of matches per query still answers for a long range. Matches are
+yielded one by one as the PACS sends them, never collected first.
+"""
+
+import datetime
+import enum
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pynetdicom.association import Association
+from pynetdicom.status import QR_FIND_SERVICE_CLASS_STATUS
+
+from .contexts import FALLBACK_SYNTAXES, Proposal
+from .errors import DicomSendError, UsageError
+from .scu import Client, discard, release
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_KEYS",
+    "Finder",
+    "Level",
+    "Model",
+    "Query",
+    "QueryError",
+    "date_windows",
+    "find",
+    "parse_keys",
+]
+
+
+class Level(enum.StrEnum):
+    """A Query/Retrieve level (QueryRetrieveLevel)."""
+
+    PATIENT = "PATIENT"
+    """Patients."""
+    STUDY = "STUDY"
+    """Studies."""
+    SERIES = "SERIES"
+    """Series."""
+    IMAGE = "IMAGE"
+    """Instances (composite object instances)."""
+
+
+class Model(enum.StrEnum):
+    """The Query/Retrieve information model (PS3.4 C.6)."""
+
+    PATIENT_ROOT = "patient"
+    """Patient Root: patients, then their studies, series and instances."""
+    STUDY_ROOT = "study"
+    """Study Root: studies (with patient attributes), series and instances."""
+
+    def _uid(self, service: int) -> str:
+        root = "1" if self is Model.PATIENT_ROOT else "2"
+        return f"1.2.840.10008.5.1.4.1.2.{root}.{service}"
+
+    def find_uid(self) -> str:
+        """The model's C-FIND SOP Class UID (PS3.4 C.6.1.3, C.6.2.3)."""
+        return self._uid(1)
+
+    def move_uid(self) -> str:
+        """The model's C-MOVE SOP Class UID."""
+        return self._uid(2)
+
+    def get_uid(self) -> str:
+        """The model's C-GET SOP Class UID."""
+        return self._uid(3)
+
+
+DEFAULT_KEYS: dict[Level, tuple[str, ...]] = {
+    Level.PATIENT: (
+        "PatientID",
+        "PatientName",
+        "PatientBirthDate",
+        "PatientSex",
+        "NumberOfPatientRelatedStudies",
+    ),
+    Level.STUDY: (
+        "PatientID",
+        "PatientName",
+        "StudyInstanceUID",
+        "StudyDate",
+        "AccessionNumber",
+        "StudyDescription",
+        "ModalitiesInStudy",
+        "NumberOfStudyRelatedSeries",
+        "NumberOfStudyRelatedInstances",
+    ),
+    Level.SERIES: (
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "Modality",
+        "SeriesNumber",
+        "SeriesDescription",
+        "NumberOfSeriesRelatedInstances",
+    ),
+    Level.IMAGE: (
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "SOPInstanceUID",
+        "SOPClassUID",
+        "InstanceNumber",
+    ),
+}
+"""The return keys asked for at each level when no others are named."""
+
+_DATE_KEY = "StudyDate"
+_PENDING = frozenset({0xFF00, 0xFF01})
+
+
+class QueryError(DicomSendError):
+    """The PACS refused or failed a query."""
+
+    def __init__(self, message: str, *, answered: bool) -> None:
+        """Say why, and whether the PACS ended the query with a final status.
+
+        After a final status the association can carry another query.
+        """
+        super().__init__(message)
+        self.answered = answered
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """What to ask for.
+
+    Raises:
+        UsageError: A key is not a DICOM keyword, a date range runs backwards, the
+            level does not fit the model, or ``window_days`` is not positive.
+    """
+
+    level: Level
+    keys: tuple[tuple[str, str], ...] = ()
+    """Matching keys (keyword, value) and return keys (keyword, "")."""
+    model: Model = Model.STUDY_ROOT
+    date_from: datetime.date | None = None
+    """First study date to match (StudyDate), inclusive."""
+    date_to: datetime.date | None = None
+    """Last study date to match, inclusive."""
+    modality: str | None = None
+    """Matches ModalitiesInStudy at study level, Modality below."""
+    window_days: int = 15
+    """A date range is asked in windows of this many days."""
+
+    def __post_init__(self) -> None:
+        for keyword, _ in self.keys:
+            if tag_for_keyword(keyword) is None:
+                raise UsageError(f"{keyword!r} is not a DICOM keyword")
+        if self.model is Model.STUDY_ROOT and self.level is Level.PATIENT:
+            raise UsageError("the study root model has no patient level")
+        if self.date_from and self.date_to and self.date_from > self.date_to:
+            raise UsageError("--date-from is after --date-to")
+        if self.window_days < 1:
+            raise UsageError("the date window must be at least 1 day")
+        if self.level is Level.PATIENT and (self.date_from or self.date_to):
+            raise UsageError("a date range needs a study, series or image level")
+
+    @property
+    def return_keys(self) -> tuple[str, ...]:
+        """Every keyword a match is asked to carry, in order, without duplicates."""
+        named = [keyword for keyword, _ in self.keys]
+        extra = [self._modality_key] if self.modality else []
+        dated = [_DATE_KEY] if self.date_from or self.date_to else []
+        return tuple(dict.fromkeys([*DEFAULT_KEYS[self.level], *named, *extra, *dated]))
+
+    @property
+    def _modality_key(self) -> str:
+        return "ModalitiesInStudy" if self.level is Level.STUDY else "Modality"
+
+    def identifiers(self) -> Iterator[Dataset]:
+        """The C-FIND identifiers to send: one per date window (one if no range)."""
+        for dates in date_windows(self.date_from, self.date_to, self.window_days):
+            ds = Dataset()
+            ds.QueryRetrieveLevel = self.level.value
+            for keyword in self.return_keys:
+                setattr(ds, keyword, _empty(keyword))
+            for keyword, value in self.keys:
+                if value:
+                    setattr(ds, keyword, value)
+            if self.modality:
+                setattr(ds, self._modality_key, self.modality)
+            if dates:
+                ds.StudyDate = dates
+            yield ds
+
+
+def _empty(keyword: str) -> object:
+    """The empty value of a return key (an empty sequence for SQ)."""
+    return [] if dictionary_VR(keyword) == "SQ" else ""
+
+
+def date_windows(
+    first: datetime.date | None, last: datetime.date | None, days: int
+) -> Iterator[str]:
+    """DICOM date ranges covering ``first``..``last`` in windows of ``days``.
+
+    An open end gives one open range (``20240101-``); no dates gives ``""``.
+    """
+    if first is None or last is None:
+        if first is None and last is None:
+            yield ""
+        else:
+            yield f"{_dicom_date(first)}-{_dicom_date(last)}"
+        return
+    start = first
+    while start <= last:
+        end = min(start + datetime.timedelta(days=days - 1), last)
+        yield f"{_dicom_date(start)}-{_dicom_date(end)}"
+        start = end + datetime.timedelta(days=1)
+
+
+def _dicom_date(day: datetime.date | None) -> str:
+    return "" if day is None else day.strftime("%Y%m%d")
+
+
+def parse_keys(texts: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """``Keyword=value`` (matching key) or ``Keyword`` (return key) options.
+
+    Raises:
+        UsageError: Not of that form, or not a DICOM keyword.
+    """
+    keys = []
+    for text in texts:
+        keyword, _, value = text.partition("=")
+        keyword = keyword.strip()
+        if not keyword:
+            raise UsageError(f"-k takes Keyword=value or Keyword, got {text!r}")
+        if tag_for_keyword(keyword) is None:
+            raise UsageError(f"{keyword!r} is not a DICOM keyword")
+        keys.append((keyword, value))
+    return tuple(keys)
+
+
+def text_of(value: object) -> str:
+    """An element value as text: multiple values joined by a backslash."""
+    if value is None:
+        return ""
+    if isinstance(value, MultiValue | list | tuple):
+        return "\\".join(text_of(v) for v in value)
+    if isinstance(value, bytes):
+        return value.decode("ascii", "replace")
+    return str(value)
+
+
+class Finder:
+    """One association for any number of queries of one information model.
+
+    Use in a ``with`` block; the association is released at the end, or aborted
+    if a query was left half-answered.
+
+    Raises:
+        AssociationError: On entering: no association.
+    """
+
+    def __init__(self, client: Client, model: Model = Model.STUDY_ROOT) -> None:
+        self._client = client
+        self._model = model.find_uid()
+        self._assoc: Association | None = None
+        self._clean = True
+
+    def __enter__(self) -> "Finder":
+        self._assoc = self._client.associate([Proposal(self._model, FALLBACK_SYNTAXES)])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._assoc is not None:
+            # A release would wait behind the responses still pending.
+            release(self._assoc) if self._clean else discard(self._assoc)
+            self._assoc = None
+
+    def ask(self, query: Query) -> Iterator[dict[str, str]]:
+        """Yield each match of the query as keyword -> text, as it arrives.
+
+        Raises:
+            QueryError: The PACS answered a failure status or stopped answering.
+        """
+        if self._assoc is None:
+            raise RuntimeError("Finder.ask outside its with block")
+        self._clean = False
+        try:
+            for identifier in query.identifiers():
+                yield from _matches(
+                    self._assoc, identifier, self._model, query.return_keys
+                )
+        except QueryError as exc:
+            self._clean = exc.answered
+            raise
+        self._clean = True
+
+
+def find(client: Client, query: Query) -> Iterator[dict[str, str]]:
+    """Send the query over an association of its own; yield each match.
+
+    Raises:
+        AssociationError: No association.
+        QueryError: The PACS answered a failure status or stopped answering.
+    """
+    with Finder(client, query.model) as finder:
+        yield from finder.ask(query)
+
+
+def _matches(
+    assoc: Association, identifier: Dataset, model: str, keys: Sequence[str]
+) -> Iterator[dict[str, str]]:
+    """One C-FIND's matches."""
+    responses = assoc.send_c_find(identifier, model)
+    for status, match in responses:
+        code = int(status.Status) if "Status" in status else None
+        if code is None:
+            raise QueryError(
+                "the association ended before the query was answered",
+                answered=False,
+            )
+        if code in _PENDING:
+            if match is not None:
+                yield {k: text_of(match.get(k, "")) for k in keys}
+            continue
+        if code != 0x0000:
+            raise QueryError(
+                f"query refused: {describe_find_status(code)}", answered=True
+            )
+
+
+def describe_find_status(code: int) -> str:
+    """A C-FIND status as ``0xA700 (Out of Resources)``."""
+    meaning = QR_FIND_SERVICE_CLASS_STATUS.get(code, ("", "unknown status"))[1]
+    return f"0x{code:04X} ({meaning})"

@@ -1,0 +1,140 @@
+"""The lean C-STORE framing: the same bytes as pynetdicom's own encoding."""
+
+import io
+import socket
+import threading
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pynetdicom.dimse_messages import C_STORE_RQ
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.pdu import P_DATA_TF
+
+from fw_gear_dicom_send.wire import Framer, Payload, command_pdus, store_command
+
+UIDS = st.from_regex(
+    r"(0|[1-9][0-9]{0,8})(\.(0|[1-9][0-9]{0,8})){0,12}", fullmatch=True
+).filter(lambda uid: len(uid) <= 64)
+# 0 is "unlimited"; DCMTK's minimum is 4096; tiny ones cut the command itself.
+MAX_PDUS = st.one_of(st.just(0), st.integers(min_value=20, max_value=1 << 17))
+
+
+def pynetdicom_command(
+    message_id: int, sop_class: str, sop_instance: str, context_id: int, max_pdu: int
+) -> bytes:
+    """How pynetdicom frames a C-STORE-RQ's command set."""
+    request = C_STORE()
+    request.MessageID = message_id
+    request.AffectedSOPClassUID = sop_class
+    request.AffectedSOPInstanceUID = sop_instance
+    request.Priority = 0x0002
+    message = C_STORE_RQ()
+    message.primitive_to_message(request)
+    message.command_set.CommandDataSetType = 0x0001
+    pdus = []
+    for pdata in message.encode_msg(context_id, max_pdu):
+        pdu = P_DATA_TF()
+        pdu.from_primitive(pdata)
+        pdus.append(pdu.encode())
+    return b"".join(pdus)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    message_id=st.integers(min_value=1, max_value=0xFFFF),
+    sop_class=UIDS,
+    sop_instance=UIDS,
+    context_id=st.integers(min_value=1, max_value=255).filter(lambda n: n % 2),
+    max_pdu=MAX_PDUS,
+)
+def test_the_command_is_pynetdicoms(
+    message_id: int, sop_class: str, sop_instance: str, context_id: int, max_pdu: int
+) -> None:
+    ours = command_pdus(
+        store_command(message_id, sop_class, sop_instance), context_id, max_pdu
+    )
+    assert ours == pynetdicom_command(
+        message_id, sop_class, sop_instance, context_id, max_pdu
+    )
+
+
+def parse_pdus(stream: bytes) -> list[tuple[int, int, bytes]]:
+    """P-DATA-TF PDUs of one PDV each, as (context ID, control header, data)."""
+    pdus = []
+    offset = 0
+    while offset < len(stream):
+        assert stream[offset] == 0x04
+        length = int.from_bytes(stream[offset + 2 : offset + 6], "big")
+        pdv_length = int.from_bytes(stream[offset + 6 : offset + 10], "big")
+        assert pdv_length == length - 4  # one PDV per PDU
+        context, control = stream[offset + 10], stream[offset + 11]
+        pdus.append((context, control, stream[offset + 12 : offset + 6 + length]))
+        offset += 6 + length
+    return pdus
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    size=st.integers(min_value=1, max_value=3 << 20),
+    max_pdu=st.sampled_from([0, 4096, 16384, 131072, 1 << 21]),
+    inserts=st.lists(st.binary(min_size=1, max_size=40), max_size=3),
+)
+def test_the_data_set_goes_out_whole_in_fragments_that_fit(
+    size: int, max_pdu: int, inserts: list[bytes]
+) -> None:
+    data = bytes(i % 251 for i in range(size))
+    offsets = sorted(
+        {size * (i + 1) // (len(inserts) + 1) for i in range(len(inserts))}
+    )
+    placed = tuple(zip(offsets, inserts, strict=False))
+    expected = bytearray()
+    position = 0
+    for offset, extra in placed:
+        expected += data[position:offset] + extra
+        position = offset
+    expected += data[position:]
+    command = store_command(7, "1.2.3", "1.2.3.4")
+
+    left, right = socket.socketpair()
+    received = bytearray()
+
+    def drain() -> None:
+        while chunk := right.recv(1 << 20):
+            received.extend(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    with left:
+        payload = Payload(io.BytesIO(data), 0, size, placed)
+        assert Framer().write(left, lambda: True, (command, 3, max_pdu), payload)
+    reader.join()
+    right.close()
+
+    pdus = parse_pdus(bytes(received))
+    commands = [p for p in pdus if p[1] & 0x01]
+    fragments = [p for p in pdus if not p[1] & 0x01]
+    assert b"".join(p[2] for p in commands) == command
+    assert b"".join(p[2] for p in fragments) == bytes(expected)
+    assert {p[0] for p in pdus} == {3}
+    assert [p[1] for p in fragments] == [0x00] * (len(fragments) - 1) + [0x02]
+    if max_pdu:
+        assert all(len(p[2]) + 6 <= max_pdu for p in pdus)
+
+
+def test_a_peer_gone_stops_the_write() -> None:
+    left, right = socket.socketpair()
+    with left:
+        payload = Payload(io.BytesIO(b"x" * 100_000), 0, 100_000, ())
+        command = store_command(1, "1.2", "1.2.3")
+        assert not Framer().write(left, lambda: False, (command, 1, 16384), payload)
+    right.close()
+
+
+def test_a_file_shorter_than_probed_is_an_error() -> None:
+    left, right = socket.socketpair()
+    with left, right:
+        payload = Payload(io.BytesIO(b"x" * 100), 0, 5000, ())
+        command = store_command(1, "1.2", "1.2.3")
+        with pytest.raises(OSError, match="shorter than probed"):
+            Framer().write(left, lambda: True, (command, 1, 16384), payload)
