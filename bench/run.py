@@ -10,8 +10,9 @@ ratio storescu time / dicom-send time. Writes ``results.md``, ``results.json`` a
     .venv/bin/python bench/run.py --images 200 --runs 1 --no-memory   # quick look
 
 Receivers: DCMTK ``storescp --fork`` writing to tmpfs with TCP_NODELAY=1; Orthanc
-writing to tmpfs; the same storescp behind a proxy that delays its answers by 20 ms
-(a far or busy PACS). Memory: one 630 MB multi-frame instance,
+writing to tmpfs, over C-STORE and (with Debian's orthanc-dicomweb) over STOW-RS;
+the same storescp behind a proxy that delays its answers by 20 ms (a far or busy
+PACS). Memory: one 630 MB multi-frame instance,
 and 1,000 vs 10,000 small files, through ``dicom-send send``. The gear path: the same
 images as a zip input through ``run.py`` (no Flywheel API) against the CLI.
 """
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,6 +49,7 @@ import matplotlib.pyplot as plt
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 SEED = "bench"
+DICOMWEB = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 TMPFS = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
 
 
@@ -168,6 +171,9 @@ def big_instance(folder: Path, megabytes: int = 630) -> Path:
 class Receiver:
     """A receiver process on a free port; ``reset()`` empties what it stored."""
 
+    stow_url: str | None = None
+    """Its DICOMweb root, if it speaks STOW-RS too."""
+
     def __init__(self, name: str, args: list[str], port: int, ae: str, out: Path):
         self.name, self.port, self.ae, self.out = name, port, ae, out
         self.proc = subprocess.Popen(
@@ -198,6 +204,24 @@ def storescp(work: Path, name: str = "storescp") -> Receiver:
     return Receiver("storescp --fork (tmpfs)", args, port, "STORESCP", out)
 
 
+class OrthancReceiver(Receiver):
+    """Orthanc, emptied between runs through its REST API (deleting its files
+    under it would leave its index believing it still holds them, and it would
+    then skip storing instances it was sent again)."""
+
+    http = 0
+
+    def reset(self) -> None:
+        base = f"http://127.0.0.1:{self.http}"
+        with urllib.request.urlopen(f"{base}/patients", timeout=60) as answer:
+            patients = json.load(answer)
+        for patient in patients:
+            request = urllib.request.Request(
+                f"{base}/patients/{patient}", method="DELETE"
+            )
+            urllib.request.urlopen(request, timeout=300).close()
+
+
 def orthanc(work: Path) -> Receiver:
     out = work / "orthanc"
     out.mkdir()
@@ -213,15 +237,21 @@ def orthanc(work: Path) -> Receiver:
                 "HttpPort": http,
                 "DicomCheckCalledAet": True,
                 "RemoteAccessAllowed": False,
-                "Plugins": [],
+                "AuthenticationEnabled": False,
+                "Plugins": [str(DICOMWEB)] if DICOMWEB.exists() else [],
+                "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
                 "DicomThreadsCount": 4,
+                "HttpThreadsCount": 8,
             }
         )
     )
-    receiver = Receiver(
+    receiver = OrthancReceiver(
         "Orthanc (tmpfs)", ["Orthanc", str(config)], port, "ORTHANC", out
     )
+    receiver.http = http
     wait_for(http)
+    if DICOMWEB.exists():
+        receiver.stow_url = f"http://127.0.0.1:{http}/dicom-web"
     return receiver
 
 
@@ -296,6 +326,11 @@ def senders(
             "--host=127.0.0.1", f"--port={port}", f"--called-ae={ae}",
         ],
     }  # fmt: skip
+    if receiver.stow_url:
+        result["dicom-send (STOW-RS)"] = [
+            str(VENV_BIN / "dicom-send"), "-q", "send", str(folder),
+            f"--stow={receiver.stow_url}",
+        ]  # fmt: skip
     if pynetdicom_app:
         result["pynetdicom storescu"] = [
             sys.executable, "-m", "pynetdicom", "storescu",

@@ -378,13 +378,7 @@ def _add_retrieve_parsers(commands: "argparse._SubParsersAction[_Parser]") -> No
             )
             continue
         how = parser.add_argument_group("where")
-        how.add_argument("--out", type=Path, required=True, help="folder to file into")
-        how.add_argument(
-            "--layout",
-            choices=[lay.value for lay in Layout],
-            default=Layout.PATIENT.value,
-            help="patient: PatientID/Study/Series/SOP.dcm (default); study; flat",
-        )
+        _add_filing_options(how)
         how.add_argument(
             "--method",
             choices=["move", "get"],
@@ -406,6 +400,17 @@ def _add_retrieve_parsers(commands: "argparse._SubParsersAction[_Parser]") -> No
         )
 
 
+def _add_filing_options(group: argparse._ActionsContainer) -> None:
+    """``--out`` and ``--layout``: where received instances are filed."""
+    group.add_argument("--out", type=Path, required=True, help="folder to file into")
+    group.add_argument(
+        "--layout",
+        choices=[lay.value for lay in Layout],
+        default=Layout.PATIENT.value,
+        help="patient: PatientID/Study/Series/SOP.dcm (default); study; flat",
+    )
+
+
 def _add_listen_parser(commands: "argparse._SubParsersAction[_Parser]") -> None:
     parser = commands.add_parser(
         "listen",
@@ -420,13 +425,7 @@ def _add_listen_parser(commands: "argparse._SubParsersAction[_Parser]") -> None:
         default=ALL_INTERFACES,
         help="address to listen on (0.0.0.0: all)",
     )
-    parser.add_argument("--out", type=Path, required=True, help="folder to file into")
-    parser.add_argument(
-        "--layout",
-        choices=[lay.value for lay in Layout],
-        default=Layout.PATIENT.value,
-        help="patient: PatientID/Study/Series/SOP.dcm (default); study; flat",
-    )
+    _add_filing_options(parser)
     tls = parser.add_argument_group("TLS")
     tls.add_argument("--tls", action="store_true", help="speak only DICOM TLS")
     tls.add_argument("--tls-profile", metavar="NAME", help="PS3.15 Annex B profile")

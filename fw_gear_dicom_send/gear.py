@@ -139,6 +139,7 @@ def _send(settings: GearSettings, sources: Sequence[Source]) -> RunResult | None
         associations=settings.associations,
         verify=settings.verify,
         skip_existing=settings.skip_existing,
+        stow=settings.stow,
     )
     return send(request)
 

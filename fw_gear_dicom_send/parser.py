@@ -19,6 +19,7 @@ from .engine import DEFAULT_ASSOCIATIONS
 from .errors import UsageError
 from .retry import RetryPolicy
 from .scu import AssociationSettings, Peer, check_ae_title
+from .stow import StowSettings, parse_auth
 from .tagging import DEFAULT_CREATOR, DEFAULT_VALUE, ProvenanceTag, parse_group
 from .tls import DEFAULT_PROFILE, TlsSettings, parse_profile
 
@@ -54,8 +55,12 @@ KNOWN_KEYS = frozenset(
         "acse_timeout",
         "dimse_timeout",
         "debug",
+        "transport",
+        "stow_url",
+        "stow_auth",
     }
 )
+_TRANSPORTS = ("dimse", "stow-rs")
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 # tls_enabled as gear 3.x wrote it; "anonymous" meant TLS without a client
@@ -85,7 +90,8 @@ class FileInput:
 class GearSettings:
     """Everything a gear run needs, validated."""
 
-    peer: Peer
+    peer: Peer | None
+    """The DIMSE receiver; None when sending by STOW-RS."""
     association: AssociationSettings
     tag: ProvenanceTag
     report: bool
@@ -100,6 +106,8 @@ class GearSettings:
     """Ask the receiver afterwards (C-FIND) for every instance stored."""
     skip_existing: bool = False
     """Ask the receiver first, and send only what it lacks."""
+    stow: StowSettings | None = None
+    """Send by DICOMweb STOW-RS (config ``transport: stow-rs``) instead."""
     debug: bool = False
 
 
@@ -129,11 +137,18 @@ def parse_config(
     for key in sorted(set(config) - KNOWN_KEYS):
         log.warning("config key %r is not one of this gear's and is ignored", key)
     options = _Options(config)
-    peer = Peer(
-        host=options.text("destination"),
-        port=options.integer("port", DEFAULT_PORT, 1, _MAX_PORT),
-        called_ae=check_ae_title(options.text("called_ae"), "config called_ae"),
-    )
+    transport = options.text("transport", "dimse").lower()
+    if transport not in _TRANSPORTS:
+        raise UsageError(
+            f"config transport must be dimse or stow-rs, got {transport!r}"
+        )
+    peer = None
+    if transport == "dimse":
+        peer = Peer(
+            host=options.text("destination"),
+            port=options.integer("port", DEFAULT_PORT, 1, _MAX_PORT),
+            called_ae=check_ae_title(options.text("called_ae"), "config called_ae"),
+        )
     defaults = AssociationSettings()
     association = AssociationSettings(
         calling_ae=check_ae_title(
@@ -143,7 +158,7 @@ def parse_config(
         acse_timeout=options.seconds("acse_timeout", defaults.acse_timeout),
         dimse_timeout=options.seconds("dimse_timeout", defaults.dimse_timeout),
         network_timeout=defaults.network_timeout,
-        tls=_tls(options, inputs),
+        tls=_tls(options, inputs) if transport == "dimse" else None,
     )
     group = options.text("group", "0x0021")
     creator = options.text("identifier", DEFAULT_CREATOR)
@@ -152,6 +167,7 @@ def parse_config(
         tag = ProvenanceTag(parse_group(group), creator, value)
     except UsageError as exc:
         raise UsageError(f"config: {exc}") from None
+    associations = options.integer("associations", DEFAULT_ASSOCIATIONS, 1, 32)
     return GearSettings(
         peer=peer,
         association=association,
@@ -169,9 +185,12 @@ def parse_config(
                 "retry_time", int(RetryPolicy().budget), 0, 24 * 3600
             )
         ),
-        associations=options.integer("associations", DEFAULT_ASSOCIATIONS, 1, 32),
+        associations=associations,
         verify=options.boolean("verify", default=False),
         skip_existing=options.boolean("skip_existing", default=False),
+        stow=_stow(options, inputs, associations, association.dimse_timeout)
+        if transport == "stow-rs"
+        else None,
         debug=options.boolean("debug", default=False),
     )
 
@@ -252,13 +271,51 @@ class _Options:
         raise UsageError(f"config {key} must be {allowed}, got {value!r}")
 
 
-def _tls(options: "_Options", inputs: Mapping[str, Any]) -> TlsSettings | None:
+def _stow(
+    options: "_Options", inputs: Mapping[str, Any], parallel: int, timeout: float
+) -> StowSettings:
+    """STOW-RS settings.
+
+    From stow_url, the credential (the stow_credential input, or config
+    stow_auth) and, for an https URL, the tls_* options and certificate inputs.
+    """
+    url = options.text("stow_url")
+    credential_file = _file_input(inputs, "stow_credential")
+    credential = options.optional_text("stow_auth")
+    if credential_file is not None:
+        try:
+            credential = credential_file.read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read the stow_credential input: {exc}") from None
+    try:
+        return StowSettings(
+            url,
+            auth=parse_auth(credential) if credential else None,
+            parallel=parallel,
+            timeout=timeout,
+            tls=_tls(options, inputs, always=True)
+            if url.lower().startswith("https:")
+            else None,
+        )
+    except UsageError as exc:
+        raise UsageError(f"config: {exc}") from None
+
+
+def _tls(
+    options: "_Options", inputs: Mapping[str, Any], *, always: bool = False
+) -> TlsSettings | None:
     """TLS from the tls_* options and the key, cert and add_cert_file inputs.
+
+    Args:
+        options: The config.
+        inputs: The inputs.
+        always: TLS whatever tls_enabled says (an https STOW-RS URL).
 
     Returns:
         The settings; None if TLS is off.
     """
-    if not options.boolean("tls_enabled", default=False, words=_TLS_WORDS):
+    enabled = options.boolean("tls_enabled", default=False, words=_TLS_WORDS)
+    if not (enabled or always):
         return None
     try:
         profile = parse_profile(

@@ -53,7 +53,7 @@ from .retry import Retrier, Retry, RetryPolicy
 from .scu import Outcome, SendItem, outcome_of_status, with_history
 from .status import InstanceStatus
 from .tagging import ProvenanceTag, tag_dataset
-from .tls import TlsSettings, client_context
+from .tls import TlsSettings, client_context, speaks_tls
 from .wire import Payload
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ _NONE_STORED = 409
 _TOO_MANY_REQUESTS = 429
 _SERVER_ERROR = 500
 _MAX_RETRY_AFTER = 300.0
+_TLS_PROBE_TIMEOUT = 5.0
 _REASONS = {
     0x0110: "Processing failure",
     0x0122: "Referenced SOP Class not supported",
@@ -519,11 +520,19 @@ class _Sender:
         except ssl.SSLCertVerificationError as exc:
             why = self._untrusted(exc)
             return _all(parts, outcomes, why, Retry.FINAL), None
+        except ssl.SSLError as exc:  # a handshake that will fail again
+            why = f"TLS with {self._settings} failed: {exc.reason or exc}"
+            return _all(parts, outcomes, why, Retry.FINAL), None
         except (ConnectionRefusedError, socket.gaierror) as exc:
             url = self._settings.endpoint
             why = f"cannot connect to {url.hostname}:{url.port or url.scheme} "
             return _all(parts, outcomes, why + f"({exc.strerror})", Retry.FINAL), None
         except (OSError, http.client.HTTPException) as exc:
+            url = self._settings.endpoint
+            host, port = url.hostname or "", url.port or 80
+            if url.scheme == "http" and speaks_tls(host, port, _TLS_PROBE_TIMEOUT):
+                why = f"the server at {host}:{port} speaks TLS: use an https URL"
+                return _all(parts, outcomes, why, Retry.FINAL), None
             # The request may have gone out whole before the connection broke.
             why = f"connection to {self._settings} broke ({exc or type(exc).__name__})"
             return _all(parts, outcomes, why, Retry.AMBIGUOUS), None

@@ -185,14 +185,7 @@ def client_context(settings: TlsSettings) -> ssl.SSLContext:
     if settings.verify_peer:
         context.load_default_certs(ssl.Purpose.SERVER_AUTH)
         if settings.ca_file is not None:
-            _check_readable(settings.ca_file, "CA certificate file")
-            try:
-                context.load_verify_locations(cafile=str(settings.ca_file))
-            except ssl.SSLError as exc:
-                raise UsageError(
-                    f"cannot load the CA certificate file {settings.ca_file}: "
-                    f"{_ssl_reason(exc)}"
-                ) from None
+            _load_ca(context, settings.ca_file)
         if not settings.check_hostname:
             context.check_hostname = False
     else:
@@ -230,16 +223,24 @@ def server_context(settings: TlsSettings) -> ssl.SSLContext:
     context = _profiled(ssl.PROTOCOL_TLS_SERVER, settings.profile)
     _load_client_certificate(context, settings)
     if settings.ca_file is not None:
-        _check_readable(settings.ca_file, "CA certificate file")
-        try:
-            context.load_verify_locations(cafile=str(settings.ca_file))
-        except ssl.SSLError as exc:
-            raise UsageError(
-                f"cannot load the CA certificate file {settings.ca_file}: "
-                f"{_ssl_reason(exc)}"
-            ) from None
+        _load_ca(context, settings.ca_file)
         context.verify_mode = ssl.CERT_REQUIRED
     return context
+
+
+def _load_ca(context: ssl.SSLContext, ca_file: Path) -> None:
+    """Trust the CA certificates of ``ca_file`` too.
+
+    Raises:
+        UsageError: The file is missing, unreadable or not PEM certificates.
+    """
+    _check_readable(ca_file, "CA certificate file")
+    try:
+        context.load_verify_locations(cafile=str(ca_file))
+    except ssl.SSLError as exc:
+        raise UsageError(
+            f"cannot load the CA certificate file {ca_file}: {_ssl_reason(exc)}"
+        ) from None
 
 
 def risks(settings: TlsSettings) -> list[str]:

@@ -13,6 +13,7 @@ from faults import QueryableReceiver
 from gearjob import Gear, Site, old_gear_config, series_zip
 from pydicom import dcmread
 from standin import DROP, SECRET
+from test_stow import run_dicomweb_orthanc
 
 from fw_gear_dicom_send.receiver import StorageReceiver
 from fw_gear_dicom_send.samples import write_series
@@ -475,3 +476,37 @@ def test_verify_and_skip_existing(gear: Gear, site: Site, tmp_path: Path) -> Non
         assert second.returncode == ExitStatus.SUCCESS, second.stdout
         assert scp.stores == stores + 1  # only the one it lacked
         assert {r["verified"] for r in gear.instance_rows()} == {"yes"}
+
+
+@pytest.mark.peer
+def test_a_session_by_stow_rs_into_orthanc(
+    gear: Gear, site: Site, tmp_path: Path
+) -> None:
+    """Issue 8, acceptance 3: ``transport: stow-rs`` sends a session, the token
+    from the stow_credential input."""
+    session = fill_session(site, site.session, tmp_path, "s1")
+    credential = tmp_path / "credential.txt"
+    credential.write_text("bearer:gear-token\n")
+    gear.add_file_input("stow_credential", credential, site.session)
+    (tmp_path / "peer").mkdir()
+    for orthanc in run_dicomweb_orthanc(tmp_path / "peer"):
+        gear.config = old_gear_config(
+            "",
+            destination="",
+            called_ae="",
+            transport="stow-rs",
+            stow_url=f"http://127.0.0.1:{orthanc.http_port}/dicom-web",
+        )
+        gear.destination = {"type": "session", "id": site.session}
+
+        result = gear.run()
+
+        assert result.returncode == ExitStatus.SUCCESS, result.stdout
+        instances = orthanc.rest_json("/instances")
+        assert isinstance(instances, list)
+        assert len(instances) == session.instances
+    rows = gear.report_rows()
+    assert [r["Filename"] for r in rows] == list(session.files)
+    assert {r["Status"] for r in rows} == {"Complete"}
+    assert "by STOW-RS to http://127.0.0.1:" in result.stdout
+    assert "gear-token" not in result.stdout + result.stderr

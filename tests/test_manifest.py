@@ -96,6 +96,7 @@ def test_the_defaults_make_valid_settings(
     settings = parse_config(
         options, {}, {}, output_dir=tmp_path / "o", work_dir=tmp_path / "w"
     )
+    assert settings.peer is not None
     assert settings.peer.port == 104
     assert settings.association.calling_ae == "flywheel"
     assert settings.tag.group == 0x0021

@@ -1,6 +1,7 @@
 """The gear's config.json -> settings: old spellings accepted, bad values named."""
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +55,15 @@ def test_group_spellings(tmp_path: Path, value: str) -> None:
 
 @pytest.mark.parametrize("value", [104, "104", 104.0, " 104 "])
 def test_port_as_number_or_text(tmp_path: Path, value: Any) -> None:
-    assert parse(tmp_path, port=value).peer.port == 104
+    peer = parse(tmp_path, port=value).peer
+    assert peer is not None
+    assert peer.port == 104
 
 
 def test_blank_options_take_their_defaults(tmp_path: Path) -> None:
     settings = parse(tmp_path, calling_ae="", port=None, group="", report=None)
     assert settings.association.calling_ae == "flywheel"
+    assert settings.peer is not None
     assert settings.peer.port == 104
     assert settings.tag.group == 0x0021
     assert settings.report is True
@@ -183,3 +187,48 @@ def test_tls_settings_from_config_and_inputs(tmp_path: Path) -> None:
 def test_an_unknown_tls_profile_is_named(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"^config tls_security_profile: unknown TLS"):
         parse(tmp_path, tls_enabled=True, tls_security_profile="TLS 1.0")
+
+
+def test_stow_rs_transport(tmp_path: Path) -> None:
+    credential = tmp_path / "credential.txt"
+    credential.write_text("bearer:from-the-input\n")
+    inputs = {
+        "stow_credential": {
+            "base": "file",
+            "location": {"name": credential.name, "path": str(credential)},
+        }
+    }
+    settings = parse_config(
+        {"transport": "stow-rs", "stow_url": "https://cloud/dicom-web", "port": 1},
+        inputs,
+        {},
+        output_dir=tmp_path / "o",
+        work_dir=tmp_path / "w",
+    )
+    assert settings.peer is None
+    assert settings.stow is not None
+    assert str(settings.stow) == "https://cloud/dicom-web/studies"
+    assert settings.stow.auth is not None
+    assert settings.stow.auth.header == "Bearer from-the-input"
+    assert settings.stow.tls is not None  # https: verified by default
+    assert settings.stow.tls.verify_peer
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"transport": "stow"}, "config transport must be dimse or stow-rs"),
+        ({"transport": "stow-rs"}, "stow_url"),
+        (
+            {"transport": "stow-rs", "stow_url": "pacs:104"},
+            "config: the STOW-RS URL must be http(s)://host/",
+        ),
+        (
+            {"transport": "stow-rs", "stow_url": "http://x", "stow_auth": "x"},
+            "bearer:TOKEN or basic:USER:PASSWORD",
+        ),
+    ],
+)
+def test_bad_stow_config(tmp_path: Path, config: dict[str, Any], message: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(message)):
+        parse_config(config, {}, {}, output_dir=tmp_path, work_dir=tmp_path)

@@ -170,6 +170,12 @@ def test_https_verifies_the_server(
         assert "is not trusted" in err
         assert "add the CA that issued it" in err
         assert main([*args, "--tls-ca", str(pki.ca)]) == ExitStatus.SUCCESS
+        capsys.readouterr()
+        plain = server.url.replace("https:", "http:")
+        started = time.monotonic()
+        assert main(["send", str(tmp_path / "in"), "--stow", plain]) != 0
+        assert time.monotonic() - started < 10
+        assert "speaks TLS: use an https URL" in capsys.readouterr().err
     assert len(server.stored) == 2
 
 
