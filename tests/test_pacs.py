@@ -21,6 +21,7 @@ from faults import QueryableReceiver
 from pki import Pki
 from pydicom import dcmread
 from pydicom.filewriter import dcmwrite
+from test_send import read_report
 
 from fw_gear_dicom_send.cli import main
 from fw_gear_dicom_send.engine import SendRequest, send
@@ -340,8 +341,7 @@ def test_send_verify_on_orthanc(pacs: Pacs, tmp_path: Path) -> None:
     report = tmp_path / "report.csv"
     args = ["-q", "send", str(pacs.folder_a), *pacs.peer_args(), "--verify"]
     assert main([*args, "--report", str(report)]) == 0
-    with open(report, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_report(report)
     assert len(rows) == 5
     assert {row["verified"] for row in rows} == {"yes"}
 
@@ -358,8 +358,7 @@ def test_verify_finds_the_instance_a_receiver_answered_for_but_did_not_keep(
             "--called-ae=STORE-SCP", "--verify", "--report", str(report),
         ]  # fmt: skip
         assert main(args) == ExitStatus.INCOMPLETE
-    with open(report, newline="") as f:
-        rows = {row["sop_instance_uid"]: row for row in csv.DictReader(f)}
+    rows = {row["sop_instance_uid"]: row for row in read_report(report)}
     assert rows[lost]["status"] == "sent"  # the receiver said so
     assert rows[lost]["verified"] == "no"
     assert "not found on the receiver" in rows[lost]["reason"]
@@ -409,8 +408,7 @@ def test_skip_existing_on_orthanc(pacs: Pacs, tmp_path: Path) -> None:
     report = tmp_path / "report.csv"
     args = ["-q", "send", str(pacs.folder_a), *pacs.peer_args(), "--skip-existing"]
     assert main([*args, "--report", str(report)]) == 0
-    with open(report, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_report(report)
     assert len(rows) == 5
     assert all("already on the receiver" in row["reason"] for row in rows)
     assert len(read_stored(report)) == 5

@@ -1,7 +1,6 @@
 """DICOMweb STOW-RS: into Orthanc's DICOMweb plugin, and into a test endpoint that
 fails instances, answers errors, requires a token, or speaks TLS."""
 
-import csv
 import io
 import json
 import ssl
@@ -21,6 +20,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 from stowserver import StowServer
+from test_send import read_report
 
 from fw_gear_dicom_send.cli import main
 from fw_gear_dicom_send.engine import SendRequest, send
@@ -64,8 +64,7 @@ def test_the_mixed_zip_by_stow_into_orthanc(
     report = tmp_path / "report.csv"
     args = ["-q", "send", str(mixed_zip.path), "--stow", stow_url(dicomweb)]
     assert main([*args, "--report", str(report)]) == ExitStatus.INCOMPLETE
-    with open(report, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_report(report)
     assert len(rows) == 27
     statuses = [row["status"] for row in rows]
     assert statuses.count("sent") == 23
