@@ -472,8 +472,8 @@ class _Sender:
                     continue
                 it = waits.setdefault(item.index, self._retrier.waits())
                 wait = next(it, None)
-                if wait is None:
-                    final[item.index] = _history(outcome, earlier.get(item.index, []))
+                if wait is None:  # the budget is spent: this outcome is final
+                    final[item.index] = outcome
                     continue
                 earlier.setdefault(item.index, []).append(outcome)
                 again.append(item)
@@ -488,14 +488,11 @@ class _Sender:
                 )
                 time.sleep(longest)
             pending = again
-        for index, outcome in final.items():
+        for index, outcome in final.items():  # each told its attempts once, here
             if outcome.status.stored:
                 self._retrier.stored()
             final[index] = _history(outcome, earlier.get(index, []))
         return [(item, final[item.index]) for item in batch]
-
-    def _untrusted(self, exc: ssl.SSLCertVerificationError) -> str:
-        return _describe_untrusted(str(self._settings), exc)
 
     def _attempt(
         self, items: list[SendItem]
@@ -518,7 +515,7 @@ class _Sender:
         try:
             status, reason, headers, body = self._connection().post(parts)
         except ssl.SSLCertVerificationError as exc:
-            why = self._untrusted(exc)
+            why = _describe_untrusted(str(self._settings), exc)
             return _all(parts, outcomes, why, Retry.FINAL), None
         except ssl.SSLError as exc:  # a handshake that will fail again
             why = f"TLS with {self._settings} failed: {exc.reason or exc}"
