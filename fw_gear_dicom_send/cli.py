@@ -12,6 +12,7 @@ import math
 import os
 import shutil
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Sequence
@@ -695,9 +696,44 @@ def _target(args: argparse.Namespace) -> Target:
     return Target(Level(args.level), args.uid, args.study_uid)
 
 
-def _wait_for_window(args: argparse.Namespace) -> None:
-    if args.window:
-        TimeWindow.parse(args.window).wait_until_open()
+def _window(args: argparse.Namespace) -> TimeWindow | None:
+    """``--window``, parsed before anything else happens."""
+    return TimeWindow.parse(args.window) if args.window else None
+
+
+def _start_listener(
+    stack: contextlib.ExitStack,
+    args: argparse.Namespace,
+    port: int,
+    *,
+    ae_title: str,
+    tls: ssl.SSLContext | None = None,
+) -> StorageReceiver:
+    """Start a listener of ours for ``--out``, ``--layout`` and ``--bind``.
+
+    Raises:
+        UsageError: The folder cannot be made, or the port cannot be listened on.
+    """
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot create the folder {args.out}: {exc.strerror}"
+        ) from None
+    receiver = StorageReceiver(
+        args.out,
+        ae_title=ae_title,
+        layout=Layout(args.layout),
+        tls=tls,
+        host=args.bind,
+        port=port,
+    )
+    try:
+        return stack.enter_context(receiver)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot listen on {args.bind}:{port}: {exc.strerror}"
+        ) from None
 
 
 def _retrieved(result: RetrieveResult, what: str) -> ExitStatus:
@@ -713,10 +749,10 @@ def _retrieved(result: RetrieveResult, what: str) -> ExitStatus:
 def _run_move(args: argparse.Namespace) -> ExitStatus:
     peer, settings = _settings(args)
     target = _target(args)
-    if args.window:
-        TimeWindow.parse(args.window)  # a bad window fails before any wait
+    window = _window(args)
     client = Client(peer, settings)
-    _wait_for_window(args)
+    if window is not None:
+        window.wait_until_open()
     try:
         result = move(client, target, args.dest_ae, _RetrieveProgress())
     except (AssociationError, RetrieveError, QueryError) as exc:
@@ -728,31 +764,25 @@ def _run_move(args: argparse.Namespace) -> ExitStatus:
 def _run_retrieve(args: argparse.Namespace) -> ExitStatus:
     peer, settings = _settings(args)
     target = _target(args)
-    layout = Layout(args.layout)
-    if args.window:
-        TimeWindow.parse(args.window)
+    window = _window(args)
+    port = _port(args.listen_port, "--listen-port")
     client = Client(peer, settings)
-    _wait_for_window(args)
-    try:
-        if args.method == "get":
-            result = get(client, target, args.out, layout, _RetrieveProgress())
-        else:
-            with StorageReceiver(
-                args.out,
-                ae_title=settings.calling_ae,
-                layout=layout,
-                host=args.bind,
-                port=_port(args.listen_port, "--listen-port"),
-            ) as listener:
+    if window is not None:
+        window.wait_until_open()
+    with contextlib.ExitStack() as stack:
+        listener = None
+        if args.method == "move":
+            listener = _start_listener(stack, args, port, ae_title=settings.calling_ae)
+        try:
+            if listener is None:
+                layout = Layout(args.layout)
+                result = get(client, target, args.out, layout, _RetrieveProgress())
+            else:
                 result = move(client, target, settings.calling_ae, _RetrieveProgress())
                 result = dataclasses.replace(result, received=len(listener.received))
-    except OSError as exc:
-        raise UsageError(
-            f"cannot listen on port {args.listen_port}: {exc.strerror}"
-        ) from None
-    except (AssociationError, RetrieveError, QueryError) as exc:
-        log.error("%s", exc)
-        return ExitStatus.NOTHING_SENT
+        except (AssociationError, RetrieveError, QueryError) as exc:
+            log.error("%s", exc)
+            return ExitStatus.NOTHING_SENT
     return _retrieved(result, "retrieve")
 
 
@@ -763,33 +793,25 @@ def _port(value: int, option: str) -> int:
 
 
 def _run_listen(args: argparse.Namespace) -> ExitStatus:
-    tls = None
     settings = _tls_settings(args)
-    if settings is not None:
-        tls = server_context(settings)
+    tls = server_context(settings) if settings is not None else None
     title = check_ae_title(args.ae_title, "--ae-title")
+    port = _port(args.port, "--port")
     signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        with StorageReceiver(
+    with contextlib.ExitStack() as stack:
+        listener = _start_listener(stack, args, port, ae_title=title, tls=tls)
+        log.info(
+            "filing into %s (%s layout); Ctrl-C or SIGTERM stops",
             args.out,
-            ae_title=title,
-            layout=Layout(args.layout),
-            tls=tls,
-            host=args.bind,
-            port=_port(args.port, "--port"),
-        ) as listener:
-            log.info(
-                "filing into %s (%s layout); Ctrl-C or SIGTERM stops",
-                args.out,
-                args.layout,
-            )
+            args.layout,
+        )
+        try:
             while True:
                 time.sleep(3600)
-    except OSError as exc:
-        raise UsageError(f"cannot listen on port {args.port}: {exc.strerror}") from None
-    except KeyboardInterrupt:
-        print(f"stopped: {len(listener.received)} instances received", file=sys.stderr)
-        return ExitStatus.SUCCESS
+        except KeyboardInterrupt:
+            received = len(listener.received)
+            print(f"stopped: {received} instances received", file=sys.stderr)
+            return ExitStatus.SUCCESS
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -8,6 +8,7 @@ import os
 import re
 import resource
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -481,3 +482,23 @@ def test_a_json_result_with_no_match_is_an_empty_array(
     args = ["-q", "find", *pacs.peer_args(), "--level", "study", "--format", "json"]
     assert main([*args, "-k", "PatientID=NOBODY"]) == 0
     assert json.load(io.StringIO(capsys.readouterr().out)) == []
+
+
+def test_listener_errors_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        for args, message in (
+            (["--port", str(port), "--out", str(tmp_path / "x")], "cannot listen on"),
+            (
+                ["--port", str(free_port()), "--out", str(blocker / "x")],
+                "cannot create",
+            ),
+        ):
+            assert main(["listen", "--bind", "127.0.0.1", *args]) == ExitStatus.USAGE
+            err = capsys.readouterr().err
+            assert message in err, err
+            assert err.count("\n") == 1
