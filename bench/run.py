@@ -36,12 +36,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import matplotlib
-import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.filewriter import dcmwrite
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from fw_gear_dicom_send.samples import write_series
+from fw_gear_dicom_send.samples import write_multiframe, write_series
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -137,32 +133,7 @@ def small_files(folder: Path, count: int) -> Path:
 def big_instance(folder: Path, megabytes: int = 630) -> Path:
     """One multi-frame instance of about ``megabytes`` MB."""
     path = folder / f"big-{megabytes}.dcm"
-    if path.exists():
-        return path
-    frames = megabytes * 1024 * 1024 // (512 * 512 * 2)
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2.1"
-    uid = generate_uid(entropy_srcs=[SEED, "big"])
-    ds.file_meta.MediaStorageSOPInstanceUID = uid
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = uid
-    ds.SeriesInstanceUID = generate_uid(entropy_srcs=[SEED, "big-series"])
-    ds.StudyInstanceUID = generate_uid(entropy_srcs=[SEED, "big-study"])
-    ds.PatientID = "BENCH"
-    ds.Modality = "CT"
-    ds.Rows = ds.Columns = 512
-    ds.NumberOfFrames = frames
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0
-    rng = np.random.default_rng(7)
-    ds.PixelData = rng.integers(0, 4096, frames * 512 * 512, dtype=np.uint16).tobytes()
-    dcmwrite(path, ds, enforce_file_format=True)
-    return path
+    return path if path.exists() else write_multiframe(path, megabytes, seed=SEED)
 
 
 # -- receivers -----------------------------------------------------------------------

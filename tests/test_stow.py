@@ -11,15 +11,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 from checks import provenance
 from conftest import CI, ExternalPeer, MixedZip, run_orthanc
 from pki import Pki
 from pydicom import dcmread
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.filewriter import dcmwrite
-from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 from stowserver import StowServer
 from test_send import read_report
 
@@ -27,7 +23,7 @@ from fw_gear_dicom_send.cli import main
 from fw_gear_dicom_send.engine import SendRequest, send
 from fw_gear_dicom_send.errors import UsageError
 from fw_gear_dicom_send.retry import RetryPolicy
-from fw_gear_dicom_send.samples import write_series
+from fw_gear_dicom_send.samples import write_multiframe, write_series
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
 from fw_gear_dicom_send.stow import StowSettings, parse_auth, parse_response
 
@@ -249,29 +245,6 @@ def test_response_parsing() -> None:
     )
 
 
-def big_instance(path: Path, megabytes: int) -> Path:
-    frames = megabytes * 1024 * 1024 // (512 * 512 * 2)
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = UID("1.2.840.10008.5.1.4.1.1.2.1")
-    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
-    ds.SeriesInstanceUID = generate_uid()
-    ds.StudyInstanceUID = generate_uid()
-    ds.Rows = ds.Columns = 512
-    ds.NumberOfFrames = frames
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0
-    ds.PixelData = np.zeros(frames * 512 * 512, dtype=np.uint16).tobytes()
-    dcmwrite(path, ds, enforce_file_format=True)
-    return path
-
-
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss across execve, so a child would
 # report the peak of the test process it was forked from.
 _PEAK = """
@@ -286,7 +259,7 @@ sys.exit(code)
 
 def test_a_large_instance_is_streamed(tmp_path: Path) -> None:
     """A 300 MB instance goes out with the sender's peak RSS far below its size."""
-    path = big_instance(tmp_path / "big.dcm", 300)
+    path = write_multiframe(tmp_path / "big.dcm", 300)
     with StowServer(discard=True) as server:
         done = subprocess.run(
             [
