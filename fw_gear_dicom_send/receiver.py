@@ -18,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self, cast
 
+from pydicom.dataset import Dataset
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
@@ -176,8 +177,11 @@ class StorageReceiver:
             self.aborted += 1
         self._log_association(event, "aborted")
 
-    def _on_store(self, event: evt.Event) -> int:
-        """File the instance; the status to answer (a hook for test receivers)."""
+    def _on_store(self, event: evt.Event) -> int | Dataset:
+        """File the instance; the status to answer (a hook for test receivers).
+
+        A hook may answer a Dataset: the status with, say, an Error Comment.
+        """
         return self._filer(event)
 
     def _log_association(self, event: evt.Event, how: str) -> None:

@@ -34,7 +34,7 @@ from pynetdicom import AE, build_context, build_role, evt
 from pynetdicom.association import Association
 from pynetdicom.dsutils import encode
 from pynetdicom.dul import DULServiceProvider
-from pynetdicom.pdu_primitives import A_ASSOCIATE, P_DATA
+from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS
 
@@ -52,12 +52,11 @@ from .retry import Retrier, Retry, retry_of_status
 from .status import InstanceStatus
 from .tagging import ProvenanceTag, tag_dataset
 from .tls import TlsSettings, client_context, explain_failure, speaks_tls
-from .wire import Framer, Payload, command_fragments, store_command
+from .wire import Framer, Payload, PeerEnded, read_store_response, store_command
 
 log = logging.getLogger(__name__)
 
 WARNING_STATUSES = frozenset({0xB000, 0xB006, 0xB007})
-_MAX_QUEUED_PDUS = 32
 _AE_MAX = 16
 _REJECTED_TRANSIENT = 2
 _TLS_PROBE_TIMEOUT = 5.0
@@ -180,16 +179,19 @@ def describe_status(code: int) -> str:
     return f"0x{code:04X} ({meaning})"
 
 
-def outcome_of_status(code: int) -> Outcome:
-    """Map a C-STORE response status to an outcome."""
+def outcome_of_status(code: int, comment: str = "") -> Outcome:
+    """Map a C-STORE response status (and the peer's error comment) to an outcome."""
+    said = f": {comment}" if comment else ""
     if code == 0x0000:
         return Outcome(InstanceStatus.SENT, code)
     if code in WARNING_STATUSES:
-        return Outcome(InstanceStatus.WARNING, code, f"warning {describe_status(code)}")
+        return Outcome(
+            InstanceStatus.WARNING, code, f"warning {describe_status(code)}{said}"
+        )
     return Outcome(
         InstanceStatus.FAILED,
         code,
-        f"refused: {describe_status(code)}",
+        f"refused: {describe_status(code)}{said}",
         retry=retry_of_status(code),
     )
 
@@ -477,84 +479,41 @@ class Client:
         context_id = int(context.context_id)  # type: ignore[arg-type]
         max_pdu = int(assoc.acceptor.maximum_length or 0)
 
+        transport = assoc.dul.socket
+        sock = transport.socket if transport is not None else None
+        if sock is None:
+            return _lost("association lost before sending", Retry.TRANSIENT)
         try:
-            transport = assoc.dul.socket
-            if self._tls is None and transport is not None and transport.socket:
-                sent = self._framer.write(
-                    transport.socket,
-                    lambda: connected(assoc),
-                    (command, context_id, max_pdu),
-                    payload,
-                )
-            else:
-                sent = self._send_via_dul(assoc, command, context_id, max_pdu, payload)
-            if not sent:
-                return _lost(
-                    "association lost while sending (aborted by the peer or "
-                    "connection closed)",
-                    Retry.TRANSIENT,
-                )
-            waited = time.monotonic()
-            _, rsp = assoc.dimse.get_msg(block=True)
-            waited = time.monotonic() - waited
+            sent = self._framer.write(
+                sock, lambda: connected(assoc), (command, context_id, max_pdu), payload
+            )
         except OSError as exc:  # the file, mid-way: the peer has half a data set
             return _lost(f"cannot read file: {exc}", Retry.FINAL)
-        if rsp is None:
-            # pynetdicom says None for an abort, a closed connection and a timeout
-            # alike, and may not yet show the association as ended: only a
-            # timeout takes the whole DIMSE timeout.
-            if waited < self.settings.dimse_timeout * 0.9:
-                return _lost("association lost before the response", Retry.AMBIGUOUS)
+        if not sent:
+            return _lost(
+                "association lost while sending (aborted by the peer or "
+                "connection closed)",
+                Retry.TRANSIENT,
+            )
+        try:
+            rsp = read_store_response(sock)
+        except TimeoutError:
             return _lost(
                 f"no response within {self.settings.dimse_timeout:g} s (DIMSE timeout)",
                 Retry.AMBIGUOUS,
             )
-        # pynetdicom's _check_received_status would copy the status elements
-        # into a new Dataset (a fifth of a millisecond); only Status is needed.
-        if not rsp.is_valid_response or rsp.Status is None:
-            return _lost("invalid C-STORE response", Retry.AMBIGUOUS)
-        return outcome_of_status(int(rsp.Status))
-
-    @staticmethod
-    def _send_via_dul(
-        assoc: Association,
-        command: bytes,
-        context_id: int,
-        max_pdu: int,
-        payload: Payload,
-    ) -> bool:
-        """Queue the request as P-DATA for pynetdicom's DUL thread to write (TLS).
-
-        An SSL socket must not be written by one thread while another reads it,
-        so over TLS the DUL thread does all the writing.
-
-        Returns:
-            False if the association died before everything was queued.
-        """
-        queue = assoc.dul.to_provider_queue
-        fragment = max_pdu - 6 if max_pdu else max(payload.length, 1)
-        pdvs = [
-            (context_id, bytes([control]) + piece)
-            for control, piece in command_fragments(command, max_pdu)
-        ]
-        remaining = payload.length
-        while True:
-            chunk = payload.read(min(fragment, remaining))
-            remaining -= len(chunk)
-            pdvs.append((context_id, (b"\x02" if not remaining else b"\x00") + chunk))
-            for pdv in pdvs:
-                pdata = P_DATA()
-                pdata.presentation_data_value_list.append(pdv)
-                # Back-pressure: keep the DUL's outgoing queue short so that
-                # memory stays flat however large the instance.
-                while queue.qsize() > _MAX_QUEUED_PDUS and connected(assoc):
-                    time.sleep(0.0005)
-                if not connected(assoc):
-                    return False
-                assoc.dul.send_pdu(pdata)
-            pdvs = []
-            if not remaining:
-                return True
+        except (PeerEnded, OSError) as exc:
+            why = str(exc) or type(exc).__name__
+            return _lost(
+                f"association lost before the response ({why})", Retry.AMBIGUOUS
+            )
+        if rsp.message_id != self._message_id:
+            return _lost(
+                f"a C-STORE-RSP to message {rsp.message_id} came for message "
+                f"{self._message_id}",
+                Retry.AMBIGUOUS,
+            )
+        return outcome_of_status(rsp.status, rsp.error_comment)
 
 
 def choose_context(
@@ -626,29 +585,48 @@ def connected(assoc: Association) -> bool:
     )
 
 
-@contextmanager
-def held(assoc: Association, timeout: float) -> Iterator[None]:
-    """Hold the association's reactor for as long as we send over it.
+def _nothing_to_read() -> bool:
+    return False
 
-    pynetdicom's reactor thread takes any DIMSE message off the queue when it
-    runs, and drops a C-STORE response as "unexpected". Its own ``send_c_store``
-    pauses the reactor per message and trusts ``_is_paused``, which stays True
-    for a moment after the reactor resumes: under load, a response is then lost
-    and the sender waits out the DIMSE timeout. Holding the reactor once, and
-    knowing it is parked (blocked on the cleared event), closes that window.
-    Responses need no reactor: the DUL thread queues them, and queues
-    ``(None, None)`` when the association ends.
+
+@contextmanager
+def held(assoc: Association, settings: AssociationSettings) -> Iterator[None]:
+    """Take the association's socket for as long as we send over it.
+
+    While held, both pynetdicom threads keep off the socket: the association's
+    reactor is parked, and the DUL thread no longer looks for incoming PDUs, so
+    requests are written and their responses read by the caller's thread alone
+    (:mod:`~fw_gear_dicom_send.wire`), with the DIMSE timeout on the socket; a
+    TLS socket, which one thread must not read while another writes, is safe too.
+    On leaving, pynetdicom gets everything back, with its idle timer restarted.
+
+    The reactor must be parked, not paused: pynetdicom's own ``send_c_store``
+    pauses it per message and trusts ``_is_paused``, which stays True for a
+    moment after the reactor resumes. Parked means blocked on the cleared event;
+    it is waited for, at most the ACSE timeout.
     """
     checkpoint = assoc._reactor_checkpoint
     checkpoint.clear()
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + settings.acse_timeout
     while not (assoc._is_paused and checkpoint._cond._waiters):  # type: ignore[attr-defined]
         if not connected(assoc) or time.monotonic() > deadline:
             break
         time.sleep(0.0001)
+    dul = assoc.dul
+    setattr(dul, "_is_transport_event", _nothing_to_read)  # noqa: B010 - a method
+    transport = dul.socket
+    sock = transport.socket if transport is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.settimeout(settings.dimse_timeout)
     try:
         yield
     finally:
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.settimeout(None)  # pynetdicom's reads use select
+        del dul._is_transport_event
+        dul._idle_timer.restart()
         checkpoint.set()
 
 
@@ -686,7 +664,7 @@ def store_all(
             usable = False
             wait_after = 0.0
             try:
-                with held(assoc, client.settings.acse_timeout):
+                with held(assoc, client.settings):
                     # At least one item per association, so a peer that drops
                     # every association still lets the loop end.
                     while True:

@@ -114,8 +114,13 @@ def place(tag: ProvenanceTag, existing: Mapping[int, bytes | None]) -> Placement
     group = tag.group << 16
     creator = tag.creator.encode("ascii")
     value = tag.value.encode("ascii")
-    for slot in range(_FIRST_CREATOR_SLOT, _LAST_CREATOR_SLOT + 1):
-        if _strip(existing.get(group | slot)) == creator:
+    creators = sorted(
+        (tag_ & 0xFFFF, _strip(v))
+        for tag_, v in existing.items()
+        if _FIRST_CREATOR_SLOT <= tag_ & 0xFFFF <= _LAST_CREATOR_SLOT
+    )
+    for slot, name in creators:
+        if name == creator:
             block = group | (slot << 8)
             offsets = range(block, block + 0x100)
             if any(_strip(existing.get(t)) == value for t in offsets):
@@ -126,8 +131,9 @@ def place(tag: ProvenanceTag, existing: Mapping[int, bytes | None]) -> Placement
                     f"private block {tag.creator!r} in group {tag.group:04X} is full"
                 )
             return Placement(None, free)
+    taken = {slot for slot, _ in creators}
     for slot in range(_FIRST_CREATOR_SLOT, _LAST_CREATOR_SLOT + 1):
-        if group | slot not in existing:
+        if slot not in taken:
             return Placement(group | slot, group | (slot << 8))
     raise TaggingError(
         f"all private creator slots of group {tag.group:04X} are taken: "

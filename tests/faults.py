@@ -32,6 +32,7 @@ class FaultyReceiver(StorageReceiver):
         abort_on: C-STOREs on which it aborts the association.
         silent_on: C-STOREs it does not answer for ``silence`` seconds.
         silence: How long it keeps silent.
+        comment: An Error Comment to give with each refusal in ``answers``.
         **kwargs: As for :class:`StorageReceiver`.
     """
 
@@ -43,6 +44,7 @@ class FaultyReceiver(StorageReceiver):
         abort_on: Iterable[int] = (),
         silent_on: Iterable[int] = (),
         silence: float = 3.0,
+        comment: str = "",
         **kwargs: Any,
     ) -> None:
         super().__init__(out_dir, **kwargs)
@@ -50,10 +52,11 @@ class FaultyReceiver(StorageReceiver):
         self.abort_on = set(abort_on)
         self.silent_on = set(silent_on)
         self.silence = silence
+        self.comment = comment
         self.stores = 0
         """C-STORE requests seen."""
 
-    def _on_store(self, event: Any) -> int:
+    def _on_store(self, event: Any) -> int | Dataset:
         with self._lock:
             self.stores += 1
             number = self.stores
@@ -64,7 +67,12 @@ class FaultyReceiver(StorageReceiver):
             time.sleep(self.silence)
             return 0xC000  # too late: the sender has given up on this association
         if number <= len(self.answers) and self.answers[number - 1] != 0x0000:
-            return self.answers[number - 1]
+            if not self.comment:
+                return self.answers[number - 1]
+            answer = Dataset()
+            answer.Status = self.answers[number - 1]
+            answer.ErrorComment = self.comment
+            return answer
         return super()._on_store(event)
 
 
@@ -213,7 +221,7 @@ class QueryableReceiver(StorageReceiver):
     def _handlers(self) -> list[Any]:
         return [*super()._handlers(), (evt.EVT_C_FIND, self._on_find)]
 
-    def _on_store(self, event: Any) -> int:
+    def _on_store(self, event: Any) -> int | Dataset:
         uid = str(event.request.AffectedSOPInstanceUID)
         with self._lock:
             self.stores += 1

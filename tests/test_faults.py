@@ -83,6 +83,19 @@ def test_permanent_refusals_are_not_retried(
     assert result.exit_status is ExitStatus.INCOMPLETE
 
 
+def test_the_receivers_error_comment_is_in_the_reason(
+    tmp_path: Path, series: Path
+) -> None:
+    with FaultyReceiver(
+        tmp_path / "in", answers=[0xA900], comment="Patient ID mismatch"
+    ) as scp:
+        result = send_to(series, scp.port)
+    assert result.rows[0].reason == (
+        "refused: 0xA900 (Data Set Does Not Match SOP Class): Patient ID mismatch"
+    )
+    assert statuses(result) == [FAILED, SENT, SENT, SENT]
+
+
 def test_an_abort_mid_association(tmp_path: Path, series: Path) -> None:
     with FaultyReceiver(tmp_path / "in", abort_on=[2]) as scp:
         result = send_to(series, scp.port)

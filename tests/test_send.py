@@ -311,7 +311,7 @@ class AbortingReceiver(StorageReceiver):
         super().__init__(out_dir, **kwargs)
         self.aborts = aborts
 
-    def _on_store(self, event: Any) -> int:
+    def _on_store(self, event: Any) -> int | Dataset:
         if self.aborts:
             self.aborts -= 1
             event.assoc.abort()

@@ -7,11 +7,20 @@ import threading
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pynetdicom.dimse_messages import C_STORE_RQ
-from pynetdicom.dimse_primitives import C_STORE
-from pynetdicom.pdu import P_DATA_TF
+from pynetdicom.dimse_messages import C_ECHO_RSP, C_STORE_RQ, C_STORE_RSP
+from pynetdicom.dimse_primitives import C_ECHO, C_STORE
+from pynetdicom.pdu import A_ABORT_RQ, P_DATA_TF
+from pynetdicom.pdu_primitives import P_DATA
 
-from fw_gear_dicom_send.wire import Framer, Payload, command_pdus, store_command
+from fw_gear_dicom_send.wire import (
+    Framer,
+    Payload,
+    PeerEnded,
+    StoreResponse,
+    command_pdus,
+    read_store_response,
+    store_command,
+)
 
 UIDS = st.from_regex(
     r"(0|[1-9][0-9]{0,8})(\.(0|[1-9][0-9]{0,8})){0,12}", fullmatch=True
@@ -138,3 +147,108 @@ def test_a_file_shorter_than_probed_is_an_error() -> None:
         command = store_command(1, "1.2", "1.2.3")
         with pytest.raises(OSError, match="shorter than probed"):
             Framer().write(left, lambda: True, (command, 1, 16384), payload)
+
+
+def pynetdicom_response(
+    message_id: int, status: int, comment: str, context_id: int, max_pdu: int
+) -> bytes:
+    """How pynetdicom (as a Storage SCP) frames a C-STORE-RSP."""
+    response = C_STORE()
+    response.MessageIDBeingRespondedTo = message_id
+    response.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    response.AffectedSOPInstanceUID = "1.2.3.4.5"
+    response.Status = status
+    if comment:
+        response.ErrorComment = comment  # type: ignore[assignment]
+    message = C_STORE_RSP()
+    message.primitive_to_message(response)
+    return b"".join(
+        _pdu_bytes(pdata) for pdata in message.encode_msg(context_id, max_pdu)
+    )
+
+
+def _pdu_bytes(pdata: P_DATA) -> bytes:
+    pdu = P_DATA_TF()
+    pdu.from_primitive(pdata)
+    return bytes(pdu.encode())
+
+
+def read_from(stream: bytes, timeout: float = 5.0) -> StoreResponse:
+    """What read_store_response makes of bytes a peer wrote (then hung up)."""
+    left, right = socket.socketpair()
+    with left, right:
+        left.settimeout(timeout)
+        right.sendall(stream)
+        right.shutdown(socket.SHUT_WR)
+        return read_store_response(left)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    message_id=st.integers(min_value=1, max_value=0xFFFF),
+    status=st.integers(min_value=0, max_value=0xFFFF),
+    comment=st.from_regex(r"[A-Za-z0-9 .:-]{0,64}", fullmatch=True).map(str.strip),
+    context_id=st.integers(min_value=1, max_value=255).filter(lambda n: n % 2),
+    max_pdu=MAX_PDUS,
+)
+def test_the_response_reads_as_pynetdicom_wrote_it(
+    message_id: int, status: int, comment: str, context_id: int, max_pdu: int
+) -> None:
+    stream = pynetdicom_response(message_id, status, comment, context_id, max_pdu)
+    assert read_from(stream) == StoreResponse(message_id, status, comment)
+
+
+def test_several_responses_one_after_the_other() -> None:
+    left, right = socket.socketpair()
+    with left, right:
+        right.sendall(
+            pynetdicom_response(1, 0x0000, "", 1, 0)
+            + pynetdicom_response(2, 0xA700, "disk full", 1, 20)
+        )
+        assert read_store_response(left) == StoreResponse(1, 0x0000)
+        assert read_store_response(left) == StoreResponse(2, 0xA700, "disk full")
+
+
+def test_an_abort_instead_of_the_response() -> None:
+    abort = A_ABORT_RQ()
+    abort.source = 0x02
+    abort.reason_diagnostic = 0x06
+    with pytest.raises(PeerEnded, match=r"^A-ABORT, source 2, reason 6$"):
+        read_from(abort.encode())
+
+
+def test_a_release_request_instead_of_the_response() -> None:
+    with pytest.raises(PeerEnded, match="asked to release"):
+        read_from(bytes([0x05, 0, 0, 0, 0, 4, 0, 0, 0, 0]))
+
+
+def test_the_connection_closed_instead_of_the_response() -> None:
+    half = pynetdicom_response(1, 0, "", 1, 0)[:20]
+    for stream in (b"", half):
+        with pytest.raises(PeerEnded, match="the connection closed"):
+            read_from(stream)
+
+
+def test_another_message_instead_of_the_response() -> None:
+    echo = C_ECHO()
+    echo.MessageIDBeingRespondedTo = 1
+    echo.Status = 0
+    message = C_ECHO_RSP()
+    message.primitive_to_message(echo)
+    stream = b"".join(_pdu_bytes(p) for p in message.encode_msg(1, 0))
+    with pytest.raises(PeerEnded, match=r"not a valid C-STORE-RSP.*0x8030"):
+        read_from(stream)
+
+
+def test_a_data_set_instead_of_the_response() -> None:
+    data = bytes([0x04, 0, 0, 0, 0, 8, 0, 0, 0, 4, 1, 0x02, 0xAB, 0xCD])
+    with pytest.raises(PeerEnded, match="data set came"):
+        read_from(data)
+
+
+def test_silence_is_a_timeout() -> None:
+    left, right = socket.socketpair()
+    with left, right:
+        left.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            read_store_response(left)
