@@ -10,6 +10,9 @@ import os
 import sys
 from pathlib import Path
 
+import fw_gear_dicom_send.blas  # noqa: F401 - first: fw_gear imports numpy
+
+# isort: split
 from fw_gear import GearContext
 from fw_gear.context import GearContextError
 

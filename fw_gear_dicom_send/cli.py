@@ -21,6 +21,7 @@ from typing import NoReturn, TextIO
 
 import fw_gear_dicom_send
 
+from . import blas  # noqa: F401 - first: before numpy is imported
 from .engine import DEFAULT_ASSOCIATIONS, Progress, RunResult, SendRequest, send
 from .errors import AssociationError, UsageError
 from .logs import configure_logging

@@ -22,7 +22,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -150,12 +150,18 @@ class _Source:
         return data
 
 
-@dataclass(frozen=True, slots=True)
-class _Header:
+class _Header(NamedTuple):
     tag: int
     length: int
     value_offset: int
     vr: bytes = b""
+
+
+# Element headers (PS3.5 7.1), by byte order: tag and 4-byte length (implicit VR,
+# items and delimiters); tag, VR and 2-byte length (explicit VR); a 4-byte length.
+_IMPLICIT = {True: struct.Struct("<HHI"), False: struct.Struct(">HHI")}
+_EXPLICIT = {True: struct.Struct("<HH2sH"), False: struct.Struct(">HH2sH")}
+_LONG_LENGTH = {True: struct.Struct("<I"), False: struct.Struct(">I")}
 
 
 def _tag_str(tag: int) -> str:
@@ -168,22 +174,19 @@ def _is_vr(two: bytes) -> bool:
 
 def _read_header(src: _Source, offset: int, enc: Encoding) -> _Header:
     head = src.read(offset, 8)
-    order = "<" if enc.little_endian else ">"
-    group, elem = struct.unpack(order + "HH", head[:4])
+    little = enc.little_endian
+    group, elem, vr, short_length = _EXPLICIT[little].unpack(head)
     tag = (group << 16) | elem
     if enc.implicit_vr or group == 0xFFFE:  # items and delimiters carry no VR
-        (length,) = struct.unpack(order + "I", head[4:8])
-        return _Header(tag, length, offset + 8)
-    vr = head[4:6]
+        return _Header(tag, _IMPLICIT[little].unpack(head)[2], offset + 8)
     if not _is_vr(vr):
         raise MalformedDicomError(
             f"invalid VR {vr!r} for element {_tag_str(tag)} at byte {offset}"
         )
     if vr in _LONG_VRS:
-        (length,) = struct.unpack(order + "I", src.read(offset + 8, 4))
+        (length,) = _LONG_LENGTH[little].unpack(src.read(offset + 8, 4))
         return _Header(tag, length, offset + 12, vr)
-    (length,) = struct.unpack(order + "H", head[6:8])
-    return _Header(tag, length, offset + 8, vr)
+    return _Header(tag, short_length, offset + 8, vr)
 
 
 def _skip_undefined(src: _Source, offset: int, enc: Encoding, depth: int) -> int:
