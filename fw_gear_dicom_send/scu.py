@@ -59,6 +59,9 @@ log = logging.getLogger(__name__)
 WARNING_STATUSES = frozenset({0xB000, 0xB006, 0xB007})
 _AE_MAX = 16
 _REJECTED_TRANSIENT = 2
+_HELD_LOOP_DELAY = 0.01
+"""Seconds between the DUL thread's idle loops while we hold the socket: at most
+this much later does it see the release or abort that follows."""
 _TLS_PROBE_TIMEOUT = 5.0
 
 
@@ -599,6 +602,7 @@ def held(assoc: Association, settings: AssociationSettings) -> Iterator[None]:
     (:mod:`~fw_gear_dicom_send.wire`), with the DIMSE timeout on the socket; a
     TLS socket, which one thread must not read while another writes, is safe too.
     On leaving, pynetdicom gets everything back, with its idle timer restarted.
+    Meanwhile the DUL thread loops every 10 ms instead of every millisecond.
 
     The reactor must be parked, not paused: pynetdicom's own ``send_c_store``
     pauses it per message and trusts ``_is_paused``, which stays True for a
@@ -614,6 +618,10 @@ def held(assoc: Association, settings: AssociationSettings) -> Iterator[None]:
         time.sleep(0.0001)
     dul = assoc.dul
     setattr(dul, "_is_transport_event", _nothing_to_read)  # noqa: B010 - a method
+    # With nothing to read, its loop only waits for our primitives (none come
+    # while held): it need not wake every millisecond meanwhile.
+    loop_delay = dul._run_loop_delay
+    dul._run_loop_delay = _HELD_LOOP_DELAY
     transport = dul.socket
     sock = transport.socket if transport is not None else None
     if sock is not None:
@@ -626,6 +634,7 @@ def held(assoc: Association, settings: AssociationSettings) -> Iterator[None]:
             with contextlib.suppress(OSError):
                 sock.settimeout(None)  # pynetdicom's reads use select
         del dul._is_transport_event
+        dul._run_loop_delay = loop_delay
         dul._idle_timer.restart()
         checkpoint.set()
 
