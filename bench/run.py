@@ -6,7 +6,7 @@ seconds and peak RSS of the sender process (and its worker processes), and the
 ratio storescu time / dicom-send time. Writes ``results.md``, ``results.json`` and
 ``results.png`` into ``--out``.
 
-    .venv/bin/python bench/run.py                 # 1000 CT images of 525 KB, 3 runs
+    .venv/bin/python bench/run.py                 # 1000 CT images of 525 KB, 5 runs
     .venv/bin/python bench/run.py --images 200 --runs 1 --no-memory   # quick look
 
 Receivers: DCMTK ``storescp --fork`` writing to tmpfs with TCP_NODELAY=1; Orthanc
@@ -491,7 +491,7 @@ def write_report(
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=1000)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--data", type=Path, default=ROOT / "bench" / "data")
     parser.add_argument("--no-orthanc", action="store_true")

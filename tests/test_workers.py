@@ -1,6 +1,7 @@
 """Parallel associations: worker processes, each with associations of its own."""
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,15 @@ def test_split_cuts_a_series_only_when_workers_would_idle(study: Path) -> None:
         [i.index for i in share] == list(range(share[0].index, share[-1].index + 1))
         for share in shares
     )  # contiguous runs
+
+
+def test_a_series_cut_for_an_odd_number_of_workers_is_cut_evenly(study: Path) -> None:
+    assert sorted(len(share) for share in split(items_of(study / "a"), 3)) == [6, 7, 7]
+    # 20 and 8 over 4 workers: the 20 in three runs (halving it twice would leave
+    # one worker 10)
+    items = items_of(study / "a") + items_of(study / "c")
+    shares = split([replace(item, index=i) for i, item in enumerate(items)], 4)
+    assert sorted(len(share) for share in shares) == [6, 7, 7, 8]
 
 
 def test_split_never_makes_empty_shares(study: Path) -> None:
