@@ -1,14 +1,15 @@
 """Associations and C-STORE: the network side of sending.
 
-pynetdicom negotiates associations, decodes the responses and runs every other DIMSE
-service (C-ECHO, C-FIND, C-MOVE, C-GET). A C-STORE request is framed by
-:mod:`~fw_gear_dicom_send.wire`: its fixed-layout command (the bytes pynetdicom
-would encode, property-tested) and then the data set as P-DATA fragments read from
-a :class:`~fw_gear_dicom_send.wire.Payload`, the file's own bytes with the
-provenance element spliced in; never a decoded ``Dataset`` (which pynetdicom would
-re-encode in memory) nor a path (which it can only send from an offset to the end
-of the file). Only when the receiver refuses a file's own transfer syntax is the
-file decoded and re-encoded in one it accepted.
+pynetdicom negotiates and releases associations and runs every other DIMSE service
+(C-ECHO, C-FIND, C-MOVE, C-GET). C-STORE goes through
+:mod:`~fw_gear_dicom_send.wire` while we hold the association (:func:`held`): the
+request's fixed-layout command (the bytes pynetdicom would encode, property-tested),
+then the data set as P-DATA fragments read from a
+:class:`~fw_gear_dicom_send.wire.Payload`, the file's own bytes with the provenance
+element spliced in, never a decoded ``Dataset`` (which pynetdicom would re-encode in
+memory) nor a path (which it can only send from an offset to the end of the file);
+then the response, read in the same thread. Only when the receiver refuses a file's
+own transfer syntax is the file decoded and re-encoded in one it accepted.
 
 Every association socket gets ``TCP_NODELAY`` as soon as it connects: with Nagle's
 algorithm on, each C-STORE waits for a delayed ACK (40 ms and more).
