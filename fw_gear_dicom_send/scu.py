@@ -491,6 +491,12 @@ class Client:
             sent = self._framer.write(
                 sock, lambda: connected(assoc), (command, context_id, max_pdu), payload
             )
+        except TimeoutError:  # it has part of the data set, never the whole
+            return _lost(
+                f"association lost while sending: the receiver took nothing in for "
+                f"{self.settings.dimse_timeout:g} s (DIMSE timeout)",
+                Retry.TRANSIENT,
+            )
         except OSError as exc:  # the file, mid-way: the peer has half a data set
             return _lost(f"cannot read file: {exc}", Retry.FINAL)
         if not sent:
@@ -625,6 +631,7 @@ def held(assoc: Association, settings: AssociationSettings) -> Iterator[None]:
     dul._run_loop_delay = _HELD_LOOP_DELAY
     transport = dul.socket
     sock = transport.socket if transport is not None else None
+    previous = sock.gettimeout() if sock is not None else None
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.settimeout(settings.dimse_timeout)
@@ -633,7 +640,7 @@ def held(assoc: Association, settings: AssociationSettings) -> Iterator[None]:
     finally:
         if sock is not None:
             with contextlib.suppress(OSError):
-                sock.settimeout(None)  # pynetdicom's reads use select
+                sock.settimeout(previous)
         del dul._is_transport_event
         dul._run_loop_delay = loop_delay
         dul._idle_timer.restart()

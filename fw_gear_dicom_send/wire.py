@@ -231,6 +231,7 @@ class Framer:
             everything went out.
 
         Raises:
+            TimeoutError: The peer took in nothing for the socket's timeout.
             OSError: The file could not be read (the peer then has part of it).
         """
         command, context_id, max_pdu = request
@@ -255,6 +256,8 @@ class Framer:
                 return False
             try:
                 _send_all(sock, buffers)
+            except TimeoutError:
+                raise
             except OSError:
                 return False
             buffers = []

@@ -82,8 +82,10 @@ class FaultProxy:
     Each accepted connection takes the next plan; once they are used up, it
     passes everything. Plans: ``("pass",)``; ``("cut", n)``: close both sides
     after forwarding ``n`` bytes from the sender; ``("reset", n)``: the same with
-    a TCP reset; ``("reject",)``: answer the association request with an
-    A-ASSOCIATE-RJ (rejected-transient, local limit exceeded) itself.
+    a TCP reset; ``("stall", n)``: stop reading from the sender after ``n`` bytes,
+    and hold the connection open until the proxy stops; ``("reject",)``: answer
+    the association request with an A-ASSOCIATE-RJ (rejected-transient, local
+    limit exceeded) itself.
     """
 
     def __init__(self, target: int, plans: Iterable[tuple[Any, ...]]) -> None:
@@ -92,6 +94,7 @@ class FaultProxy:
         self.used: list[str] = []
         self._server = socket.create_server(("127.0.0.1", 0))
         self._stop = False
+        self._stopped = threading.Event()
         self._sockets: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
 
@@ -116,6 +119,7 @@ class FaultProxy:
         tb: TracebackType | None,
     ) -> None:
         self._stop = True
+        self._stopped.set()
         with contextlib.suppress(OSError):
             self._server.shutdown(socket.SHUT_RDWR)  # wakes the accept
         self._server.close()
@@ -147,9 +151,11 @@ class FaultProxy:
             return
         upstream = socket.create_connection(("127.0.0.1", self.target))
         self._sockets.append(upstream)
-        limit = plan[1] if plan[0] in ("cut", "reset") else None
-        self._spawn(_pump, upstream, client, None, plan[0])
-        _pump(client, upstream, limit, plan[0])
+        limit = plan[1] if plan[0] in ("cut", "reset", "stall") else None
+        if plan[0] == "stall":  # a small window, so that the sender's writes block
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self._spawn(_pump, upstream, client, None, plan[0], self._stopped)
+        _pump(client, upstream, limit, plan[0], self._stopped)
 
 
 def _read_exactly(sock: socket.socket, n: int) -> bytes:
@@ -162,8 +168,14 @@ def _read_exactly(sock: socket.socket, n: int) -> bytes:
     return data
 
 
-def _pump(src: socket.socket, dst: socket.socket, limit: int | None, how: str) -> None:
-    """Copy src to dst; after ``limit`` bytes, cut or reset both connections."""
+def _pump(
+    src: socket.socket,
+    dst: socket.socket,
+    limit: int | None,
+    how: str,
+    stopped: threading.Event,
+) -> None:
+    """Copy src to dst; after ``limit`` bytes, cut, reset or stall both."""
     sent = 0
     try:
         while True:
@@ -175,6 +187,8 @@ def _pump(src: socket.socket, dst: socket.socket, limit: int | None, how: str) -
             sent += len(data)
     except OSError:
         pass
+    if limit is not None and how == "stall":
+        stopped.wait()
     if limit is not None and how == "reset":
         for sock in (src, dst):
             sock.setsockopt(

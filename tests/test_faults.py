@@ -22,7 +22,7 @@ from fw_gear_dicom_send.contexts import Proposal
 from fw_gear_dicom_send.engine import RunResult, SendRequest, send
 from fw_gear_dicom_send.receiver import StorageReceiver
 from fw_gear_dicom_send.retry import RetryPolicy
-from fw_gear_dicom_send.samples import copy_as_new, write_series
+from fw_gear_dicom_send.samples import copy_as_new, write_multiframe, write_series
 from fw_gear_dicom_send.scu import AssociationSettings, Client, Peer, release
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
 
@@ -133,6 +133,24 @@ def test_a_connection_broken_mid_pdu(
     assert statuses(result) == [SENT] * 4
     assert len(receiver.received) == 4
     assert receiver.associations == 2
+
+
+def test_a_receiver_that_stops_reading_mid_instance(
+    receiver: StorageReceiver, tmp_path: Path
+) -> None:
+    """The proxy stops reading 100 KB into a 24 MB instance, then the next
+    connection passes: the write times out, and the instance goes again."""
+    (tmp_path / "in").mkdir()
+    big = write_multiframe(tmp_path / "in" / "big.dcm", 24)
+    with FaultProxy(receiver.port, [("stall", 100_000)]) as proxy:
+        result = send_to(big.parent, proxy.port, dimse_timeout=1)
+    assert proxy.used[:2] == ["stall", "pass"]
+    assert statuses(result) == [SENT]
+    assert result.rows[0].reason == (
+        "stored after 2 attempts; first: association lost while sending: the "
+        "receiver took nothing in for 1 s (DIMSE timeout)"
+    )
+    assert len(receiver.received) == 1
 
 
 def test_transient_rejections_are_waited_out(
