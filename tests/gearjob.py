@@ -17,14 +17,17 @@ from fw_gear_dicom_send.sessionreport import COLUMNS
 
 REPO = Path(__file__).resolve().parent.parent
 # Runs the script named by argv[1] as __main__; prints its peak RSS (KiB) at exit.
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across execve, so the gear would
+# report the test process's own peak (see tests/test_stow.py).
 _MEASURED = """
-import resource, runpy, sys
+import runpy, sys
 script = sys.argv.pop(1)
 sys.path.insert(0, script.rsplit("/", 1)[0])
 try:
     runpy.run_path(script, run_name="__main__")
 finally:
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+    with open("/proc/self/status") as f:
+        print(f.read().split("VmHWM:")[1].split()[0], file=sys.stderr)
 """
 
 
