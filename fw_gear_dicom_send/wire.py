@@ -333,6 +333,8 @@ def _command_set(sock: socket.socket) -> bytes:
                 if offset != len(body):
                     raise PeerEnded("more came after the C-STORE-RSP")
                 return b"".join(fragments)
+        if offset != len(body):
+            raise PeerEnded("a malformed P-DATA-TF PDU came")
 
 
 def _elements(command: bytes) -> dict[int, bytes]:

@@ -246,6 +246,13 @@ def test_a_data_set_instead_of_the_response() -> None:
         read_from(data)
 
 
+def test_a_malformed_pdu_instead_of_the_response() -> None:
+    # a command fragment, not the last, then 3 bytes that are no PDV item
+    pdu = bytes([0x04, 0, 0, 0, 0, 11, 0, 0, 0, 4, 1, 0x01, 0, 0, 0xAB, 0xCD, 0xEF])
+    with pytest.raises(PeerEnded, match="malformed P-DATA-TF"):
+        read_from(pdu)
+
+
 def test_silence_is_a_timeout() -> None:
     left, right = socket.socketpair()
     with left, right:
