@@ -27,7 +27,6 @@ __all__ = [
     "Payload",
     "PeerEnded",
     "StoreResponse",
-    "command_fragments",
     "command_pdus",
     "read_store_response",
     "store_command",
@@ -116,13 +115,6 @@ class Payload:
                 self._pieces.append(rest)
             filled += n
         return filled
-
-    def read(self, n: int) -> bytes:
-        """Read up to ``n`` bytes; fewer only at the end."""
-        buffer = bytearray(n)
-        got = self.readinto(memoryview(buffer))
-        del buffer[got:]
-        return bytes(buffer)
 
 
 def _uid_element(element: int, uid: str) -> bytes:
