@@ -17,30 +17,20 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 import fw_gear_dicom_send
 
 from . import blas  # noqa: F401 - first: before numpy is imported
 from .engine import DEFAULT_ASSOCIATIONS, Progress, RunResult, SendRequest, send
 from .errors import AssociationError, UsageError
+from .items import describe_status
+from .levels import Level, Model
 from .logs import configure_logging
-from .query import Level, Model, Query, QueryError, find, parse_keys
-from .receiver import StorageReceiver
+from .peer import AssociationSettings, Peer, check_ae_title
 from .report import read_stored, write_csv
 from .results import Format, RowWriter, SqliteWriter, open_writer, sqlite_path
-from .retrieve import (
-    RetrieveError,
-    RetrieveResult,
-    SubOperations,
-    Target,
-    TimeWindow,
-    get,
-    move,
-)
 from .retry import RetryPolicy
-from .samples import write_demo_inputs
-from .scu import AssociationSettings, Client, Peer, check_ae_title, describe_status
 from .status import ExitStatus
 from .storage import Layout
 from .stow import StowSettings, parse_auth
@@ -53,6 +43,10 @@ from .tls import (
     risks,
     server_context,
 )
+
+if TYPE_CHECKING:
+    from .receiver import StorageReceiver
+    from .retrieve import RetrieveResult, SubOperations, Target, TimeWindow
 
 log = logging.getLogger(__name__)
 
@@ -592,6 +586,8 @@ def _run_send(args: argparse.Namespace) -> ExitStatus:
 
 
 def _run_echo(args: argparse.Namespace) -> ExitStatus:
+    from .scu import Client  # noqa: PLC0415 - see _COMMANDS
+
     peer, settings = _settings(args)
     for risk in risks(settings.tls) if settings.tls is not None else ():
         log.warning("%s", risk)
@@ -605,6 +601,9 @@ def _run_echo(args: argparse.Namespace) -> ExitStatus:
 
 
 def _run_demo(args: argparse.Namespace) -> ExitStatus:
+    from .receiver import StorageReceiver  # noqa: PLC0415 - see _COMMANDS
+    from .samples import write_demo_inputs  # noqa: PLC0415 - see _COMMANDS
+
     out: Path = args.out
     for owned in ("input", "received"):
         shutil.rmtree(out / owned, ignore_errors=True)
@@ -623,6 +622,9 @@ def _run_demo(args: argparse.Namespace) -> ExitStatus:
 
 
 def _run_find(args: argparse.Namespace) -> ExitStatus:
+    from .query import Query, QueryError, find, parse_keys  # noqa: PLC0415 - see _COMMANDS
+    from .scu import Client  # noqa: PLC0415 - see _COMMANDS
+
     level = Level(args.level)
     model = Model(args.model) if args.model else None
     query = Query(
@@ -686,19 +688,23 @@ class _RetrieveProgress:
         self._interval = interval
         self._last = -math.inf
 
-    def __call__(self, counts: SubOperations) -> None:
+    def __call__(self, counts: "SubOperations") -> None:
         now = time.monotonic()
         if now - self._last >= self._interval:
             self._last = now
             print(f"progress: {counts}", file=sys.stderr, flush=True)
 
 
-def _target(args: argparse.Namespace) -> Target:
+def _target(args: argparse.Namespace) -> "Target":
+    from .retrieve import Target  # noqa: PLC0415 - see _COMMANDS
+
     return Target(Level(args.level), args.uid, args.study_uid)
 
 
-def _window(args: argparse.Namespace) -> TimeWindow | None:
+def _window(args: argparse.Namespace) -> "TimeWindow | None":
     """``--window``, parsed before anything else happens."""
+    from .retrieve import TimeWindow  # noqa: PLC0415 - see _COMMANDS
+
     return TimeWindow.parse(args.window) if args.window else None
 
 
@@ -709,12 +715,14 @@ def _start_listener(
     *,
     ae_title: str,
     tls: ssl.SSLContext | None = None,
-) -> StorageReceiver:
+) -> "StorageReceiver":
     """Start a listener of ours for ``--out``, ``--layout`` and ``--bind``.
 
     Raises:
         UsageError: The folder cannot be made, or the port cannot be listened on.
     """
+    from .receiver import StorageReceiver  # noqa: PLC0415 - see _COMMANDS
+
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -737,7 +745,7 @@ def _start_listener(
         ) from None
 
 
-def _retrieved(result: RetrieveResult, what: str) -> ExitStatus:
+def _retrieved(result: "RetrieveResult", what: str) -> ExitStatus:
     print(
         f"{what}: {result.counts}"
         + (f"; {result.received} files written" if what == "retrieve" else "")
@@ -748,6 +756,10 @@ def _retrieved(result: RetrieveResult, what: str) -> ExitStatus:
 
 
 def _run_move(args: argparse.Namespace) -> ExitStatus:
+    from .query import QueryError  # noqa: PLC0415 - see _COMMANDS
+    from .retrieve import RetrieveError, move  # noqa: PLC0415 - see _COMMANDS
+    from .scu import Client  # noqa: PLC0415 - see _COMMANDS
+
     peer, settings = _settings(args)
     target = _target(args)
     window = _window(args)
@@ -763,6 +775,10 @@ def _run_move(args: argparse.Namespace) -> ExitStatus:
 
 
 def _run_retrieve(args: argparse.Namespace) -> ExitStatus:
+    from .query import QueryError  # noqa: PLC0415 - see _COMMANDS
+    from .retrieve import RetrieveError, get, move  # noqa: PLC0415 - see _COMMANDS
+    from .scu import Client  # noqa: PLC0415 - see _COMMANDS
+
     peer, settings = _settings(args)
     target = _target(args)
     window = _window(args)
@@ -819,6 +835,8 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+# Each command imports what only it needs: ``send`` never imports pynetdicom or
+# pydicom in this process (its sender process does), so it starts in some 0.1 s.
 _COMMANDS = {
     "send": _run_send,
     "echo": _run_echo,

@@ -16,16 +16,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from pydicom.uid import (
-    UID,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-)
+from .uids import EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN
 
 MAX_CONTEXTS = 128
-VERIFICATION = "1.2.840.10008.1.1"
-"""The Verification SOP Class (C-ECHO)."""
-FALLBACK_SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+FALLBACK_SYNTAXES = (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN)
 
 
 class HasSyntax(Protocol):
@@ -66,7 +60,7 @@ def proposals_for(sop_class: str, syntaxes: Iterable[str]) -> list[Proposal]:
     present = list(dict.fromkeys(syntaxes))
     proposals = [Proposal(sop_class, (ts,)) for ts in present]
     fallback = tuple(ts for ts in FALLBACK_SYNTAXES if ts not in present)
-    if fallback and present != [ImplicitVRLittleEndian]:
+    if fallback and present != [IMPLICIT_VR_LITTLE_ENDIAN]:
         proposals.append(Proposal(sop_class, fallback))
     return proposals
 
@@ -96,5 +90,7 @@ def plan_batches(items: Sequence[T], limit: int = MAX_CONTEXTS) -> list[Batch[T]
 
 def syntax_name(uid: str) -> str:
     """A transfer syntax or SOP Class UID by its name where pydicom knows it."""
+    from pydicom.uid import UID  # noqa: PLC0415 - for a failure's reason only
+
     name = UID(uid).name
     return name if name and name != uid else uid

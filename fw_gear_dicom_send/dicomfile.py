@@ -24,15 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
-from pydicom.uid import (
-    DeflatedExplicitVRLittleEndian,
-    ExplicitVRBigEndian,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-    MediaStorageDirectoryStorage,
-)
-
 from .errors import MalformedDicomError
+from .uids import (
+    DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+    EXPLICIT_VR_BIG_ENDIAN,
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    IMPLICIT_VR_LITTLE_ENDIAN,
+    MEDIA_STORAGE_DIRECTORY,
+)
 
 log = logging.getLogger(__name__)
 
@@ -281,9 +280,9 @@ def _guess_encoding(src: _Source, offset: int) -> Encoding | None:
 
 
 def _encoding_of(transfer_syntax: str) -> Encoding:
-    if transfer_syntax == ImplicitVRLittleEndian:
+    if transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN:
         return IMPLICIT_LE
-    if transfer_syntax == ExplicitVRBigEndian:
+    if transfer_syntax == EXPLICIT_VR_BIG_ENDIAN:
         return EXPLICIT_BE
     return EXPLICIT_LE  # every other syntax, compressed ones included (PS3.5 A.4)
 
@@ -331,7 +330,7 @@ def _dataset_encoding(src: _Source, meta: _Meta, part10: bool) -> tuple[Encoding
     """How the dataset is really encoded, and the transfer syntax to propose."""
     if part10:
         # Trust the declared byte order; tell implicit from explicit VR by the bytes.
-        declared = _encoding_of(meta.transfer_syntax or ExplicitVRLittleEndian)
+        declared = _encoding_of(meta.transfer_syntax or EXPLICIT_VR_LITTLE_ENDIAN)
         explicit = _is_vr(src.read(meta.dataset_offset + 4, 2))
         actual = Encoding(not explicit, declared.little_endian)
     else:
@@ -343,20 +342,20 @@ def _dataset_encoding(src: _Source, meta: _Meta, part10: bool) -> tuple[Encoding
         return actual, meta.transfer_syntax
     # No transfer syntax given: the dataset's own encoding names it.
     if actual.implicit_vr:
-        return actual, ImplicitVRLittleEndian
+        return actual, IMPLICIT_VR_LITTLE_ENDIAN
     return (
         actual,
-        ExplicitVRLittleEndian if actual.little_endian else ExplicitVRBigEndian,
+        EXPLICIT_VR_LITTLE_ENDIAN if actual.little_endian else EXPLICIT_VR_BIG_ENDIAN,
     )
 
 
 def _probe(src: _Source, group: int) -> DicomInfo:
     part10, meta = _find_meta(src)
-    if meta.media_sop_class == MediaStorageDirectoryStorage:
+    if meta.media_sop_class == MEDIA_STORAGE_DIRECTORY:
         raise NotSendable("DICOMDIR (a media directory, not an instance)")
     if meta.dataset_offset >= src.size:
         raise NotSendable("file meta only, no dataset")
-    if meta.transfer_syntax == DeflatedExplicitVRLittleEndian:
+    if meta.transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
         return _probe_deflated(src, meta)
     guessed, transfer_syntax = _dataset_encoding(src, meta, part10)
     declared = _encoding_of(transfer_syntax)
@@ -393,7 +392,7 @@ def _probe(src: _Source, group: int) -> DicomInfo:
         raise NotSendable("no SOP Class UID (0008,0016)")
     if not sop_instance:
         raise NotSendable("no SOP Instance UID (0008,0018)")
-    if sop_class == MediaStorageDirectoryStorage:
+    if sop_class == MEDIA_STORAGE_DIRECTORY:
         raise NotSendable("DICOMDIR (a media directory, not an instance)")
     return DicomInfo(
         sop_class_uid=sop_class,
@@ -439,7 +438,7 @@ def _probe_deflated(src: _Source, meta: _Meta) -> DicomInfo:
     return DicomInfo(
         sop_class_uid=uids[SOP_CLASS_UID],
         sop_instance_uid=uids[SOP_INSTANCE_UID],
-        transfer_syntax=DeflatedExplicitVRLittleEndian,
+        transfer_syntax=DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
         dataset_offset=meta.dataset_offset,
         size=src.size,
         encoding=None,

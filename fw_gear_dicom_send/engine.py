@@ -11,22 +11,25 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .contexts import plan_batches
 from .dicomfile import NotSendable, probe
 from .errors import AssociationError, MalformedDicomError, UsageError
 from .inputs import InputFile, InputProblem, Limits, check_paths, collect
-from .query import QueryError
+from .items import Outcome, SendItem
+from .peer import AssociationSettings, Peer
 from .report import Row, Summary, summarize
 from .retry import Retrier, RetryPolicy
-from .scu import AssociationSettings, Client, Outcome, Peer, SendItem, store_all
 from .status import ExitStatus, InstanceStatus
 from .stow import StowSettings
 from .stow import store_all as stow_all
 from .tagging import ProvenanceTag, TaggingError, splice
 from .tls import client_context, risks
-from .verify import present, verify_rows
-from .workers import Job, run_jobs, split
+from .workers import Job, Sender, split
+
+if TYPE_CHECKING:
+    from .scu import Client
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +108,46 @@ class RunResult:
 
 
 ProgressCallback = Callable[[Progress], None]
+
+
+class _Connections:
+    """How this send reaches the receiver: a client here, a sender process.
+
+    Each is made when first needed, and this process imports pynetdicom and pydicom
+    only for a client of its own: a send over one association, ``verify`` and
+    ``skip_existing``. A send over several associations goes through a
+    :class:`~fw_gear_dicom_send.workers.Sender`, best started before the files are
+    listed and probed.
+    """
+
+    def __init__(self, request: SendRequest, sender: Sender | None) -> None:
+        self._request = request
+        self._client: Client | None = None
+        self._sender = sender
+
+    def client(self) -> "Client":
+        """A client in this process (pynetdicom's AE is set up on the first call)."""
+        if self._client is None:
+            from .scu import Client  # noqa: PLC0415 - see the class
+
+            assert self._request.peer is not None
+            self._client = Client(self._request.peer, self._request.association)
+        return self._client
+
+    def sender(self) -> Sender:
+        """The sender process."""
+        if self._sender is None:
+            self._sender = Sender()
+        return self._sender
+
+    def close(self) -> None:
+        """Let the sender process go, if there is one."""
+        if self._sender is not None:
+            self._sender.close()
+
+
 _ITEMS_PER_WORKER = 16
+_LARGE_INPUT = 32 << 20
 _NOT_SENT = "not sent"
 
 
@@ -126,19 +168,37 @@ def send(
     """
     paths = check_paths(request.paths)
     # TLS files are checked here, before anything is sent.
-    client = Client(request.peer, request.association) if request.peer else None
-    if request.stow is not None and request.stow.tls is not None:
-        client_context(request.stow.tls)
-    if client is not None and request.association.tls is not None:
+    stow_tls = request.stow.tls if request.stow is not None else None
+    for tls in (request.association.tls if request.peer else None, stow_tls):
+        if tls is not None:
+            client_context(tls)
+    if request.peer is not None and request.association.tls is not None:
         for risk in risks(request.association.tls):
             log.warning("%s", risk)
+    # Started first, the sender process imports pynetdicom while we list and probe.
+    connections = _Connections(
+        request, Sender() if _likely_parallel(request, paths) else None
+    )
+    try:
+        return _run(request, paths, connections, on_progress)
+    finally:
+        connections.close()
+
+
+def _run(
+    request: SendRequest,
+    paths: list[Path],
+    connections: "_Connections",
+    on_progress: ProgressCallback | None,
+) -> RunResult:
+    """List, probe, send (and verify): the rows of every input file."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(
         prefix="dicom-send-", dir=request.work_dir
     ) as work:
         rows, items = _prepare(paths, Path(work), request)
-        if request.skip_existing and items and client is not None:
-            items = _skip_existing(client, rows, items)
+        if request.skip_existing and items and request.peer is not None:
+            items = _skip_existing(connections.client(), rows, items)
         error = None
         interrupted = False
         if items:
@@ -146,9 +206,9 @@ def send(
                 recorder = _Recorder(rows, items, started, on_progress)
                 if request.stow is not None:
                     _stow_items(request.stow, request, items, recorder)
-                elif client is not None and request.peer is not None:
+                elif request.peer is not None:
                     _send_items(
-                        client,
+                        connections,
                         request.peer,
                         request,
                         items,
@@ -167,9 +227,26 @@ def send(
                     for row in rows
                 ]
         stored = any(r.status.stored for r in rows)
-        if request.verify and client is not None and not interrupted and stored:
-            rows[:] = verify_rows(client, rows)
+        if request.verify and request.peer is not None and stored and not interrupted:
+            from .verify import verify_rows  # noqa: PLC0415 - see _Connections
+
+            rows[:] = verify_rows(connections.client(), rows)
     return RunResult(tuple(rows), time.monotonic() - started, error, interrupted)
+
+
+def _likely_parallel(request: SendRequest, paths: list[Path]) -> bool:
+    """Whether the send will likely go over several associations.
+
+    A few small files go over one association; a folder, many files or a large
+    file (an archive, probably) likely over several.
+    """
+    if request.peer is None or request.associations < 2:
+        return False
+    if len(paths) >= 2 * _ITEMS_PER_WORKER:
+        return True
+    return any(
+        not path.is_file() or path.stat().st_size >= _LARGE_INPUT for path in paths
+    )
 
 
 def _prepare(
@@ -237,12 +314,15 @@ def _prepare(
 
 
 def _skip_existing(
-    client: Client, rows: list[Row], items: list[SendItem]
+    client: "Client", rows: list[Row], items: list[SendItem]
 ) -> list[SendItem]:
     """Ask the receiver what it holds; mark those rows, keep the others to send.
 
     If the receiver cannot be asked, everything is sent (and the log says why).
     """
+    from .query import QueryError  # noqa: PLC0415 - see _Connections
+    from .verify import present  # noqa: PLC0415
+
     try:
         held = present(client, (rows[item.index] for item in items))
     except (AssociationError, QueryError) as exc:
@@ -284,7 +364,7 @@ def _stow_items(
 
 
 def _send_items(
-    client: Client,
+    connections: _Connections,
     peer: Peer,
     request: SendRequest,
     items: list[SendItem],
@@ -303,6 +383,9 @@ def _send_items(
         f" on {workers} associations at once" if workers > 1 else "",
     )
     if workers == 1:
+        from .scu import store_all  # noqa: PLC0415 - see _Connections
+
+        client = connections.client()
         try:
             outcomes = store_all(
                 client, plan_batches(items), request.tag, Retrier(request.retry)
@@ -330,7 +413,7 @@ def _send_items(
         )
         for number, share in enumerate(shares, start=1)
     ]
-    stopped = run_jobs(jobs, recorder)
+    stopped = connections.sender().run(jobs, recorder)
     if stopped:
         for job in jobs:
             why = stopped.get(job.number)

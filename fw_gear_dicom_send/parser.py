@@ -17,8 +17,8 @@ from typing import Any
 
 from .engine import DEFAULT_ASSOCIATIONS
 from .errors import UsageError
+from .peer import AssociationSettings, Peer, check_ae_title
 from .retry import RetryPolicy
-from .scu import AssociationSettings, Peer, check_ae_title
 from .stow import StowSettings, parse_auth
 from .tagging import DEFAULT_CREATOR, DEFAULT_VALUE, ProvenanceTag, parse_group
 from .tls import DEFAULT_PROFILE, TlsSettings, parse_profile

@@ -8,7 +8,6 @@ yielded one by one as the PACS sends them, never collected first.
 """
 
 import datetime
-import enum
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pynetdicom.status import QR_FIND_SERVICE_CLASS_STATUS
 
 from .contexts import FALLBACK_SYNTAXES, Proposal
 from .errors import DicomSendError, UsageError
+from .levels import Level, Model
 from .scu import Client, discard, release
 
 log = logging.getLogger(__name__)
@@ -36,44 +36,6 @@ __all__ = [
     "find",
     "parse_keys",
 ]
-
-
-class Level(enum.StrEnum):
-    """A Query/Retrieve level (QueryRetrieveLevel)."""
-
-    PATIENT = "PATIENT"
-    """Patients."""
-    STUDY = "STUDY"
-    """Studies."""
-    SERIES = "SERIES"
-    """Series."""
-    IMAGE = "IMAGE"
-    """Instances (composite object instances)."""
-
-
-class Model(enum.StrEnum):
-    """The Query/Retrieve information model (PS3.4 C.6)."""
-
-    PATIENT_ROOT = "patient"
-    """Patient Root: patients, then their studies, series and instances."""
-    STUDY_ROOT = "study"
-    """Study Root: studies (with patient attributes), series and instances."""
-
-    def _uid(self, service: int) -> str:
-        root = "1" if self is Model.PATIENT_ROOT else "2"
-        return f"1.2.840.10008.5.1.4.1.2.{root}.{service}"
-
-    def find_uid(self) -> str:
-        """The model's C-FIND SOP Class UID (PS3.4 C.6.1.3, C.6.2.3)."""
-        return self._uid(1)
-
-    def move_uid(self) -> str:
-        """The model's C-MOVE SOP Class UID."""
-        return self._uid(2)
-
-    def get_uid(self) -> str:
-        """The model's C-GET SOP Class UID."""
-        return self._uid(3)
 
 
 DEFAULT_KEYS: dict[Level, tuple[str, ...]] = {

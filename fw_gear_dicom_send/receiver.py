@@ -29,9 +29,9 @@ from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.transport import ThreadedAssociationServer
 
-from .contexts import VERIFICATION
 from .scu import set_no_delay
 from .storage import Layout, relative_path, write_atomically
+from .uids import VERIFICATION
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,10 @@ from pynetdicom.status import QR_GET_SERVICE_CLASS_STATUS, QR_MOVE_SERVICE_CLASS
 
 from .contexts import FALLBACK_SYNTAXES, Proposal
 from .errors import DicomSendError, UsageError
+from .peer import check_ae_title
 from .query import Level, Model, Query, find
 from .receiver import InstanceFiler
-from .scu import Client, check_ae_title, discard, release
+from .scu import Client, discard, release
 from .storage import Layout
 
 log = logging.getLogger(__name__)

@@ -37,167 +37,27 @@ from pynetdicom.dsutils import encode
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.presentation import PresentationContext
-from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS
 
-from .contexts import (
-    FALLBACK_SYNTAXES,
-    VERIFICATION,
-    Batch,
-    Proposal,
-    syntax_name,
-)
+from .contexts import FALLBACK_SYNTAXES, Batch, Proposal, syntax_name
 from .dicomfile import DicomInfo
-from .errors import AssociationError, UsageError
+from .errors import AssociationError
+from .items import Outcome, SendItem, association_lost, outcome_of_status, with_history
+from .peer import AssociationSettings, Peer
 from .pixels import decompress
-from .retry import Retrier, Retry, retry_of_status
+from .retry import Retrier, Retry
 from .status import InstanceStatus
 from .tagging import ProvenanceTag, tag_dataset
-from .tls import TlsSettings, client_context, explain_failure, speaks_tls
+from .tls import client_context, explain_failure, speaks_tls
+from .uids import VERIFICATION
 from .wire import Framer, Payload, PeerEnded, read_store_response, store_command
 
 log = logging.getLogger(__name__)
 
-WARNING_STATUSES = frozenset({0xB000, 0xB006, 0xB007})
-_AE_MAX = 16
 _REJECTED_TRANSIENT = 2
 _HELD_LOOP_DELAY = 0.01
 """Seconds between the DUL thread's idle loops while we hold the socket: at most
 this much later does it see the release or abort that follows."""
 _TLS_PROBE_TIMEOUT = 5.0
-
-
-def check_ae_title(value: str, what: str) -> str:
-    """Validate an AE title: 1-16 characters, no backslash or control characters.
-
-    Raises:
-        UsageError: The title is empty, too long, or has a forbidden character.
-    """
-    title = value.strip()
-    if not title or len(title) > _AE_MAX:
-        raise UsageError(f"{what} must be 1 to {_AE_MAX} characters, got {value!r}")
-    if "\\" in title or not title.isascii() or any(ord(c) < 32 for c in title):
-        raise UsageError(
-            f"{what} must be ASCII without backslash or control characters, "
-            f"got {value!r}"
-        )
-    return title
-
-
-@dataclass(frozen=True, slots=True)
-class Peer:
-    """The receiving DICOM node."""
-
-    host: str
-    port: int
-    called_ae: str
-
-    def __post_init__(self) -> None:
-        if not self.host:
-            raise UsageError("the receiver's host is empty")
-        if not 1 <= self.port <= 65535:
-            raise UsageError(f"port must be 1 to 65535, got {self.port}")
-        check_ae_title(self.called_ae, "called AE title")
-
-    def __str__(self) -> str:
-        return f"{self.called_ae}@{self.host}:{self.port}"
-
-
-@dataclass(frozen=True, slots=True)
-class AssociationSettings:
-    """How we associate: our AE title and the timeouts, in seconds."""
-
-    calling_ae: str = "flywheel"
-    connect_timeout: float = 15.0
-    """To open the TCP connection."""
-    acse_timeout: float = 30.0
-    """For the answer to an association request or release."""
-    dimse_timeout: float = 120.0
-    """For the answer to one C-STORE (a large instance takes its time)."""
-    network_timeout: float = 120.0
-    """Of silence on an open connection."""
-    tls: TlsSettings | None = None
-    """TLS for every association (None: plain TCP)."""
-
-    def __post_init__(self) -> None:
-        check_ae_title(self.calling_ae, "calling AE title")
-        for kind in ("connect", "acse", "dimse", "network"):
-            if getattr(self, f"{kind}_timeout") <= 0:
-                raise UsageError(f"{kind} timeout must be positive")
-
-
-@dataclass(frozen=True, slots=True)
-class SendItem:
-    """One instance to send."""
-
-    index: int
-    """Its row in the report."""
-    path: str
-    """The file, as text: a ``Path`` costs some 450 bytes more, and a send keeps
-    every item until it ends."""
-    info: DicomInfo
-    inserts: tuple[tuple[int, bytes], ...] | None
-    """Bytes to splice in when streaming; None when it must be decoded to send."""
-
-    @property
-    def sop_class_uid(self) -> str:
-        """SOP Class UID."""
-        return self.info.sop_class_uid
-
-    @property
-    def transfer_syntax(self) -> str:
-        """Transfer syntax of the file."""
-        return self.info.transfer_syntax
-
-    @property
-    def size(self) -> int:
-        """Bytes of the file."""
-        return self.info.size
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What became of one instance."""
-
-    status: InstanceStatus
-    dimse_status: int | None = None
-    reason: str = ""
-    transfer_syntax: str = ""
-    """The syntax it was sent in, when it went out."""
-    association_lost: bool = False
-    """The association died with this instance: it must not be used again."""
-    retry: Retry = Retry.FINAL
-    """Whether trying again may help."""
-
-
-def _lost(reason: str, retry: Retry) -> Outcome:
-    return Outcome(
-        InstanceStatus.FAILED, None, reason, association_lost=True, retry=retry
-    )
-
-
-def describe_status(code: int) -> str:
-    """A DIMSE status as ``0xA700 (Refused: Out of Resources)``."""
-    meaning = STORAGE_SERVICE_CLASS_STATUS.get(code, ("", ""))[1] or (
-        "Success" if code == 0x0000 else "unknown status"
-    )
-    return f"0x{code:04X} ({meaning})"
-
-
-def outcome_of_status(code: int, comment: str = "") -> Outcome:
-    """Map a C-STORE response status (and the peer's error comment) to an outcome."""
-    said = f": {comment}" if comment else ""
-    if code == 0x0000:
-        return Outcome(InstanceStatus.SENT, code)
-    if code in WARNING_STATUSES:
-        return Outcome(
-            InstanceStatus.WARNING, code, f"warning {describe_status(code)}{said}"
-        )
-    return Outcome(
-        InstanceStatus.FAILED,
-        code,
-        f"refused: {describe_status(code)}{said}",
-        retry=retry_of_status(code),
-    )
 
 
 @dataclass
@@ -486,21 +346,21 @@ class Client:
         transport = assoc.dul.socket
         sock = transport.socket if transport is not None else None
         if sock is None:
-            return _lost("association lost before sending", Retry.TRANSIENT)
+            return association_lost("association lost before sending", Retry.TRANSIENT)
         try:
             sent = self._framer.write(
                 sock, lambda: connected(assoc), (command, context_id, max_pdu), payload
             )
         except TimeoutError:  # it has part of the data set, never the whole
-            return _lost(
+            return association_lost(
                 f"association lost while sending: the receiver took nothing in for "
                 f"{self.settings.dimse_timeout:g} s (DIMSE timeout)",
                 Retry.TRANSIENT,
             )
         except OSError as exc:  # the file, mid-way: the peer has half a data set
-            return _lost(f"cannot read file: {exc}", Retry.FINAL)
+            return association_lost(f"cannot read file: {exc}", Retry.FINAL)
         if not sent:
-            return _lost(
+            return association_lost(
                 "association lost while sending (aborted by the peer or "
                 "connection closed)",
                 Retry.TRANSIENT,
@@ -508,17 +368,17 @@ class Client:
         try:
             rsp = read_store_response(sock)
         except TimeoutError:
-            return _lost(
+            return association_lost(
                 f"no response within {self.settings.dimse_timeout:g} s (DIMSE timeout)",
                 Retry.AMBIGUOUS,
             )
         except (PeerEnded, OSError) as exc:
             why = str(exc) or type(exc).__name__
-            return _lost(
+            return association_lost(
                 f"association lost before the response ({why})", Retry.AMBIGUOUS
             )
         if rsp.message_id != self._message_id:
-            return _lost(
+            return association_lost(
                 f"a C-STORE-RSP to message {rsp.message_id} came for message "
                 f"{self._message_id}",
                 Retry.AMBIGUOUS,
@@ -748,36 +608,3 @@ def _again(attempts: _Attempts, outcome: Outcome, retrier: Retrier) -> float | N
             wait,
         )
     return wait
-
-
-def with_history(
-    outcome: Outcome,
-    earlier: list[Outcome],
-    lost: str = "an association was lost after the data went out and before the "
-    "response",
-) -> Outcome:
-    """The final outcome, its reason telling of earlier attempts if there were.
-
-    Args:
-        outcome: The last attempt's outcome.
-        earlier: The outcomes of the attempts before it, first first.
-        lost: What an ambiguous earlier attempt means, for the report.
-    """
-    if not earlier:
-        return outcome
-    tries = f"{len(earlier) + 1} attempts"
-    if outcome.status.stored:
-        if any(o.retry is Retry.AMBIGUOUS for o in earlier):
-            note = (
-                f"sent again ({tries}): {lost}, so the receiver may have "
-                "received it twice"
-            )
-        else:
-            note = f"stored after {tries}; first: {earlier[0].reason}"
-        reason = f"{outcome.reason}; {note}" if outcome.reason else note
-        return dataclasses.replace(outcome, reason=reason)
-    if outcome.retry is Retry.FINAL:  # refused for good at the last attempt
-        return dataclasses.replace(outcome, reason=f"{outcome.reason} ({tries})")
-    return dataclasses.replace(
-        outcome, reason=f"{outcome.reason} ({tries}, retries given up)"
-    )

@@ -41,16 +41,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 
-from pydicom import dcmread
-from pydicom.dataset import FileMetaDataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import dcmwrite, write_file_meta_info
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
-from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS
-
 from .errors import UsageError
+from .items import Outcome, SendItem, outcome_of_status, with_history
 from .retry import Retrier, Retry, RetryPolicy
-from .scu import Outcome, SendItem, outcome_of_status, with_history
 from .status import InstanceStatus
 from .tagging import ProvenanceTag, tag_dataset
 from .tls import TlsSettings, client_context, speaks_tls
@@ -167,6 +160,8 @@ class StowSettings:
 
 def describe_reason(code: int) -> str:
     """A FailureReason or WarningReason as ``0xA700 (Refused: Out of Resources)``."""
+    from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS  # noqa: PLC0415 - rare
+
     meaning = (
         _REASONS.get(code)
         or STORAGE_SERVICE_CLASS_STATUS.get(code, ("", "unknown reason"))[1]
@@ -268,6 +263,12 @@ class _Part:
 
 def _part10_header(item: SendItem) -> bytes:
     """A preamble, ``DICM`` and a file meta group naming the item."""
+    # pydicom only once sending starts: ``dicom-send`` starts without it.
+    from pydicom.dataset import FileMetaDataset  # noqa: PLC0415
+    from pydicom.filebase import DicomBytesIO  # noqa: PLC0415
+    from pydicom.filewriter import write_file_meta_info  # noqa: PLC0415
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID  # noqa: PLC0415
+
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = UID(item.sop_class_uid)
     meta.MediaStorageSOPInstanceUID = UID(item.info.sop_instance_uid)
@@ -283,6 +284,9 @@ def _part10_header(item: SendItem) -> bytes:
 
 def _decoded(item: SendItem, tag: ProvenanceTag) -> bytes:
     """The whole file decoded, tagged and written again (deflated or odd files)."""
+    from pydicom import dcmread  # noqa: PLC0415 - see _part10_header
+    from pydicom.filewriter import dcmwrite  # noqa: PLC0415
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = dcmread(item.path, force=True)

@@ -11,8 +11,7 @@ as it is sent) and the decoding path (:func:`tag_dataset`).
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
-
-from pydicom.dataset import Dataset
+from typing import TYPE_CHECKING
 
 from .dicomfile import DicomInfo, Encoding
 from .errors import DicomSendError, UsageError
@@ -23,6 +22,9 @@ DEFAULT_VALUE = "DICOM Send"
 _LO_MAX = 64
 _FIRST_CREATOR_SLOT = 0x10
 _LAST_CREATOR_SLOT = 0xFF
+
+if TYPE_CHECKING:  # only the decoding path, in a worker, has datasets
+    from pydicom.dataset import Dataset
 
 
 class TaggingError(DicomSendError):
@@ -198,7 +200,7 @@ def _value_bytes(value: object) -> bytes | None:
     return None
 
 
-def tag_dataset(ds: Dataset, tag: ProvenanceTag) -> None:
+def tag_dataset(ds: "Dataset", tag: ProvenanceTag) -> None:
     """Add the provenance element to a decoded dataset, by the same rule as splice.
 
     Raises:

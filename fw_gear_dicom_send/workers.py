@@ -8,6 +8,12 @@ series, so a series stays on one association where the split allows; a series is
 into contiguous runs only when there are fewer series than workers. Outcomes and log
 records come back over one queue; a worker that cannot associate, dies or is
 interrupted accounts for its own items only.
+
+The workers are forked by a :class:`Sender`: a process of its own that imports the
+sending modules (pynetdicom and pydicom: some 0.25 s) as soon as it starts. Started
+first, it imports on the other core while this process lists and probes the files,
+which need neither; this process never imports them for a send over several
+associations.
 """
 
 import logging
@@ -22,9 +28,10 @@ from typing import Any
 
 from .contexts import plan_batches
 from .errors import AssociationError
+from .items import Outcome, SendItem
 from .logs import OneLine
+from .peer import AssociationSettings, Peer
 from .retry import Retrier, RetryPolicy
-from .scu import AssociationSettings, Client, Outcome, Peer, SendItem, store_all
 from .tagging import ProvenanceTag
 
 log = logging.getLogger(__name__)
@@ -79,6 +86,120 @@ def _cut(units: list[list[SendItem]], workers: int) -> list[list[SendItem]]:
     ]
 
 
+def _context() -> Any:
+    """Fork, or the fork server if this process runs other threads.
+
+    Forking is cheap and keeps the processes our children, whose CPU time we then
+    account for; but forking a process that runs other threads (an embedded
+    receiver, a test) can copy a held lock, so then a fork server, importing the
+    sending modules once, forks them instead.
+    """
+    if threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["fw_gear_dicom_send.scu"])
+    return context
+
+
+class Sender:
+    """The process that runs the jobs, forking their workers (:func:`run_jobs`).
+
+    It imports the sending modules as soon as it starts, then waits for the jobs.
+    Outcomes and log records come back over a pipe. Start it before listing and
+    probing; :meth:`close` it in any case.
+    """
+
+    def __init__(self) -> None:
+        context = _context()
+        self._conn, child = context.Pipe()
+        self._process = context.Process(
+            target=_serve, args=(child, self._conn), name="dicom-send-sender"
+        )
+        self._process.start()
+        child.close()
+        self._used = False
+
+    def run(
+        self, jobs: Sequence[Job], on_outcome: Callable[[SendItem, Outcome], None]
+    ) -> dict[int, str]:
+        """Have the jobs run; report each outcome as it comes (see run_jobs).
+
+        Raises:
+            KeyboardInterrupt: Interrupted; the workers abort their associations.
+        """
+        by_index = {item.index: item for job in jobs for item in job.items}
+        self._used = True
+        self._conn.send(list(jobs))
+        while True:
+            try:
+                message = self._conn.recv()
+            except EOFError:  # it died: its workers account for nothing more
+                self._process.join(timeout=5)
+                why = f"sender process ended (exit code {self._process.exitcode})"
+                return {job.number: why for job in jobs}
+            if isinstance(message, logging.LogRecord):
+                logging.getLogger(message.name).handle(message)
+                continue
+            kind, *rest = message
+            if kind == "outcome":
+                index, outcome = rest
+                on_outcome(by_index[index], outcome)
+            else:  # "end": why each worker that stopped early stopped
+                stopped: dict[int, str] = rest[0]
+                return stopped
+
+    def close(self) -> None:
+        """Wait for it to end; unused, it is stopped mid-import."""
+        self._conn.close()
+        if not self._used:
+            self._process.terminate()
+        self._process.join(timeout=5)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+
+
+class _Forward:
+    """A queue for a QueueHandler that sends each record down a pipe."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def put_nowait(self, record: logging.LogRecord) -> None:
+        self._conn.send(record)
+
+
+def _serve(conn: Any, ours: Any) -> None:
+    """The sender process: import, then run the jobs that come (if any).
+
+    Args:
+        conn: Its end of the pipe.
+        ours: The other end, which a forked child holds a copy of: closed at once,
+            or this end would never see the end of the pipe.
+    """
+    ours.close()
+    from . import scu  # noqa: F401, PLC0415 - what this process is for
+
+    try:
+        jobs: list[Job] = conn.recv()
+    except EOFError:
+        return  # nothing to send over several associations after all
+    handler = logging.handlers.QueueHandler(_Forward(conn))  # type: ignore[arg-type]
+    handler.addFilter(OneLine())  # the record crosses as text: no traceback in it
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG)
+    for name, level in jobs[0].log_levels if jobs else ():
+        logging.getLogger(name).setLevel(level)
+    try:
+        stopped = run_jobs(
+            jobs, lambda item, outcome: conn.send(("outcome", item.index, outcome))
+        )
+    except KeyboardInterrupt:
+        return  # the main process was interrupted too, and says so
+    conn.send(("end", stopped))
+
+
 def run_jobs(
     jobs: Sequence[Job], on_outcome: Callable[[SendItem, Outcome], None]
 ) -> dict[int, str]:
@@ -91,15 +212,7 @@ def run_jobs(
     Raises:
         KeyboardInterrupt: Interrupted; the workers abort their associations.
     """
-    # Forking is cheap (nothing to import again) and keeps the workers our
-    # children, whose CPU time we then account for; but forking a process that
-    # runs other threads (an embedded receiver, a test) can copy a held lock, so
-    # then a fork server, importing this package once, forks them instead.
-    if threading.active_count() == 1:
-        context: Any = multiprocessing.get_context("fork")
-    else:
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__])
+    context = _context()
     results: Any = context.Queue()
     processes = {
         job.number: context.Process(
@@ -159,6 +272,8 @@ def _work(job: Job, results: Any) -> None:
     root.setLevel(logging.DEBUG)
     for name, level in job.log_levels:
         logging.getLogger(name).setLevel(level)
+    from .scu import Client, store_all  # noqa: PLC0415 - imported by the sender
+
     client = Client(job.peer, job.association)
     try:
         for item, outcome in store_all(

@@ -240,3 +240,16 @@ def test_no_patient_name_in_the_most_verbose_log(
     assert "DEBUG pynetdicom" in result.stderr  # the log really is verbose
     assert "Sample^Synthetic" not in result.stderr + result.stdout
     assert "Synthetic" not in result.stderr + result.stdout
+
+
+def test_the_sending_process_starts_without_pydicom_or_pynetdicom() -> None:
+    """``send`` lists and probes while its sender process imports them: the
+    command line, the engine and the gear's settings must not import them."""
+    check = (
+        "import sys, fw_gear_dicom_send.cli, fw_gear_dicom_send.parser; "
+        "print(sorted({'pydicom', 'pynetdicom', 'numpy'} & set(sys.modules)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"

@@ -127,3 +127,17 @@ def test_a_tiny_file_is_not_dicom(length: int, tmp_path: Path) -> None:
     path.write_bytes(b"\x08\x00note 0\n"[:length])
     with pytest.raises(NotSendable):
         probe(path, 0x0021)
+
+
+def test_our_uids_are_pydicoms() -> None:
+    from pydicom import uid
+    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+    from fw_gear_dicom_send import uids
+
+    assert uid.ImplicitVRLittleEndian == uids.IMPLICIT_VR_LITTLE_ENDIAN
+    assert uid.ExplicitVRLittleEndian == uids.EXPLICIT_VR_LITTLE_ENDIAN
+    assert uid.DeflatedExplicitVRLittleEndian == uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
+    assert uid.ExplicitVRBigEndian == uids.EXPLICIT_VR_BIG_ENDIAN
+    assert uid.MediaStorageDirectoryStorage == uids.MEDIA_STORAGE_DIRECTORY
+    assert Verification == uids.VERIFICATION

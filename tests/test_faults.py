@@ -20,10 +20,11 @@ from test_cli import run, send_args
 
 from fw_gear_dicom_send.contexts import Proposal
 from fw_gear_dicom_send.engine import RunResult, SendRequest, send
+from fw_gear_dicom_send.peer import AssociationSettings, Peer
 from fw_gear_dicom_send.receiver import StorageReceiver
 from fw_gear_dicom_send.retry import RetryPolicy
 from fw_gear_dicom_send.samples import copy_as_new, write_multiframe, write_series
-from fw_gear_dicom_send.scu import AssociationSettings, Client, Peer, release
+from fw_gear_dicom_send.scu import Client, release
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
 
 SENT = InstanceStatus.SENT

@@ -12,8 +12,9 @@ from pydicom import dcmread
 from pydicom.filewriter import dcmwrite
 
 from fw_gear_dicom_send.engine import SendRequest, send
+from fw_gear_dicom_send.peer import AssociationSettings, Peer
 from fw_gear_dicom_send.samples import make_ct, write_series
-from fw_gear_dicom_send.scu import AssociationSettings, Client, Peer
+from fw_gear_dicom_send.scu import Client
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
 
 pytestmark = pytest.mark.peer

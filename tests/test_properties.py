@@ -78,7 +78,7 @@ def test_every_member_gets_exactly_one_row(
     members: list[bytes], with_ct: bool, tmp_path: Path
 ) -> None:
     from fw_gear_dicom_send.engine import SendRequest
-    from fw_gear_dicom_send.scu import Peer
+    from fw_gear_dicom_send.peer import Peer
 
     archive = tmp_path / "in.zip"
     archive.unlink(missing_ok=True)

@@ -26,11 +26,12 @@ from fw_gear_dicom_send.cli import main
 from fw_gear_dicom_send.contexts import Proposal
 from fw_gear_dicom_send.dicomfile import probe
 from fw_gear_dicom_send.engine import SendRequest, send
+from fw_gear_dicom_send.peer import AssociationSettings, Peer
 from fw_gear_dicom_send.receiver import StorageReceiver
 from fw_gear_dicom_send.report import COLUMNS
 from fw_gear_dicom_send.retry import Retrier, RetryPolicy
 from fw_gear_dicom_send.samples import make_ct
-from fw_gear_dicom_send.scu import AssociationSettings, Client, Peer, release
+from fw_gear_dicom_send.scu import Client, release
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
 
 SENT = InstanceStatus.SENT
@@ -359,7 +360,8 @@ def test_a_file_gone_since_it_was_probed_fails_alone(
     receiver: StorageReceiver, tmp_path: Path
 ) -> None:
     from fw_gear_dicom_send.contexts import plan_batches
-    from fw_gear_dicom_send.scu import SendItem, store_all
+    from fw_gear_dicom_send.items import SendItem
+    from fw_gear_dicom_send.scu import store_all
     from fw_gear_dicom_send.tagging import ProvenanceTag, splice
 
     items = []

@@ -14,9 +14,10 @@ from test_send import AbortingReceiver
 
 from fw_gear_dicom_send.engine import RunResult, SendRequest, send
 from fw_gear_dicom_send.errors import UsageError
+from fw_gear_dicom_send.peer import AssociationSettings, Peer
 from fw_gear_dicom_send.receiver import StorageReceiver
 from fw_gear_dicom_send.samples import write_series
-from fw_gear_dicom_send.scu import AssociationSettings, Client, Peer
+from fw_gear_dicom_send.scu import Client
 from fw_gear_dicom_send.status import ExitStatus
 from fw_gear_dicom_send.tls import (
     DEFAULT_PROFILE,

@@ -11,10 +11,11 @@ from test_tls import mutual
 
 from fw_gear_dicom_send.dicomfile import probe
 from fw_gear_dicom_send.engine import SendRequest, send
+from fw_gear_dicom_send.items import SendItem
+from fw_gear_dicom_send.peer import AssociationSettings, Peer
 from fw_gear_dicom_send.receiver import StorageReceiver
 from fw_gear_dicom_send.retry import RetryPolicy
 from fw_gear_dicom_send.samples import write_series
-from fw_gear_dicom_send.scu import AssociationSettings, Peer, SendItem
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
 from fw_gear_dicom_send.workers import split
 

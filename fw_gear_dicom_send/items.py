@@ -1,0 +1,126 @@
+"""What is sent, and what becomes of it: send items and their outcomes.
+
+Values only, shared by the C-STORE and STOW-RS senders, the worker processes and
+the report; nothing here imports pydicom or pynetdicom, so that the process that
+lists, probes and reports starts fast.
+"""
+
+import dataclasses
+from dataclasses import dataclass
+
+from .dicomfile import DicomInfo
+from .retry import Retry, retry_of_status
+from .status import InstanceStatus
+
+WARNING_STATUSES = frozenset({0xB000, 0xB006, 0xB007})
+
+
+@dataclass(frozen=True, slots=True)
+class SendItem:
+    """One instance to send."""
+
+    index: int
+    """Its row in the report."""
+    path: str
+    """The file, as text: a ``Path`` costs some 450 bytes more, and a send keeps
+    every item until it ends."""
+    info: DicomInfo
+    inserts: tuple[tuple[int, bytes], ...] | None
+    """Bytes to splice in when streaming; None when it must be decoded to send."""
+
+    @property
+    def sop_class_uid(self) -> str:
+        """SOP Class UID."""
+        return self.info.sop_class_uid
+
+    @property
+    def transfer_syntax(self) -> str:
+        """Transfer syntax of the file."""
+        return self.info.transfer_syntax
+
+    @property
+    def size(self) -> int:
+        """Bytes of the file."""
+        return self.info.size
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one instance."""
+
+    status: InstanceStatus
+    dimse_status: int | None = None
+    reason: str = ""
+    transfer_syntax: str = ""
+    """The syntax it was sent in, when it went out."""
+    association_lost: bool = False
+    """The association died with this instance: it must not be used again."""
+    retry: Retry = Retry.FINAL
+    """Whether trying again may help."""
+
+
+def association_lost(reason: str, retry: Retry) -> Outcome:
+    """A failure that took the association with it."""
+    return Outcome(
+        InstanceStatus.FAILED, None, reason, association_lost=True, retry=retry
+    )
+
+
+def describe_status(code: int) -> str:
+    """A DIMSE status as ``0xA700 (Refused: Out of Resources)``."""
+    from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS  # noqa: PLC0415 - rare
+
+    meaning = STORAGE_SERVICE_CLASS_STATUS.get(code, ("", ""))[1] or (
+        "Success" if code == 0x0000 else "unknown status"
+    )
+    return f"0x{code:04X} ({meaning})"
+
+
+def outcome_of_status(code: int, comment: str = "") -> Outcome:
+    """Map a C-STORE response status (and the peer's error comment) to an outcome."""
+    said = f": {comment}" if comment else ""
+    if code == 0x0000:
+        return Outcome(InstanceStatus.SENT, code)
+    if code in WARNING_STATUSES:
+        return Outcome(
+            InstanceStatus.WARNING, code, f"warning {describe_status(code)}{said}"
+        )
+    return Outcome(
+        InstanceStatus.FAILED,
+        code,
+        f"refused: {describe_status(code)}{said}",
+        retry=retry_of_status(code),
+    )
+
+
+def with_history(
+    outcome: Outcome,
+    earlier: list[Outcome],
+    lost: str = "an association was lost after the data went out and before the "
+    "response",
+) -> Outcome:
+    """The final outcome, its reason telling of earlier attempts if there were.
+
+    Args:
+        outcome: The last attempt's outcome.
+        earlier: The outcomes of the attempts before it, first first.
+        lost: What an ambiguous earlier attempt means, for the report.
+    """
+    if not earlier:
+        return outcome
+    tries = f"{len(earlier) + 1} attempts"
+    if outcome.status.stored:
+        if any(o.retry is Retry.AMBIGUOUS for o in earlier):
+            note = (
+                f"sent again ({tries}): {lost}, so the receiver may have "
+                "received it twice"
+            )
+        else:
+            note = f"stored after {tries}; first: {earlier[0].reason}"
+        reason = f"{outcome.reason}; {note}" if outcome.reason else note
+        return dataclasses.replace(outcome, reason=reason)
+    if outcome.retry is Retry.FINAL:  # refused for good at the last attempt
+        return dataclasses.replace(outcome, reason=f"{outcome.reason} ({tries})")
+    return dataclasses.replace(
+        outcome, reason=f"{outcome.reason} ({tries}, retries given up)"
+    )
