@@ -22,7 +22,7 @@ import multiprocessing
 import queue as queue_module
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,7 +129,9 @@ class Sender:
         """
         by_index = {item.index: item for job in jobs for item in job.items}
         self._used = True
-        self._conn.send(list(jobs))
+        for job in jobs:  # one by one: it starts each worker as its job comes
+            self._conn.send(job)
+        self._conn.send(None)
         while True:
             try:
                 message = self._conn.recv()
@@ -180,30 +182,43 @@ def _serve(conn: Any, ours: Any) -> None:
     ours.close()
     from . import scu  # noqa: F401, PLC0415 - what this process is for
 
-    try:
-        jobs: list[Job] = conn.recv()
-    except EOFError:
-        return  # nothing to send over several associations after all
     handler = logging.handlers.QueueHandler(_Forward(conn))  # type: ignore[arg-type]
     handler.addFilter(OneLine())  # the record crosses as text: no traceback in it
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG)
-    for name, level in jobs[0].log_levels if jobs else ():
-        logging.getLogger(name).setLevel(level)
     try:
         stopped = run_jobs(
-            jobs, lambda item, outcome: conn.send(("outcome", item.index, outcome))
+            _received(conn),
+            lambda index, outcome: conn.send(("outcome", index, outcome)),
         )
+    except EOFError:
+        return  # nothing to send over several associations after all
     except KeyboardInterrupt:
         return  # the main process was interrupted too, and says so
     conn.send(("end", stopped))
 
 
+def _received(conn: Any) -> Iterator[Job]:
+    """The jobs as they come down the pipe, until None."""
+    while (job := conn.recv()) is not None:
+        for name, level in job.log_levels:
+            logging.getLogger(name).setLevel(level)
+        yield job
+
+
 def run_jobs(
-    jobs: Sequence[Job], on_outcome: Callable[[SendItem, Outcome], None]
+    jobs: Iterable[Job], on_outcome: Callable[[int, Outcome], None]
 ) -> dict[int, str]:
-    """Run the jobs in parallel processes; report each outcome as it comes.
+    """Run each job in a process of its own; report each outcome as it comes.
+
+    A job's worker starts as soon as the job comes, and the job is not kept: the
+    memory of a worker, forked from here, holds its own job only (the 10,000
+    items of a large send are not copied into each of them).
+
+    Args:
+        jobs: The jobs.
+        on_outcome: Called with each item's index and outcome.
 
     Returns:
         For each worker that stopped early, why (its items not reported were not
@@ -214,15 +229,14 @@ def run_jobs(
     """
     context = _context()
     results: Any = context.Queue()
-    processes = {
-        job.number: context.Process(
+    processes = {}
+    for job in jobs:
+        process = context.Process(
             target=_work, args=(job, results), name=f"dicom-send-{job.number}"
         )
-        for job in jobs
-    }
-    by_index = {item.index: item for job in jobs for item in job.items}
-    for process in processes.values():
-        process.start()
+        process.start()  # which drops its reference to the job
+        processes[job.number] = process
+        del job
     stopped: dict[int, str] = {}
     running = set(processes)
     try:
@@ -246,7 +260,7 @@ def run_jobs(
             kind, number, *rest = message
             if kind == "outcome":
                 index, outcome = rest
-                on_outcome(by_index[index], outcome)
+                on_outcome(index, outcome)
             elif kind == "stopped":
                 stopped[number] = rest[0]
             elif kind == "done":
