@@ -5,15 +5,16 @@ than one; processes do (``../shared/notes/performance.md``). Each worker is a
 process with its own :class:`~fw_gear_dicom_send.scu.Client` (TLS context included),
 retry budget and associations; nothing network-related is shared. Items are split by
 series, so a series stays on one association where the split allows; a series is cut
-into contiguous runs only when there are fewer series than workers. Outcomes and log
-records come back over one queue; a worker that cannot associate, dies or is
-interrupted accounts for its own items only.
+into even contiguous runs only when there are fewer series than workers. A worker
+that cannot associate, dies or is interrupted accounts for its own items only.
 
 The workers are forked by a :class:`Sender`: a process of its own that imports the
 sending modules (pynetdicom and pydicom: some 0.25 s) as soon as it starts. Started
 first, it imports on the other core while this process lists and probes the files,
 which need neither; this process never imports them for a send over several
-associations.
+associations. The jobs go down a pipe to the sender, which starts each worker as
+its job comes; outcomes and log records come back from the workers over one queue
+to the sender, and from the sender up the pipe.
 """
 
 import logging
