@@ -188,7 +188,7 @@ def send(
 def _run(
     request: SendRequest,
     paths: list[Path],
-    connections: "_Connections",
+    connections: _Connections,
     on_progress: ProgressCallback | None,
 ) -> RunResult:
     """List, probe, send (and verify): the rows of every input file."""
