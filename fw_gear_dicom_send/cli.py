@@ -27,13 +27,12 @@ from .errors import AssociationError, UsageError
 from .items import describe_status
 from .levels import Level, Model
 from .logs import configure_logging
-from .peer import AssociationSettings, Peer, check_ae_title
+from .peer import AssociationSettings, Peer, StowSettings, check_ae_title, parse_auth
 from .report import read_stored, write_csv
 from .results import Format, RowWriter, SqliteWriter, open_writer, sqlite_path
 from .retry import RetryPolicy
 from .status import ExitStatus
 from .storage import Layout
-from .stow import StowSettings, parse_auth
 from .tagging import DEFAULT_CREATOR, DEFAULT_VALUE, ProvenanceTag, parse_group
 from .tls import (
     DEFAULT_PROFILE,

@@ -18,12 +18,10 @@ from .dicomfile import NotSendable, probe
 from .errors import AssociationError, MalformedDicomError, UsageError
 from .inputs import InputFile, InputProblem, Limits, check_paths, collect
 from .items import Outcome, SendItem
-from .peer import AssociationSettings, Peer
+from .peer import AssociationSettings, Peer, StowSettings
 from .report import Row, Summary, summarize
 from .retry import Retrier, RetryPolicy
 from .status import ExitStatus, InstanceStatus
-from .stow import StowSettings
-from .stow import store_all as stow_all
 from .tagging import ProvenanceTag, TaggingError, splice
 from .tls import client_context, risks
 from .workers import Job, Sender, split
@@ -360,7 +358,9 @@ def _stow_items(
         stow.batch,
         stow.parallel,
     )
-    stow_all(stow, items, request.tag, request.retry, recorder)
+    from .stow import store_all  # noqa: PLC0415 - http.client, only for STOW-RS
+
+    store_all(stow, items, request.tag, request.retry, recorder)
 
 
 def _send_items(

@@ -17,9 +17,8 @@ from typing import Any
 
 from .engine import DEFAULT_ASSOCIATIONS
 from .errors import UsageError
-from .peer import AssociationSettings, Peer, check_ae_title
+from .peer import AssociationSettings, Peer, StowSettings, check_ae_title, parse_auth
 from .retry import RetryPolicy
-from .stow import StowSettings, parse_auth
 from .tagging import DEFAULT_CREATOR, DEFAULT_VALUE, ProvenanceTag, parse_group
 from .tls import DEFAULT_PROFILE, TlsSettings, parse_profile
 

@@ -1,6 +1,12 @@
-"""The receiving DICOM node, and how we associate with it."""
+"""The receiver and how we reach it: a DICOM node by association, or STOW-RS.
 
-from dataclasses import dataclass
+Values only: the main process of a send holds these without importing pynetdicom
+or the HTTP client.
+"""
+
+import base64
+import urllib.parse
+from dataclasses import dataclass, field
 
 from .errors import UsageError
 from .tls import TlsSettings
@@ -65,3 +71,75 @@ class AssociationSettings:
         for kind in ("connect", "acse", "dimse", "network"):
             if getattr(self, f"{kind}_timeout") <= 0:
                 raise UsageError(f"{kind} timeout must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class StowAuth:
+    """An Authorization header value; never shown."""
+
+    header: str = field(repr=False)
+
+
+def parse_auth(text: str) -> StowAuth:
+    """``bearer:TOKEN`` or ``basic:USER:PASSWORD``.
+
+    Raises:
+        UsageError: Neither form (the message does not repeat the secret).
+    """
+    kind, _, rest = text.strip().partition(":")
+    kind = kind.lower()
+    if kind == "bearer" and rest:
+        return StowAuth(f"Bearer {rest}")
+    if kind == "basic" and ":" in rest:
+        token = base64.b64encode(rest.encode("utf-8")).decode("ascii")
+        return StowAuth(f"Basic {token}")
+    raise UsageError(
+        "the STOW-RS credential must be bearer:TOKEN or basic:USER:PASSWORD"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StowSettings:
+    """Where and how to STOW.
+
+    Raises:
+        UsageError: The URL is not http(s) with a host, or a number is out of range.
+    """
+
+    url: str
+    """The DICOMweb service root, e.g. ``https://pacs/dicom-web`` (``/studies`` is
+    added unless the URL ends with it)."""
+    auth: StowAuth | None = None
+    batch: int = 20
+    """Instances per request (also capped at 256 MB per request)."""
+    parallel: int = 4
+    """Requests at once."""
+    timeout: float = 120.0
+    """Seconds of silence on a connection before it counts as broken."""
+    tls: TlsSettings | None = None
+    """For https: CA and client certificate options; verified by default."""
+
+    def __post_init__(self) -> None:
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(
+                f"the STOW-RS URL must be http(s)://host/..., got {self.url!r}"
+            )
+        if not 1 <= self.batch <= 1000:
+            raise UsageError("the STOW-RS batch must be 1 to 1000 instances")
+        if not 1 <= self.parallel <= 32:
+            raise UsageError("STOW-RS requests at once must be 1 to 32")
+        if self.timeout <= 0:
+            raise UsageError("the STOW-RS timeout must be positive")
+
+    @property
+    def endpoint(self) -> urllib.parse.SplitResult:
+        """The URL of the Store Instances resource."""
+        parts = urllib.parse.urlsplit(self.url)
+        path = parts.path.rstrip("/")
+        if not path.endswith("/studies"):
+            path += "/studies"
+        return parts._replace(path=path)
+
+    def __str__(self) -> str:
+        return urllib.parse.urlunsplit(self.endpoint._replace(query="", fragment=""))

@@ -16,8 +16,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import backoff
-
 
 class Retry(enum.Enum):
     """Whether an outcome is worth another try."""
@@ -61,6 +59,8 @@ class Retrier:
 
     def waits(self) -> Iterator[float]:
         """Waits before each further attempt, until the budget runs out."""
+        import backoff  # noqa: PLC0415 - it imports asyncio: 40 ms at every start
+
         policy = self.policy
         for wait in backoff.expo(factor=policy.first_wait, max_value=policy.max_wait):
             if wait is None:  # the generator's priming value

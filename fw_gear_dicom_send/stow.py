@@ -23,7 +23,6 @@ connection per thread. TLS (https) verifies the server by default, with the same
 options as DIMSE.
 """
 
-import base64
 import http.client
 import io
 import json
@@ -34,15 +33,14 @@ import socket
 import ssl
 import threading
 import time
-import urllib.parse
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 
-from .errors import UsageError
 from .items import Outcome, SendItem, outcome_of_status, with_history
+from .peer import StowSettings
 from .retry import Retrier, Retry, RetryPolicy
 from .status import InstanceStatus
 from .tagging import ProvenanceTag, tag_dataset
@@ -52,10 +50,7 @@ from .wire import Payload
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "StowAuth",
-    "StowSettings",
     "describe_reason",
-    "parse_auth",
     "parse_response",
     "store_all",
 ]
@@ -84,78 +79,6 @@ _REASONS = {
     0xC122: "Referenced Transfer Syntax not supported",
 }
 _TRANSIENT_REASONS = frozenset({0x0110})
-
-
-@dataclass(frozen=True, slots=True)
-class StowAuth:
-    """An Authorization header value; never shown."""
-
-    header: str = field(repr=False)
-
-
-def parse_auth(text: str) -> StowAuth:
-    """``bearer:TOKEN`` or ``basic:USER:PASSWORD``.
-
-    Raises:
-        UsageError: Neither form (the message does not repeat the secret).
-    """
-    kind, _, rest = text.strip().partition(":")
-    kind = kind.lower()
-    if kind == "bearer" and rest:
-        return StowAuth(f"Bearer {rest}")
-    if kind == "basic" and ":" in rest:
-        token = base64.b64encode(rest.encode("utf-8")).decode("ascii")
-        return StowAuth(f"Basic {token}")
-    raise UsageError(
-        "the STOW-RS credential must be bearer:TOKEN or basic:USER:PASSWORD"
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class StowSettings:
-    """Where and how to STOW.
-
-    Raises:
-        UsageError: The URL is not http(s) with a host, or a number is out of range.
-    """
-
-    url: str
-    """The DICOMweb service root, e.g. ``https://pacs/dicom-web`` (``/studies`` is
-    added unless the URL ends with it)."""
-    auth: StowAuth | None = None
-    batch: int = 20
-    """Instances per request (also capped at 256 MB per request)."""
-    parallel: int = 4
-    """Requests at once."""
-    timeout: float = 120.0
-    """Seconds of silence on a connection before it counts as broken."""
-    tls: TlsSettings | None = None
-    """For https: CA and client certificate options; verified by default."""
-
-    def __post_init__(self) -> None:
-        parts = urllib.parse.urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UsageError(
-                f"the STOW-RS URL must be http(s)://host/..., got {self.url!r}"
-            )
-        if not 1 <= self.batch <= 1000:
-            raise UsageError("the STOW-RS batch must be 1 to 1000 instances")
-        if not 1 <= self.parallel <= 32:
-            raise UsageError("STOW-RS requests at once must be 1 to 32")
-        if self.timeout <= 0:
-            raise UsageError("the STOW-RS timeout must be positive")
-
-    @property
-    def endpoint(self) -> urllib.parse.SplitResult:
-        """The URL of the Store Instances resource."""
-        parts = urllib.parse.urlsplit(self.url)
-        path = parts.path.rstrip("/")
-        if not path.endswith("/studies"):
-            path += "/studies"
-        return parts._replace(path=path)
-
-    def __str__(self) -> str:
-        return urllib.parse.urlunsplit(self.endpoint._replace(query="", fragment=""))
 
 
 def describe_reason(code: int) -> str:

@@ -13,18 +13,18 @@ sending modules (pynetdicom and pydicom: some 0.25 s) as soon as it starts. Star
 first, it imports on the other core while this process lists and probes the files,
 which need neither; this process never imports them for a send over several
 associations. The jobs go down a pipe to the sender, which starts each worker as
-its job comes; outcomes and log records come back from the workers over one queue
-to the sender, and from the sender up the pipe.
+its job comes; outcomes and log records come straight up from the workers, over
+one pipe that they and the sender share.
 """
 
 import logging
 import logging.handlers
 import multiprocessing
-import queue as queue_module
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from .contexts import plan_batches
@@ -36,8 +36,6 @@ from .retry import Retrier, RetryPolicy
 from .tagging import ProvenanceTag
 
 log = logging.getLogger(__name__)
-
-_POLL = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,28 +100,62 @@ def _context() -> Any:
     return context
 
 
+class _Up:
+    """The way up to the main process, shared by the sender and its workers.
+
+    One pipe for all of them: each message is pickled first, then written whole
+    under a lock, so that messages never interleave. A worker's outcomes thus reach
+    the main process directly, in one hop, and with no feeder thread in the worker
+    to contend for its interpreter lock with the sending.
+    """
+
+    def __init__(self, conn: Any, lock: Any) -> None:
+        self._conn = conn
+        self._lock = lock
+
+    def put(self, message: object) -> None:
+        """Send a message up."""
+        data = ForkingPickler.dumps(message)
+        with self._lock:
+            self._conn.send_bytes(data)
+
+    put_nowait = put
+    """For a :class:`logging.handlers.QueueHandler`."""
+
+
 class Sender:
     """The process that runs the jobs, forking their workers (:func:`run_jobs`).
 
     It imports the sending modules as soon as it starts, then waits for the jobs.
-    Outcomes and log records come back over a pipe. Start it before listing and
-    probing; :meth:`close` it in any case.
+    Outcomes and log records come straight from the workers over one pipe. Start
+    it before listing and probing; :meth:`close` it in any case.
     """
 
     def __init__(self) -> None:
         context = _context()
-        self._conn, child = context.Pipe()
+        jobs_in, self._jobs = context.Pipe(duplex=False)
+        self._messages, messages_out = context.Pipe(duplex=False)
+        # Kept: by a fork server, the sender opens the lock by name, after start().
+        self._lock = context.Lock()
         self._process = context.Process(
-            target=_serve, args=(child, self._conn), name="dicom-send-sender"
+            target=_serve,
+            args=(jobs_in, _Up(messages_out, self._lock), self._jobs),
+            name="dicom-send-sender",
         )
         self._process.start()
-        child.close()
+        # Ours closed, the pipe up ends when the sender and its workers are gone.
+        jobs_in.close()
+        messages_out.close()
         self._used = False
 
     def run(
         self, jobs: Sequence[Job], on_outcome: Callable[[SendItem, Outcome], None]
     ) -> dict[int, str]:
-        """Have the jobs run; report each outcome as it comes (see run_jobs).
+        """Have the jobs run; report each outcome as it comes.
+
+        Returns:
+            For each worker that stopped early, why (its items not reported were
+            not sent).
 
         Raises:
             KeyboardInterrupt: Interrupted; the workers abort their associations.
@@ -131,15 +163,16 @@ class Sender:
         by_index = {item.index: item for job in jobs for item in job.items}
         self._used = True
         for job in jobs:  # one by one: it starts each worker as its job comes
-            self._conn.send(job)
-        self._conn.send(None)
+            self._jobs.send(job)
+        self._jobs.send(None)
+        stopped: dict[int, str] = {}
         while True:
             try:
-                message = self._conn.recv()
+                message = self._messages.recv()
             except EOFError:  # it died: its workers account for nothing more
                 self._process.join(timeout=5)
                 why = f"sender process ended (exit code {self._process.exitcode})"
-                return {job.number: why for job in jobs}
+                return {job.number: stopped.get(job.number, why) for job in jobs}
             if isinstance(message, logging.LogRecord):
                 logging.getLogger(message.name).handle(message)
                 continue
@@ -147,13 +180,16 @@ class Sender:
             if kind == "outcome":
                 index, outcome = rest
                 on_outcome(by_index[index], outcome)
-            else:  # "end": why each worker that stopped early stopped
-                stopped: dict[int, str] = rest[0]
+            elif kind == "stopped":  # a worker's own reason comes first
+                number, why = rest
+                stopped.setdefault(number, why)
+            else:  # "end": every worker has ended, and said what it did
                 return stopped
 
     def close(self) -> None:
         """Wait for it to end; unused, it is stopped mid-import."""
-        self._conn.close()
+        self._jobs.close()
+        self._messages.close()
         if not self._used:
             self._process.terminate()
         self._process.join(timeout=5)
@@ -162,42 +198,38 @@ class Sender:
             self._process.join()
 
 
-class _Forward:
-    """A queue for a QueueHandler that sends each record down a pipe."""
-
-    def __init__(self, conn: Any) -> None:
-        self._conn = conn
-
-    def put_nowait(self, record: logging.LogRecord) -> None:
-        self._conn.send(record)
-
-
-def _serve(conn: Any, ours: Any) -> None:
+def _serve(jobs_in: Any, up: _Up, theirs: Any) -> None:
     """The sender process: import, then run the jobs that come (if any).
 
     Args:
-        conn: Its end of the pipe.
-        ours: The other end, which a forked child holds a copy of: closed at once,
-            or this end would never see the end of the pipe.
+        jobs_in: Its end of the pipe of jobs.
+        up: The way up, for its workers and itself.
+        theirs: The main process's end of the pipe of jobs, which a forked child
+            holds a copy of: closed at once, or this end would never see the end
+            of the pipe.
     """
-    ours.close()
+    theirs.close()
     from . import scu  # noqa: F401, PLC0415 - what this process is for
 
-    handler = logging.handlers.QueueHandler(_Forward(conn))  # type: ignore[arg-type]
-    handler.addFilter(OneLine())  # the record crosses as text: no traceback in it
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG)
+    _log_up(up, ())
     try:
-        stopped = run_jobs(
-            _received(conn),
-            lambda index, outcome: conn.send(("outcome", index, outcome)),
-        )
+        run_jobs(_received(jobs_in), up)
     except EOFError:
         return  # nothing to send over several associations after all
     except KeyboardInterrupt:
         return  # the main process was interrupted too, and says so
-    conn.send(("end", stopped))
+    up.put(("end",))
+
+
+def _log_up(up: _Up, levels: tuple[tuple[str, int], ...]) -> None:
+    """Send this process's log records up, as text (no traceback crosses)."""
+    handler = logging.handlers.QueueHandler(up)  # type: ignore[arg-type]
+    handler.addFilter(OneLine())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG)
+    for name, level in levels:
+        logging.getLogger(name).setLevel(level)
 
 
 def _received(conn: Any) -> Iterator[Job]:
@@ -208,85 +240,43 @@ def _received(conn: Any) -> Iterator[Job]:
         yield job
 
 
-def run_jobs(
-    jobs: Iterable[Job], on_outcome: Callable[[int, Outcome], None]
-) -> dict[int, str]:
-    """Run each job in a process of its own; report each outcome as it comes.
+def run_jobs(jobs: Iterable[Job], up: _Up) -> None:
+    """Run each job in a process of its own, which sends its outcomes up.
 
     A job's worker starts as soon as the job comes, and the job is not kept: the
     memory of a worker, forked from here, holds its own job only (the 10,000
-    items of a large send are not copied into each of them).
-
-    Args:
-        jobs: The jobs.
-        on_outcome: Called with each item's index and outcome.
-
-    Returns:
-        For each worker that stopped early, why (its items not reported were not
-        sent).
+    items of a large send are not copied into each of them). A worker that ends
+    otherwise than by returning (killed, or an error it did not expect) is said to
+    have stopped, once it has ended.
 
     Raises:
         KeyboardInterrupt: Interrupted; the workers abort their associations.
     """
     context = _context()
-    results: Any = context.Queue()
     processes = {}
-    for job in jobs:
-        process = context.Process(
-            target=_work, args=(job, results), name=f"dicom-send-{job.number}"
-        )
-        process.start()  # which drops its reference to the job
-        processes[job.number] = process
-        del job
-    stopped: dict[int, str] = {}
-    running = set(processes)
     try:
-        while running:
-            try:
-                message = results.get(timeout=_POLL)
-            except queue_module.Empty:
-                for number in list(running):
-                    process = processes[number]
-                    if not process.is_alive():
-                        running.discard(number)
-                        stopped.setdefault(
-                            number,
-                            f"worker process {number} ended (exit code "
-                            f"{process.exitcode})",
-                        )
-                continue
-            if isinstance(message, logging.LogRecord):
-                logging.getLogger(message.name).handle(message)
-                continue
-            kind, number, *rest = message
-            if kind == "outcome":
-                index, outcome = rest
-                on_outcome(index, outcome)
-            elif kind == "stopped":
-                stopped[number] = rest[0]
-            elif kind == "done":
-                running.discard(number)
-    except KeyboardInterrupt:
-        for process in processes.values():
-            process.join(timeout=5)  # they got the SIGINT too: they abort and go
-        raise
+        for job in jobs:
+            process = context.Process(
+                target=_work, args=(job, up), name=f"dicom-send-{job.number}"
+            )
+            process.start()  # which drops its reference to the job
+            processes[job.number] = process
+            del job
+        for number, process in processes.items():
+            process.join()
+            if process.exitcode:
+                why = f"worker process {number} ended (exit code {process.exitcode})"
+                up.put(("stopped", number, why))
     finally:
         for process in processes.values():
-            process.join(timeout=5)
+            process.join(timeout=5)  # interrupted: they got the SIGINT too
             if process.is_alive():
                 process.kill()
-    return stopped
 
 
-def _work(job: Job, results: Any) -> None:
+def _work(job: Job, up: _Up) -> None:
     """A worker: send the job's items over associations of its own."""
-    handler = logging.handlers.QueueHandler(results)
-    handler.addFilter(OneLine())  # the record crosses as text: no traceback in it
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG)
-    for name, level in job.log_levels:
-        logging.getLogger(name).setLevel(level)
+    _log_up(up, job.log_levels)
     from .scu import Client, store_all  # noqa: PLC0415 - imported by the sender
 
     client = Client(job.peer, job.association)
@@ -294,11 +284,9 @@ def _work(job: Job, results: Any) -> None:
         for item, outcome in store_all(
             client, plan_batches(list(job.items)), job.tag, Retrier(job.retry)
         ):
-            results.put(("outcome", job.number, item.index, outcome))
+            up.put(("outcome", item.index, outcome))
     except AssociationError as exc:
-        results.put(("stopped", job.number, str(exc)))
+        up.put(("stopped", job.number, str(exc)))
     except KeyboardInterrupt:
         client.abort_all()
-        results.put(("stopped", job.number, "interrupted before it was sent"))
-    finally:
-        results.put(("done", job.number))
+        up.put(("stopped", job.number, "interrupted before it was sent"))

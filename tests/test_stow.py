@@ -22,10 +22,11 @@ from test_send import read_report
 from fw_gear_dicom_send.cli import main
 from fw_gear_dicom_send.engine import SendRequest, send
 from fw_gear_dicom_send.errors import UsageError
+from fw_gear_dicom_send.peer import StowSettings, parse_auth
 from fw_gear_dicom_send.retry import RetryPolicy
 from fw_gear_dicom_send.samples import write_multiframe, write_series
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
-from fw_gear_dicom_send.stow import StowSettings, parse_auth, parse_response
+from fw_gear_dicom_send.stow import parse_response
 
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 

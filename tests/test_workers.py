@@ -1,8 +1,11 @@
 """Parallel associations: worker processes, each with associations of its own."""
 
+import os
 import re
+import signal
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from faults import FaultyReceiver
@@ -139,3 +142,51 @@ def test_workers_that_cannot_associate_account_for_their_items(
     assert len(result.rows) == 40
     assert {row.status for row in result.rows} == {InstanceStatus.FAILED}
     assert all("cannot connect" in row.reason for row in result.rows)
+
+
+def _descendants(root: int, depth: int) -> list[int]:
+    """The processes ``depth`` generations below ``root`` (from /proc)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # gone meanwhile
+        parents[int(stat.parent.name)] = int(fields[1])
+    generation = {root}
+    for _ in range(depth):
+        generation = {pid for pid, parent in parents.items() if parent in generation}
+    return sorted(generation)
+
+
+class _KillingReceiver(FaultyReceiver):
+    """Kills the sending workers (this process's great-grandchildren: fork
+    server, sender, workers) when the fifth C-STORE comes."""
+
+    def _on_store(self, event: Any) -> Any:
+        if self.stores == 4:
+            for pid in _descendants(os.getpid(), 3):
+                os.kill(pid, signal.SIGKILL)
+        return super()._on_store(event)
+
+
+def test_a_worker_that_is_killed_accounts_for_its_items(
+    tmp_path: Path, study: Path
+) -> None:
+    with _KillingReceiver(tmp_path / "in") as scp:
+        result = send(
+            SendRequest(
+                (study,), Peer("127.0.0.1", scp.port, "STORE-SCP"), associations=2
+            )
+        )
+    killed = re.compile(r"worker process \d ended \(exit code -9\)")
+    failed = [row for row in result.rows if row.status is not InstanceStatus.SENT]
+    assert failed
+    assert all(killed.fullmatch(row.reason) for row in failed)
+    assert result.error is not None and killed.fullmatch(result.error)
+    # Sent means stored; the instance in flight was stored but never answered.
+    stored = {received.sop_instance_uid for received in scp.received}
+    sent = {row.sop_instance_uid for row in result.rows} - {
+        row.sop_instance_uid for row in failed
+    }
+    assert sent and sent < stored
