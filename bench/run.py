@@ -14,7 +14,8 @@ writing to tmpfs, over C-STORE and (with Debian's orthanc-dicomweb) over STOW-RS
 the same storescp behind a proxy that delays its answers by 20 ms (a far or busy
 PACS). Memory: one 630 MB multi-frame instance,
 and 1,000 vs 10,000 small files, through ``dicom-send send``. The gear path: the same
-images as a zip input through ``run.py`` (no Flywheel API) against the CLI.
+images as a zip input through ``run.py`` (no Flywheel API) against the CLI, and the
+first 200 of them (to tell start-up costs from throughput).
 """
 
 import argparse
@@ -46,6 +47,8 @@ import matplotlib.pyplot as plt
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 SEED = "bench"
+GEAR_FEWER = 200
+"""Images of the shorter zip in the gear race."""
 DICOMWEB = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 TMPFS = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
 
@@ -335,14 +338,33 @@ def race(
 
 
 def gear_race(folder: Path, receiver: Receiver, work: Path, runs: int) -> list[Sample]:
-    """The same images as a zip: run.py (gear, no Flywheel API) against the CLI."""
-    archive = work / "study.zip"
-    if not archive.exists():
-        with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as z:
-            for path in sorted(folder.iterdir()):
-                z.write(path, path.name)
+    """The same images as a zip: run.py (gear, no Flywheel API) against the CLI.
+
+    Also with the first GEAR_FEWER images only (enough to go over several
+    associations, as the whole does): the difference between the two tells the
+    throughput of each path beyond what it costs to start and to end.
+    """
+    files = sorted(folder.iterdir())
+    samples = []
+    for suffix, members in (
+        ("", files),
+        (f", {GEAR_FEWER} images", files[:GEAR_FEWER]),
+    ):
+        archive = work / f"study-{len(members)}.zip"
+        if not archive.exists():
+            with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as z:
+                for path in members:
+                    z.write(path, path.name)
+        samples += _gear_runs(archive, suffix, receiver, work, runs)
+    return samples
+
+
+def _gear_runs(
+    archive: Path, suffix: str, receiver: Receiver, work: Path, runs: int
+) -> list[Sample]:
+    with zipfile.ZipFile(archive) as z:
+        images = len(z.namelist())
     gear = work / "gear"
-    images = len(list(folder.iterdir()))
     megabytes = archive.stat().st_size / 1e6
     samples = []
     cli = [
@@ -351,7 +373,7 @@ def gear_race(folder: Path, receiver: Receiver, work: Path, runs: int) -> list[S
         f"--work-dir={work}",
     ]  # fmt: skip
     for _ in range(runs):
-        for name in ("dicom-send (zip)", "gear run.py (zip)"):
+        for name in (f"dicom-send (zip{suffix})", f"gear run.py (zip{suffix})"):
             receiver.reset()
             if name.startswith("gear"):
                 shutil.rmtree(gear, ignore_errors=True)
@@ -432,10 +454,46 @@ def medians(samples: list[Sample]) -> dict[tuple[str, str], Sample]:
     }
 
 
+def _gear_lines(
+    table: dict[tuple[str, str], Sample], starts: dict[tuple[str, str], Sample]
+) -> list[str]:
+    """The gear path against the CLI: end to end, and beyond the first images."""
+    rows = {}
+    for (receiver, sender), start in starts.items():  # start: the fewer images
+        whole = table.get((receiver, sender.replace(f", {GEAR_FEWER} images", "")))
+        if whole is not None and whole.seconds > start.seconds:
+            rate = (whole.images - start.images) / (whole.seconds - start.seconds)
+            rows[sender.split(" (")[0]] = (whole, start, rate)
+    if len(rows) != 2:
+        return []
+    whole_images, start_images = next((w.images, s.images) for w, s, _ in rows.values())
+    lines = [
+        "",
+        f"| zip input | {whole_images} images s | {start_images} images s "
+        f"| images/s of the other {whole_images - start_images} |",
+        "|---|---|---|---|",
+    ]
+    for name, (whole, start, rate) in rows.items():
+        lines.append(
+            f"| {name} | {whole.seconds:.2f} | {start.seconds:.2f} | {rate:.0f} |"
+        )
+    (cli, cli_start, cli_rate), (gear, gear_start, gear_rate) = rows.values()
+    lines += [
+        "",
+        f"Gear path against the CLI: {gear.seconds / cli.seconds:.2f}x the time end "
+        f"to end ({gear.seconds - cli.seconds:+.2f} s; "
+        f"{gear_start.seconds - cli_start.seconds:+.2f} s with {start_images} images); "
+        f"{gear_rate / cli_rate:.2f}x the throughput beyond the first {start_images}.",
+    ]
+    return lines
+
+
 def write_report(
     out: Path, samples: list[Sample], mem: dict[str, float], args: argparse.Namespace
 ) -> None:
     table = medians(samples)
+    fewer = f", {GEAR_FEWER} images"
+    starts = {key: table.pop(key) for key in list(table) if fewer in key[1]}
     lines = [
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}; {time.strftime('%Y-%m-%d')}. Loopback; "
@@ -455,6 +513,7 @@ def write_report(
             f"{s.megabytes / s.seconds:.0f} | {s.cpu:.2f} | {s.peak_rss_mb:.0f} | "
             f"{ratio:.2f} |"
         )
+    lines += _gear_lines(table, starts)
     if mem:
         lines += ["", "| dicom-send send of | peak RSS MB |", "|---|---|"]
         lines += [f"| {label} | {rss:.0f} |" for label, rss in mem.items()]
