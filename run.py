@@ -1,36 +1,26 @@
 #!/usr/bin/env python
-"""The gear's entry point: gear context -> settings -> send -> exit status.
+"""The gear's entry point: config.json -> settings -> send -> exit status.
 
 The gear folder is ``$FLYWHEEL`` (``/flywheel/v0`` by default): ``config.json``,
-``manifest.json``, ``input/``, ``output/``, ``work/``.
+``manifest.json``, ``input/``, ``output/``, ``work/``. A job with an api-key input
+talks to Flywheel through fw-gear's ``GearContext`` (:func:`.fwapi.connect`); one
+without (a local run) never imports fw-gear or the Flywheel SDK.
 """
 
-import gc
 import logging
 import os
 import sys
 from pathlib import Path
 
-# The imports (fw_gear brings the Flywheel SDK, pydantic and numpy) make some 80,000
-# objects and no garbage: with the collector on they took 170 ms of collections,
-# and every later full collection, here and in the forked sender, would scan them
-# again. So: off while importing, then frozen out of its sight.
-gc.disable()
-import fw_gear_dicom_send.blas  # noqa: F401 - first: fw_gear imports numpy
+import fw_gear_dicom_send.blas  # noqa: F401 - before anything imports numpy
 
 # isort: split
-from fw_gear import GearContext
-from fw_gear.context import GearContextError
-
-from fw_gear_dicom_send import gear
+from fw_gear_dicom_send import collector, gear
 from fw_gear_dicom_send.errors import DicomSendError, UsageError
-from fw_gear_dicom_send.fwapi import describe
 from fw_gear_dicom_send.logs import configure_logging
-from fw_gear_dicom_send.parser import parse_config
+from fw_gear_dicom_send.parser import parse_config, read_config
 from fw_gear_dicom_send.status import ExitStatus
 
-gc.freeze()
-gc.enable()
 log = logging.getLogger("fw_gear_dicom_send.run")
 PREFIX = "dicom-send"
 
@@ -38,36 +28,28 @@ PREFIX = "dicom-send"
 def main() -> ExitStatus:
     """Run the gear in ``$FLYWHEEL``; return its exit status."""
     configure_logging(0, False, prefix=PREFIX, timestamps=True, stream=sys.stdout)
-    # GearContext logs a failed client construction with a traceback; the error
-    # is reported below, in one line.
-    logging.getLogger("fw_gear.context").setLevel(logging.CRITICAL)
     folder = Path(os.environ.get("FLYWHEEL", "/flywheel/v0"))
     try:
-        with GearContext(
-            gear_path=str(folder),
-            manifest_path=str(folder / "manifest.json"),
-            config_path=str(folder / "config.json"),
-        ) as context:
-            settings = parse_config(
-                context.config.opts,
-                context.config.inputs,
-                context.config.destination,
-                output_dir=context.output_dir,
-                work_dir=context.work_dir,
+        config = read_config(folder / "config.json")
+        settings = parse_config(
+            config.options,
+            config.inputs,
+            config.destination,
+            output_dir=_made(folder / "output"),
+            work_dir=_made(folder / "work"),
+        )
+        if settings.debug:
+            configure_logging(
+                2, False, prefix=PREFIX, timestamps=True, stream=sys.stdout
             )
-            if settings.debug:
-                configure_logging(
-                    2, False, prefix=PREFIX, timestamps=True, stream=sys.stdout
-                )
-            return gear.run(settings, context.client)
+        flywheel = None
+        if config.has_api_key:
+            with collector.importing():  # fw-gear and the SDK
+                from fw_gear_dicom_send.fwapi import connect  # noqa: PLC0415
+
+            flywheel = connect(folder)
+        return gear.run(settings, flywheel)
     except UsageError as exc:
-        log.error("error: %s", exc)
-        return ExitStatus.USAGE
-    except GearContextError as exc:
-        cause = exc.__cause__ or exc
-        log.error("error: cannot use the api-key input: %s", describe(cause))
-        return ExitStatus.USAGE
-    except RuntimeError as exc:  # GearContext: config.json is not JSON
         log.error("error: %s", exc)
         return ExitStatus.USAGE
     except DicomSendError as exc:
@@ -76,6 +58,19 @@ def main() -> ExitStatus:
     except KeyboardInterrupt:
         log.error("interrupted")
         return ExitStatus.INTERRUPTED
+
+
+def _made(path: Path) -> Path:
+    """``path``, a folder made if missing (as GearContext makes output/ and work/).
+
+    Raises:
+        UsageError: It cannot be made.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot make {path}: {exc.strerror}") from None
+    return path
 
 
 if __name__ == "__main__":

@@ -14,13 +14,15 @@ writing to tmpfs, over C-STORE and (with Debian's orthanc-dicomweb) over STOW-RS
 the same storescp behind a proxy that delays its answers by 20 ms (a far or busy
 PACS). Memory: one 630 MB multi-frame instance,
 and 1,000 vs 10,000 small files, through ``dicom-send send``. The gear path: the same
-images as a zip input through ``run.py`` (no Flywheel API) against the CLI, and the
-first 200 of them (to tell start-up costs from throughput).
+images as a zip input through ``run.py`` against the CLI, as a local run (no
+api-key), as a platform job (an api-key for the tests' stand-in Flywheel API), and
+locally with the first 200 of them (to tell start-up costs from throughput).
 """
 
 import argparse
 import compileall
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -45,6 +47,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from standin import StandIn  # the tests' stand-in of the Flywheel API
+
 VENV_BIN = Path(sys.executable).parent
 SEED = "bench"
 GEAR_FEWER = 200
@@ -337,34 +342,54 @@ def race(
     return samples
 
 
-def gear_race(folder: Path, receiver: Receiver, work: Path, runs: int) -> list[Sample]:
-    """The same images as a zip: run.py (gear, no Flywheel API) against the CLI.
+@dataclass(frozen=True)
+class Platform:
+    """A job as the platform runs it: an api-key, the file's acquisition."""
 
-    Also with the first GEAR_FEWER images only (enough to go over several
-    associations, as the whole does): the difference between the two tells the
-    throughput of each path beyond what it costs to start and to end.
+    api_key: str
+    acquisition: str
+
+
+def gear_race(folder: Path, receiver: Receiver, work: Path, runs: int) -> list[Sample]:
+    """The same images as a zip: run.py (gear) against the CLI.
+
+    The gear as a local run (no api-key, so no Flywheel API: the path of the
+    acceptance criterion, zip input to report), and with the whole images also as
+    a platform job: an api-key for the tests' stand-in Flywheel API, which the gear
+    asks where the file lies and to which it uploads the report. Also with the first
+    GEAR_FEWER images only, locally (enough to go over several associations, as the
+    whole does): the difference between the two tells the throughput of each path
+    beyond what it costs to start and to end.
     """
     files = sorted(folder.iterdir())
     samples = []
-    for suffix, members in (
-        ("", files),
-        (f", {GEAR_FEWER} images", files[:GEAR_FEWER]),
-    ):
-        archive = work / f"study-{len(members)}.zip"
-        if not archive.exists():
-            with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as z:
-                for path in members:
-                    z.write(path, path.name)
-        samples += _gear_runs(archive, suffix, receiver, work, runs)
+    with StandIn() as standin:
+        project = standin.project(standin.group("radiology"), "Bench")
+        session = standin.session(standin.subject(project, "P-001"), "Baseline")
+        platform = Platform(standin.api_key, standin.acquisition(session, "CT"))
+        for members, variants in (
+            (files, {"": None, ", Flywheel stand-in": platform}),
+            (files[:GEAR_FEWER], {f", {GEAR_FEWER} images": None}),
+        ):
+            archive = work / f"study-{len(members)}.zip"
+            if not archive.exists():
+                with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as z:
+                    for path in members:
+                        z.write(path, path.name)
+            samples += _gear_runs(archive, variants, receiver, work, runs)
     return samples
 
 
 def _gear_runs(
-    archive: Path, suffix: str, receiver: Receiver, work: Path, runs: int
+    archive: Path,
+    variants: dict[str, Platform | None],
+    receiver: Receiver,
+    work: Path,
+    runs: int,
 ) -> list[Sample]:
+    """The CLI (named for the first variant), then the gear in each variant."""
     with zipfile.ZipFile(archive) as z:
         images = len(z.namelist())
-    gear = work / "gear"
     megabytes = archive.stat().st_size / 1e6
     samples = []
     cli = [
@@ -372,40 +397,62 @@ def _gear_runs(
         "--host=127.0.0.1", f"--port={receiver.port}", f"--called-ae={receiver.ae}",
         f"--work-dir={work}",
     ]  # fmt: skip
+    first = next(iter(variants))
+    senders = {f"dicom-send (zip{first})": functools.partial(timed, cli)}
+    senders |= {
+        f"gear run.py (zip{name})": functools.partial(
+            _timed_gear, archive, receiver, work, platform
+        )
+        for name, platform in variants.items()
+    }
     for _ in range(runs):
-        for name in (f"dicom-send (zip{suffix})", f"gear run.py (zip{suffix})"):
+        for name, run in senders.items():
             receiver.reset()
-            if name.startswith("gear"):
-                shutil.rmtree(gear, ignore_errors=True)
-                (gear / "input" / "file").mkdir(parents=True)
-                shutil.copy(archive, gear / "input" / "file" / archive.name)
-                config = {
-                    "config": {
-                        "destination": "127.0.0.1",
-                        "port": receiver.port,
-                        "called_ae": receiver.ae,
-                    },
-                    "inputs": {
-                        "file": {
-                            "base": "file",
-                            "location": {
-                                "name": archive.name,
-                                "path": str(gear / "input" / "file" / archive.name),
-                            },
-                        }
-                    },
-                    "destination": {"type": "acquisition", "id": "bench"},
-                }
-                (gear / "config.json").write_text(json.dumps(config))
-                env = {**os.environ, "FLYWHEEL": str(gear)}
-                seconds, cpu, rss = timed([sys.executable, str(ROOT / "run.py")], env)
-            else:
-                seconds, cpu, rss = timed(cli)
+            seconds, cpu, rss = run()
             samples.append(
                 Sample(name, receiver.name, seconds, cpu, rss, images, megabytes)
             )
             print(f"  {name:20s} {images / seconds:7.1f} images/s", flush=True)
     return samples
+
+
+def _timed_gear(
+    archive: Path, receiver: Receiver, work: Path, platform: Platform | None
+) -> tuple[float, float, float]:
+    gear = _gear_folder(work / "gear", archive, receiver, platform)
+    env = {**os.environ, "FLYWHEEL": str(gear)}
+    return timed([sys.executable, str(ROOT / "run.py")], env)
+
+
+def _gear_folder(
+    gear: Path, archive: Path, receiver: Receiver, platform: Platform | None
+) -> Path:
+    """A gear folder whose job sends ``archive``: a local run, or a platform job."""
+    shutil.rmtree(gear, ignore_errors=True)
+    path = gear / "input" / "file" / archive.name
+    path.parent.mkdir(parents=True)
+    shutil.copy(archive, path)
+    file: dict[str, object] = {
+        "base": "file",
+        "location": {"name": archive.name, "path": str(path)},
+    }
+    inputs = {"file": file}
+    destination = {"type": "acquisition", "id": "bench"}
+    if platform is not None:
+        file["hierarchy"] = {"type": "acquisition", "id": platform.acquisition}
+        inputs["api-key"] = {"base": "api-key", "key": platform.api_key}
+        destination["id"] = platform.acquisition
+    config = {
+        "config": {
+            "destination": "127.0.0.1",
+            "port": receiver.port,
+            "called_ae": receiver.ae,
+        },
+        "inputs": inputs,
+        "destination": destination,
+    }
+    (gear / "config.json").write_text(json.dumps(config))
+    return gear
 
 
 def memory(work: Path, receiver: Receiver) -> dict[str, float]:

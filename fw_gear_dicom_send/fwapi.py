@@ -1,25 +1,31 @@
 """What the gear asks of Flywheel: a job's DICOM files, downloads, the report upload.
 
-Calls go through the flywheel-sdk client that the gear context builds from the
-``api-key`` input. Downloads stream to disk (the SDK writes 64 KB chunks as they
-arrive) and are retried with exponential back-off on server errors (5xx), 429 and
-connection errors for up to ``file_download_retry_time`` seconds. The SDK has its
-own retries for 429/502/503/504 under that; ours also cover 500, dropped
-connections and bodies cut short, and give up at the configured time.
+Calls go through the flywheel-sdk client that fw-gear's ``GearContext`` builds from
+the ``api-key`` input (:func:`connect`). Only a job with that input imports this
+module, and with it fw-gear and the SDK (0.3 s of imports).
+
+Downloads stream to disk (the SDK writes 64 KB chunks as they arrive) and are
+retried with exponential back-off on server errors (5xx), 429 and connection errors
+for up to ``file_download_retry_time`` seconds. The SDK has its own retries for
+429/502/503/504 under that; ours also cover 500, dropped connections and bodies cut
+short, and give up at the configured time.
 """
 
+from __future__ import annotations
+
 import logging
-import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import backoff
 import httpx2
 from flywheel.rest import ApiException
+from fw_gear import GearContext
+from fw_gear.context import GearContextError
 
-from .errors import DicomSendError, UsageError
+from .errors import UsageError
+from .fwfiles import FlywheelError, FlywheelFile, Session
 from .parser import ContainerRef
 
 log = logging.getLogger(__name__)
@@ -30,44 +36,32 @@ FlywheelClient = Any
 DICOM_TYPE = "dicom"
 _TOO_MANY_REQUESTS = 429
 _SERVER_ERROR = 500
-_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 
 
-class FlywheelError(DicomSendError):
-    """A Flywheel API call failed; the message says which and why, in one line."""
+def connect(folder: Path) -> Hierarchy:
+    """The job's Flywheel, through the client GearContext makes from the api-key input.
 
+    Args:
+        folder: The gear folder (``config.json``, ``manifest.json``).
 
-@dataclass(frozen=True, slots=True)
-class Session:
-    """A session, as the report names it."""
-
-    id: str
-    label: str
-    path: str
-    """``group/project/subject/session``, with labels (the group's id)."""
-
-
-@dataclass(frozen=True, slots=True)
-class FlywheelFile:
-    """A DICOM file (single instance or archive) of an acquisition."""
-
-    session: Session | None
-    acquisition_id: str
-    acquisition_label: str
-    name: str
-    version: int | None = None
-
-    @property
-    def fw_path(self) -> str:
-        """``group/project/subject/session/acquisition/files/name``."""
-        if self.session is None:
-            return self.name
-        return f"{self.session.path}/{self.acquisition_label}/files/{self.name}"
-
-
-def safe_name(text: str) -> str:
-    """``text`` made safe to use in a file name."""
-    return _UNSAFE.sub("_", text).strip("._") or "unnamed"
+    Raises:
+        UsageError: No client can be made: a bad key, Flywheel unreachable.
+    """
+    # GearContext logs a failed client construction with a traceback (which could
+    # show the key); the error is said in one line instead.
+    logging.getLogger("fw_gear.context").setLevel(logging.CRITICAL)
+    try:
+        context = GearContext(
+            gear_path=str(folder),
+            manifest_path=str(folder / "manifest.json"),
+            config_path=str(folder / "config.json"),
+        )
+    except GearContextError as exc:
+        cause = exc.__cause__ or exc
+        raise UsageError(f"cannot use the api-key input: {describe(cause)}") from None
+    if context.client is None:
+        raise UsageError("cannot use the api-key input: it has no key")
+    return Hierarchy(context.client)
 
 
 def describe(exc: BaseException) -> str:

@@ -6,21 +6,27 @@ goes through one engine run (one set of associations for the whole job), and the
 engine's rows are added up per Flywheel file for the completion report.
 """
 
+from __future__ import annotations
+
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .engine import RunResult, SendRequest, send
 from .errors import UsageError
-from .fwapi import FlywheelClient, FlywheelError, FlywheelFile, Hierarchy, safe_name
+from .fwfiles import FlywheelError, FlywheelFile, safe_name
 from .parser import FileInput, GearSettings
 from .report import Row, write_csv
 from .sessionreport import FileResult, FileStatus, report_name, write_report
 from .status import ExitStatus, InstanceStatus
 from .tls import client_context
+
+if TYPE_CHECKING:
+    from .fwapi import Hierarchy
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +43,13 @@ class Source:
     error: str = ""
 
 
-def run(settings: GearSettings, client: FlywheelClient | None) -> ExitStatus:
+def run(settings: GearSettings, hierarchy: Hierarchy | None) -> ExitStatus:
     """Run the gear.
 
     Args:
         settings: The validated configuration.
-        client: The Flywheel SDK client, if the job has an api-key input.
+        hierarchy: The job's Flywheel (:func:`.fwapi.connect`), if it has an
+            api-key input.
 
     Returns:
         SUCCESS only if every DICOM instance of every file was stored.
@@ -54,7 +61,6 @@ def run(settings: GearSettings, client: FlywheelClient | None) -> ExitStatus:
     started = datetime.now()
     if settings.association.tls is not None:
         client_context(settings.association.tls)  # bad TLS files: stop before anything
-    hierarchy = Hierarchy(client) if client is not None else None
     sources = _gather(settings, hierarchy)
     if not sources:
         log.error("no file of type dicom found under the destination")

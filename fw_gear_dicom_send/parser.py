@@ -8,6 +8,7 @@ Every value is checked here, so a bad one stops the job with a one-line
 :class:`~fw_gear_dicom_send.errors.UsageError` before anything is sent.
 """
 
+import json
 import logging
 import math
 from collections.abc import Mapping
@@ -108,6 +109,48 @@ class GearSettings:
     stow: StowSettings | None = None
     """Send by DICOMweb STOW-RS (config ``transport: stow-rs``) instead."""
     debug: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GearConfig:
+    """A job's ``config.json``: its three objects, as Flywheel wrote them."""
+
+    options: Mapping[str, Any]
+    """The ``config`` object."""
+    inputs: Mapping[str, Any] = field(repr=False)
+    """The ``inputs`` object (an api-key input holds a secret: not in the repr)."""
+    destination: Mapping[str, Any]
+
+    @property
+    def has_api_key(self) -> bool:
+        """Whether an input gives an API key: then GearContext makes a client."""
+        return any(
+            isinstance(entry, Mapping)
+            and entry.get("base") == "api-key"
+            and bool(entry.get("key"))
+            for entry in self.inputs.values()
+        )
+
+
+def read_config(path: Path) -> GearConfig:
+    """Read a job's ``config.json``, as fw-gear's GearContext does.
+
+    Raises:
+        UsageError: It cannot be read, is not JSON, or holds no JSON object.
+    """
+    try:
+        document = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise UsageError(f"cannot parse {path} as JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise UsageError(f"{path} holds no JSON object")
+    parts = [document.get(key) or {} for key in ("config", "inputs", "destination")]
+    for key, part in zip(("config", "inputs", "destination"), parts, strict=True):
+        if not isinstance(part, dict):
+            raise UsageError(f"{path}: {key} is not a JSON object")
+    return GearConfig(*parts)
 
 
 def parse_config(

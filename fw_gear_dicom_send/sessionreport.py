@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from .fwapi import FlywheelFile, Session, safe_name
+from .fwfiles import FlywheelFile, Session, safe_name
 from .report import write_table
 
 COLUMNS = (

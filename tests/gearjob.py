@@ -16,18 +16,21 @@ from fw_gear_dicom_send.samples import write_series, zip_files
 from fw_gear_dicom_send.sessionreport import COLUMNS
 
 REPO = Path(__file__).resolve().parent.parent
-# Runs the script named by argv[1] as __main__; prints its peak RSS (KiB) at exit.
-# VmHWM, not ru_maxrss: Linux carries ru_maxrss across execve, so the gear would
-# report the test process's own peak (see tests/test_stow.py).
+# Runs the script named by argv[1] as __main__; prints its peak RSS (KiB) and the
+# modules it imported, as JSON, at exit. VmHWM, not ru_maxrss: Linux carries
+# ru_maxrss across execve, so the gear would report the test process's own peak
+# (see tests/test_stow.py).
 _MEASURED = """
-import runpy, sys
+import json, runpy, sys
 script = sys.argv.pop(1)
 sys.path.insert(0, script.rsplit("/", 1)[0])
 try:
     runpy.run_path(script, run_name="__main__")
 finally:
     with open("/proc/self/status") as f:
-        print(f.read().split("VmHWM:")[1].split()[0], file=sys.stderr)
+        peak = int(f.read().split("VmHWM:")[1].split()[0])
+    taken = {"peak": peak * 1024, "modules": sorted(sys.modules)}
+    print(json.dumps(taken), file=sys.stderr)
 """
 
 
@@ -48,6 +51,16 @@ def old_gear_config(port: int | str, **changes: Any) -> dict[str, Any]:
         "tls_require_peer_cert": True,
         **changes,
     }
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What a gear process took."""
+
+    peak: int
+    """Peak resident memory, bytes."""
+    modules: frozenset[str]
+    """The modules it imported."""
 
 
 @dataclass
@@ -109,11 +122,11 @@ class Gear:
         assert "Traceback" not in result.stdout + result.stderr, result.stdout
         return result
 
-    def run_measured(self) -> tuple[subprocess.CompletedProcess[str], int]:
-        """Run the gear; also return its peak resident memory in bytes."""
+    def run_measured(self) -> tuple[subprocess.CompletedProcess[str], Measured]:
+        """Run the gear; also say what its process took."""
         result = self.run(wrapper=("-c", _MEASURED))
-        *_, peak = result.stderr.split()
-        return result, int(peak) * 1024
+        measured = json.loads(result.stderr.splitlines()[-1])
+        return result, Measured(measured["peak"], frozenset(measured["modules"]))
 
     def reports(self) -> list[Path]:
         return sorted((self.folder / "output").glob("dicom-send_report-*.csv"))

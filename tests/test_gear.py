@@ -389,12 +389,13 @@ def test_a_large_download_is_streamed(
     gear.config = old_gear_config(receiver.port)
     gear.destination = {"type": "session", "id": site.session}
 
-    result, peak = gear.run_measured()
+    result, measured = gear.run_measured()
 
     assert result.returncode == ExitStatus.NOTHING_SENT
     assert [r.status for r in site.standin.downloads("big.dcm")] == [200]
     (row,) = gear.report_rows()
     assert (row["Images in Series"], row["Status"]) == ("0", "Failed")
+    peak = measured.peak
     assert peak < 160 * 1024 * 1024, f"peak RSS {peak / 2**20:.0f} MB"
 
 
@@ -403,7 +404,8 @@ def test_a_file_input_is_sent_even_when_flywheel_cannot_place_it(
     gear: Gear, site: Site, receiver: StorageReceiver, tmp_path: Path, flywheel: str
 ) -> None:
     """A local run (README) has no api-key; a lookup that fails costs the report's
-    FW Path and its upload, not the send."""
+    FW Path and its upload, not the send. Without an api-key the gear talks to no
+    Flywheel, and imports neither fw-gear nor the SDK (0.3 s)."""
     series = series_zip(tmp_path, 2, "ct")
     gear.add_file_input("file", series, "0" * 24)
     if flywheel == "no api-key":
@@ -411,9 +413,13 @@ def test_a_file_input_is_sent_even_when_flywheel_cannot_place_it(
     gear.config = old_gear_config(receiver.port)
     gear.destination = {"type": "acquisition", "id": "0" * 24}
 
-    result = gear.run()
+    result, measured = gear.run_measured()
 
     assert result.returncode == ExitStatus.SUCCESS, result.stdout
+    flywheel_side = {"fw_gear", "flywheel"} & measured.modules
+    assert flywheel_side == (
+        set() if flywheel == "no api-key" else {"fw_gear", "flywheel"}
+    )
     assert len(receiver.received) == 2
     (row,) = gear.report_rows()
     assert (row["FW Path"], row["Status"]) == (series.name, "Complete")

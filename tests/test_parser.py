@@ -1,5 +1,6 @@
 """The gear's config.json -> settings: old spellings accepted, bad values named."""
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -8,7 +9,12 @@ from typing import Any
 import pytest
 
 from fw_gear_dicom_send.errors import UsageError
-from fw_gear_dicom_send.parser import ContainerRef, GearSettings, parse_config
+from fw_gear_dicom_send.parser import (
+    ContainerRef,
+    GearSettings,
+    parse_config,
+    read_config,
+)
 from fw_gear_dicom_send.tls import DEFAULT_PROFILE, Profile
 
 BASE = {"destination": "pacs.example.org", "called_ae": "PACS"}
@@ -232,3 +238,51 @@ def test_stow_rs_transport(tmp_path: Path) -> None:
 def test_bad_stow_config(tmp_path: Path, config: dict[str, Any], message: str) -> None:
     with pytest.raises(UsageError, match=re.escape(message)):
         parse_config(config, {}, {}, output_dir=tmp_path, work_dir=tmp_path)
+
+
+def test_read_config_as_flywheel_writes_it(tmp_path: Path) -> None:
+    """Its three objects; an api-key input (old name or new) means a client, and
+    its key is kept out of the repr, which a debug log could show."""
+    path = tmp_path / "config.json"
+    key = "flywheel.example.org:s3cr3t-key"
+    for name in ("api-key", "api_key"):
+        inputs = {name: {"base": "api-key", "key": key}}
+        document = {"config": BASE, "inputs": inputs, "destination": {}, "job": {}}
+        path.write_text(json.dumps(document))
+
+        config = read_config(path)
+
+        assert (config.options, config.inputs, config.destination) == (
+            BASE,
+            inputs,
+            {},
+        )
+        assert config.has_api_key
+        assert key not in repr(config)
+    path.write_text(json.dumps({"inputs": {"api-key": {"base": "api-key"}}}))
+    assert not read_config(path).has_api_key
+    path.write_text("{}")
+    assert read_config(path).options == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (None, "cannot read"),
+        ("{not json", "as JSON"),
+        ("[1, 2]", "holds no JSON object"),
+        ('{"config": [1]}', "config is not a JSON object"),
+        ('{"inputs": "x"}', "inputs is not a JSON object"),
+    ],
+)
+def test_a_config_json_that_cannot_be_read(
+    tmp_path: Path, text: str | None, message: str
+) -> None:
+    path = tmp_path / "config.json"
+    if text is not None:
+        path.write_text(text)
+
+    with pytest.raises(UsageError, match=message) as caught:
+        read_config(path)
+
+    assert "\n" not in str(caught.value)

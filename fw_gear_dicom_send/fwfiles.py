@@ -1,0 +1,50 @@
+"""Flywheel files as the gear names them in its reports (no SDK needed here).
+
+The values the gear and its report use for the files it sends; :mod:`.fwapi` makes
+them from what the Flywheel API returns. Kept apart from it so that a job with no
+``api-key`` input, which never talks to Flywheel, never imports the SDK.
+"""
+
+import re
+from dataclasses import dataclass
+
+from .errors import DicomSendError
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+class FlywheelError(DicomSendError):
+    """A Flywheel API call failed; the message says which and why, in one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A session, as the report names it."""
+
+    id: str
+    label: str
+    path: str
+    """``group/project/subject/session``, with labels (the group's id)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlywheelFile:
+    """A DICOM file (single instance or archive) of an acquisition."""
+
+    session: Session | None
+    acquisition_id: str
+    acquisition_label: str
+    name: str
+    version: int | None = None
+
+    @property
+    def fw_path(self) -> str:
+        """``group/project/subject/session/acquisition/files/name``."""
+        if self.session is None:
+            return self.name
+        return f"{self.session.path}/{self.acquisition_label}/files/{self.name}"
+
+
+def safe_name(text: str) -> str:
+    """``text`` made safe to use in a file name."""
+    return _UNSAFE.sub("_", text).strip("._") or "unnamed"
