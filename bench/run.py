@@ -527,11 +527,20 @@ def _gear_lines(
     (cli, cli_start, cli_rate), (gear, gear_start, gear_rate) = rows.values()
     lines += [
         "",
-        f"Gear path against the CLI: {gear.seconds / cli.seconds:.2f}x the time end "
-        f"to end ({gear.seconds - cli.seconds:+.2f} s; "
+        "Gear path (run.py, a local run) against the CLI: "
+        f"{gear.seconds / cli.seconds:.2f}x the time end to end "
+        f"({gear.seconds - cli.seconds:+.2f} s; "
         f"{gear_start.seconds - cli_start.seconds:+.2f} s with {start_images} images); "
         f"{gear_rate / cli_rate:.2f}x the throughput beyond the first {start_images}.",
     ]
+    platform = next((v for (_, k), v in table.items() if "stand-in" in k), None)
+    if platform is not None:
+        lines.append(
+            f"As a platform job (api-key, stand-in Flywheel API): "
+            f"{platform.seconds / cli.seconds:.2f}x the CLI's time "
+            f"({platform.seconds - cli.seconds:+.2f} s), "
+            f"{platform.seconds - gear.seconds:+.2f} s for the Flywheel side."
+        )
     return lines
 
 
