@@ -47,8 +47,8 @@ def connect(folder: Path) -> Hierarchy:
     Raises:
         UsageError: No client can be made: a bad key, Flywheel unreachable.
     """
-    # GearContext logs a failed client construction with a traceback (which could
-    # show the key); the error is said in one line instead.
+    # GearContext logs a failed client construction with a traceback; the error
+    # is said here, in one line, instead.
     logging.getLogger("fw_gear.context").setLevel(logging.CRITICAL)
     try:
         context = GearContext(

@@ -115,10 +115,10 @@ class GearSettings:
 class GearConfig:
     """A job's ``config.json``: its three objects, as Flywheel wrote them."""
 
-    options: Mapping[str, Any]
-    """The ``config`` object."""
+    options: Mapping[str, Any] = field(repr=False)
+    """The ``config`` object (``tls_key_password`` is a secret: not in the repr)."""
     inputs: Mapping[str, Any] = field(repr=False)
-    """The ``inputs`` object (an api-key input holds a secret: not in the repr)."""
+    """The ``inputs`` object (an api-key input is a secret: not in the repr)."""
     destination: Mapping[str, Any]
 
     @property
@@ -146,11 +146,13 @@ def read_config(path: Path) -> GearConfig:
         raise UsageError(f"cannot parse {path} as JSON: {exc}") from None
     if not isinstance(document, dict):
         raise UsageError(f"{path} holds no JSON object")
-    parts = [document.get(key) or {} for key in ("config", "inputs", "destination")]
-    for key, part in zip(("config", "inputs", "destination"), parts, strict=True):
+    parts = {
+        key: document.get(key) or {} for key in ("config", "inputs", "destination")
+    }
+    for key, part in parts.items():
         if not isinstance(part, dict):
             raise UsageError(f"{path}: {key} is not a JSON object")
-    return GearConfig(*parts)
+    return GearConfig(*parts.values())
 
 
 def parse_config(

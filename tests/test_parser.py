@@ -241,24 +241,26 @@ def test_bad_stow_config(tmp_path: Path, config: dict[str, Any], message: str) -
 
 
 def test_read_config_as_flywheel_writes_it(tmp_path: Path) -> None:
-    """Its three objects; an api-key input (old name or new) means a client, and
-    its key is kept out of the repr, which a debug log could show."""
+    """Its three objects; an api-key input (old name or new) means a client; the
+    secrets are kept out of the repr, which a debug log could show."""
     path = tmp_path / "config.json"
     key = "flywheel.example.org:s3cr3t-key"
+    options = BASE | {"tls_key_password": "k3y-pa55word"}
     for name in ("api-key", "api_key"):
         inputs = {name: {"base": "api-key", "key": key}}
-        document = {"config": BASE, "inputs": inputs, "destination": {}, "job": {}}
+        document = {"config": options, "inputs": inputs, "destination": {}, "job": {}}
         path.write_text(json.dumps(document))
 
         config = read_config(path)
 
         assert (config.options, config.inputs, config.destination) == (
-            BASE,
+            options,
             inputs,
             {},
         )
         assert config.has_api_key
         assert key not in repr(config)
+        assert "k3y-pa55word" not in repr(config)
     path.write_text(json.dumps({"inputs": {"api-key": {"base": "api-key"}}}))
     assert not read_config(path).has_api_key
     path.write_text("{}")
