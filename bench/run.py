@@ -621,6 +621,15 @@ def arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def _race_into(receiver: Receiver, folder: Path, runs: int) -> list[Sample]:
+    """storescu against dicom-send into ``receiver``, which is then stopped."""
+    try:
+        print(receiver.name, flush=True)
+        return race(folder, receiver, runs, pynetdicom_app=False)
+    finally:
+        receiver.stop()
+
+
 def main() -> None:
     args = arguments()
     wanted = set(args.receivers.split(","))
@@ -646,20 +655,10 @@ def main() -> None:
             finally:
                 receiver.stop()
         if "delayed" in wanted:
-            receiver = DelayedReceiver(work)
-            try:
-                print(receiver.name, flush=True)
-                samples += race(folder, receiver, args.runs, pynetdicom_app=False)
-            finally:
-                receiver.stop()
+            samples += _race_into(DelayedReceiver(work), folder, args.runs)
         orthanc_wanted = "orthanc" in wanted and not args.no_orthanc
         if orthanc_wanted and shutil.which("Orthanc"):
-            receiver = orthanc(work)
-            try:
-                print(receiver.name, flush=True)
-                samples += race(folder, receiver, args.runs, pynetdicom_app=False)
-            finally:
-                receiver.stop()
+            samples += _race_into(orthanc(work), folder, args.runs)
     write_report(args.out, samples, mem, args)
 
 
