@@ -13,7 +13,7 @@ such as Pixel Data), which tells in one cheap pass:
   spliced into the byte stream instead of decoding and re-encoding the dataset.
 """
 
-import io
+import hashlib
 import logging
 import os
 import struct
@@ -22,7 +22,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO, NamedTuple, Protocol
 
 from .errors import MalformedDicomError
 from .uids import (
@@ -45,12 +45,20 @@ SOP_CLASS_UID = 0x00080016
 SOP_INSTANCE_UID = 0x00080018
 STUDY_INSTANCE_UID = 0x0020000D
 SERIES_INSTANCE_UID = 0x0020000E
+PIXEL_DATA = 0x7FE00010
 _UID_TAGS = frozenset(
     {SOP_CLASS_UID, SOP_INSTANCE_UID, STUDY_INSTANCE_UID, SERIES_INSTANCE_UID}
 )
 _HEAD_SIZE = 1 << 16
 _MAX_KEPT_VALUE = 256
 _MAX_NESTING = 64
+MAX_INFLATED_BYTES = 256 << 20
+"""Largest data set a Deflated Explicit VR file may inflate to: such a file is
+decoded in memory to be sent."""
+_INFLATE_IN = 1 << 16
+_DIGEST_CHUNK = 1 << 20
+_INFLATE_OUT = 1 << 20
+_INFLATED_WINDOW = 1 << 16
 # VRs whose explicit encoding has 2 reserved bytes and a 4-byte length (PS3.5 7.1.2).
 _LONG_VRS = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR"}
@@ -128,6 +136,24 @@ class _Truncated(Exception):
     """An element runs past the end of the file."""
 
 
+class _TooDeep(MalformedDicomError):
+    """Sequences nested deeper than :data:`_MAX_NESTING`."""
+
+    def __init__(self) -> None:
+        super().__init__(f"sequences nested deeper than {_MAX_NESTING}")
+
+
+class _Reader(Protocol):
+    """Reads of a data set's bytes by offset: a file, or a data set being inflated."""
+
+    @property
+    def size(self) -> int:
+        """Bytes in all."""
+
+    def read(self, offset: int, n: int) -> bytes:
+        """``n`` bytes from ``offset``; :class:`_Truncated` past the end."""
+
+
 class _Source:
     """Random-access reads of a file: the head is cached, the rest is seeked."""
 
@@ -161,6 +187,7 @@ class _Header(NamedTuple):
 _IMPLICIT = {True: struct.Struct("<HHI"), False: struct.Struct(">HHI")}
 _EXPLICIT = {True: struct.Struct("<HH2sH"), False: struct.Struct(">HH2sH")}
 _LONG_LENGTH = {True: struct.Struct("<I"), False: struct.Struct(">I")}
+_ITEM_BYTES = {True: b"\xfe\xff\x00\xe0", False: b"\xff\xfe\xe0\x00"}
 
 
 def _tag_str(tag: int) -> str:
@@ -171,7 +198,7 @@ def _is_vr(two: bytes) -> bool:
     return len(two) == 2 and 65 <= two[0] <= 90 and 65 <= two[1] <= 90
 
 
-def _read_header(src: _Source, offset: int, enc: Encoding) -> _Header:
+def _read_header(src: _Reader, offset: int, enc: Encoding) -> _Header:
     head = src.read(offset, 8)
     little = enc.little_endian
     group, elem, vr, short_length = _EXPLICIT[little].unpack(head)
@@ -188,43 +215,95 @@ def _read_header(src: _Source, offset: int, enc: Encoding) -> _Header:
     return _Header(tag, short_length, offset + 8, vr)
 
 
-def _skip_undefined(src: _Source, offset: int, enc: Encoding, depth: int) -> int:
-    """Skip the items of an undefined-length value; return the offset after it."""
+def _skip_undefined(
+    src: _Reader, offset: int, enc: Encoding, depth: int, *, fragments: bool
+) -> int:
+    """Walk the items of an undefined-length value; return the offset after it.
+
+    The items of a sequence are data sets, walked; those of encapsulated pixel data
+    (``fragments``) are bytes, skipped.
+    """
     if depth > _MAX_NESTING:
-        raise MalformedDicomError(f"sequences nested deeper than {_MAX_NESTING}")
+        raise _TooDeep
     while True:
         item = _read_header(src, offset, enc)
         if item.tag == SEQUENCE_DELIMITER:
             return item.value_offset
-        if item.tag != ITEM:
-            raise MalformedDicomError(
-                f"expected an item, found {_tag_str(item.tag)} at byte {offset}"
-            )
-        if item.length != UNDEFINED_LENGTH:
+        if fragments and item.tag == ITEM and item.length != UNDEFINED_LENGTH:
             offset = item.value_offset + item.length
             continue
-        offset = item.value_offset  # a dataset ending with an item delimiter
+        offset = _item_end(src, item, offset, enc, depth)
+
+
+def _skip_defined(
+    src: _Reader, offset: int, end: int, enc: Encoding, depth: int
+) -> None:
+    """Walk the items of a defined-length sequence value from ``offset`` to ``end``."""
+    if depth > _MAX_NESTING:
+        raise _TooDeep
+    while offset < end:
+        item = _read_header(src, offset, enc)
+        offset = _item_end(src, item, offset, enc, depth)
+    if offset != end:
+        raise MalformedDicomError(f"an item runs past the end of its sequence at {end}")
+
+
+def _item_end(
+    src: _Reader, item: _Header, offset: int, enc: Encoding, depth: int
+) -> int:
+    """Walk the elements of one item (its data set); return the offset after it."""
+    if item.tag != ITEM:
+        raise MalformedDicomError(
+            f"expected an item, found {_tag_str(item.tag)} at byte {offset}"
+        )
+    offset = item.value_offset
+    if item.length == UNDEFINED_LENGTH:  # a data set ending with an item delimiter
         while True:
             header = _read_header(src, offset, enc)
             if header.tag == ITEM_DELIMITER:
-                offset = header.value_offset
-                break
+                return header.value_offset
             offset = _element_end(src, header, enc, depth + 1)
+    end = item.value_offset + item.length
+    if end > src.size:
+        raise _Truncated
+    while offset < end:
+        offset = _element_end(src, _read_header(src, offset, enc), enc, depth + 1)
+    if offset != end:
+        raise MalformedDicomError(f"an element runs past the end of its item at {end}")
+    return end
 
 
-def _element_end(src: _Source, header: _Header, enc: Encoding, depth: int) -> int:
+def _element_end(src: _Reader, header: _Header, enc: Encoding, depth: int) -> int:
+    """The offset after an element; sequences are walked, nesting bounded."""
     if header.length == UNDEFINED_LENGTH:
         if header.vr == b"UN":  # its items are Implicit VR Little Endian (PS3.5 6.2.2)
             enc = IMPLICIT_LE
-        return _skip_undefined(src, header.value_offset, enc, depth)
+        fragments = header.vr in (b"OB", b"OW") or header.tag == PIXEL_DATA
+        return _skip_undefined(
+            src, header.value_offset, enc, depth, fragments=fragments
+        )
     end = header.value_offset + header.length
     if end > src.size:
         raise _Truncated
+    if header.vr == b"SQ":
+        _skip_defined(src, header.value_offset, end, enc, depth)
+    elif header.vr in (b"", b"UN") and header.length >= 8:
+        # No VR (Implicit VR) or UN: a value that starts with an item may be a
+        # sequence. Walk it to bound its nesting; if it is not one after all, it is
+        # an opaque value.
+        inner = IMPLICIT_LE if header.vr == b"UN" else enc
+        if src.read(header.value_offset, 4) == _ITEM_BYTES[inner.little_endian]:
+            try:
+                _skip_defined(src, header.value_offset, end, inner, depth)
+            except _TooDeep:
+                raise
+            except (MalformedDicomError, _Truncated):
+                pass
     return end
 
 
 def _iter_top_level(
-    src: _Source, offset: int, enc: Encoding
+    src: _Reader, offset: int, enc: Encoding
 ) -> Iterator[tuple[_Header, int, int]]:
     """Yield (header, start, end) of each top-level element from ``offset`` on."""
     previous = -1
@@ -287,12 +366,16 @@ def _encoding_of(transfer_syntax: str) -> Encoding:
     return EXPLICIT_LE  # every other syntax, compressed ones included (PS3.5 A.4)
 
 
-def probe(path: Path | str, group: int) -> DicomInfo:
+def probe(
+    path: Path | str, group: int, max_inflated: int = MAX_INFLATED_BYTES
+) -> DicomInfo:
     """Learn what is needed to send a file, without decoding it.
 
     Args:
         path: The file.
         group: The provenance group whose elements to record.
+        max_inflated: Most bytes a deflated data set may inflate to (it is
+            inflated as a stream, never held whole).
 
     Returns:
         The instance's UIDs, transfer syntax and layout.
@@ -308,11 +391,25 @@ def probe(path: Path | str, group: int) -> DicomInfo:
             raise NotSendable("empty file")
         src = _Source(f, size)
         try:
-            return _probe(src, group)
+            return _probe(src, group, max_inflated)
         except _Truncated:
             raise MalformedDicomError(
                 "truncated: an element runs past the end of the file"
             ) from None
+
+
+def dataset_digest(path: Path | str, info: DicomInfo) -> bytes:
+    """A SHA-256 digest of the file's data set bytes (the file meta left out).
+
+    Raises:
+        OSError: The file cannot be read.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        f.seek(info.dataset_offset)
+        while chunk := f.read(_DIGEST_CHUNK):
+            digest.update(chunk)
+    return digest.digest()
 
 
 def _find_meta(src: _Source) -> tuple[bool, _Meta]:
@@ -349,14 +446,14 @@ def _dataset_encoding(src: _Source, meta: _Meta, part10: bool) -> tuple[Encoding
     )
 
 
-def _probe(src: _Source, group: int) -> DicomInfo:
+def _probe(src: _Source, group: int, max_inflated: int) -> DicomInfo:
     part10, meta = _find_meta(src)
     if meta.media_sop_class == MEDIA_STORAGE_DIRECTORY:
         raise NotSendable("DICOMDIR (a media directory, not an instance)")
     if meta.dataset_offset >= src.size:
         raise NotSendable("file meta only, no dataset")
     if meta.transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
-        return _probe_deflated(src, meta)
+        return _probe_deflated(src, meta, max_inflated)
     guessed, transfer_syntax = _dataset_encoding(src, meta, part10)
     declared = _encoding_of(transfer_syntax)
     if guessed != declared:
@@ -408,29 +505,93 @@ def _probe(src: _Source, group: int) -> DicomInfo:
     )
 
 
-def _probe_deflated(src: _Source, meta: _Meta) -> DicomInfo:
-    """Probe a Deflated Explicit VR dataset: inflate it once to check and read it."""
+def _inflate(src: _Source, offset: int, limit: int) -> Iterator[bytes]:
+    """Inflate the deflated data set from ``offset``, in pieces of at most 1 MiB.
+
+    Raises:
+        MalformedDicomError: It cannot be inflated, ends early, or inflates to more
+            than ``limit`` bytes.
+    """
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    chunks: list[bytes] = []
-    offset = meta.dataset_offset
-    try:
-        while offset < src.size:
-            n = min(1 << 20, src.size - offset)
-            chunks.append(inflater.decompress(src.read(offset, n)))
+    deflated = src.size - offset
+    data = b""
+    total = 0
+    while not inflater.eof:
+        if not data and offset < src.size:
+            n = min(_INFLATE_IN, src.size - offset)
+            data = src.read(offset, n)
             offset += n
-        chunks.append(inflater.flush())
-    except zlib.error as exc:
-        raise MalformedDicomError(
-            f"deflated dataset cannot be inflated: {exc}"
-        ) from None
+        try:
+            out = inflater.decompress(data, _INFLATE_OUT)
+        except zlib.error as exc:
+            raise MalformedDicomError(
+                f"deflated dataset cannot be inflated: {exc}"
+            ) from None
+        data = inflater.unconsumed_tail
+        if not out and not data and offset >= src.size:
+            break  # no more input, no more output
+        total += len(out)
+        if total > limit:
+            raise MalformedDicomError(
+                f"deflated dataset inflates to more than {limit >> 20} MiB (from "
+                f"{deflated} bytes): too large to decode, not sent"
+            )
+        yield out
     if not inflater.eof:
         raise MalformedDicomError("truncated: the deflated dataset ends early")
-    inflated = b"".join(chunks)
-    inner = _Source(io.BytesIO(inflated), len(inflated))
+
+
+class _Inflated:
+    """A deflated data set read forward as it is inflated, a window of it kept."""
+
+    def __init__(self, pieces: Iterator[bytes], size: int) -> None:
+        self._pieces = pieces
+        self._size = size
+        self._buffer = bytearray()
+        self._base = 0
+        """Offset of the buffer's first byte in the inflated data set."""
+
+    @property
+    def size(self) -> int:
+        """Bytes of the inflated data set."""
+        return self._size
+
+    def read(self, offset: int, n: int) -> bytes:
+        """``n`` bytes from ``offset``, which may lie at most a window back."""
+        end = offset + n
+        if end > self._size:
+            raise _Truncated
+        if offset < self._base:
+            raise MalformedDicomError(f"deflated dataset read back to byte {offset}")
+        while self._base + len(self._buffer) < end:
+            keep_from = min(
+                len(self._buffer), max(0, offset - _INFLATED_WINDOW - self._base)
+            )
+            if keep_from:
+                del self._buffer[:keep_from]
+                self._base += keep_from
+            piece = next(self._pieces, None)
+            if piece is None:
+                raise _Truncated
+            self._buffer += piece
+        return bytes(self._buffer[offset - self._base : end - self._base])
+
+
+def _probe_deflated(src: _Source, meta: _Meta, limit: int) -> DicomInfo:
+    """Probe a Deflated Explicit VR dataset without holding it inflated.
+
+    It is inflated as a stream twice: once to measure it within ``limit``, once to
+    walk it.
+    """
+    size = sum(len(piece) for piece in _inflate(src, meta.dataset_offset, limit))
+    inner = _Inflated(_inflate(src, meta.dataset_offset, limit), size)
     uids: dict[int, str] = {}
-    for header, _start, _end in _iter_top_level(inner, 0, EXPLICIT_LE):
-        if header.tag in _UID_TAGS:
-            uids[header.tag] = _text(inner.read(header.value_offset, header.length))
+    try:
+        for header, _start, _end in _iter_top_level(inner, 0, EXPLICIT_LE):
+            if header.tag in _UID_TAGS and header.length <= 64:
+                uids[header.tag] = _text(inner.read(header.value_offset, header.length))
+    except MalformedDicomError as exc:
+        raise MalformedDicomError(f"malformed: {exc}") from None
     if SOP_CLASS_UID not in uids:
         raise NotSendable("no SOP Class UID (0008,0016)")
     if SOP_INSTANCE_UID not in uids:

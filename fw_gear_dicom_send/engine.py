@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .contexts import plan_batches
-from .dicomfile import NotSendable, probe
+from .dicomfile import DicomInfo, NotSendable, dataset_digest, probe
 from .errors import AssociationError, MalformedDicomError, UsageError
 from .inputs import InputFile, InputProblem, Limits, check_paths, collect
 from .items import Outcome, SendItem
@@ -253,7 +253,7 @@ def _prepare(
     """List and probe every input; rows for all, send items for the instances."""
     rows: list[Row] = []
     items: list[SendItem] = []
-    seen: dict[str, str] = {}
+    seen: dict[str, _First] = {}
     for entry in collect(paths, work, request.limits, request.labels):
         if isinstance(entry, InputProblem):
             rows.append(_problem(entry, entry.status, entry.reason))
@@ -283,15 +283,9 @@ def _prepare(
         )
         first = seen.get(info.sop_instance_uid)
         if first is not None:
-            rows.append(
-                replace(
-                    row,
-                    status=InstanceStatus.SKIPPED,
-                    reason=f"duplicate SOP Instance UID of {first}",
-                )
-            )
+            rows.append(_duplicate(row, first, str(entry.path), info))
             continue
-        seen[info.sop_instance_uid] = entry.name
+        seen[info.sop_instance_uid] = _First(entry.name, str(entry.path), info)
         if info.sop_instance_uid in request.already_stored:
             rows.append(
                 replace(
@@ -309,6 +303,49 @@ def _prepare(
         items.append(SendItem(len(rows), str(entry.path), info, inserts))
         rows.append(row)
     return rows, items
+
+
+class _First:
+    """The first file seen with a SOP Instance UID; its digest made when needed."""
+
+    __slots__ = ("_digest", "info", "name", "path")
+
+    def __init__(self, name: str, path: str, info: DicomInfo) -> None:
+        self.name = name
+        self.path = path
+        self.info = info
+        self._digest: bytes | None = None
+
+    def digest(self) -> bytes:
+        """The digest of its data set (OSError: it cannot be read)."""
+        if self._digest is None:
+            self._digest = dataset_digest(self.path, self.info)
+        return self._digest
+
+
+def _duplicate(row: Row, first: _First, path: str, info: DicomInfo) -> Row:
+    """The row of a file whose SOP Instance UID an earlier file has.
+
+    The same data set is skipped; another data set under the same UID fails, as
+    the receiver would keep only one of the two.
+    """
+    try:
+        same = info.dataset_length == first.info.dataset_length and (
+            dataset_digest(path, info) == first.digest()
+        )
+    except OSError as exc:
+        return replace(row, reason=f"cannot read: {exc}")
+    if same:
+        return replace(
+            row,
+            status=InstanceStatus.SKIPPED,
+            reason=f"duplicate SOP Instance UID of {first.name}",
+        )
+    return replace(
+        row,
+        reason=f"duplicate SOP Instance UID of {first.name} with a different data "
+        "set: not sent (the receiver would keep only one of them)",
+    )
 
 
 def _skip_existing(

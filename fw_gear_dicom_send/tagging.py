@@ -3,7 +3,10 @@
 The element goes into a private block (PS3.5 7.8.1): a creator element
 ``(gggg,00xx)`` holding the creator name, and a data element ``(gggg,xxyy)`` (VR LO)
 holding the value, at the first free ``yy`` of the block. An identical value already
-in the block is not added again. One rule, :func:`place`, decides where the element
+in the block is not added again. A new block takes the first creator slot that is
+free and whose element range ``(gggg,xx00-xxFF)`` holds no element, orphans (elements
+without their creator) included, so nothing already in the instance is ever replaced
+or doubled. One rule, :func:`place`, decides where the element
 goes; it serves both the streaming path (:func:`splice`, bytes inserted into the file
 as it is sent) and the decoding path (:func:`tag_dataset`).
 """
@@ -133,13 +136,17 @@ def place(tag: ProvenanceTag, existing: Mapping[int, bytes | None]) -> Placement
                     f"private block {tag.creator!r} in group {tag.group:04X} is full"
                 )
             return Placement(None, free)
+    # A new block needs its creator slot free and its whole element range free:
+    # an element without its creator (an orphan) still owns its place.
     taken = {slot for slot, _ in creators}
+    taken.update((tag_ & 0xFFFF) >> 8 for tag_ in existing)
     for slot in range(_FIRST_CREATOR_SLOT, _LAST_CREATOR_SLOT + 1):
         if slot not in taken:
             return Placement(group | slot, group | (slot << 8))
     raise TaggingError(
-        f"all private creator slots of group {tag.group:04X} are taken: "
-        "no room for the provenance element"
+        f"all private creator slots of group {tag.group:04X} are taken (by "
+        "creators or by elements of their blocks): no room for the provenance "
+        "element"
     )
 
 

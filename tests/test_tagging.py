@@ -46,6 +46,16 @@ def test_the_same_value_is_not_added_twice() -> None:
     assert place(TAG, existing) == Placement(None, None)
 
 
+def test_an_orphan_element_keeps_its_block() -> None:
+    """(0021,1000) without the creator (0021,0010): block 10 is not free."""
+    assert place(TAG, {0x00211000: b"ORPHANDATA"}) == Placement(0x00210011, 0x00211100)
+    ds = Dataset()
+    ds.add_new(0x00211000, "LO", "ORPHANDATA")
+    tag_dataset(ds, TAG)
+    assert ds[0x00211000].value == "ORPHANDATA"
+    assert ds[0x00211100].value == "DICOM Send"
+
+
 def test_all_slots_taken() -> None:
     existing: dict[int, bytes | None] = {
         0x00210000 | s: b"X" for s in range(0x10, 0x100)

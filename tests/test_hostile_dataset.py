@@ -1,0 +1,231 @@
+"""Hostile data sets: orphan private elements, conflicting duplicates, a deflate
+bomb, sequences nested ten thousand deep. Each arrives intact or is a row with a
+reason; nothing is doubled, overwritten, or sent to crash the receiver."""
+
+import copy
+import os
+import struct
+import subprocess
+import sys
+import threading
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from checks import provenance
+from conftest import ExternalPeer
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import dcmwrite, write_file_meta_info
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+from test_cli import send_args
+from test_send import peer_of, read_report
+
+from fw_gear_dicom_send.dicomfile import probe
+from fw_gear_dicom_send.engine import SendRequest, send
+from fw_gear_dicom_send.peer import Peer
+from fw_gear_dicom_send.receiver import StorageReceiver
+from fw_gear_dicom_send.samples import make_ct
+from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
+
+ORPHAN = 0x00211000
+
+
+@pytest.mark.parametrize(
+    ("accepted", "path"),
+    [(ExplicitVRLittleEndian, "stream"), (ImplicitVRLittleEndian, "decode")],
+)
+def test_an_orphan_private_element_arrives_untouched(
+    accepted: str,
+    path: str,
+    make_receiver: Callable[..., StorageReceiver],
+    tmp_path: Path,
+) -> None:
+    """(0021,1000) without its creator (0021,0010) owns block 10 all the same: the
+    provenance block goes to the next free one, by the splice as by the decoder."""
+    ds = make_ct(1)
+    ds.add_new(ORPHAN, "LO", "ORPHANDATA")
+    source = tmp_path / "orphan.dcm"
+    dcmwrite(source, ds, enforce_file_format=True)  # Explicit VR Little Endian
+    receiver = make_receiver(transfer_syntaxes=[accepted])
+    (row,) = send(SendRequest((source,), peer_of(receiver))).rows
+    assert row.status is InstanceStatus.SENT, row.reason
+    assert row.transfer_syntax == accepted  # streamed as it is, or re-encoded
+    (got,) = receiver.received
+    # Read back from the bytes as received: a doubled or out-of-order element is
+    # malformed to the probe; pydicom would silently keep one of two.
+    elements = probe(got.path, 0x0021).group_elements
+    assert [(e.tag, e.value) for e in elements] == [
+        (0x00210011, b"Flywheel"),
+        (ORPHAN, b"ORPHANDATA"),
+        (0x00211100, b"DICOM Send"),
+    ], path
+    received = dcmread(got.path)
+    assert provenance(received) == [b"DICOM Send"]
+    assert received.PixelData == ds.PixelData
+
+
+def _patient(index: int, name: str, uid_of: int) -> Dataset:
+    ds = make_ct(index)
+    ds.PatientName = name
+    uid = make_ct(uid_of).SOPInstanceUID
+    ds.SOPInstanceUID = uid
+    ds.file_meta.MediaStorageSOPInstanceUID = uid
+    return ds
+
+
+@pytest.mark.parametrize("other", ["BOB", "CAROL"])  # another size, the same size
+def test_a_conflicting_duplicate_fails(
+    other: str, receiver: StorageReceiver, tmp_path: Path
+) -> None:
+    """The same SOP Instance UID with another data set is a failure the user sees;
+    an identical copy is skipped."""
+    alice, copy, conflict = (tmp_path / n for n in ("alice.dcm", "copy.dcm", "x.dcm"))
+    dcmwrite(alice, _patient(1, "ALICE", 1), enforce_file_format=True)
+    copy.write_bytes(alice.read_bytes())
+    dcmwrite(conflict, _patient(1, other, 1), enforce_file_format=True)
+    assert (alice.stat().st_size == conflict.stat().st_size) is (other == "CAROL")
+    result = send(SendRequest((alice, conflict, copy), peer_of(receiver)))
+    first, second, third = result.rows
+    assert first.status is InstanceStatus.SENT
+    assert second.status is InstanceStatus.FAILED
+    assert second.reason.startswith(
+        f"duplicate SOP Instance UID of {alice} with a different data set"
+    )
+    assert third.status is InstanceStatus.SKIPPED
+    assert third.reason == f"duplicate SOP Instance UID of {alice}"
+    assert result.exit_status is ExitStatus.INCOMPLETE
+    (got,) = receiver.received
+    assert dcmread(got.path).PatientName == "ALICE"
+
+
+def _deflate(data: bytes) -> bytes:
+    """Raw deflate blocks of ``data``, not final: such pieces can be concatenated."""
+    deflater = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return deflater.compress(data) + deflater.flush(zlib.Z_SYNC_FLUSH)
+
+
+def _deflated_bomb(path: Path, inflated: int) -> None:
+    """A Deflated Explicit VR file whose Pixel Data inflates to ``inflated`` bytes
+    of zeros (a multiple of 16 MiB): about a thousandth of that on disk."""
+    ds = make_ct(2)
+    del ds.PixelData
+    plain = tmp = path.with_suffix(".plain")
+    dcmwrite(plain, ds, enforce_file_format=True)  # Explicit VR Little Endian
+    dataset = plain.read_bytes()[probe(plain, 0x0021).dataset_offset :]
+    tmp.unlink()
+    meta = copy.deepcopy(ds.file_meta)
+    meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    buffer = DicomBytesIO()
+    write_file_meta_info(buffer, meta)
+    pixels = struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, inflated)
+    zeros = _deflate(bytes(16 << 20))
+    with open(path, "wb") as out:
+        out.write(bytes(128) + b"DICM" + buffer.getvalue())
+        out.write(_deflate(dataset + pixels))
+        for _ in range(inflated // (16 << 20)):
+            out.write(zeros)
+        out.write(b"\x03\x00")  # an empty final block
+
+
+def _run_measured(args: list[str]) -> tuple[int, str, int]:
+    """Run the CLI; its exit code, stderr, and peak RSS in bytes (its workers'
+    included: wait4 reports the largest of the process and its waited children)."""
+    with (
+        open(os.devnull, "wb") as out,
+        subprocess.Popen(
+            [sys.executable, "-m", "fw_gear_dicom_send", *args],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        ) as proc,
+    ):
+        timer = threading.Timer(120, proc.kill)
+        timer.start()
+        assert proc.stderr is not None
+        err = proc.stderr.read().decode(errors="replace")
+        _, status, usage = os.wait4(proc.pid, 0)
+        timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, err, usage.ru_maxrss * 1024
+
+
+def test_a_deflate_bomb_is_refused_in_bounded_memory(
+    receiver: StorageReceiver, tmp_path: Path
+) -> None:
+    """1 MB on disk, 1 GiB inflated: a failed row with the reason, and the run
+    stays under 300 MB of memory; the files beside it are sent, a deflated one
+    (16 MiB inflated) too."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    bomb = folder / "bomb.dcm"
+    _deflated_bomb(bomb, 1 << 30)
+    assert bomb.stat().st_size < 2 << 20
+    dcmwrite(folder / "good.dcm", make_ct(3), enforce_file_format=True)
+    _deflated_bomb(folder / "deflated.dcm", 16 << 20)  # streamed through, and sent
+    report = tmp_path / "report.csv"
+    code, stderr, peak = _run_measured(
+        [*send_args(folder, receiver.port, receiver.ae_title), f"--report={report}"]
+    )
+    assert "Traceback" not in stderr, stderr
+    assert code == ExitStatus.INCOMPLETE, stderr
+    assert peak < 300e6, f"peak RSS {peak / 1e6:.0f} MB"
+    rows = {Path(row["file"]).name: row for row in read_report(report)}
+    assert rows["bomb.dcm"]["status"] == "failed"
+    assert (
+        "deflated dataset inflates to more than 256 MiB" in rows["bomb.dcm"]["reason"]
+    )
+    assert rows["good.dcm"]["status"] == "sent"
+    assert rows["deflated.dcm"]["status"] == "sent", rows["deflated.dcm"]["reason"]
+    assert len(receiver.received) == 2
+    pixels = [len(dcmread(got.path).get("PixelData", b"")) for got in receiver.received]
+    assert sorted(pixels) == [len(make_ct(3).PixelData), 16 << 20]
+
+
+def _nested(levels: int, implicit: bool) -> bytes:
+    """Content Sequence (0040,A730) holding one item holding the sequence again,
+    ``levels`` deep, every length defined."""
+    value = b""
+    for _ in range(levels):
+        item = struct.pack("<HHI", 0xFFFE, 0xE000, len(value)) + value
+        if implicit:
+            value = struct.pack("<HHI", 0x0040, 0xA730, len(item)) + item
+        else:
+            value = struct.pack("<HH2sHI", 0x0040, 0xA730, b"SQ", 0, len(item)) + item
+    return value
+
+
+def _with_nested(path: Path, index: int, levels: int, implicit: bool) -> Path:
+    ds = make_ct(index)
+    del ds.PixelData  # the sequence goes last, after group 0028
+    if implicit:
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    dcmwrite(path, ds, enforce_file_format=True)
+    with open(path, "ab") as f:
+        f.write(_nested(levels, implicit))
+    return path
+
+
+@pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
+def test_sequences_nested_ten_thousand_deep_are_not_sent(
+    implicit: bool, storescp: ExternalPeer, tmp_path: Path
+) -> None:
+    """Defined-length nesting is bounded as undefined-length nesting is (64); DCMTK
+    storescp is never handed the 10,000 levels that crash it, and takes the rest."""
+    bomb = _with_nested(tmp_path / "deep.dcm", 4, 10_000, implicit)
+    assert bomb.stat().st_size > 150_000
+    fine = _with_nested(tmp_path / "fine.dcm", 5, 30, implicit)
+    peer = Peer("127.0.0.1", storescp.port, storescp.ae_title)
+    deep_row, fine_row = send(SendRequest((bomb, fine), peer)).rows
+    assert deep_row.status is InstanceStatus.FAILED
+    assert deep_row.reason == "malformed: sequences nested deeper than 64"
+    assert fine_row.status is InstanceStatus.SENT, fine_row.reason
+    assert storescp.proc.poll() is None  # still running
+    (got,) = storescp.out_dir.iterdir()
+    assert dcmread(got).SOPInstanceUID == make_ct(5).SOPInstanceUID
