@@ -52,6 +52,10 @@ _UID_TAGS = frozenset(
 _HEAD_SIZE = 1 << 16
 _MAX_KEPT_VALUE = 256
 _MAX_NESTING = 64
+_LEVEL_BYTES = 16
+_SCAN_LIMIT = 1 << 20
+"""The fewest bytes a level of nesting takes: an item header and a sequence
+element header, 8 bytes each (Implicit VR)."""
 MAX_INFLATED_BYTES = 256 << 20
 """Largest data set a Deflated Explicit VR file may inflate to: such a file is
 decoded in memory to be sent."""
@@ -285,14 +289,20 @@ def _element_end(src: _Reader, header: _Header, enc: Encoding, depth: int) -> in
     end = header.value_offset + header.length
     if end > src.size:
         raise _Truncated
+    if depth + header.length // _LEVEL_BYTES <= _MAX_NESTING:
+        return end  # too short to nest too deep: skipped unread
     if header.vr == b"SQ":
-        _skip_defined(src, header.value_offset, end, enc, depth)
-    elif header.vr in (b"", b"UN") and header.length >= 8:
+        if _may_nest_too_deep(src, header, depth):
+            _skip_defined(src, header.value_offset, end, enc, depth)
+    elif header.vr in (b"", b"UN"):
         # No VR (Implicit VR) or UN: a value that starts with an item may be a
         # sequence. Walk it to bound its nesting; if it is not one after all, it is
         # an opaque value.
         inner = IMPLICIT_LE if header.vr == b"UN" else enc
-        if src.read(header.value_offset, 4) == _ITEM_BYTES[inner.little_endian]:
+        item = _ITEM_BYTES[inner.little_endian]
+        if src.read(header.value_offset, 4) == item and _may_nest_too_deep(
+            src, header, depth
+        ):
             try:
                 _skip_defined(src, header.value_offset, end, inner, depth)
             except _TooDeep:
@@ -300,6 +310,20 @@ def _element_end(src: _Reader, header: _Header, enc: Encoding, depth: int) -> in
             except (MalformedDicomError, _Truncated):
                 pass
     return end
+
+
+def _may_nest_too_deep(src: _Reader, header: _Header, depth: int) -> bool:
+    """Whether a defined-length sequence value may hold sequences nested too deep.
+
+    Each level of nesting has an item header, so a value with fewer item tags (in
+    either byte order) than the levels left cannot; counting them is much cheaper
+    than walking the value.
+    """
+    if header.length > _SCAN_LIMIT:
+        return True
+    value = src.read(header.value_offset, header.length)
+    items = value.count(_ITEM_BYTES[True]) + value.count(_ITEM_BYTES[False])
+    return depth + items > _MAX_NESTING
 
 
 def _iter_top_level(

@@ -341,11 +341,13 @@ def _duplicate(row: Row, first: _First, path: str, info: DicomInfo) -> Row:
             status=InstanceStatus.SKIPPED,
             reason=f"duplicate SOP Instance UID of {first.name}",
         )
-    return replace(
+    conflict = replace(
         row,
         reason=f"duplicate SOP Instance UID of {first.name} with a different data "
         "set: not sent (the receiver would keep only one of them)",
     )
+    log.warning("%s: %s", conflict.file, conflict.reason)
+    return conflict
 
 
 def _skip_existing(

@@ -29,6 +29,7 @@ from test_send import peer_of, read_report
 
 from fw_gear_dicom_send.dicomfile import probe
 from fw_gear_dicom_send.engine import SendRequest, send
+from fw_gear_dicom_send.errors import MalformedDicomError
 from fw_gear_dicom_send.peer import Peer
 from fw_gear_dicom_send.receiver import StorageReceiver
 from fw_gear_dicom_send.samples import make_ct
@@ -82,7 +83,10 @@ def _patient(index: int, name: str, uid_of: int) -> Dataset:
 
 @pytest.mark.parametrize("other", ["BOB", "CAROL"])  # another size, the same size
 def test_a_conflicting_duplicate_fails(
-    other: str, receiver: StorageReceiver, tmp_path: Path
+    other: str,
+    receiver: StorageReceiver,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The same SOP Instance UID with another data set is a failure the user sees;
     an identical copy is skipped."""
@@ -103,6 +107,8 @@ def test_a_conflicting_duplicate_fails(
     assert result.exit_status is ExitStatus.INCOMPLETE
     (got,) = receiver.received
     assert dcmread(got.path).PatientName == "ALICE"
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warned == [f"{conflict}: {second.reason}"]
 
 
 def _deflate(data: bytes) -> bytes:
@@ -111,27 +117,34 @@ def _deflate(data: bytes) -> bytes:
     return deflater.compress(data) + deflater.flush(zlib.Z_SYNC_FLUSH)
 
 
-def _deflated_bomb(path: Path, inflated: int) -> None:
-    """A Deflated Explicit VR file whose Pixel Data inflates to ``inflated`` bytes
-    of zeros (a multiple of 16 MiB): about a thousandth of that on disk."""
+def _deflated(path: Path, tail: bytes = b"", zeros: int = 0) -> Path:
+    """A Deflated Explicit VR CT file without Pixel Data, ``tail`` (elements)
+    appended to its data set, then ``zeros`` bytes of zeros (a multiple of 16 MiB,
+    which deflate a thousandfold)."""
     ds = make_ct(2)
     del ds.PixelData
-    plain = tmp = path.with_suffix(".plain")
+    plain = path.with_suffix(".plain")
     dcmwrite(plain, ds, enforce_file_format=True)  # Explicit VR Little Endian
     dataset = plain.read_bytes()[probe(plain, 0x0021).dataset_offset :]
-    tmp.unlink()
+    plain.unlink()
     meta = copy.deepcopy(ds.file_meta)
     meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
     buffer = DicomBytesIO()
     write_file_meta_info(buffer, meta)
-    pixels = struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, inflated)
-    zeros = _deflate(bytes(16 << 20))
+    block = _deflate(bytes(16 << 20))
     with open(path, "wb") as out:
         out.write(bytes(128) + b"DICM" + buffer.getvalue())
-        out.write(_deflate(dataset + pixels))
-        for _ in range(inflated // (16 << 20)):
-            out.write(zeros)
+        out.write(_deflate(dataset + tail))
+        for _ in range(zeros // (16 << 20)):
+            out.write(block)
         out.write(b"\x03\x00")  # an empty final block
+    return path
+
+
+def _deflated_bomb(path: Path, inflated: int) -> None:
+    """Pixel Data of ``inflated`` bytes of zeros: a thousandth of that on disk."""
+    pixels = struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, inflated)
+    _deflated(path, pixels, inflated)
 
 
 def _run_measured(args: list[str]) -> tuple[int, str, int]:
@@ -201,15 +214,20 @@ def _nested(levels: int, implicit: bool) -> bytes:
     return value
 
 
-def _with_nested(path: Path, index: int, levels: int, implicit: bool) -> Path:
+def _with_tail(path: Path, tail: bytes, implicit: bool, index: int = 6) -> Path:
+    """A CT file without Pixel Data, ``tail`` (elements) appended to its data set."""
     ds = make_ct(index)
-    del ds.PixelData  # the sequence goes last, after group 0028
+    del ds.PixelData  # the tail goes last, after group 0028
     if implicit:
         ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
     dcmwrite(path, ds, enforce_file_format=True)
     with open(path, "ab") as f:
-        f.write(_nested(levels, implicit))
+        f.write(tail)
     return path
+
+
+def _with_nested(path: Path, index: int, levels: int, implicit: bool) -> Path:
+    return _with_tail(path, _nested(levels, implicit), implicit, index)
 
 
 @pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
@@ -229,3 +247,49 @@ def test_sequences_nested_ten_thousand_deep_are_not_sent(
     assert storescp.proc.poll() is None  # still running
     (got,) = storescp.out_dir.iterdir()
     assert dcmread(got).SOPInstanceUID == make_ct(5).SOPInstanceUID
+
+
+_OPAQUE = b"\xfe\xff\x00\xe0" * 300  # starts like a sequence, and is not one
+
+
+def _explicit(tag: int, vr: bytes, value: bytes, length: int | None = None) -> bytes:
+    header = struct.pack("<HH2sHI", tag >> 16, tag & 0xFFFF, vr, 0, len(value))
+    if length is not None:
+        header = header[:8] + struct.pack("<I", length)
+    return header + value
+
+
+def _shaped(shape: str, path: Path, levels: int) -> Path:
+    """A file holding ``levels`` of nesting in the given shape, then an opaque
+    value that looks like a sequence and is not one."""
+    implicit = _nested(levels, implicit=True)
+    explicit = _nested(levels, implicit=False)
+    opaque = 0x00411000  # after (0040,A730)
+    if shape == "implicit":
+        return _with_tail(
+            path, implicit + struct.pack("<HHI", 0x41, 0x1000, 1200) + _OPAQUE, True
+        )
+    if shape == "deflated":
+        return _deflated(path, explicit + _explicit(opaque, b"UN", _OPAQUE))
+    if shape == "explicit":
+        tail = explicit
+    elif shape == "un":  # its value is Implicit VR (PS3.5 6.2.2)
+        tail = _explicit(0x0040A730, b"UN", implicit[8:])
+    else:  # an undefined-length sequence of defined-length items
+        delimiter = struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
+        tail = _explicit(0x0040A730, b"SQ", explicit[12:] + delimiter, 0xFFFFFFFF)
+    return _with_tail(path, tail + _explicit(opaque, b"UN", _OPAQUE), False)
+
+
+@pytest.mark.parametrize(
+    "shape", ["explicit", "implicit", "un", "undefined-sequence", "deflated"]
+)
+def test_deep_nesting_is_malformed_whatever_its_encoding(
+    shape: str, tmp_path: Path
+) -> None:
+    """Every way of nesting is bounded alike; a value that only starts like a
+    sequence is an opaque value, as before."""
+    with pytest.raises(MalformedDicomError, match="nested deeper than 64"):
+        probe(_shaped(shape, tmp_path / "deep.dcm", 66), 0x0021)
+    fine = probe(_shaped(shape, tmp_path / "fine.dcm", 64), 0x0021)
+    assert fine.sop_class_uid == make_ct(0).SOPClassUID
