@@ -6,9 +6,9 @@ holding the value, at the first free ``yy`` of the block. An identical value alr
 in the block is not added again. A new block takes the first creator slot that is
 free and whose element range ``(gggg,xx00-xxFF)`` holds no element, orphans (elements
 without their creator) included, so nothing already in the instance is ever replaced
-or doubled. One rule, :func:`place`, decides where the element
-goes; it serves both the streaming path (:func:`splice`, bytes inserted into the file
-as it is sent) and the decoding path (:func:`tag_dataset`).
+or doubled. One rule, :func:`place`, decides where the element goes; it serves both
+the streaming path (:func:`splice`, bytes inserted into the file as it is sent) and
+the decoding path (:func:`tag_dataset`).
 """
 
 import struct
