@@ -53,16 +53,17 @@ _HEAD_SIZE = 1 << 16
 _MAX_KEPT_VALUE = 256
 _MAX_NESTING = 64
 _LEVEL_BYTES = 16
-_SCAN_LIMIT = 1 << 20
 """The fewest bytes a level of nesting takes: an item header and a sequence
 element header, 8 bytes each (Implicit VR)."""
+_SCAN_LIMIT = 1 << 20
+"""Sequence values up to this size have their item tags counted before a walk."""
 MAX_INFLATED_BYTES = 256 << 20
 """Largest data set a Deflated Explicit VR file may inflate to: such a file is
 decoded in memory to be sent."""
 _INFLATE_IN = 1 << 16
-_DIGEST_CHUNK = 1 << 20
 _INFLATE_OUT = 1 << 20
 _INFLATED_WINDOW = 1 << 16
+_DIGEST_CHUNK = 1 << 20
 # VRs whose explicit encoding has 2 reserved bytes and a 4-byte length (PS3.5 7.1.2).
 _LONG_VRS = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR"}
@@ -294,7 +295,7 @@ def _element_end(src: _Reader, header: _Header, enc: Encoding, depth: int) -> in
     if header.vr == b"SQ":
         if _may_nest_too_deep(src, header, depth):
             _skip_defined(src, header.value_offset, end, enc, depth)
-    elif header.vr in (b"", b"UN"):
+    elif header.vr in (b"", b"UN") and header.tag != PIXEL_DATA:
         # No VR (Implicit VR) or UN: a value that starts with an item may be a
         # sequence. Walk it to bound its nesting; if it is not one after all, it is
         # an opaque value.
