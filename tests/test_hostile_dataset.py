@@ -117,11 +117,11 @@ def _deflate(data: bytes) -> bytes:
     return deflater.compress(data) + deflater.flush(zlib.Z_SYNC_FLUSH)
 
 
-def _deflated(path: Path, tail: bytes = b"", zeros: int = 0) -> Path:
+def _deflated(path: Path, tail: bytes = b"", zeros: int = 0, index: int = 2) -> Path:
     """A Deflated Explicit VR CT file without Pixel Data, ``tail`` (elements)
     appended to its data set, then ``zeros`` bytes of zeros (a multiple of 16 MiB,
     which deflate a thousandfold)."""
-    ds = make_ct(2)
+    ds = make_ct(index)
     del ds.PixelData
     plain = path.with_suffix(".plain")
     dcmwrite(plain, ds, enforce_file_format=True)  # Explicit VR Little Endian
@@ -141,10 +141,10 @@ def _deflated(path: Path, tail: bytes = b"", zeros: int = 0) -> Path:
     return path
 
 
-def _deflated_bomb(path: Path, inflated: int) -> None:
+def _deflated_bomb(path: Path, inflated: int, index: int = 2) -> None:
     """Pixel Data of ``inflated`` bytes of zeros: a thousandth of that on disk."""
     pixels = struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, inflated)
-    _deflated(path, pixels, inflated)
+    _deflated(path, pixels, inflated, index)
 
 
 def _run_measured(args: list[str]) -> tuple[int, str, int]:
@@ -181,7 +181,7 @@ def test_a_deflate_bomb_is_refused_in_bounded_memory(
     _deflated_bomb(bomb, 1 << 30)
     assert bomb.stat().st_size < 2 << 20
     dcmwrite(folder / "good.dcm", make_ct(3), enforce_file_format=True)
-    _deflated_bomb(folder / "deflated.dcm", 16 << 20)  # streamed through, and sent
+    _deflated_bomb(folder / "deflated.dcm", 16 << 20, 4)  # streamed through, sent
     report = tmp_path / "report.csv"
     code, stderr, peak = _run_measured(
         [*send_args(folder, receiver.port, receiver.ae_title), f"--report={report}"]
