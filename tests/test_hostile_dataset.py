@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from checks import provenance
 from conftest import ExternalPeer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
@@ -25,6 +27,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 from test_cli import send_args
+from test_properties import private_blocks
 from test_send import peer_of, read_report
 
 from fw_gear_dicom_send.dicomfile import probe
@@ -34,6 +37,8 @@ from fw_gear_dicom_send.peer import Peer
 from fw_gear_dicom_send.receiver import StorageReceiver
 from fw_gear_dicom_send.samples import make_ct
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
+from fw_gear_dicom_send.tagging import ProvenanceTag, TaggingError, splice, tag_dataset
+from fw_gear_dicom_send.wire import Payload
 
 ORPHAN = 0x00211000
 
@@ -293,3 +298,63 @@ def test_deep_nesting_is_malformed_whatever_its_encoding(
         probe(_shaped(shape, tmp_path / "deep.dcm", 66), 0x0021)
     fine = probe(_shaped(shape, tmp_path / "fine.dcm", 64), 0x0021)
     assert fine.sop_class_uid == make_ct(0).SOPClassUID
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    blocks=private_blocks(),
+    orphans=st.dictionaries(st.integers(0x1000, 0xFFFF), st.just("ORPHAN"), max_size=6),
+)
+def test_the_element_never_replaces_or_doubles_one(
+    blocks: list[tuple[int, str, dict[int, str]]],
+    orphans: dict[int, str],
+    tmp_path: Path,
+) -> None:
+    """Private blocks and orphans (elements whose block has no creator): spliced
+    into the bytes or added to the decoded data set, the provenance element is added
+    once, next to everything that was there, which keeps its value."""
+    ds = make_ct(0)
+    for slot, creator, elements in blocks:
+        ds.add_new((0x0021, slot), "LO", creator)
+        for offset, value in elements.items():
+            ds.add_new((0x0021, slot << 8 | offset), "LO", value)
+    owned = {slot for slot, _, _ in blocks}
+    for element, value in orphans.items():
+        if element >> 8 not in owned:
+            ds.add_new((0x0021, element), "LO", value)
+    before = {int(e.tag): str(e.value).rstrip() for e in ds.group_dataset(0x0021)}
+    path = tmp_path / "x.dcm"
+    dcmwrite(path, ds, enforce_file_format=True)
+    info = probe(path, 0x0021)
+    tag = ProvenanceTag()
+    try:
+        inserts = splice(info, tag)
+    except TaggingError:
+        return
+    with open(path, "rb") as f:
+        head = f.read(info.dataset_offset)
+        payload = Payload(f, info.dataset_offset, info.size, inserts)
+        body = bytearray(payload.length)
+        assert payload.readinto(memoryview(body)) == payload.length
+    spliced = tmp_path / "spliced.dcm"
+    spliced.write_bytes(head + body)
+    decoded = dcmread(path)
+    tag_dataset(decoded, tag)
+    for got in (dcmread(spliced), decoded):
+        after = {int(e.tag): str(e.value).rstrip() for e in got.group_dataset(0x0021)}
+        assert {t: after[t] for t in before} == before
+        added = sorted(set(after) - set(before))
+        if not added:  # the value was there already
+            assert "DICOM Send" in before.values()
+            continue
+        *new_creator, data = added
+        ours = 0x00210000 | (data & 0xFFFF) >> 8
+        assert after[data] == "DICOM Send"
+        assert after[ours] == "Flywheel"
+        assert new_creator == ([] if ours in before else [ours])
+    # A doubled or out-of-order element would make the spliced bytes malformed.
+    assert probe(spliced, 0x0021).group_elements
