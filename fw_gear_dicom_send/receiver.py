@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Self, cast
 
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
@@ -26,6 +27,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.transport import ThreadedAssociationServer
 
@@ -48,6 +50,27 @@ PREFERRED_SYNTAXES: tuple[str, ...] = _FIRST + tuple(
 _UID = re.compile(r"^[0-9.]{1,64}$")
 OUT_OF_RESOURCES = 0xA700
 _CANNOT_UNDERSTAND = 0xC210
+REQUEST_TIMEOUT = 10.0
+"""Seconds a new connection has to send its association request."""
+_AWAITING_REQUEST = "Sta2"  # PS3.8 9.2: transport open, awaiting A-ASSOCIATE-RQ
+
+
+class _AcceptorAE(AE):
+    """An AE whose association limit counts only connections that asked for one.
+
+    pynetdicom compares the number of its acceptor threads with
+    ``maximum_associations`` when a request arrives; a thread still awaiting its
+    peer's A-ASSOCIATE-RQ (a bare TCP connection) is left out of that count.
+    """
+
+    @property
+    def active_associations(self) -> list[Association]:
+        """The association threads, less those still awaiting a request."""
+        return [
+            assoc
+            for assoc in super().active_associations
+            if assoc.dul.state_machine.current_state != _AWAITING_REQUEST
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +126,11 @@ class StorageReceiver:
         self.aborted = 0
         """Associations aborted (by either side)."""
         self._lock = threading.Lock()
-        self._ae = AE(ae_title=ae_title)
+        self._ae = _AcceptorAE(ae_title=ae_title)
         self._ae.require_called_aet = True
         self._ae.maximum_associations = max_associations
+        # The ARTIM timer: how long a new connection may stay silent.
+        self._ae.acse_timeout = REQUEST_TIMEOUT
         for context in AllStoragePresentationContexts:
             assert context.abstract_syntax is not None
             self._ae.add_supported_context(
@@ -267,14 +292,26 @@ class InstanceFiler:
         return self.status
 
     def _place(self, event: evt.Event, uid: str) -> Path:
-        """Where an instance goes under ``out_dir``."""
-        if self.layout is Layout.FLAT:
-            return relative_path(self.layout, "", "", "", uid)
+        """Where an instance goes under ``out_dir``: named by its data set's values.
+
+        The data set's SOP Instance UID, not the request's: the request carries
+        only the first of several values.
+        """
         ds = event.dataset
         return relative_path(
             self.layout,
-            str(ds.get("PatientID", "")),
-            str(ds.get("StudyInstanceUID", "")),
-            str(ds.get("SeriesInstanceUID", "")),
-            uid,
+            _text(ds, "PatientID"),
+            _text(ds, "StudyInstanceUID"),
+            _text(ds, "SeriesInstanceUID"),
+            _text(ds, "SOPInstanceUID") or uid,
         )
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    """An element's whole value as text, values joined by backslashes."""
+    value = ds.get(keyword)
+    if value is None:
+        return ""
+    if isinstance(value, MultiValue):
+        return "\\".join(str(v) for v in value)
+    return str(value)
