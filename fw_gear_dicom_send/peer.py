@@ -8,6 +8,7 @@ import base64
 import urllib.parse
 from dataclasses import dataclass, field
 
+from .bounds import BOUNDS, seconds
 from .errors import UsageError
 from .tls import TlsSettings
 
@@ -42,8 +43,11 @@ class Peer:
     def __post_init__(self) -> None:
         if not self.host:
             raise UsageError("the receiver's host is empty")
-        if not 1 <= self.port <= 65535:
-            raise UsageError(f"port must be 1 to 65535, got {self.port}")
+        port = BOUNDS["port"]
+        if not (isinstance(self.port, int) and port.holds(self.port)):
+            raise UsageError(
+                f"port must be {port.low:g} to {port.high:g}, got {self.port}"
+            )
         check_ae_title(self.called_ae, "called AE title")
 
     def __str__(self) -> str:
@@ -69,8 +73,8 @@ class AssociationSettings:
     def __post_init__(self) -> None:
         check_ae_title(self.calling_ae, "calling AE title")
         for kind in ("connect", "acse", "dimse", "network"):
-            if getattr(self, f"{kind}_timeout") <= 0:
-                raise UsageError(f"{kind} timeout must be positive")
+            name = f"{kind}_timeout"
+            seconds(name, getattr(self, name), f"the {kind} timeout")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,12 +129,17 @@ class StowSettings:
             raise UsageError(
                 f"the STOW-RS URL must be http(s)://host/..., got {self.url!r}"
             )
-        if not 1 <= self.batch <= 1000:
-            raise UsageError("the STOW-RS batch must be 1 to 1000 instances")
-        if not 1 <= self.parallel <= 32:
-            raise UsageError("STOW-RS requests at once must be 1 to 32")
-        if self.timeout <= 0:
-            raise UsageError("the STOW-RS timeout must be positive")
+        batch, parallel = BOUNDS["batch"], BOUNDS["associations"]
+        if not batch.holds(self.batch):
+            raise UsageError(
+                f"the STOW-RS batch must be {batch.low:g} to {batch.high:g} instances"
+            )
+        if not parallel.holds(self.parallel):
+            raise UsageError(
+                f"STOW-RS requests at once must be {parallel.low:g} to "
+                f"{parallel.high:g}"
+            )
+        seconds("dimse_timeout", self.timeout, "the STOW-RS timeout")
 
     @property
     def endpoint(self) -> urllib.parse.SplitResult:

@@ -7,9 +7,12 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import free_port
+from gearjob import Gear, Site, old_gear_config, series_zip
+from pki import Pki
 from pydicom import dcmread
 from pydicom.filewriter import dcmwrite
 from pydicom.multival import MultiValue
@@ -20,9 +23,17 @@ from test_pacs import LISTENER, start_listener, stop_listener
 
 from fw_gear_dicom_send.engine import SendRequest, send
 from fw_gear_dicom_send.peer import Peer
+from fw_gear_dicom_send.receiver import StorageReceiver
 from fw_gear_dicom_send.retry import RetryPolicy
-from fw_gear_dicom_send.samples import make_ct
+from fw_gear_dicom_send.samples import make_ct, zip_files
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
+
+
+@pytest.fixture
+def ct_file(tmp_path: Path) -> Path:
+    path = tmp_path / "ct.dcm"
+    dcmwrite(path, make_ct(0), enforce_file_format=True)
+    return path
 
 
 def test_a_traceback_from_a_process_fails_the_test() -> None:
@@ -132,7 +143,7 @@ def test_twenty_idle_connections_do_not_lock_out_a_sender(tmp_path: Path) -> Non
 
 
 def test_a_connection_that_never_asks_is_closed(tmp_path: Path) -> None:
-    from fw_gear_dicom_send.receiver import REQUEST_TIMEOUT, StorageReceiver
+    from fw_gear_dicom_send.receiver import REQUEST_TIMEOUT
 
     with StorageReceiver(tmp_path / "out") as scp:
         with socket.create_connection(("127.0.0.1", scp.port)) as idle:
@@ -151,3 +162,108 @@ def test_a_connection_that_never_asks_is_closed(tmp_path: Path) -> None:
             )
         )
     assert result.exit_status is ExitStatus.SUCCESS
+
+
+# Finding 14: every number in its range, every bad value one line (exit 2).
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("--dimse-timeout=1e12", "--dimse-timeout must be a number of seconds above 0"),
+        ("--acse-timeout=1e10", "--acse-timeout must be a number of seconds above 0"),
+        ("--connect-timeout=1e308", "--connect-timeout must be a number of seconds"),
+        ("--network-timeout=nan", "--network-timeout must be a number of seconds"),
+        ("--retry-time=1e300", "--retry-time must be a number of seconds from 0"),
+        ("--associations=100", "--associations must be a whole number from 1 to 32"),
+    ],
+)
+def test_numbers_out_of_range_are_one_line(
+    option: str, message: str, ct_file: Path, receiver: StorageReceiver
+) -> None:
+    result = run(*send_args(ct_file, receiver.port, "STORE-SCP", option), timeout=30)
+    assert result.returncode == ExitStatus.USAGE, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"dicom-send: error: {message}")
+    assert receiver.associations == 0
+
+
+def test_a_work_dir_that_is_a_file_is_one_line(
+    ct_file: Path, receiver: StorageReceiver, tmp_path: Path
+) -> None:
+    result = run(
+        *send_args(ct_file, receiver.port, "STORE-SCP", f"--work-dir={ct_file}")
+    )
+    assert result.returncode == ExitStatus.USAGE, result.stderr
+    assert (
+        result.stderr.strip()
+        == f"dicom-send: error: --work-dir {ct_file} is not a folder"
+    )
+    assert receiver.associations == 0
+
+
+def test_a_missing_work_dir_is_made(
+    ct_file: Path, receiver: StorageReceiver, tmp_path: Path
+) -> None:
+    archive = zip_files(tmp_path / "one.zip", {"ct.dcm": ct_file})
+    work = tmp_path / "not" / "yet"
+    result = run(*send_args(archive, receiver.port, "STORE-SCP", f"--work-dir={work}"))
+    assert result.returncode == ExitStatus.SUCCESS, result.stderr
+    assert work.is_dir()
+    assert len(receiver.received) == 1
+
+
+def test_a_key_password_that_is_not_utf8_is_one_line(
+    ct_file: Path, receiver: StorageReceiver, tmp_path: Path, pki: Pki
+) -> None:
+    secret = tmp_path / "password"
+    secret.write_bytes(b"caf\xe9\n")
+    tls = ["--tls", f"--tls-cert={pki.client.cert}", f"--tls-key={pki.client.key}"]
+    args = send_args(ct_file, receiver.port, "STORE-SCP", *tls)
+    by_file = run(*args, f"--tls-key-password-file={secret}")
+    assert by_file.returncode == ExitStatus.USAGE, by_file.stderr
+    assert by_file.stderr.strip() == (
+        f"dicom-send: error: the key password file {secret} is not UTF-8 text"
+    )
+    by_variable = run(*args, env={"DICOM_SEND_TLS_KEY_PASSWORD": "caf\udce9"})
+    assert by_variable.returncode == ExitStatus.USAGE, by_variable.stderr
+    assert by_variable.stderr.strip() == (
+        "dicom-send: error: DICOM_SEND_TLS_KEY_PASSWORD is not UTF-8 text"
+    )
+    assert receiver.associations == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"port": "²"}, "config port must be a whole number from 1 to 65535, got '²'"),
+        ({"port": "١٢"}, "config port must be a whole number from 1 to 65535"),
+        ({"dimse_timeout": 1e12}, "config dimse_timeout must be a number of seconds"),
+        ({"tls_key_password": "caf\udce9"}, "config tls_key_password is not UTF-8"),
+        ({"location": "x.dcm"}, "input file: location is not a JSON object"),
+    ],
+)
+def test_bad_gear_values_are_one_line(
+    gear: Gear,
+    site: Site,
+    receiver: StorageReceiver,
+    tmp_path: Path,
+    change: dict[str, Any],
+    message: str,
+) -> None:
+    acquisition = site.standin.acquisition(site.session, "CT")
+    gear.add_file_input("file", series_zip(tmp_path, 1, "ct"), acquisition)
+    if "location" in change:
+        gear.inputs["file"]["location"] = change.pop("location")
+    if "tls_key_password" in change:
+        change["tls_enabled"] = True
+    gear.config = old_gear_config(receiver.port) | change
+    gear.destination = {"type": "acquisition", "id": acquisition}
+
+    result = gear.run()
+
+    assert result.returncode == ExitStatus.USAGE, result.stdout
+    errors = [line for line in result.stdout.splitlines() if " error: " in line]
+    assert len(errors) == 1, result.stdout
+    assert message in errors[0]
+    assert receiver.associations == 0
