@@ -29,7 +29,7 @@ from .items import describe_status
 from .levels import Level, Model
 from .logs import configure_logging
 from .peer import AssociationSettings, Peer, StowSettings, check_ae_title, parse_auth
-from .report import read_stored, write_csv
+from .report import ReportError, is_report, read_stored, write_csv
 from .results import Format, RowWriter, SqliteWriter, open_writer, sqlite_path
 from .retry import RetryPolicy
 from .status import ExitStatus
@@ -541,10 +541,11 @@ def _work_dir(path: Path | None) -> Path | None:
     return path
 
 
-def _check_writable(report: Path | None) -> None:
-    """Fail before sending if the report could not be written afterwards."""
+def _check_writable(report: Path | None, inputs: Sequence[Path] = ()) -> None:
+    """Fail before sending if the report cannot be written or would replace an input."""
     if report is None:
         return
+    _check_not_an_input(report, inputs)
     try:
         report.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -553,16 +554,46 @@ def _check_writable(report: Path | None) -> None:
         raise UsageError(f"cannot write the report {report}")
 
 
+def _check_not_an_input(report: Path, inputs: Sequence[Path]) -> None:
+    """Refuse a report path that would replace an input file.
+
+    The report and its ``.partial`` may not be an input, nor an existing file in
+    an input folder other than an earlier report; links count as the file they
+    name.
+
+    Raises:
+        UsageError: It is.
+    """
+    for target in (report, report.with_name(report.name + ".partial")):
+        if not target.is_file() or is_report(target):
+            continue
+        where = target.resolve()
+        for given in inputs:
+            if given.exists() and (
+                os.path.samefile(given, target)
+                or (given.is_dir() and where.is_relative_to(given.resolve()))
+            ):
+                raise UsageError(
+                    f"--report {report} would overwrite the input {target}"
+                )
+
+
 def _finish(result: RunResult, report: Path | None) -> ExitStatus:
+    written = None
     if report is not None:
-        write_csv(result.rows, report)
+        try:
+            write_csv(result.rows, report)
+            written = report
+        except ReportError as exc:
+            log.error("%s", exc)
     for line in result.summary.lines():
         print(line)
-    if report is not None:
-        print(f"report: {report}")
+    if written is not None:
+        print(f"report: {written}")
     if result.interrupted:
         print(f"{PROG}: interrupted", file=sys.stderr)
-    return result.exit_status
+        return result.exit_status
+    return ExitStatus.REPORT_FAILED if report != written else result.exit_status
 
 
 def _stow_settings(args: argparse.Namespace) -> StowSettings:
@@ -611,7 +642,7 @@ def _run_send(args: argparse.Namespace) -> ExitStatus:
         skip_existing=args.skip_existing,
         verify=args.verify,
     )
-    _check_writable(args.report)
+    _check_writable(args.report, request.paths)
     result = send(request, ProgressPrinter())
     return _finish(result, args.report)
 

@@ -31,10 +31,16 @@ TRACEBACK = "Traceback (most recent call last)"
 
 
 def is_ours(args: object) -> bool:
-    """Whether a command runs Python: the CLI, the gear, or a script around them."""
-    argv = [args] if isinstance(args, (str, bytes, os.PathLike)) else list(args)  # type: ignore[call-overload]
-    first = os.path.basename(os.fsdecode(argv[0])) if argv else ""
-    return first.startswith("python") or os.fsdecode(argv[0]) == sys.executable
+    """Whether a command runs Python (the CLI, the gear, a script around them),
+    or runs the CLI or the gear under another program (``unshare``)."""
+    if isinstance(args, str | bytes | os.PathLike):
+        args = [args]
+    argv = [os.fsdecode(arg) for arg in args]  # type: ignore[attr-defined]
+    if not argv:
+        return False
+    if os.path.basename(argv[0]).startswith("python") or argv[0] == sys.executable:
+        return True
+    return any(a == "fw_gear_dicom_send" or a.endswith("run.py") for a in argv)
 
 
 def no_traceback(args: object, *outputs: str | bytes | None) -> None:

@@ -267,3 +267,83 @@ def test_bad_gear_values_are_one_line(
     assert len(errors) == 1, result.stdout
     assert message in errors[0]
     assert receiver.associations == 0
+
+
+# Finding 5: the report never replaces an input.
+
+
+def test_a_report_that_would_replace_an_input_is_refused(
+    receiver: StorageReceiver, tmp_path: Path
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    first, second = folder / "a.dcm", folder / "b.dcm"
+    dcmwrite(first, make_ct(1), enforce_file_format=True)
+    dcmwrite(second, make_ct(2), enforce_file_format=True)
+    (tmp_path / "link.csv").symlink_to(first)
+    (folder / "c.csv.partial").write_bytes(second.read_bytes())
+    before = {path: path.read_bytes() for path in folder.iterdir()}
+    cases = [
+        (folder, folder / "a.dcm", folder / "a.dcm"),  # a file in an input folder
+        (first, first, first),  # the input itself
+        (first, tmp_path / "link.csv", tmp_path / "link.csv"),  # a link to it
+        (folder, folder / "c.csv", folder / "c.csv.partial"),  # its .partial
+    ]
+    for given, report, target in cases:
+        result = run(
+            *send_args(given, receiver.port, "STORE-SCP", f"--report={report}")
+        )
+        assert result.returncode == ExitStatus.USAGE, result.stderr
+        assert result.stderr.strip() == (
+            f"dicom-send: error: --report {report} would overwrite the input {target}"
+        )
+    assert {path: path.read_bytes() for path in folder.iterdir()} == before
+    assert receiver.associations == 0
+    # A new report in an input folder, and then replacing it, are fine.
+    (folder / "c.csv.partial").unlink()
+    for _ in range(2):
+        result = run(
+            *send_args(folder, receiver.port, "STORE-SCP", f"--report={folder}/r.csv")
+        )
+        assert result.returncode == ExitStatus.SUCCESS, result.stderr
+
+
+# Finding 13: a report that cannot be written (disk full) after a good send.
+
+_FULL_DISK = """
+mount -t tmpfs -o size=64k tmpfs "$0" || exit 99
+head -c 1000000 /dev/zero > "$0/fill" 2>/dev/null
+"$@"
+status=$?
+echo "left: $(ls -A "$0" | tr '\\n' ' ')"
+exit $status
+"""
+
+
+def test_a_full_disk_for_the_report(
+    ct_file: Path, receiver: StorageReceiver, tmp_path: Path
+) -> None:
+    """The report goes to a full tmpfs (mounted in a user and mount namespace of
+    its own): the summary is printed, one line says why, nothing partial is
+    left, and the exit status says the report is missing."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    report = disk / "report.csv"
+    command = [sys.executable, "-m", "fw_gear_dicom_send"]
+    command += send_args(ct_file, receiver.port, "STORE-SCP", f"--report={report}")
+    namespace = ["unshare", "--user", "--map-root-user", "--mount"]
+    result = subprocess.run(
+        [*namespace, "sh", "-c", _FULL_DISK, str(disk), *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == ExitStatus.REPORT_FAILED, result.stderr
+    assert len(receiver.received) == 1
+    errors = [line for line in result.stderr.splitlines() if "report" in line]
+    assert errors == [
+        f"dicom-send: cannot write the report {report}: No space left on device"
+    ]
+    assert "1 of 1 instances stored" in result.stdout
+    assert result.stdout.splitlines()[-1].strip() == "left: fill"
