@@ -5,6 +5,8 @@ or the HTTP client.
 """
 
 import base64
+import re
+import unicodedata
 import urllib.parse
 from dataclasses import dataclass, field
 
@@ -13,6 +15,7 @@ from .errors import UsageError
 from .tls import TlsSettings
 
 _AE_MAX = 16
+_TOKEN = re.compile(r"[\x21-\x7e]+")
 
 
 def check_ae_title(value: str, what: str) -> str:
@@ -85,21 +88,45 @@ class StowAuth:
 
 
 def parse_auth(text: str) -> StowAuth:
-    """``bearer:TOKEN`` or ``basic:USER:PASSWORD``.
+    """``bearer:TOKEN`` or ``basic:USER:PASSWORD``, as a header-safe value.
+
+    One line: no control character (a line break would end the header and start
+    another). A token is visible ASCII, as RFC 6750 has it; a user and password
+    may be any text (they are sent base64-encoded).
 
     Raises:
-        UsageError: Neither form (the message does not repeat the secret).
+        UsageError: Neither form, or a character that cannot be sent (the
+            message never repeats the secret).
     """
-    kind, _, rest = text.strip().partition(":")
+    credential = text.strip()
+    if any(unicodedata.category(c) == "Cc" for c in credential):
+        raise UsageError(
+            "the STOW-RS credential must be one line, without control characters"
+        )
+    kind, _, rest = credential.partition(":")
     kind = kind.lower()
     if kind == "bearer" and rest:
+        if not _TOKEN.fullmatch(rest):
+            raise UsageError(
+                "the STOW-RS bearer token must be visible ASCII characters only"
+            )
         return StowAuth(f"Bearer {rest}")
     if kind == "basic" and ":" in rest:
-        token = base64.b64encode(rest.encode("utf-8")).decode("ascii")
+        try:
+            token = base64.b64encode(rest.encode("utf-8")).decode("ascii")
+        except UnicodeEncodeError:
+            raise UsageError("the STOW-RS credential is not UTF-8 text") from None
         return StowAuth(f"Basic {token}")
     raise UsageError(
         "the STOW-RS credential must be bearer:TOKEN or basic:USER:PASSWORD"
     )
+
+
+def public_url(url: str) -> str:
+    """``url`` as it may be printed: without user, password, query or fragment."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,10 +151,21 @@ class StowSettings:
     """For https: CA and client certificate options; verified by default."""
 
     def __post_init__(self) -> None:
-        parts = urllib.parse.urlsplit(self.url)
+        try:
+            parts = urllib.parse.urlsplit(self.url)
+            parts.port  # noqa: B018 - raises for a port that is not a number
+        except ValueError:
+            parts = urllib.parse.urlsplit("")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UsageError(
-                f"the STOW-RS URL must be http(s)://host/..., got {self.url!r}"
+                "the STOW-RS URL must be http(s)://host/..., "
+                f"got {public_url(self.url)!r}"
+            )
+        if "@" in parts.netloc:
+            raise UsageError(
+                "the STOW-RS URL may not hold a user or password "
+                f"({parts.scheme}://USER:PASSWORD@...): give the credential "
+                "by --auth or DICOM_SEND_STOW_AUTH (the gear: stow_credential)"
             )
         batch, parallel = BOUNDS["batch"], BOUNDS["associations"]
         if not batch.holds(self.batch):
@@ -151,4 +189,4 @@ class StowSettings:
         return parts._replace(path=path)
 
     def __str__(self) -> str:
-        return urllib.parse.urlunsplit(self.endpoint._replace(query="", fragment=""))
+        return public_url(urllib.parse.urlunsplit(self.endpoint))

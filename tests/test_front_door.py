@@ -18,11 +18,12 @@ from pydicom.filewriter import dcmwrite
 from pydicom.multival import MultiValue
 from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian
 from pynetdicom import AE
+from stowserver import StowServer
 from test_cli import run, send_args
 from test_pacs import LISTENER, start_listener, stop_listener
 
 from fw_gear_dicom_send.engine import SendRequest, send
-from fw_gear_dicom_send.peer import Peer
+from fw_gear_dicom_send.peer import Peer, StowSettings
 from fw_gear_dicom_send.receiver import StorageReceiver
 from fw_gear_dicom_send.retry import RetryPolicy
 from fw_gear_dicom_send.samples import make_ct, zip_files
@@ -347,3 +348,74 @@ def test_a_full_disk_for_the_report(
     ]
     assert "1 of 1 instances stored" in result.stdout
     assert result.stdout.splitlines()[-1].strip() == "left: fill"
+
+
+# Finding 11: credentials are header-safe, and never printed from a URL.
+
+_TOKEN = "SECRET-TOKEN-7f3a"
+
+
+@pytest.mark.parametrize(
+    "credential",
+    [f"bearer:{_TOKEN}\r\nX: y", f"bearer:{_TOKEN}\nbearer:other", f"bearer:{_TOKEN}é"],
+)
+def test_a_credential_that_is_not_one_header_line_is_one_line(
+    ct_file: Path, credential: str
+) -> None:
+    with StowServer() as server:
+        result = run(
+            "send", str(ct_file), "--stow", server.url,
+            env={"DICOM_SEND_STOW_AUTH": credential},
+        )  # fmt: skip
+    assert result.returncode == ExitStatus.USAGE, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("dicom-send: error: the STOW-RS ")
+    assert _TOKEN not in result.stdout + result.stderr
+    assert server.requests == []
+
+
+def test_a_two_line_stow_credential_input_is_one_line(
+    gear: Gear, site: Site, tmp_path: Path
+) -> None:
+    acquisition = site.standin.acquisition(site.session, "CT")
+    gear.add_file_input("file", series_zip(tmp_path, 1, "ct"), acquisition)
+    credential = tmp_path / "credential.txt"
+    credential.write_text(f"bearer:{_TOKEN}\nX-Other: y\n")
+    gear.add_file_input("stow_credential", credential, acquisition)
+    with StowServer() as server:
+        gear.config = old_gear_config(
+            "", destination="", called_ae="", transport="stow-rs", stow_url=server.url
+        )
+        gear.destination = {"type": "acquisition", "id": acquisition}
+        result = gear.run()
+    assert result.returncode == ExitStatus.USAGE, result.stdout
+    errors = [line for line in result.stdout.splitlines() if " error: " in line]
+    assert len(errors) == 1, result.stdout
+    assert "the STOW-RS credential must be one line" in errors[0]
+    assert _TOKEN not in result.stdout + result.stderr
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("scheme", ["http", "ftp"])
+def test_a_password_in_the_stow_url_is_refused_and_never_shown(
+    ct_file: Path, scheme: str
+) -> None:
+    with StowServer() as server:
+        url = server.url.replace("http://", f"{scheme}://alice:{_TOKEN}@")
+        result = run("send", str(ct_file), "--stow", url)
+    assert result.returncode == ExitStatus.USAGE, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("dicom-send: error: the STOW-RS URL ")
+    assert _TOKEN not in result.stdout + result.stderr
+    assert "alice" not in result.stdout + result.stderr
+    assert server.requests == []
+
+
+def test_printed_stow_urls_carry_no_credential() -> None:
+    from fw_gear_dicom_send.peer import public_url
+
+    settings = StowSettings("https://pacs.example.org:8443/dicom-web?key=SECRET#x")
+    assert str(settings) == "https://pacs.example.org:8443/dicom-web/studies"
+    assert public_url("https://alice:pw@host:1/dicom-web?token=t") == (
+        "https://host:1/dicom-web"
+    )
