@@ -32,6 +32,7 @@ from .peer import AssociationSettings, Peer, StowSettings, check_ae_title, parse
 from .report import ReportError, is_report, read_stored, write_csv
 from .results import Format, RowWriter, SqliteWriter, open_writer, sqlite_path
 from .retry import RetryPolicy
+from .sanitize import printable
 from .status import ExitStatus
 from .storage import Layout
 from .tagging import DEFAULT_CREATOR, DEFAULT_VALUE, ProvenanceTag, parse_group
@@ -60,7 +61,8 @@ _PASSWORD_VARIABLE = "DICOM_SEND_TLS_KEY_PASSWORD"  # noqa: S105 - its name
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(
-            ExitStatus.USAGE, f"{self.prog}: error: {message} (see {self.prog} -h)\n"
+            ExitStatus.USAGE,
+            f"{self.prog}: error: {printable(message)} (see {self.prog} -h)\n",
         )
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DicomSendError, UsageError
+from .sanitize import CsvWriter
 from .status import ExitStatus, InstanceStatus
 
 COLUMNS = (
@@ -84,6 +85,9 @@ def write_table(
 ) -> None:
     """Write a CSV with a header; the file is replaced only once it is complete.
 
+    Cells that a spreadsheet would take for a formula are quoted
+    (:class:`~fw_gear_dicom_send.sanitize.CsvWriter`).
+
     Raises:
         ReportError: It cannot be written; nothing partial is left.
     """
@@ -91,7 +95,7 @@ def write_table(
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(partial, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
+            writer = CsvWriter(f, columns)
             writer.writeheader()
             writer.writerows(rows)
         partial.replace(path)

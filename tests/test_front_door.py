@@ -1,23 +1,28 @@
 """Hostile input at the front door: the listener, the options, the credentials, the
 reports and what reaches a terminal. Real processes where a process is involved."""
 
+import csv
+import io
 import socket
 import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import free_port
+from faults import STUDY_ROOT_FIND
 from gearjob import Gear, Site, old_gear_config, series_zip
 from pki import Pki
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 from pydicom.filewriter import dcmwrite
 from pydicom.multival import MultiValue
 from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian
-from pynetdicom import AE
+from pynetdicom import AE, evt
 from stowserver import StowServer
 from test_cli import run, send_args
 from test_pacs import LISTENER, start_listener, stop_listener
@@ -419,3 +424,111 @@ def test_printed_stow_urls_carry_no_credential() -> None:
     assert public_url("https://alice:pw@host:1/dicom-web?token=t") == (
         "https://host:1/dicom-web"
     )
+
+
+# Finding 15: no formula in a CSV cell, no control character on a terminal or log.
+
+_HOSTILE_NAMES = ["=cmd|' -C calc'!A0.dcm", "+1.dcm", "-2.dcm", "@SUM(1).dcm"]
+_ESCAPE_NAME = "\x1b]0;owned\x07\x1b[2J\rok.dcm"
+
+
+def test_the_report_neutralises_formulas_and_the_log_escapes_controls(
+    make_receiver: Callable[..., StorageReceiver], tmp_path: Path
+) -> None:
+    """A receiver refusing everything: each file's name is in a report row and
+    in a log line."""
+    scp = make_receiver(status=0xA900)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    names = [*_HOSTILE_NAMES, _ESCAPE_NAME]
+    for index, name in enumerate(names):
+        dcmwrite(folder / name, make_ct(index), enforce_file_format=True)
+    relative = [f"./{name}" for name in names]  # as typed, in the input folder
+    result = run(
+        "send",
+        *relative,
+        "--host=127.0.0.1",
+        f"--port={scp.port}",
+        "--called-ae=STORE-SCP",
+        "--report=report.csv",
+        "--retry-time=0",
+        cwd=folder,
+    )
+    assert result.returncode == ExitStatus.NOTHING_SENT, result.stderr
+    with open(folder / "report.csv", newline="") as f:
+        cells = [row["file"] for row in csv.DictReader(f)]
+    assert sorted(cells) == sorted(
+        "'" + name if name[0] in "=+-@" else name for name in names
+    )
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+    assert "\r" not in result.stderr
+    assert "\\x1b]0;owned\\x07\\x1b[2J\\rok.dcm: refused" in result.stderr
+
+
+def test_the_gear_report_neutralises_formulas(
+    gear: Gear, site: Site, receiver: StorageReceiver, tmp_path: Path
+) -> None:
+    acquisition = site.standin.acquisition(site.session, "CT")
+    hostile = tmp_path / "=HYPERLINK(1).zip"
+    series_zip(tmp_path, 1, "ct").rename(hostile)
+    gear.add_file_input("file", hostile, acquisition)
+    gear.config = old_gear_config(receiver.port)
+    gear.destination = {"type": "acquisition", "id": acquisition}
+    result = gear.run()
+    assert result.returncode == ExitStatus.SUCCESS, result.stdout
+    (row,) = gear.report_rows()
+    assert row["Filename"] == "'=HYPERLINK(1).zip"
+    (path,) = gear.reports()
+    assert ",=" not in path.read_text()
+
+
+_PACS_NAME = "=1+2"
+_PACS_ID = "\x1b[31mRED\rHIDDEN"
+
+
+class HostilePacs:
+    """A Study Root C-FIND SCP whose one match holds a formula and escapes."""
+
+    def __init__(self) -> None:
+        self.ae = AE(ae_title="PACS")
+        self.ae.add_supported_context(STUDY_ROOT_FIND)
+        handlers: list[evt.EventHandlerType] = [(evt.EVT_C_FIND, self._on_find)]
+        server = self.ae.start_server(
+            ("127.0.0.1", 0), block=False, evt_handlers=handlers
+        )
+        assert server is not None
+        self.server = server
+        self.port = int(server.server_address[1])
+
+    def _on_find(self, event: evt.Event) -> Iterator[tuple[int, Dataset | None]]:
+        match = Dataset()
+        for element in event.identifier:
+            match.add_new(element.tag, element.VR, element.value)
+        match.PatientName = _PACS_NAME
+        match.PatientID = _PACS_ID
+        match.StudyInstanceUID = "1.2.3"
+        yield 0xFF00, match
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def hostile_pacs() -> Iterator[HostilePacs]:
+    pacs = HostilePacs()
+    yield pacs
+    pacs.close()
+
+
+def test_find_neutralises_formulas_and_escapes_controls(
+    hostile_pacs: HostilePacs, tmp_path: Path
+) -> None:
+    peer = ["--host=127.0.0.1", f"--port={hostile_pacs.port}", "--called-ae=PACS"]
+    as_csv = run("find", *peer, "--level=study", "--format=csv")
+    assert as_csv.returncode == ExitStatus.SUCCESS, as_csv.stderr
+    (row,) = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert row["PatientName"] == "'" + _PACS_NAME
+    as_table = run("find", *peer, "--level=study")
+    assert as_table.returncode == ExitStatus.SUCCESS, as_table.stderr
+    assert "\x1b" not in as_table.stdout and "\r" not in as_table.stdout
+    assert "\\x1b[31mRED\\rHIDDEN" in as_table.stdout
