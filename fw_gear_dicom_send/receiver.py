@@ -10,13 +10,15 @@ Resources) and nothing partial is left. Every association ends with one log line
 
 import logging
 import re
+import socket
 import ssl
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self, cast
+from typing import Any, Self, cast
 
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -55,13 +57,65 @@ REQUEST_TIMEOUT = 10.0
 _AWAITING_REQUEST = "Sta2"  # PS3.8 9.2: transport open, awaiting A-ASSOCIATE-RQ
 
 
+class _Server(ThreadedAssociationServer):
+    """pynetdicom's server, with each TLS handshake in its connection's thread.
+
+    pynetdicom handshakes in the thread that accepts connections, with no time
+    limit: one silent connection would stop every other. Here the handshake runs
+    in the connection's own thread, for at most :data:`REQUEST_TIMEOUT`. A failed
+    connection is one log line, not socketserver's traceback.
+    """
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        """Accept a connection; wrap it for TLS without handshaking yet."""
+        assert self.socket is not None
+        sock, address = self.socket.accept()
+        if self.ssl_context is not None:
+            sock = self.ssl_context.wrap_socket(
+                sock, server_side=True, do_handshake_on_connect=False
+            )
+        return sock, address
+
+    def process_request_thread(
+        self,
+        request: socket.socket | tuple[bytes, socket.socket],
+        client_address: tuple[str, int] | str,
+    ) -> None:
+        """Handshake (TLS), then serve the connection."""
+        if isinstance(request, ssl.SSLSocket):
+            before = request.gettimeout()
+            try:
+                request.settimeout(REQUEST_TIMEOUT)
+                request.do_handshake()
+                request.settimeout(before)
+            except (OSError, ValueError) as exc:
+                log.debug("TLS handshake with %s failed: %s", client_address, exc)
+                self.shutdown_request(request)
+                return
+        super().process_request_thread(request, client_address)
+
+    def handle_error(
+        self,
+        request: socket.socket | tuple[bytes, socket.socket],
+        client_address: tuple[str, int] | str,
+    ) -> None:
+        """Log a connection's failure in one line."""
+        log.warning("connection from %s failed: %s", client_address, sys.exc_info()[1])
+
+
 class _AcceptorAE(AE):
     """An AE whose association limit counts only connections that asked for one.
 
     pynetdicom compares the number of its acceptor threads with
     ``maximum_associations`` when a request arrives; a thread still awaiting its
-    peer's A-ASSOCIATE-RQ (a bare TCP connection) is left out of that count.
+    peer's A-ASSOCIATE-RQ (a bare TCP connection) is left out of that count. Its
+    servers are :class:`_Server`.
     """
+
+    def make_server(self, *args: Any, **kwargs: Any) -> Any:
+        """The server pynetdicom would make, as a :class:`_Server`."""
+        kwargs["server_class"] = _Server
+        return super().make_server(*args, **kwargs)
 
     @property
     def active_associations(self) -> list[Association]:

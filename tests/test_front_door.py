@@ -148,6 +148,35 @@ def test_twenty_idle_connections_do_not_lock_out_a_sender(tmp_path: Path) -> Non
     assert len(list((tmp_path / "out").glob("*.dcm"))) == 1
 
 
+def test_a_silent_connection_does_not_stop_a_tls_listener(
+    ct_file: Path, tmp_path: Path, pki: Pki
+) -> None:
+    """A TCP connection that never starts its TLS handshake: the next sender is
+    served at once."""
+    port = free_port()
+    listener = start_listener(
+        tmp_path / "out", port, "--layout", "flat", "--tls",
+        "--tls-cert", str(pki.server.cert), "--tls-key", str(pki.server.key),
+        "--tls-ca", str(pki.ca),
+    )  # fmt: skip
+    tls = ["--tls", f"--tls-ca={pki.ca}", f"--tls-cert={pki.client.cert}"]
+    tls.append(f"--tls-key={pki.client.key}")
+    try:
+        with socket.create_connection(("127.0.0.1", port)):
+            time.sleep(0.5)  # accepted, and silent
+            started = time.monotonic()
+            result = run(
+                *send_args(ct_file, port, LISTENER, *tls, "--retry-time=0"),
+                timeout=30,
+            )
+            took = time.monotonic() - started
+    finally:
+        stop_listener(listener)
+    assert result.returncode == ExitStatus.SUCCESS, result.stderr
+    assert took < 8
+    assert len(list((tmp_path / "out").glob("*.dcm"))) == 1
+
+
 def test_a_connection_that_never_asks_is_closed(tmp_path: Path) -> None:
     from fw_gear_dicom_send.receiver import REQUEST_TIMEOUT
 
