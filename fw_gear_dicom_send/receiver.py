@@ -62,7 +62,7 @@ class _Server(ThreadedAssociationServer):
 
     pynetdicom handshakes in the thread that accepts connections, with no time
     limit: one silent connection would stop every other. Here the handshake runs
-    in the connection's own thread, for at most :data:`REQUEST_TIMEOUT`. A failed
+    in the connection's own thread, for at most the AE's ACSE timeout. A failed
     connection is one log line, not socketserver's traceback.
     """
 
@@ -85,7 +85,7 @@ class _Server(ThreadedAssociationServer):
         if isinstance(request, ssl.SSLSocket):
             before = request.gettimeout()
             try:
-                request.settimeout(REQUEST_TIMEOUT)
+                request.settimeout(self.ae.acse_timeout)
                 request.do_handshake()
                 request.settimeout(before)
             except (OSError, ValueError) as exc:
@@ -151,6 +151,8 @@ class StorageReceiver:
         layout: How received instances are filed under ``out_dir``.
         host: The address to listen on.
         port: The port to listen on (0: any free port).
+        request_timeout: Seconds a new connection has to send its association
+            request (and to finish its TLS handshake) before it is closed.
     """
 
     def __init__(
@@ -165,6 +167,7 @@ class StorageReceiver:
         layout: Layout = Layout.FLAT,
         host: str = "127.0.0.1",
         port: int = 0,
+        request_timeout: float = REQUEST_TIMEOUT,
     ) -> None:
         self.out_dir = out_dir
         self.layout = layout
@@ -184,7 +187,7 @@ class StorageReceiver:
         self._ae.require_called_aet = True
         self._ae.maximum_associations = max_associations
         # The ARTIM timer: how long a new connection may stay silent.
-        self._ae.acse_timeout = REQUEST_TIMEOUT
+        self._ae.acse_timeout = request_timeout
         for context in AllStoragePresentationContexts:
             assert context.abstract_syntax is not None
             self._ae.add_supported_context(
