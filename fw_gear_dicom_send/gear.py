@@ -79,7 +79,7 @@ def run(settings: GearSettings, hierarchy: Hierarchy | None) -> ExitStatus:
                 started=started,
             )
         except ReportError as exc:
-            log.error("%s", exc)
+            log.error("error: %s", exc)
             reported = False
     _log_summary(results, result)
     if result is not None and result.interrupted:

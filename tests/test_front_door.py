@@ -382,6 +382,31 @@ def test_a_full_disk_for_the_report(
     assert result.stdout.splitlines()[-1].strip() == "left: fill"
 
 
+def test_a_full_disk_for_the_gear_reports(
+    gear: Gear, site: Site, receiver: StorageReceiver, tmp_path: Path
+) -> None:
+    """The gear's output folder is a full tmpfs: the summary is logged, one line
+    says why, nothing partial is left, exit 4."""
+    acquisition = site.standin.acquisition(site.session, "CT")
+    gear.add_file_input("file", series_zip(tmp_path, 2, "ct"), acquisition)
+    gear.config = old_gear_config(receiver.port)
+    gear.destination = {"type": "acquisition", "id": acquisition}
+    output = gear.folder / "output"
+    output.mkdir()
+    namespace = ("--user", "--map-root-user", "--mount", "sh", "-c", _FULL_DISK)
+    result = gear.run(
+        python="unshare", wrapper=(*namespace, str(output), sys.executable)
+    )
+    assert result.returncode == ExitStatus.REPORT_FAILED, result.stdout
+    assert len(receiver.received) == 2
+    errors = [line for line in result.stdout.splitlines() if " error: " in line]
+    assert len(errors) == 1, result.stdout
+    assert errors[0].endswith(": No space left on device")
+    assert "cannot write the report" in errors[0]
+    assert "summary: 1 files: 1 Complete" in result.stdout
+    assert result.stdout.splitlines()[-1].strip() == "left: fill"
+
+
 # Finding 11: credentials are header-safe, and never printed from a URL.
 
 _TOKEN = "SECRET-TOKEN-7f3a"
