@@ -3,6 +3,7 @@ reports and what reaches a terminal. Real processes where a process is involved.
 
 import csv
 import io
+import json
 import socket
 import subprocess
 import sys
@@ -584,3 +585,21 @@ def test_find_neutralises_formulas_and_escapes_controls(
     assert as_table.returncode == ExitStatus.SUCCESS, as_table.stderr
     assert "\x1b" not in as_table.stdout and "\r" not in as_table.stdout
     assert "\\x1b[31mRED\\rHIDDEN" in as_table.stdout
+
+
+def test_the_manifest_states_the_same_ranges() -> None:
+    """The platform's form holds numbers to the ranges the gear checks them to."""
+    from fw_gear_dicom_send.bounds import BOUNDS
+
+    manifest = json.loads((Path(__file__).parent.parent / "manifest.json").read_text())
+    numbers = {
+        key: option
+        for key, option in manifest["config"].items()
+        if option["type"] in ("integer", "number")
+    }
+    assert numbers
+    for key, option in numbers.items():
+        bounds = BOUNDS[key]
+        assert option["maximum"] == bounds.high, key
+        assert option["minimum"] >= bounds.low, key
+        assert bounds.holds(option["default"]), key
