@@ -124,7 +124,10 @@ def parse_auth(text: str) -> StowAuth:
 
 def public_url(url: str) -> str:
     """``url`` as it may be printed: without user, password, query or fragment."""
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # e.g. an unclosed [IPv6 address
+        return "(a URL that cannot be parsed)"
     host = parts.netloc.rpartition("@")[2]
     return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
 

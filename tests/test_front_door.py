@@ -454,12 +454,20 @@ def test_a_two_line_stow_credential_input_is_one_line(
     assert server.requests == []
 
 
-@pytest.mark.parametrize("scheme", ["http", "ftp"])
+@pytest.mark.parametrize(
+    "template",
+    [
+        "http://alice:{token}@{host}",
+        "ftp://alice:{token}@{host}",
+        "http://alice:{token}@[::1",
+    ],
+)
 def test_a_password_in_the_stow_url_is_refused_and_never_shown(
-    ct_file: Path, scheme: str
+    ct_file: Path, template: str
 ) -> None:
     with StowServer() as server:
-        url = server.url.replace("http://", f"{scheme}://alice:{_TOKEN}@")
+        host = server.url.removeprefix("http://")
+        url = template.format(token=_TOKEN, host=host)
         result = run("send", str(ct_file), "--stow", url)
     assert result.returncode == ExitStatus.USAGE, result.stderr
     (line,) = result.stderr.strip().splitlines()
