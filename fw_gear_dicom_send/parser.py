@@ -365,8 +365,10 @@ def _container_ref(value: Mapping[str, Any]) -> ContainerRef | None:
 
 def _file_input(inputs: Mapping[str, Any], name: str) -> Path | None:
     entry = inputs.get(name)
-    if not isinstance(entry, Mapping):
+    if entry is None:
         return None
+    if not isinstance(entry, Mapping):
+        raise UsageError(f"input {name} is not a JSON object in config.json")
     path = _location(entry, name).get("path")
     if not isinstance(path, str) or not path:
         raise UsageError(f"input {name} has no location.path in config.json")

@@ -275,6 +275,7 @@ def test_a_key_password_that_is_not_utf8_is_one_line(
         ({"dimse_timeout": 1e12}, "config dimse_timeout must be a number of seconds"),
         ({"tls_key_password": "caf\udce9"}, "config tls_key_password is not UTF-8"),
         ({"location": "x.dcm"}, "input file: location is not a JSON object"),
+        ({"input": "x.dcm"}, "input file is not a JSON object"),
     ],
 )
 def test_bad_gear_values_are_one_line(
@@ -289,6 +290,8 @@ def test_bad_gear_values_are_one_line(
     gear.add_file_input("file", series_zip(tmp_path, 1, "ct"), acquisition)
     if "location" in change:
         gear.inputs["file"]["location"] = change.pop("location")
+    if "input" in change:
+        gear.inputs["file"] = change.pop("input")
     if "tls_key_password" in change:
         change["tls_enabled"] = True
     gear.config = old_gear_config(receiver.port) | change
