@@ -22,15 +22,17 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 import fw_gear_dicom_send
 
 from . import blas  # noqa: F401 - first: before numpy is imported
+from .bounds import seconds, whole
 from .engine import DEFAULT_ASSOCIATIONS, Progress, RunResult, SendRequest, send
 from .errors import AssociationError, UsageError
 from .items import describe_status
 from .levels import Level, Model
 from .logs import configure_logging
 from .peer import AssociationSettings, Peer, StowSettings, check_ae_title, parse_auth
-from .report import read_stored, write_csv
+from .report import ReportError, is_report, read_stored, write_csv
 from .results import Format, RowWriter, SqliteWriter, open_writer, sqlite_path
 from .retry import RetryPolicy
+from .sanitize import printable
 from .status import ExitStatus
 from .storage import Layout
 from .tagging import DEFAULT_CREATOR, DEFAULT_VALUE, ProvenanceTag, parse_group
@@ -38,6 +40,7 @@ from .tls import (
     DEFAULT_PROFILE,
     Profile,
     TlsSettings,
+    check_password,
     parse_profile,
     risks,
     server_context,
@@ -50,15 +53,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROG = "dicom-send"
-_MAX_ASSOCIATIONS = 32
 DEMO_AE = "DEMO-SCP"
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - a listener a PACS must reach
+_PASSWORD_VARIABLE = "DICOM_SEND_TLS_KEY_PASSWORD"  # noqa: S105 - its name
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(
-            ExitStatus.USAGE, f"{self.prog}: error: {message} (see {self.prog} -h)\n"
+            ExitStatus.USAGE,
+            f"{self.prog}: error: {printable(message)} (see {self.prog} -h)\n",
         )
 
 
@@ -134,15 +138,11 @@ def _tls_settings(args: argparse.Namespace) -> TlsSettings | None:
             option = "--" + given[0].replace("_", "-")
             raise UsageError(f"{option} needs --tls")
         return None
-    password = os.environ.get("DICOM_SEND_TLS_KEY_PASSWORD")
+    password = os.environ.get(_PASSWORD_VARIABLE)
+    if password is not None:
+        check_password(password, _PASSWORD_VARIABLE)
     if args.tls_key_password_file is not None:
-        try:
-            password = args.tls_key_password_file.read_text().rstrip("\r\n")
-        except OSError as exc:
-            raise UsageError(
-                f"cannot read the key password file {args.tls_key_password_file}: "
-                f"{exc.strerror}"
-            ) from None
+        password = _read_password(args.tls_key_password_file)
     return TlsSettings(
         profile=parse_profile(args.tls_profile)
         if args.tls_profile
@@ -154,6 +154,23 @@ def _tls_settings(args: argparse.Namespace) -> TlsSettings | None:
         key=args.tls_key,
         key_password=password,
     )
+
+
+def _read_password(path: Path) -> str:
+    """The key password in a file, without its line end.
+
+    Raises:
+        UsageError: The file cannot be read, or is not UTF-8 text.
+    """
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise UsageError(
+            f"cannot read the key password file {path}: {exc.strerror}"
+        ) from None
+    except UnicodeDecodeError:
+        raise UsageError(f"the key password file {path} is not UTF-8 text") from None
+    return text.rstrip("\r\n")
 
 
 def _add_association_options(group: argparse._ArgumentGroup) -> None:
@@ -490,31 +507,47 @@ def _settings(args: argparse.Namespace) -> tuple[Peer, AssociationSettings]:
         Peer(args.host, args.port, args.called_ae),
         AssociationSettings(
             calling_ae=args.calling_ae,
-            connect_timeout=args.connect_timeout,
-            acse_timeout=args.acse_timeout,
-            dimse_timeout=args.dimse_timeout,
-            network_timeout=args.network_timeout,
+            connect_timeout=_timeout(args, "connect"),
+            acse_timeout=_timeout(args, "acse"),
+            dimse_timeout=_timeout(args, "dimse"),
+            network_timeout=_timeout(args, "network"),
             tls=_tls_settings(args),
         ),
     )
 
 
+def _timeout(args: argparse.Namespace, kind: str) -> float:
+    """``--KIND-timeout``, in its range."""
+    name = f"{kind}_timeout"
+    return seconds(name, getattr(args, name), f"--{kind}-timeout")
+
+
 def _associations(value: int) -> int:
-    if not 1 <= value <= _MAX_ASSOCIATIONS:
-        raise UsageError(f"--associations must be 1 to {_MAX_ASSOCIATIONS}")
-    return value
+    return whole("associations", value, "--associations")
 
 
-def _non_negative(value: float, option: str) -> float:
-    if not math.isfinite(value) or value < 0:
-        raise UsageError(f"{option} must be a number of seconds, 0 or more")
-    return value
+def _work_dir(path: Path | None) -> Path | None:
+    """``--work-dir``: a folder, made if missing.
+
+    Raises:
+        UsageError: It is a file, or cannot be made.
+    """
+    if path is None:
+        return None
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UsageError(f"--work-dir {path} is not a folder") from None
+    except OSError as exc:
+        raise UsageError(f"cannot make the --work-dir {path}: {exc.strerror}") from None
+    return path
 
 
-def _check_writable(report: Path | None) -> None:
-    """Fail before sending if the report could not be written afterwards."""
+def _check_writable(report: Path | None, inputs: Sequence[Path] = ()) -> None:
+    """Fail before sending if the report cannot be written or would replace an input."""
     if report is None:
         return
+    _check_not_an_input(report, inputs)
     try:
         report.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -523,16 +556,46 @@ def _check_writable(report: Path | None) -> None:
         raise UsageError(f"cannot write the report {report}")
 
 
+def _check_not_an_input(report: Path, inputs: Sequence[Path]) -> None:
+    """Refuse a report path that would replace an input file.
+
+    The report and its ``.partial`` may not be an input, nor an existing file in
+    an input folder other than an earlier report; links count as the file they
+    name.
+
+    Raises:
+        UsageError: It is.
+    """
+    for target in (report, report.with_name(report.name + ".partial")):
+        if not target.is_file() or is_report(target):
+            continue
+        where = target.resolve()
+        for given in inputs:
+            if given.exists() and (
+                os.path.samefile(given, target)
+                or (given.is_dir() and where.is_relative_to(given.resolve()))
+            ):
+                raise UsageError(
+                    f"--report {report} would overwrite the input {target}"
+                )
+
+
 def _finish(result: RunResult, report: Path | None) -> ExitStatus:
+    written = None
     if report is not None:
-        write_csv(result.rows, report)
+        try:
+            write_csv(result.rows, report)
+            written = report
+        except ReportError as exc:
+            log.error("%s", exc)
     for line in result.summary.lines():
         print(line)
-    if report is not None:
-        print(f"report: {report}")
+    if written is not None:
+        print(f"report: {written}")
     if result.interrupted:
         print(f"{PROG}: interrupted", file=sys.stderr)
-    return result.exit_status
+        return result.exit_status
+    return ExitStatus.REPORT_FAILED if report != written else result.exit_status
 
 
 def _stow_settings(args: argparse.Namespace) -> StowSettings:
@@ -552,7 +615,7 @@ def _stow_settings(args: argparse.Namespace) -> StowSettings:
         auth=parse_auth(credential) if credential else None,
         batch=args.batch,
         parallel=_associations(args.associations),
-        timeout=args.dimse_timeout,
+        timeout=_timeout(args, "dimse"),
         tls=tls if secure else None,
     )
 
@@ -572,14 +635,16 @@ def _run_send(args: argparse.Namespace) -> ExitStatus:
         stow=stow,
         association=settings,
         tag=ProvenanceTag(parse_group(args.group), args.creator, args.value),
-        work_dir=args.work_dir,
-        retry=RetryPolicy(budget=_non_negative(args.retry_time, "--retry-time")),
+        work_dir=_work_dir(args.work_dir),
+        retry=RetryPolicy(
+            budget=seconds("retry_time", args.retry_time, "--retry-time")
+        ),
         already_stored=read_stored(args.resume) if args.resume else frozenset(),
         associations=_associations(args.associations),
         skip_existing=args.skip_existing,
         verify=args.verify,
     )
-    _check_writable(args.report)
+    _check_writable(args.report, request.paths)
     result = send(request, ProgressPrinter())
     return _finish(result, args.report)
 
@@ -634,7 +699,7 @@ def _run_find(args: argparse.Namespace) -> ExitStatus:
         date_from=args.date_from,
         date_to=args.date_to,
         modality=args.modality,
-        window_days=args.window_days,
+        window_days=whole("window_days", args.window_days, "--window-days"),
     )
     db = sqlite_path(args.db) if args.db else None
     peer, settings = _settings(args)
@@ -803,9 +868,7 @@ def _run_retrieve(args: argparse.Namespace) -> ExitStatus:
 
 
 def _port(value: int, option: str) -> int:
-    if not 1 <= value <= 65535:
-        raise UsageError(f"{option} must be 1 to 65535")
-    return value
+    return whole("port", value, option)
 
 
 def _run_listen(args: argparse.Namespace) -> ExitStatus:

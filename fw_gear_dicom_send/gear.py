@@ -20,7 +20,7 @@ from .engine import RunResult, SendRequest, send
 from .errors import UsageError
 from .fwfiles import FlywheelError, FlywheelFile, safe_name
 from .parser import FileInput, GearSettings
-from .report import Row, write_csv
+from .report import ReportError, Row, write_csv
 from .sessionreport import FileResult, FileStatus, report_name, write_report
 from .status import ExitStatus, InstanceStatus
 from .tls import client_context
@@ -67,19 +67,24 @@ def run(settings: GearSettings, hierarchy: Hierarchy | None) -> ExitStatus:
         return ExitStatus.NOTHING_SENT
     result = _send(settings, sources)
     results = _tally(sources, result)
+    reported = True
     if settings.report:
-        _write_reports(
-            settings,
-            hierarchy,
-            sources=sources,
-            results=results,
-            result=result,
-            started=started,
-        )
+        try:
+            _write_reports(
+                settings,
+                hierarchy,
+                sources=sources,
+                results=results,
+                result=result,
+                started=started,
+            )
+        except ReportError as exc:
+            log.error("error: %s", exc)
+            reported = False
     _log_summary(results, result)
     if result is not None and result.interrupted:
         return ExitStatus.INTERRUPTED
-    return _exit_status(results)
+    return _exit_status(results) if reported else ExitStatus.REPORT_FAILED
 
 
 def _gather(settings: GearSettings, hierarchy: Hierarchy | None) -> list[Source]:

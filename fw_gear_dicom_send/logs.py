@@ -4,18 +4,31 @@ import logging
 import sys
 from typing import TextIO
 
+from .sanitize import printable
+
+_PACKAGE = "fw_gear_dicom_send"
+
 
 class OneLine(logging.Filter):
-    """Keep tracebacks out of the log: an exception becomes its one-line reason."""
+    """One line per record, printable.
+
+    Keep tracebacks out of the log: an exception becomes its one-line reason.
+    Control characters in the message (from file names, a peer's AE title, a
+    PACS's answers) are escaped; only other libraries' records keep their line
+    breaks (pynetdicom's debug dumps).
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Fold the exception, if any, into the message; keep every record."""
+        message = record.getMessage()
         if record.exc_info:
             exc = record.exc_info[1]
-            record.msg = f"{record.getMessage()} ({type(exc).__name__}: {exc})"
-            record.args = None
+            message = f"{message} ({type(exc).__name__}: {exc})"
             record.exc_info = None
             record.exc_text = None
+        ours = record.name.split(".")[0] == _PACKAGE
+        record.msg = printable(message, keep="" if ours else "\n")
+        record.args = None
         record.stack_info = None
         return True
 

@@ -10,25 +10,24 @@ Every value is checked here, so a bad one stops the job with a one-line
 
 import json
 import logging
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .bounds import seconds, whole
 from .engine import DEFAULT_ASSOCIATIONS
 from .errors import UsageError
 from .peer import AssociationSettings, Peer, StowSettings, check_ae_title, parse_auth
 from .retry import RetryPolicy
 from .tagging import DEFAULT_CREATOR, DEFAULT_VALUE, ProvenanceTag, parse_group
-from .tls import DEFAULT_PROFILE, TlsSettings, parse_profile
+from .tls import DEFAULT_PROFILE, TlsSettings, check_password, parse_profile
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CALLING_AE = "flywheel"
 DEFAULT_PORT = 104
 DEFAULT_RETRY_SECONDS = 60
-_MAX_PORT = 65535
 
 # Every key the gear reads, so that a key nobody reads is logged as ignored.
 KNOWN_KEYS = frozenset(
@@ -190,7 +189,7 @@ def parse_config(
     if transport == "dimse":
         peer = Peer(
             host=options.text("destination"),
-            port=options.integer("port", DEFAULT_PORT, 1, _MAX_PORT),
+            port=options.integer("port", DEFAULT_PORT),
             called_ae=check_ae_title(options.text("called_ae"), "config called_ae"),
         )
     defaults = AssociationSettings()
@@ -211,24 +210,20 @@ def parse_config(
         tag = ProvenanceTag(parse_group(group), creator, value)
     except UsageError as exc:
         raise UsageError(f"config: {exc}") from None
-    associations = options.integer("associations", DEFAULT_ASSOCIATIONS, 1, 32)
+    associations = options.integer("associations", DEFAULT_ASSOCIATIONS)
     return GearSettings(
         peer=peer,
         association=association,
         tag=tag,
         report=options.boolean("report", default=True),
         download_retry_seconds=options.integer(
-            "file_download_retry_time", DEFAULT_RETRY_SECONDS, 0, 24 * 3600
+            "file_download_retry_time", DEFAULT_RETRY_SECONDS
         ),
         destination=_container_ref(destination),
         file=_the_file_input(inputs),
         output_dir=output_dir,
         work_dir=work_dir,
-        retry=RetryPolicy(
-            budget=options.integer(
-                "retry_time", int(RetryPolicy().budget), 0, 24 * 3600
-            )
-        ),
+        retry=RetryPolicy(budget=options.seconds("retry_time", RetryPolicy().budget)),
         associations=associations,
         verify=options.boolean("verify", default=False),
         skip_existing=options.boolean("skip_existing", default=False),
@@ -267,33 +262,13 @@ class _Options:
             raise UsageError(f"config {key} must be text")
         return value
 
-    def integer(self, key: str, default: int, low: int, high: int) -> int:
-        value = self._get(key, default)
-        number: int | None = None
-        if isinstance(value, int) and not isinstance(value, bool):
-            number = value
-        elif isinstance(value, float) and value.is_integer():
-            number = int(value)
-        elif isinstance(value, str) and value.strip().isdigit():
-            number = int(value.strip())
-        if number is None or not low <= number <= high:
-            raise UsageError(
-                f"config {key} must be a whole number from {low} to {high}, "
-                f"got {value!r}"
-            )
-        return number
+    def integer(self, key: str, default: int) -> int:
+        """A whole number, in the range :data:`.bounds.BOUNDS` gives ``key``."""
+        return whole(key, self._get(key, default), f"config {key}")
 
     def seconds(self, key: str, default: float) -> float:
-        value = self._get(key, default)
-        try:
-            number = float(value) if not isinstance(value, bool) else math.nan
-        except (TypeError, ValueError):
-            number = math.nan
-        if not math.isfinite(number) or number <= 0:
-            raise UsageError(
-                f"config {key} must be a number of seconds above 0, got {value!r}"
-            )
-        return number
+        """Seconds, in the range :data:`.bounds.BOUNDS` gives ``key``."""
+        return seconds(key, self._get(key, default), f"config {key}")
 
     def boolean(
         self, key: str, *, default: bool, words: Mapping[str, bool] | None = None
@@ -368,6 +343,8 @@ def _tls(
     except UsageError as exc:
         raise UsageError(f"config tls_security_profile: {exc}") from None
     password = options.optional_text("tls_key_password")
+    if password is not None:
+        check_password(password, "config tls_key_password")
     return TlsSettings(
         profile=profile,
         verify_peer=options.boolean("tls_require_peer_cert", default=True),
@@ -388,9 +365,11 @@ def _container_ref(value: Mapping[str, Any]) -> ContainerRef | None:
 
 def _file_input(inputs: Mapping[str, Any], name: str) -> Path | None:
     entry = inputs.get(name)
-    if not isinstance(entry, Mapping):
+    if entry is None:
         return None
-    path = entry.get("location", {}).get("path")
+    if not isinstance(entry, Mapping):
+        raise UsageError(f"input {name} is not a JSON object in config.json")
+    path = _location(entry, name).get("path")
     if not isinstance(path, str) or not path:
         raise UsageError(f"input {name} has no location.path in config.json")
     if not Path(path).is_file():
@@ -398,12 +377,24 @@ def _file_input(inputs: Mapping[str, Any], name: str) -> Path | None:
     return Path(path)
 
 
+def _location(entry: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """An input's ``location`` object (missing: empty).
+
+    Raises:
+        UsageError: It is not a JSON object.
+    """
+    location = entry.get("location", {})
+    if not isinstance(location, Mapping):
+        raise UsageError(f"input {name}: location is not a JSON object in config.json")
+    return location
+
+
 def _the_file_input(inputs: Mapping[str, Any]) -> FileInput | None:
     path = _file_input(inputs, "file")
     if path is None:
         return None
     entry = inputs["file"]
-    name = entry.get("location", {}).get("name") or path.name
+    name = _location(entry, "file").get("name") or path.name
     hierarchy = entry.get("hierarchy")
     parent = _container_ref(hierarchy) if isinstance(hierarchy, Mapping) else None
     return FileInput(path=path, name=str(name), parent=parent)

@@ -5,13 +5,17 @@ or the HTTP client.
 """
 
 import base64
+import re
+import unicodedata
 import urllib.parse
 from dataclasses import dataclass, field
 
+from .bounds import BOUNDS, seconds
 from .errors import UsageError
 from .tls import TlsSettings
 
 _AE_MAX = 16
+_TOKEN = re.compile(r"[\x21-\x7e]+")
 
 
 def check_ae_title(value: str, what: str) -> str:
@@ -42,8 +46,11 @@ class Peer:
     def __post_init__(self) -> None:
         if not self.host:
             raise UsageError("the receiver's host is empty")
-        if not 1 <= self.port <= 65535:
-            raise UsageError(f"port must be 1 to 65535, got {self.port}")
+        port = BOUNDS["port"]
+        if not (isinstance(self.port, int) and port.holds(self.port)):
+            raise UsageError(
+                f"port must be {port.low:g} to {port.high:g}, got {self.port}"
+            )
         check_ae_title(self.called_ae, "called AE title")
 
     def __str__(self) -> str:
@@ -69,8 +76,8 @@ class AssociationSettings:
     def __post_init__(self) -> None:
         check_ae_title(self.calling_ae, "calling AE title")
         for kind in ("connect", "acse", "dimse", "network"):
-            if getattr(self, f"{kind}_timeout") <= 0:
-                raise UsageError(f"{kind} timeout must be positive")
+            name = f"{kind}_timeout"
+            seconds(name, getattr(self, name), f"the {kind} timeout")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,21 +88,48 @@ class StowAuth:
 
 
 def parse_auth(text: str) -> StowAuth:
-    """``bearer:TOKEN`` or ``basic:USER:PASSWORD``.
+    """``bearer:TOKEN`` or ``basic:USER:PASSWORD``, as a header-safe value.
+
+    One line: no control character (a line break would end the header and start
+    another). A token is visible ASCII, as RFC 6750 has it; a user and password
+    may be any text (they are sent base64-encoded).
 
     Raises:
-        UsageError: Neither form (the message does not repeat the secret).
+        UsageError: Neither form, or a character that cannot be sent (the
+            message never repeats the secret).
     """
-    kind, _, rest = text.strip().partition(":")
+    credential = text.strip()
+    if any(unicodedata.category(c) == "Cc" for c in credential):
+        raise UsageError(
+            "the STOW-RS credential must be one line, without control characters"
+        )
+    kind, _, rest = credential.partition(":")
     kind = kind.lower()
     if kind == "bearer" and rest:
+        if not _TOKEN.fullmatch(rest):
+            raise UsageError(
+                "the STOW-RS bearer token must be visible ASCII characters only"
+            )
         return StowAuth(f"Bearer {rest}")
     if kind == "basic" and ":" in rest:
-        token = base64.b64encode(rest.encode("utf-8")).decode("ascii")
+        try:
+            token = base64.b64encode(rest.encode("utf-8")).decode("ascii")
+        except UnicodeEncodeError:
+            raise UsageError("the STOW-RS credential is not UTF-8 text") from None
         return StowAuth(f"Basic {token}")
     raise UsageError(
         "the STOW-RS credential must be bearer:TOKEN or basic:USER:PASSWORD"
     )
+
+
+def public_url(url: str) -> str:
+    """``url`` as it may be printed: without user, password, query or fragment."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # e.g. an unclosed [IPv6 address
+        return "(a URL that cannot be parsed)"
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,17 +154,33 @@ class StowSettings:
     """For https: CA and client certificate options; verified by default."""
 
     def __post_init__(self) -> None:
-        parts = urllib.parse.urlsplit(self.url)
+        try:
+            parts = urllib.parse.urlsplit(self.url)
+            parts.port  # noqa: B018 - raises for a port that is not a number
+        except ValueError:
+            parts = urllib.parse.urlsplit("")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UsageError(
-                f"the STOW-RS URL must be http(s)://host/..., got {self.url!r}"
+                "the STOW-RS URL must be http(s)://host/..., "
+                f"got {public_url(self.url)!r}"
             )
-        if not 1 <= self.batch <= 1000:
-            raise UsageError("the STOW-RS batch must be 1 to 1000 instances")
-        if not 1 <= self.parallel <= 32:
-            raise UsageError("STOW-RS requests at once must be 1 to 32")
-        if self.timeout <= 0:
-            raise UsageError("the STOW-RS timeout must be positive")
+        if "@" in parts.netloc:
+            raise UsageError(
+                "the STOW-RS URL may not hold a user or password "
+                f"({parts.scheme}://USER:PASSWORD@...): give the credential "
+                "by --auth or DICOM_SEND_STOW_AUTH (the gear: stow_credential)"
+            )
+        batch, parallel = BOUNDS["batch"], BOUNDS["associations"]
+        if not batch.holds(self.batch):
+            raise UsageError(
+                f"the STOW-RS batch must be {batch.low:g} to {batch.high:g} instances"
+            )
+        if not parallel.holds(self.parallel):
+            raise UsageError(
+                f"STOW-RS requests at once must be {parallel.low:g} to "
+                f"{parallel.high:g}"
+            )
+        seconds("dimse_timeout", self.timeout, "the STOW-RS timeout")
 
     @property
     def endpoint(self) -> urllib.parse.SplitResult:
@@ -142,4 +192,4 @@ class StowSettings:
         return parts._replace(path=path)
 
     def __str__(self) -> str:
-        return urllib.parse.urlunsplit(self.endpoint._replace(query="", fragment=""))
+        return public_url(urllib.parse.urlunsplit(self.endpoint))

@@ -10,15 +10,18 @@ Resources) and nothing partial is left. Every association ends with one log line
 
 import logging
 import re
+import socket
 import ssl
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self, cast
+from typing import Any, Self, cast
 
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
@@ -26,6 +29,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.transport import ThreadedAssociationServer
 
@@ -48,6 +52,79 @@ PREFERRED_SYNTAXES: tuple[str, ...] = _FIRST + tuple(
 _UID = re.compile(r"^[0-9.]{1,64}$")
 OUT_OF_RESOURCES = 0xA700
 _CANNOT_UNDERSTAND = 0xC210
+REQUEST_TIMEOUT = 10.0
+"""Seconds a new connection has to send its association request."""
+_AWAITING_REQUEST = "Sta2"  # PS3.8 9.2: transport open, awaiting A-ASSOCIATE-RQ
+
+
+class _Server(ThreadedAssociationServer):
+    """pynetdicom's server, with each TLS handshake in its connection's thread.
+
+    pynetdicom handshakes in the thread that accepts connections, with no time
+    limit: one silent connection would stop every other. Here the handshake runs
+    in the connection's own thread, for at most the AE's ACSE timeout. A failed
+    connection is one log line, not socketserver's traceback.
+    """
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        """Accept a connection; wrap it for TLS without handshaking yet."""
+        assert self.socket is not None
+        sock, address = self.socket.accept()
+        if self.ssl_context is not None:
+            sock = self.ssl_context.wrap_socket(
+                sock, server_side=True, do_handshake_on_connect=False
+            )
+        return sock, address
+
+    def process_request_thread(
+        self,
+        request: socket.socket | tuple[bytes, socket.socket],
+        client_address: tuple[str, int] | str,
+    ) -> None:
+        """Handshake (TLS), then serve the connection."""
+        if isinstance(request, ssl.SSLSocket):
+            before = request.gettimeout()
+            try:
+                request.settimeout(self.ae.acse_timeout)
+                request.do_handshake()
+                request.settimeout(before)
+            except (OSError, ValueError) as exc:
+                log.debug("TLS handshake with %s failed: %s", client_address, exc)
+                self.shutdown_request(request)
+                return
+        super().process_request_thread(request, client_address)
+
+    def handle_error(
+        self,
+        request: socket.socket | tuple[bytes, socket.socket],
+        client_address: tuple[str, int] | str,
+    ) -> None:
+        """Log a connection's failure in one line."""
+        log.warning("connection from %s failed: %s", client_address, sys.exc_info()[1])
+
+
+class _AcceptorAE(AE):
+    """An AE whose association limit counts only connections that asked for one.
+
+    pynetdicom compares the number of its acceptor threads with
+    ``maximum_associations`` when a request arrives; a thread still awaiting its
+    peer's A-ASSOCIATE-RQ (a bare TCP connection) is left out of that count. Its
+    servers are :class:`_Server`.
+    """
+
+    def make_server(self, *args: Any, **kwargs: Any) -> Any:
+        """The server pynetdicom would make, as a :class:`_Server`."""
+        kwargs["server_class"] = _Server
+        return super().make_server(*args, **kwargs)
+
+    @property
+    def active_associations(self) -> list[Association]:
+        """The association threads, less those still awaiting a request."""
+        return [
+            assoc
+            for assoc in super().active_associations
+            if assoc.dul.state_machine.current_state != _AWAITING_REQUEST
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +151,8 @@ class StorageReceiver:
         layout: How received instances are filed under ``out_dir``.
         host: The address to listen on.
         port: The port to listen on (0: any free port).
+        request_timeout: Seconds a new connection has to send its association
+            request (and to finish its TLS handshake) before it is closed.
     """
 
     def __init__(
@@ -88,6 +167,7 @@ class StorageReceiver:
         layout: Layout = Layout.FLAT,
         host: str = "127.0.0.1",
         port: int = 0,
+        request_timeout: float = REQUEST_TIMEOUT,
     ) -> None:
         self.out_dir = out_dir
         self.layout = layout
@@ -103,9 +183,11 @@ class StorageReceiver:
         self.aborted = 0
         """Associations aborted (by either side)."""
         self._lock = threading.Lock()
-        self._ae = AE(ae_title=ae_title)
+        self._ae = _AcceptorAE(ae_title=ae_title)
         self._ae.require_called_aet = True
         self._ae.maximum_associations = max_associations
+        # The ARTIM timer: how long a new connection may stay silent.
+        self._ae.acse_timeout = request_timeout
         for context in AllStoragePresentationContexts:
             assert context.abstract_syntax is not None
             self._ae.add_supported_context(
@@ -267,14 +349,26 @@ class InstanceFiler:
         return self.status
 
     def _place(self, event: evt.Event, uid: str) -> Path:
-        """Where an instance goes under ``out_dir``."""
-        if self.layout is Layout.FLAT:
-            return relative_path(self.layout, "", "", "", uid)
+        """Where an instance goes under ``out_dir``: named by its data set's values.
+
+        The data set's SOP Instance UID, not the request's: the request carries
+        only the first of several values.
+        """
         ds = event.dataset
         return relative_path(
             self.layout,
-            str(ds.get("PatientID", "")),
-            str(ds.get("StudyInstanceUID", "")),
-            str(ds.get("SeriesInstanceUID", "")),
-            uid,
+            _text(ds, "PatientID"),
+            _text(ds, "StudyInstanceUID"),
+            _text(ds, "SeriesInstanceUID"),
+            _text(ds, "SOPInstanceUID") or uid,
         )
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    """An element's whole value as text, values joined by backslashes."""
+    value = ds.get(keyword)
+    if value is None:
+        return ""
+    if isinstance(value, MultiValue):
+        return "\\".join(str(v) for v in value)
+    return str(value)

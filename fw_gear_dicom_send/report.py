@@ -1,12 +1,14 @@
 """The per-file report: one row for every input file, and the run's summary."""
 
+import contextlib
 import csv
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import DicomSendError, UsageError
+from .sanitize import CsvWriter
 from .status import ExitStatus, InstanceStatus
 
 COLUMNS = (
@@ -21,6 +23,10 @@ COLUMNS = (
     "verified",
 )
 _REQUIRED_TO_RESUME = frozenset(COLUMNS) - {"verified"}
+
+
+class ReportError(DicomSendError):
+    """A report could not be written (disk full, no permission)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,14 +83,38 @@ def write_csv(rows: Iterable[Row], path: Path) -> None:
 def write_table(
     path: Path, columns: Sequence[str], rows: Iterable[dict[str, str]]
 ) -> None:
-    """Write a CSV with a header; the file is replaced only once it is complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a CSV with a header; the file is replaced only once it is complete.
+
+    Cells that a spreadsheet would take for a formula are quoted
+    (:class:`~fw_gear_dicom_send.sanitize.CsvWriter`).
+
+    Raises:
+        ReportError: It cannot be written; nothing partial is left.
+    """
     partial = path.with_name(path.name + ".partial")
-    with open(partial, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    partial.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(partial, "w", newline="", encoding="utf-8") as f:
+            writer = CsvWriter(f, columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        partial.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise ReportError(
+            f"cannot write the report {path}: {exc.strerror or exc}"
+        ) from None
+
+
+def is_report(path: Path) -> bool:
+    """Whether ``path`` starts with the header of a dicom-send report."""
+    header = ",".join(COLUMNS).encode("ascii")
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(header) + 2).rstrip(b"\r\n") == header
+    except OSError:
+        return False
 
 
 def read_stored(path: Path) -> frozenset[str]:

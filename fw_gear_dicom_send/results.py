@@ -1,10 +1,11 @@
 """Where query results go: a table, JSON, CSV or an SQLite table, row by row.
 
-Every writer takes rows as they come (``write``) and finishes on ``close``; none
+The table escapes control characters a PACS may send (a terminal would act on
+them); the CSV quotes cells a spreadsheet would take for a formula. Every writer
+takes rows as they come (``write``) and finishes on ``close``; none
 keeps the rows, so a query of any size runs in constant memory.
 """
 
-import csv
 import enum
 import json
 import sqlite3
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Protocol, TextIO
 
 from .errors import UsageError
+from .sanitize import CsvWriter, printable
 
 __all__ = ["Format", "RowWriter", "SqliteWriter", "open_writer", "sqlite_path"]
 
@@ -53,7 +55,9 @@ class _Table:
         self._line(["-" * w for w in self._widths])
 
     def _line(self, values: list[str]) -> None:
-        cells = [v.ljust(w) for v, w in zip(values, self._widths, strict=True)]
+        cells = [
+            printable(v).ljust(w) for v, w in zip(values, self._widths, strict=True)
+        ]
         self._out.write("  ".join(cells).rstrip() + "\n")
 
     def write(self, row: dict[str, str]) -> None:
@@ -82,7 +86,7 @@ class _Json:
 class _Csv:
     def __init__(self, out: TextIO, columns: Sequence[str]) -> None:
         self._out = out
-        self._writer = csv.DictWriter(out, fieldnames=list(columns))
+        self._writer = CsvWriter(out, columns)
         self._writer.writeheader()
 
     def write(self, row: dict[str, str]) -> None:

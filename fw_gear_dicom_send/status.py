@@ -42,5 +42,9 @@ class ExitStatus(enum.IntEnum):
     """No instance was stored: the receiver could not be reached, refused every
     instance, or the input held no DICOM instance."""
 
+    REPORT_FAILED = 4
+    """The run ended (its summary says how), but its report could not be
+    written."""
+
     INTERRUPTED = 130
     """Stopped by the user (Ctrl-C)."""

@@ -2,10 +2,12 @@
 
 Path components come from the data set (PatientID, Study/Series/SOP Instance UIDs),
 so each is reduced to safe characters: nothing a peer sends can name a file
-outside the output folder.
+outside the output folder. The mapping is injective: two different values never
+share a name (a value that had to be changed carries a hash of itself).
 """
 
 import enum
+import hashlib
 import os
 import re
 import tempfile
@@ -14,7 +16,9 @@ from pathlib import Path
 __all__ = ["Layout", "relative_path", "safe_component", "write_atomically"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_SAFE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 _MAX_COMPONENT = 64
+_HASH = 16
 
 
 class Layout(enum.StrEnum):
@@ -31,10 +35,18 @@ class Layout(enum.StrEnum):
 def safe_component(text: str, fallback: str) -> str:
     """``text`` as one safe path component: letters, digits, ``.``, ``_``, ``-``.
 
-    Empty, ``.`` or ``..`` give ``fallback``; longer than 64 characters is cut.
+    Text of up to 64 such characters, not starting with ``.``, is kept as it is;
+    empty text gives ``fallback``. Any other text (``.``, ``..``, other characters,
+    longer, or ``fallback`` itself) becomes its safe characters, cut short, then
+    ``~`` and a hash of the whole text: different texts never give one name.
     """
-    cleaned = _UNSAFE.sub("_", text.strip())[:_MAX_COMPONENT]
-    return fallback if cleaned in ("", ".", "..") else cleaned
+    if not text:
+        return fallback
+    if _SAFE.fullmatch(text) and text != fallback:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    kept = _UNSAFE.sub("_", text).lstrip(".")[: _MAX_COMPONENT - _HASH - 1]
+    return f"{kept}~{digest[:_HASH]}"
 
 
 def relative_path(

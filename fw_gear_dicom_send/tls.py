@@ -174,6 +174,20 @@ class TlsSettings:
     key_password: str | None = field(default=None, repr=False)
 
 
+def check_password(password: str, what: str) -> str:
+    """A key password that can be handed to OpenSSL (UTF-8 text).
+
+    Raises:
+        UsageError: It is not UTF-8 text (the message names ``what``, never the
+            password).
+    """
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"{what} is not UTF-8 text") from None
+    return password
+
+
 def client_context(settings: TlsSettings) -> ssl.SSLContext:
     """The client-side context for these settings.
 

@@ -8,6 +8,7 @@ import random
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -26,6 +27,45 @@ from fw_gear_dicom_send.receiver import StorageReceiver
 from fw_gear_dicom_send.samples import bundled, copy_as_new, write_series
 
 CI = os.environ.get("CI", "").lower() == "true"
+TRACEBACK = "Traceback (most recent call last)"
+
+
+def is_ours(args: object) -> bool:
+    """Whether a command runs Python (the CLI, the gear, a script around them),
+    or runs the CLI or the gear under another program (``unshare``)."""
+    if isinstance(args, str | bytes | os.PathLike):
+        args = [args]
+    argv = [os.fsdecode(arg) for arg in args]  # type: ignore[attr-defined]
+    if not argv:
+        return False
+    if os.path.basename(argv[0]).startswith("python") or argv[0] == sys.executable:
+        return True
+    return any(a == "fw_gear_dicom_send" or a.endswith("run.py") for a in argv)
+
+
+def no_traceback(args: object, *outputs: str | bytes | None) -> None:
+    """Fail if a process of ours printed a traceback."""
+    for output in outputs:
+        text = output.decode(errors="replace") if isinstance(output, bytes) else output
+        if text and TRACEBACK in text:
+            pytest.fail(f"a traceback from {args!r}:\n{text}")
+
+
+class _CheckedPopen(subprocess.Popen):  # type: ignore[type-arg]
+    """Popen whose ``communicate`` (and so ``subprocess.run``) fails the test when
+    a Python process of ours printed a traceback on the pipes it captured."""
+
+    def communicate(self, *args: object, **kwargs: object) -> tuple[object, object]:
+        out, err = super().communicate(*args, **kwargs)  # type: ignore[arg-type]
+        if is_ours(self.args):
+            no_traceback(self.args, out, err)
+        return out, err
+
+
+@pytest.fixture(autouse=True)
+def _no_traceback_in_subprocesses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every CLI and gear process the suite runs: no traceback in its output."""
+    monkeypatch.setattr(subprocess, "Popen", _CheckedPopen)
 
 
 @pytest.fixture(autouse=True)

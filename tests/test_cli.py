@@ -18,15 +18,20 @@ from fw_gear_dicom_send.samples import make_ct
 from fw_gear_dicom_send.status import ExitStatus
 
 
-def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = 90,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "fw_gear_dicom_send", *args],
         capture_output=True,
         text=True,
-        timeout=90,
+        timeout=timeout,
         cwd=cwd,
         check=False,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})},
     )
 
 
