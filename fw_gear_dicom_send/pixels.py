@@ -1,20 +1,39 @@
 """Decompression, for a receiver that accepts none of a file's compressed syntax.
 
-pydicom's pixel decoders do the work, with these plugins (all offline, none GPL):
-pylibjpeg-openjpeg (JPEG 2000), pylibjpeg-rle and pydicom's own RLE decoder, Pillow
-(8-bit JPEG Baseline and Extended), pyjpegls (JPEG-LS). JPEG Lossless (Process 14)
-and 12-bit JPEG need pylibjpeg-libjpeg, which is GPLv3 and not a dependency: install
-it beside dicom-send to decode those too. A lossy source stays marked lossy: pydicom
-sets Lossy Image Compression (0028,2110) to "01" when it decodes one.
+pydicom's pixel decoders do the work, with these plugins (all offline, none GPL),
+tried in this order for each syntax:
+
+- JPEG Baseline and Extended (8 and 12 bit), JPEG Lossless (Process 14, and SV1):
+  python-gdcm, then Pillow (8-bit JPEG only);
+- JPEG-LS (lossless and near-lossless): python-gdcm, then pyjpegls;
+- JPEG 2000: python-gdcm, then Pillow, then pylibjpeg-openjpeg;
+- High-Throughput JPEG 2000: pylibjpeg-openjpeg;
+- RLE Lossless: pydicom's own decoder, then pylibjpeg-rle.
+
+The retired JPEG processes (hierarchical, spectral selection, progressive) have no
+decoder and stay a clear failure. A decompressed instance is the same instance: its
+SOP Instance UID and every other element are kept; only what the new encoding needs
+changes (Pixel Data, the transfer syntax, Photometric Interpretation and Planar
+Configuration when a YCbCr JPEG becomes RGB, Number of Frames), and a source in a
+lossy syntax is marked lossy (Lossy Image Compression "01").
 """
 
 import logging
 
 from pydicom.dataset import Dataset
 from pydicom.pixels.decoders.base import get_decoder
-from pydicom.uid import UID
+from pydicom.uid import (
+    UID,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLSNearLossless,
+)
 
 log = logging.getLogger(__name__)
+
+LOSSY_SYNTAXES = frozenset({JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLSNearLossless})
+"""Syntaxes whose pixel data is always lossy. JPEG 2000 and HTJ2K may be either:
+their source's own Lossy Image Compression is kept as it is."""
 
 
 def missing_decoder(syntax: str) -> str | None:
@@ -33,6 +52,8 @@ def missing_decoder(syntax: str) -> str | None:
 def decompress(ds: Dataset) -> None:
     """Decompress the dataset's pixel data in place (to Explicit VR Little Endian).
 
+    The SOP Instance UID is kept (pydicom would make a new one).
+
     Raises:
         ValueError: It cannot be decoded; the message says why, in one line.
     """
@@ -41,8 +62,10 @@ def decompress(ds: Dataset) -> None:
     if missing is not None:
         raise ValueError(missing)
     try:
-        ds.decompress()
+        ds.decompress(generate_instance_uid=False)
     except Exception as exc:  # the plugins raise what they raise
         first = str(exc).strip().splitlines()
         why = first[-1].strip() if first else type(exc).__name__
         raise ValueError(f"cannot decompress {syntax.name}: {why}") from None
+    if syntax in LOSSY_SYNTAXES:
+        ds.LossyImageCompression = "01"

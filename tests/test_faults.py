@@ -202,9 +202,9 @@ def test_a_receiver_taking_one_association_at_a_time(
 def test_an_uncompressed_only_receiver_gets_compressed_files_decompressed(
     make_receiver: Callable[..., StorageReceiver], tmp_path: Path
 ) -> None:
-    """Acceptance 4: RLE, JPEG Baseline, JPEG 2000, JPEG-LS arrive decompressed;
-    the lossy ones stay marked lossy. JPEG Lossless (Process 14) has no decoder
-    here (its only one is GPL) and a broken JPEG cannot be decoded: both fail
+    """Acceptance 4: RLE, JPEG Baseline, JPEG 2000, JPEG-LS and JPEG Lossless
+    (Process 14, by GDCM) arrive decompressed under their own SOP Instance UIDs;
+    the lossy ones stay marked lossy. A broken JPEG cannot be decoded: it fails
     with the reason."""
     scp = make_receiver(transfer_syntaxes=[ExplicitVRLittleEndian])
     folder = tmp_path / "compressed"
@@ -228,19 +228,17 @@ def test_an_uncompressed_only_receiver_gets_compressed_files_decompressed(
         )
     )
     rows = {Path(row.file).stem: row for row in result.rows}
-    for label in ("rle", "baseline", "j2k", "jpeg-ls"):
+    decoded = ("rle", "baseline", "j2k", "jpeg-ls", "lossless")
+    for label in decoded:
         assert rows[label].status is SENT, rows[label].reason
         assert rows[label].reason.startswith("decompressed from ")
         assert rows[label].transfer_syntax == ExplicitVRLittleEndian
-    assert rows["lossless"].status is FAILED
-    assert "no decoder for JPEG Lossless" in rows["lossless"].reason
     assert rows["broken"].status is FAILED
     assert "cannot decompress JPEG Extended" in rows["broken"].reason
     received = {r.sop_instance_uid: dcmread(r.path) for r in scp.received}
-    by_label = {
-        label: received[rows[label].sop_instance_uid]
-        for label in ("rle", "baseline", "j2k", "jpeg-ls")
-    }
+    by_label = {label: received[rows[label].sop_instance_uid] for label in decoded}
+    for label, ds in by_label.items():
+        assert ds.SOPInstanceUID == rows[label].sop_instance_uid
     assert by_label["baseline"].LossyImageCompression == "01"
     assert by_label["j2k"].LossyImageCompression == "01"
     assert "LossyImageCompression" not in by_label["rle"]
