@@ -3,14 +3,18 @@
 pydicom's pixel decoders do the work, with these plugins (all offline, none GPL),
 tried in this order for each syntax:
 
-- JPEG Baseline and Extended (8 and 12 bit), JPEG Lossless (Process 14, and SV1):
-  python-gdcm, then Pillow (8-bit JPEG only);
+- JPEG Baseline and 8-bit JPEG Extended: python-gdcm, then Pillow;
+- 12-bit JPEG Extended: python-gdcm through :mod:`~fw_gear_dicom_send.gdcm12`
+  (pydicom's own GDCM plugin declines it);
+- JPEG Lossless (Process 14, and its Selection Value 1): python-gdcm;
 - JPEG-LS (lossless and near-lossless): python-gdcm, then pyjpegls;
 - JPEG 2000: python-gdcm, then Pillow, then pylibjpeg-openjpeg;
 - High-Throughput JPEG 2000: pylibjpeg-openjpeg;
 - RLE Lossless: pydicom's own decoder, then pylibjpeg-rle.
 
-The retired JPEG processes (hierarchical, spectral selection, progressive) have no
+When the first plugin that decodes a file fails after decoding (e.g. on a data set
+whose attributes contradict the codestream), each plugin is tried on its own. The
+retired JPEG processes (hierarchical, spectral selection, progressive) have no
 decoder and stay a clear failure. A decompressed instance is the same instance: its
 SOP Instance UID and every other element are kept; only what the new encoding needs
 changes (Pixel Data, the transfer syntax, Photometric Interpretation and Planar
@@ -29,7 +33,11 @@ from pydicom.uid import (
     JPEGLSNearLossless,
 )
 
+from . import gdcm12
+
 log = logging.getLogger(__name__)
+
+gdcm12.register()
 
 LOSSY_SYNTAXES = frozenset({JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLSNearLossless})
 """Syntaxes whose pixel data is always lossy. JPEG 2000 and HTJ2K may be either:
@@ -64,8 +72,21 @@ def decompress(ds: Dataset) -> None:
     try:
         ds.decompress(generate_instance_uid=False)
     except Exception as exc:  # the plugins raise what they raise
-        first = str(exc).strip().splitlines()
-        why = first[-1].strip() if first else type(exc).__name__
-        raise ValueError(f"cannot decompress {syntax.name}: {why}") from None
+        if not _with_each_plugin(ds, syntax):
+            first = str(exc).strip().splitlines()
+            why = first[-1].strip() if first else type(exc).__name__
+            raise ValueError(f"cannot decompress {syntax.name}: {why}") from None
     if syntax in LOSSY_SYNTAXES:
         ds.LossyImageCompression = "01"
+
+
+def _with_each_plugin(ds: Dataset, syntax: UID) -> bool:
+    """Decompress with each available plugin in turn; whether one did it."""
+    for plugin in get_decoder(syntax).available_plugins:
+        try:
+            ds.decompress(generate_instance_uid=False, decoding_plugin=plugin)
+        except Exception as exc:
+            log.debug("%s cannot decompress %s: %s", plugin, syntax.name, exc)
+        else:
+            return True
+    return False

@@ -22,14 +22,12 @@ import os
 import socket
 import threading
 import time
-import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from pydicom import dcmread
 from pydicom.uid import UID
 from pynetdicom import AE, build_context, build_role, evt
 from pynetdicom.association import Association
@@ -44,6 +42,7 @@ from .errors import AssociationError
 from .items import Outcome, SendItem, association_lost, outcome_of_status, with_history
 from .peer import AssociationSettings, Peer
 from .pixels import decompress
+from .reencode import read_dataset
 from .retry import Retrier, Retry
 from .status import InstanceStatus
 from .tagging import ProvenanceTag, tag_dataset
@@ -146,7 +145,7 @@ class Client:
                     watch.accepted = True
 
         def on_transition(event: evt.Event) -> None:
-            if event.fsm_event == _INVALID_PDU:  # type: ignore[attr-defined]
+            if event.fsm_event == _INVALID_PDU:
                 watch.invalid_pdu = True
 
         def on_connect(event: evt.Event) -> None:
@@ -350,11 +349,7 @@ class Client:
         Returns:
             The payload, and a note for the report if the file was decompressed.
         """
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            ds = dcmread(item.path, force=True)
-        for warning in caught:  # e.g. the meta contradicts the data set
-            log.debug("%s: %s", os.path.basename(item.path), warning.message)
+        ds = read_dataset(item.path)
         source = UID(item.transfer_syntax)
         target = UID(syntax)
         note = ""

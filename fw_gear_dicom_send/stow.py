@@ -33,7 +33,6 @@ import socket
 import ssl
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -207,12 +206,11 @@ def _part10_header(item: SendItem) -> bytes:
 
 def _decoded(item: SendItem, tag: ProvenanceTag) -> bytes:
     """The whole file decoded, tagged and written again (deflated or odd files)."""
-    from pydicom import dcmread  # noqa: PLC0415 - see _part10_header
-    from pydicom.filewriter import dcmwrite  # noqa: PLC0415
+    from pydicom.filewriter import dcmwrite  # noqa: PLC0415 - see _part10_header
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ds = dcmread(item.path, force=True)
+    from .reencode import read_dataset  # noqa: PLC0415
+
+    ds = read_dataset(item.path)
     tag_dataset(ds, tag)
     out = io.BytesIO()
     dcmwrite(out, ds, enforce_file_format=True)
