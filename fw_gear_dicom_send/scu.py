@@ -31,7 +31,6 @@ from typing import Any
 from pydicom.uid import UID
 from pynetdicom import AE, build_context, build_role, evt
 from pynetdicom.association import Association
-from pynetdicom.dsutils import encode
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.presentation import PresentationContext
@@ -42,7 +41,7 @@ from .errors import AssociationError
 from .items import Outcome, SendItem, association_lost, outcome_of_status, with_history
 from .peer import AssociationSettings, Peer
 from .pixels import decompress
-from .reencode import read_dataset
+from .reencode import encode, group_length_offsets, read_dataset
 from .retry import Retrier, Retry
 from .status import InstanceStatus
 from .tagging import ProvenanceTag, tag_dataset
@@ -350,22 +349,18 @@ class Client:
             The payload, and a note for the report if the file was decompressed.
         """
         ds = read_dataset(item.path)
+        offsets = group_length_offsets(ds)
         source = UID(item.transfer_syntax)
         target = UID(syntax)
         note = ""
-        if source.is_compressed:
+        if source.is_compressed and target != source:
             decompress(ds)  # ValueError: cannot
             note = (
                 f"decompressed from {source.name} to {target.name}: the receiver "
                 f"accepts no {source.name}"
             )
         tag_dataset(ds, tag)
-        data = encode(
-            ds, target.is_implicit_VR, target.is_little_endian, target.is_deflated
-        )
-        if data is None:
-            raise ValueError(f"pydicom could not encode the dataset as {target.name}")
-        return Payload.from_bytes(data), note
+        return Payload.from_bytes(encode(ds, target, offsets)), note  # ValueError
 
     def _send(
         self,

@@ -10,7 +10,8 @@ import io
 import struct
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -20,8 +21,8 @@ import data_store  # pydicom-data
 import numpy as np
 import pydicom
 from pydicom import dcmread
-from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
 from pydicom.filewriter import write_data_element
@@ -29,7 +30,6 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import Tag
 from pydicom.uid import (
     UID,
-    DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -41,30 +41,48 @@ PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 PYDICOM_DATA_FILES = Path(cast(str, data_store.__file__)).parent / "data"
 PROVENANCE_GROUP = 0x0021
 
-UNCOMPRESSED = (ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian)
+UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian)
 EVERY_SYNTAX = tuple(dict.fromkeys([*UNCOMPRESSED, *ALL_TRANSFER_SYNTAXES]))
 
 PIXEL_DATA = 0x7FE00010
-# What decompression may change besides Pixel Data and the transfer syntax.
 DECOMPRESSION_CHANGES = frozenset(
     {
         PIXEL_DATA,
+        0x7FE00000,  # its Group Length
+        0x00280000,  # the Group Length of the image pixel elements
         0x00280004,  # Photometric Interpretation (YCbCr JPEG -> RGB)
         0x00280006,  # Planar Configuration
         0x00280008,  # Number of Frames
         0x00282110,  # Lossy Image Compression ("01" for a lossy source)
     }
 )
+"""What decompression may change besides the transfer syntax."""
 
 
 def corpus() -> list[tuple[str, Path]]:
     """Every file of both packages, named ``pydicom/REL`` or ``pydicom-data/REL``."""
     files = []
-    for prefix, root in (("pydicom", PYDICOM_FILES), ("pydicom-data", PYDICOM_DATA_FILES)):
+    roots = (("pydicom", PYDICOM_FILES), ("pydicom-data", PYDICOM_DATA_FILES))
+    for prefix, root in roots:
         for path in sorted(root.rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
                 files.append((f"{prefix}/{path.relative_to(root).as_posix()}", path))
     return files
+
+
+def sop_classes(files: Sequence[tuple[str, Path]]) -> set[str]:
+    """The SOP Class UIDs of the corpus's files that pydicom can read."""
+    found = set()
+    for _, path in files:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = dcmread(path, force=True, specific_tags=["SOPClassUID"])
+        except Exception:
+            continue
+        if "SOPClassUID" in ds:
+            found.add(str(ds.SOPClassUID))
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,21 +99,22 @@ class Arrival:
 class RawReceiver:
     """A pynetdicom Storage SCP that keeps each data set's bytes as received.
 
-    It knows pynetdicom's storage SOP classes and any others it is given, each in
-    the given transfer syntaxes.
+    It knows pynetdicom's storage SOP classes (those of ``only`` among them, if
+    given: an association then costs less to negotiate), each in the given
+    transfer syntaxes.
     """
 
-    def __init__(
-        self, syntaxes: Sequence[str], extra_sop_classes: Sequence[str] = ()
-    ) -> None:
+    def __init__(self, syntaxes: Sequence[str], only: set[str] | None = None) -> None:
         self.arrivals: list[Arrival] = []
         self._lock = threading.Lock()
         ae = AE(ae_title="STORE-SCP")
         ae.require_called_aet = True
-        classes = [str(c.abstract_syntax) for c in AllStoragePresentationContexts]
-        for sop in dict.fromkeys([*classes, *extra_sop_classes]):
-            ae.add_supported_context(sop, list(syntaxes))
+        for context in AllStoragePresentationContexts:
+            sop = str(context.abstract_syntax)
+            if only is None or sop in only:
+                ae.add_supported_context(sop, list(syntaxes))
         self._ae = ae
+        self.port = 0
 
     def __enter__(self) -> Self:
         self._server = self._ae.start_server(
@@ -134,59 +153,85 @@ class RawReceiver:
 
 
 @dataclass(frozen=True, slots=True)
-class Original:
-    """A corpus file as pydicom reads it, with its data set's bytes."""
+class Encoded:
+    """A Part 10 file's transfer syntax and data set bytes."""
 
     syntax: UID
     data: bytes
     """The data set's bytes (after the file meta), as they lie in the file."""
 
 
-def original(path: Path) -> Original:
-    """The file's transfer syntax and data set bytes, found by pydicom."""
-    with open(path, "rb") as f, warnings.catch_warnings():
+def split_part10(content: bytes) -> Encoded:
+    """The transfer syntax and data set bytes of a file, found by pydicom."""
+    f = io.BytesIO(content)
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         read_preamble(f, force=True)
         meta = _read_file_meta_info(f)
-        data = f.read()
-    return Original(UID(str(meta.get("TransferSyntaxUID", ImplicitVRLittleEndian))), data)
+    syntax = UID(str(meta.get("TransferSyntaxUID", ImplicitVRLittleEndian)))
+    return Encoded(syntax, f.read())
 
 
 def decode(data: bytes, syntax: str) -> Dataset:
     """A data set's bytes, decoded by pydicom in the syntax they came in."""
     uid = UID(syntax)
     if uid.is_deflated:
-        import zlib  # noqa: PLC0415
-
         data = zlib.decompress(data, -zlib.MAX_WBITS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return read_dataset(
-            io.BytesIO(data), uid.is_implicit_VR, uid.is_little_endian
+        ds = read_dataset(io.BytesIO(data), uid.is_implicit_VR, uid.is_little_endian)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = uid
+    return ds
+
+
+def read_whole(content: bytes) -> Dataset:
+    """A file as pydicom reads it (forced: bare data sets too).
+
+    A data set whose VR encoding contradicts its transfer syntax keeps the
+    encoding pydicom found, so that its elements convert.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = dcmread(io.BytesIO(content), force=True)
+    raw = next((e for e in ds._dict.values() if isinstance(e, RawDataElement)), None)
+    if raw is not None:
+        ds.set_original_encoding(
+            raw.is_implicit_VR, raw.is_little_endian, ds.original_character_set
         )
+    return ds
 
 
-def provenance_tags(received: Dataset, source: Dataset) -> set[int]:
+def provenance_tags(received: Dataset, source: Dataset) -> list[int]:
     """Top-level tags of the provenance group in ``received`` but not ``source``."""
-    return {
+    return sorted(
         int(tag)
-        for tag in received.keys()
+        for tag in received.keys()  # noqa: SIM118 - a Dataset iterates elements
         if tag.group == PROVENANCE_GROUP and tag not in source
-    }
+    )
 
 
-def _value_bytes(elem: DataElement | RawDataElement, ds: Dataset) -> bytes:
-    """An element's value, encoded little endian implicit VR (a canonical form)."""
+def _value_bytes(ds: Dataset, tag: int) -> bytes:
+    """An element's value, encoded implicit VR little endian (a canonical form)."""
     out = DicomBytesIO()
     out.is_little_endian = True
     out.is_implicit_VR = True
-    element = ds[elem.tag]
-    write_data_element(out, element)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        write_data_element(out, ds[tag])
     return out.getvalue()[8:]
 
 
+def text(ds: Dataset, tag: int) -> str:
+    """A short text element's value, whatever VR it was read with (UN included)."""
+    return _value_bytes(ds, tag).rstrip(b"\0 ").decode("ascii", "replace")
+
+
 def differences(
-    source: Dataset, received: Dataset, ignore: frozenset[int] = frozenset(), path: str = ""
+    source: Dataset,
+    received: Dataset,
+    ignore: frozenset[int] = frozenset(),
+    path: str = "",
 ) -> list[str]:
     """Where two data sets differ, element by element, into every sequence item."""
     found = []
@@ -210,16 +255,34 @@ def differences(
             for n, (x, y) in enumerate(zip(items_a, items_b, strict=True)):
                 found.extend(differences(x, y, frozenset(), f"{where}[{n}]."))
             continue
-        if _value_bytes(a, source) != _value_bytes(b, received):
+        if _value_bytes(source, tag) != _value_bytes(received, tag):
             found.append(f"{where} value differs")
     return found
 
 
-def without_inserts(received: bytes, source: bytes, inserts: list[bytes]) -> bytes | None:
+def element_bytes(ds: Dataset, tag: int, syntax: str) -> bytes:
+    """An element of ``ds`` (short VR, like LO) encoded as it stands in ``syntax``."""
+    uid = UID(syntax)
+    value = _value_bytes(ds, tag)
+    group, element = tag >> 16, tag & 0xFFFF
+    endian = "<" if uid.is_little_endian else ">"
+    if uid.is_implicit_VR:
+        return struct.pack(f"{endian}HHI", group, element, len(value)) + value
+    return (
+        struct.pack(f"{endian}HH", group, element)
+        + str(ds[tag].VR).encode()
+        + struct.pack(f"{endian}H", len(value))
+        + value
+    )
+
+
+def without_inserts(
+    received: bytes, source: bytes, inserts: list[bytes]
+) -> bytes | None:
     """``received`` with each of ``inserts`` taken out where it was put in.
 
-    Each insert is looked for where ``received`` first departs from ``source``.
-    None if one is not there.
+    Each insert, in order, is looked for where what is left of ``received``
+    first departs from ``source``. None if one is not there.
     """
     rest = received
     for insert in inserts:
@@ -234,9 +297,8 @@ def without_inserts(received: bytes, source: bytes, inserts: list[bytes]) -> byt
 
 
 def _common_prefix(a: bytes, b: bytes) -> int:
-    n = min(len(a), len(b))
-    lo, hi = 0, n
-    while lo < hi:  # binary search on equal prefixes
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:  # the longest equal prefix, by bisection
         mid = (lo + hi + 1) // 2
         if a[:mid] == b[:mid]:
             lo = mid
@@ -245,56 +307,8 @@ def _common_prefix(a: bytes, b: bytes) -> int:
     return lo
 
 
-def element_bytes(ds: Dataset, tag: int, syntax: str) -> bytes:
-    """An element of ``ds`` encoded in ``syntax`` as it would stand in a stream."""
-    uid = UID(syntax)
-    elem = ds[tag]
-    value = _value_bytes(elem, ds)
-    group, element = tag >> 16, tag & 0xFFFF
-    endian = "<" if uid.is_little_endian else ">"
-    if uid.is_implicit_VR:
-        return struct.pack(f"{endian}HHI", group, element, len(value)) + value
-    return (
-        struct.pack(f"{endian}HH", group, element)
-        + str(elem.VR).encode()
-        + struct.pack(f"{endian}H", len(value))
-        + value
-    )
-
-
 def pixels_equal(source: Dataset, received: Dataset) -> bool:
     """Whether both decode to the same pixel array."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return bool(np.array_equal(source.pixel_array, received.pixel_array))
-
-
-def read_whole(path: Path) -> Dataset:
-    """The file as pydicom reads it (forced: bare data sets too)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return dcmread(path, force=True)
-
-
-def iter_names(files: Sequence[tuple[str, Path]]) -> Iterator[str]:
-    """The corpus names."""
-    return (name for name, _ in files)
-
-
-__all__ = [
-    "DECOMPRESSION_CHANGES",
-    "EVERY_SYNTAX",
-    "UNCOMPRESSED",
-    "Arrival",
-    "DeflatedExplicitVRLittleEndian",
-    "RawReceiver",
-    "corpus",
-    "decode",
-    "differences",
-    "element_bytes",
-    "original",
-    "pixels_equal",
-    "provenance_tags",
-    "read_whole",
-    "without_inserts",
-]
