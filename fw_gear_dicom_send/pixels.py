@@ -69,8 +69,12 @@ def decompress(ds: Dataset) -> None:
     missing = missing_decoder(syntax)
     if missing is not None:
         raise ValueError(missing)
+    # pydicom logs each plugin that fails before one succeeds: go straight to
+    # the only one that decodes 12-bit JPEG Extended.
+    twelve_bit = syntax == JPEGExtended12Bit and int(ds.get("BitsStored", 8)) > 8
+    plugin = gdcm12.LABEL if twelve_bit else ""
     try:
-        ds.decompress(generate_instance_uid=False)
+        ds.decompress(generate_instance_uid=False, decoding_plugin=plugin)
     except Exception as exc:  # the plugins raise what they raise
         if not _with_each_plugin(ds, syntax):
             first = str(exc).strip().splitlines()

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import CTImageStorage, Verification
 
 from fw_gear_dicom_send.contexts import Proposal
 from fw_gear_dicom_send.engine import SendRequest, send
@@ -24,6 +23,7 @@ from fw_gear_dicom_send.retry import RetryPolicy
 from fw_gear_dicom_send.samples import copy_as_new
 from fw_gear_dicom_send.scu import Client
 from fw_gear_dicom_send.status import InstanceStatus
+from fw_gear_dicom_send.uids import VERIFICATION
 
 RETRY = RetryPolicy(budget=20, first_wait=0.5, max_wait=1)
 
@@ -79,12 +79,14 @@ class _CtOnly:
         ae.add_supported_context(
             CTImageStorage, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
         )
-        ae.add_supported_context(Verification)
-        self._server = ae.start_server(
+        ae.add_supported_context(VERIFICATION)
+        server = ae.start_server(
             ("127.0.0.1", 0),
             block=False,
             evt_handlers=[(evt.EVT_CONN_OPEN, self._on_open)],
         )
+        assert server is not None
+        self._server = server
         self.port = int(self._server.server_address[1])
 
     def _on_open(self, event: evt.Event) -> None:

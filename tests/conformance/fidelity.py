@@ -117,11 +117,13 @@ class RawReceiver:
         self.port = 0
 
     def __enter__(self) -> Self:
-        self._server = self._ae.start_server(
+        server = self._ae.start_server(
             ("127.0.0.1", 0),
             block=False,
             evt_handlers=[(evt.EVT_C_STORE, self._on_store)],
         )
+        assert server is not None
+        self._server = server
         self.port = int(self._server.server_address[1])
         return self
 
