@@ -170,8 +170,14 @@ def split_part10(content: bytes) -> Encoded:
         warnings.simplefilter("ignore")
         read_preamble(f, force=True)
         meta = _read_file_meta_info(f)
-    syntax = UID(str(meta.get("TransferSyntaxUID", ImplicitVRLittleEndian)))
-    return Encoded(syntax, f.read())
+    data = f.read()
+    if "TransferSyntaxUID" in meta:
+        return Encoded(UID(str(meta.TransferSyntaxUID)), data)
+    # No syntax named: the one the data set is encoded in, as pydicom finds it.
+    implicit, little = read_whole(content).original_encoding
+    if implicit:
+        return Encoded(ImplicitVRLittleEndian, data)
+    return Encoded(ExplicitVRLittleEndian if little else ExplicitVRBigEndian, data)
 
 
 def decode(data: bytes, syntax: str) -> Dataset:
