@@ -35,17 +35,23 @@ from fidelity import (
     without_inserts,
 )
 from pydicom.dataset import Dataset
-from pydicom.uid import UID
+from pydicom.uid import (
+    UID,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLSNearLossless,
+)
 from stowserver import StowServer
 
 from fw_gear_dicom_send.engine import SendRequest, send
 from fw_gear_dicom_send.peer import Peer, StowSettings
-from fw_gear_dicom_send.pixels import LOSSY_SYNTAXES
 from fw_gear_dicom_send.report import Row
 from fw_gear_dicom_send.retry import RetryPolicy
 from fw_gear_dicom_send.status import InstanceStatus
 from fw_gear_dicom_send.tagging import ProvenanceTag
 
+LOSSY_SYNTAXES = frozenset({JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLSNearLossless})
+"""Syntaxes whose pixel data is always lossy: decompressed, they say so."""
 SENT = InstanceStatus.SENT
 FAILED = InstanceStatus.FAILED
 SKIPPED = InstanceStatus.SKIPPED
