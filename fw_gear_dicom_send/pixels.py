@@ -77,9 +77,7 @@ def decompress(ds: Dataset) -> None:
         ds.decompress(generate_instance_uid=False, decoding_plugin=plugin)
     except Exception as exc:  # the plugins raise what they raise
         if not _with_each_plugin(ds, syntax):
-            first = str(exc).strip().splitlines()
-            why = first[-1].strip() if first else type(exc).__name__
-            raise ValueError(f"cannot decompress {syntax.name}: {why}") from None
+            raise ValueError(f"cannot decompress {syntax.name}: {_why(exc)}") from None
     if syntax in LOSSY_SYNTAXES:
         ds.LossyImageCompression = "01"
 
@@ -94,3 +92,15 @@ def _with_each_plugin(ds: Dataset, syntax: UID) -> bool:
         else:
             return True
     return False
+
+
+def _why(exc: Exception) -> str:
+    """An exception's message in one line.
+
+    pydicom's "exceptions were raised by all available plugins", followed by one
+    line per plugin, becomes those lines joined: ``gdcm: …; pillow: …``.
+    """
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].endswith("plugins:"):
+        lines = lines[1:]
+    return "; ".join(lines) or type(exc).__name__

@@ -108,6 +108,8 @@ def encode(ds: Dataset, syntax: str, offsets: Mapping[int, int] | None = None) -
             zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -zlib.MAX_WBITS
         )
         encoded = compressor.compress(encoded) + compressor.flush()
+        if len(encoded) % 2:  # PS3.5 A.5: padded to an even length
+            encoded += b"\0"
     return encoded
 
 
