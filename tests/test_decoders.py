@@ -1,5 +1,6 @@
 """Decompression: the syntaxes python-gdcm adds decode to the pixels DCMTK's
-``dcmdjpeg`` gives, under the instance's own SOP Instance UID."""
+``dcmdjpeg`` gives, under the instance's own SOP Instance UID; a DCMTK receiver of
+uncompressed syntaxes stores every decompressed instance under its file's UID."""
 
 import subprocess
 import warnings
@@ -8,12 +9,16 @@ from pathlib import Path
 import data_store
 import numpy as np
 import pytest
-from conftest import need
+from conftest import free_port, need, start, wait_for_port
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian
 
+from fw_gear_dicom_send.engine import SendRequest, send
+from fw_gear_dicom_send.peer import Peer
 from fw_gear_dicom_send.pixels import decompress, missing_decoder
+from fw_gear_dicom_send.retry import RetryPolicy
+from fw_gear_dicom_send.status import InstanceStatus
 
 PYDICOM_DATA = Path(str(data_store.__file__)).parent / "data"
 
@@ -53,3 +58,62 @@ def test_gdcm_decodes_as_dcmtk_does(name: str, lossy: bool, tmp_path: Path) -> N
     assert np.array_equal(ds.pixel_array, expected)
     if lossy:
         assert ds.LossyImageCompression == "01"
+
+
+@pytest.mark.peer
+def test_storescp_of_uncompressed_syntaxes_stores_the_files_uids(
+    tmp_path: Path,
+) -> None:
+    names = [
+        "MR_small_RLE.dcm",
+        "JPEG2000.dcm",
+        "SC_rgb_jpeg_dcmtk.dcm",
+        "JPGExtended.dcm",
+        "SC_rgb_jpeg_gdcm.dcm",
+        "JPEG-LL.dcm",
+        "emri_small_jpeg_ls_lossless.dcm",
+    ]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    uids = {}
+    for name in names:
+        (folder / name).write_bytes(_path(name).read_bytes())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            uids[name] = str(
+                dcmread(_path(name), stop_before_pixels=True).SOPInstanceUID
+            )
+    binary = need("storescp", "dcmtk")
+    out = tmp_path / "out"
+    out.mkdir()
+    port = free_port()
+    # Without +xa, storescp accepts only uncompressed syntaxes.
+    proc = start(
+        [binary, "-aet", "STORESCP", "-od", str(out), str(port)],
+        tmp_path / "storescp.log",
+    )
+    try:
+        wait_for_port(port, proc)
+        result = send(
+            SendRequest(
+                (folder,),
+                Peer("127.0.0.1", port, "STORESCP"),
+                retry=RetryPolicy(budget=0),
+            )
+        )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    rows = {Path(row.file).name: row for row in result.rows}
+    for name in names:
+        assert rows[name].status is InstanceStatus.SENT, rows[name].reason
+        assert rows[name].reason.startswith("decompressed from "), rows[name].reason
+        assert rows[name].sop_instance_uid == uids[name]
+    stored = {}
+    for path in out.iterdir():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = dcmread(path)
+        assert not ds.file_meta.TransferSyntaxUID.is_compressed
+        stored[str(ds.SOPInstanceUID)] = str(ds.file_meta.MediaStorageSOPInstanceUID)
+    assert stored == {uid: uid for uid in uids.values()}
