@@ -213,7 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
         "send",
         help="C-STORE files, folders and archives",
         description="Send every DICOM instance under PATH... with the provenance "
-        "element; write a row per file to --report.",
+        "element; write a row per file to --report. What arrives is the original: "
+        "the file's data set with the element inserted; for a receiver that refuses "
+        "its transfer syntax, the same elements re-encoded, or decompressed (same "
+        "pixels), always under the file's SOP Instance UID; a lossy source stays "
+        "marked lossy. Decoders: python-gdcm (JPEG, JPEG Lossless, 12-bit JPEG, "
+        "JPEG-LS, JPEG 2000), Pillow, pyjpegls, pylibjpeg-openjpeg (JPEG 2000, "
+        "HTJ2K), pydicom and pylibjpeg-rle (RLE).",
     )
     send_parser.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     _add_peer_options(send_parser, required=False)

@@ -22,18 +22,15 @@ import os
 import socket
 import threading
 import time
-import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from pydicom import dcmread
 from pydicom.uid import UID
 from pynetdicom import AE, build_context, build_role, evt
 from pynetdicom.association import Association
-from pynetdicom.dsutils import encode
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.presentation import PresentationContext
@@ -44,6 +41,7 @@ from .errors import AssociationError
 from .items import Outcome, SendItem, association_lost, outcome_of_status, with_history
 from .peer import AssociationSettings, Peer
 from .pixels import decompress
+from .reencode import encode, group_length_offsets, read_dataset
 from .retry import Retrier, Retry
 from .status import InstanceStatus
 from .tagging import ProvenanceTag, tag_dataset
@@ -58,6 +56,21 @@ _HELD_LOOP_DELAY = 0.01
 """Seconds between the DUL thread's idle loops while we hold the socket: at most
 this much later does it see the release or abort that follows."""
 _TLS_PROBE_TIMEOUT = 5.0
+_INVALID_PDU = "Evt19"
+"""The state machine's event for an unrecognised or invalid PDU."""
+_ABSTRACT_SYNTAX_NOT_SUPPORTED = 0x03
+
+
+class NoContextAccepted(AssociationError):
+    """The receiver accepted the association but none of its presentation contexts.
+
+    Not transient: it will answer the same next time.
+    """
+
+    def __init__(self, message: str, rejected: list[PresentationContext]) -> None:
+        """Say why, with the contexts it rejected."""
+        super().__init__(message)
+        self.rejected = rejected
 
 
 @dataclass
@@ -66,6 +79,10 @@ class _Watch:
 
     connected: bool = False
     rejection: A_ASSOCIATE | None = None
+    accepted: bool = False
+    """An A-ASSOCIATE-AC came (though perhaps with no context accepted)."""
+    invalid_pdu: bool = False
+    """The peer sent something that is not a DICOM Upper Layer PDU."""
 
 
 def set_no_delay(event: evt.Event) -> None:
@@ -112,6 +129,7 @@ class Client:
             handlers: Event handlers to bind (e.g. EVT_C_STORE for a C-GET).
 
         Raises:
+            NoContextAccepted: The receiver accepts none of the contexts.
             AssociationError: With a one-line reason naming the peer.
         """
         self._check_resolvable()
@@ -119,8 +137,15 @@ class Client:
 
         def on_acse(event: evt.Event) -> None:
             primitive = event.primitive  # type: ignore[attr-defined]
-            if isinstance(primitive, A_ASSOCIATE) and primitive.result in (1, 2):
-                watch.rejection = primitive
+            if isinstance(primitive, A_ASSOCIATE):
+                if primitive.result in (1, 2):
+                    watch.rejection = primitive
+                elif primitive.result == 0:
+                    watch.accepted = True
+
+        def on_transition(event: evt.Event) -> None:
+            if event.fsm_event == _INVALID_PDU:
+                watch.invalid_pdu = True
 
         def on_connect(event: evt.Event) -> None:
             watch.connected = True
@@ -142,6 +167,7 @@ class Client:
             evt_handlers=[
                 (evt.EVT_CONN_OPEN, on_connect),
                 (evt.EVT_ACSE_RECV, on_acse),
+                (evt.EVT_FSM_TRANSITION, on_transition),
                 *handlers,
             ],
         )
@@ -149,6 +175,13 @@ class Client:
             self._message_id = 0
             return assoc
         _close_socket(assoc)  # pynetdicom leaves it open when the peer hangs up
+        if watch.accepted and not assoc.accepted_contexts:
+            rejected = list(assoc.rejected_contexts)
+            raise NoContextAccepted(
+                f"{self.peer} accepts no presentation context for "
+                + "; ".join(_describe_rejected(rejected)),
+                rejected,
+            )
         reason, transient = self._failure_reason(watch, time.monotonic() - started)
         raise AssociationError(reason, transient=transient)
 
@@ -189,7 +222,8 @@ class Client:
 
         Refused for now (rejected-transient), hung up on, or kept waiting (a busy
         receiver that takes one association at a time) may work later; not
-        reached at all, refused for good, or a TLS problem will not.
+        reached at all, refused for good, a TLS problem, or a peer that answers
+        with something other than DICOM (an HTTP server, say) will not.
         """
         peer = self.peer
         if watch.rejection is not None:
@@ -202,6 +236,13 @@ class Client:
         tls = self._tls_problem(watch, elapsed)
         if tls is not None:
             return tls, False
+        if watch.invalid_pdu:
+            return (
+                f"the peer at {peer.host}:{peer.port} did not answer as a DICOM "
+                "Upper Layer (what came back is not a DICOM PDU): is that the "
+                "receiver's DICOM port?",
+                False,
+            )
         if not watch.connected:
             timeout = self.settings.connect_timeout
             why = (
@@ -307,27 +348,19 @@ class Client:
         Returns:
             The payload, and a note for the report if the file was decompressed.
         """
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            ds = dcmread(item.path, force=True)
-        for warning in caught:  # e.g. the meta contradicts the data set
-            log.debug("%s: %s", os.path.basename(item.path), warning.message)
+        ds = read_dataset(item.path)
+        offsets = group_length_offsets(ds)
         source = UID(item.transfer_syntax)
         target = UID(syntax)
         note = ""
-        if source.is_compressed:
+        if source.is_compressed and target != source:
             decompress(ds)  # ValueError: cannot
             note = (
                 f"decompressed from {source.name} to {target.name}: the receiver "
                 f"accepts no {source.name}"
             )
         tag_dataset(ds, tag)
-        data = encode(
-            ds, target.is_implicit_VR, target.is_little_endian, target.is_deflated
-        )
-        if data is None:
-            raise ValueError(f"pydicom could not encode the dataset as {target.name}")
-        return Payload.from_bytes(data), note
+        return Payload.from_bytes(encode(ds, target, offsets)), note  # ValueError
 
     def _send(
         self,
@@ -405,14 +438,35 @@ def choose_context(
     return None
 
 
+def _describe_rejected(rejected: list[PresentationContext]) -> list[str]:
+    """Each SOP class of rejected contexts, with its syntaxes or why it was refused."""
+    syntaxes: dict[str, list[str]] = {}
+    results: dict[str, set[int]] = {}
+    for context in rejected:
+        sop = str(context.abstract_syntax)
+        names = syntaxes.setdefault(sop, [])
+        names.extend(
+            syntax_name(str(ts))
+            for ts in context.transfer_syntax
+            if syntax_name(str(ts)) not in names
+        )
+        results.setdefault(sop, set()).add(int(context.result or 0))
+    return [
+        f"{syntax_name(sop)} (abstract syntax not supported)"
+        if results[sop] == {_ABSTRACT_SYNTAX_NOT_SUPPORTED}
+        else f"{syntax_name(sop)} in {', '.join(names)}"
+        for sop, names in syntaxes.items()
+    ]
+
+
 def _no_context_reason(assoc: Association, item: SendItem) -> str:
-    results = {
-        c.result
-        for c in assoc.rejected_contexts
-        if c.abstract_syntax == item.sop_class_uid
-    }
+    return _no_context_reason_in(assoc.rejected_contexts, item)
+
+
+def _no_context_reason_in(rejected: list[PresentationContext], item: SendItem) -> str:
+    results = {c.result for c in rejected if c.abstract_syntax == item.sop_class_uid}
     sop = syntax_name(item.sop_class_uid)
-    if results == {0x03}:
+    if results == {_ABSTRACT_SYNTAX_NOT_SUPPORTED}:
         return f"receiver does not support {sop} (abstract syntax not supported)"
     return (
         f"receiver accepted no presentation context for {sop} in "
@@ -528,7 +582,8 @@ def store_all(
     tried again after a back-off wait, while the retrier's budget lasts. An
     association lost mid-way (or after a response timeout) is aborted, never used
     again, and a new one is opened for the rest of its batch; so is one rejected
-    as transient, after a wait.
+    as transient, after a wait. A batch whose contexts the receiver all rejects
+    fails, each item with the reason, and the next batch goes on.
 
     Raises:
         AssociationError: An association could not be opened; the items not yet
@@ -537,7 +592,18 @@ def store_all(
     for batch in batches:
         pending = deque(_Attempts(item) for item in batch.items)
         while pending:
-            assoc = _associate(client, list(batch.proposals), retrier)
+            try:
+                assoc = _associate(client, list(batch.proposals), retrier)
+            except NoContextAccepted as exc:
+                log.warning("%s", exc)
+                for attempts in pending:
+                    outcome = Outcome(
+                        InstanceStatus.FAILED,
+                        None,
+                        _no_context_reason_in(exc.rejected, attempts.item),
+                    )
+                    yield attempts.item, with_history(outcome, attempts.earlier)
+                break
             usable = False
             wait_after = 0.0
             try:

@@ -24,7 +24,6 @@ options as DIMSE.
 """
 
 import http.client
-import io
 import json
 import logging
 import os
@@ -33,7 +32,6 @@ import socket
 import ssl
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -206,17 +204,20 @@ def _part10_header(item: SendItem) -> bytes:
 
 
 def _decoded(item: SendItem, tag: ProvenanceTag) -> bytes:
-    """The whole file decoded, tagged and written again (deflated or odd files)."""
-    from pydicom import dcmread  # noqa: PLC0415 - see _part10_header
-    from pydicom.filewriter import dcmwrite  # noqa: PLC0415
+    """The file decoded, tagged and encoded again in its syntax, after a header.
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ds = dcmread(item.path, force=True)
+    For deflated files, and files whose bytes contradict their syntax.
+    """
+    from .reencode import (  # noqa: PLC0415 - see _part10_header
+        encode,
+        group_length_offsets,
+        read_dataset,
+    )
+
+    ds = read_dataset(item.path)
+    offsets = group_length_offsets(ds)
     tag_dataset(ds, tag)
-    out = io.BytesIO()
-    dcmwrite(out, ds, enforce_file_format=True)
-    return out.getvalue()
+    return _part10_header(item) + encode(ds, item.transfer_syntax, offsets)
 
 
 def _part(item: SendItem, tag: ProvenanceTag) -> _Part:

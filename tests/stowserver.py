@@ -46,6 +46,7 @@ class StowServer:
         token: Require ``Authorization: Bearer <token>`` (401 otherwise).
         discard: Read each body in 1 MB pieces and keep nothing (for large
             instances); answer 200 with an empty data set.
+        keep: Keep each part's bytes exactly as they came (``parts``).
     """
 
     errors: Iterable[tuple[int, float | None]] = ()
@@ -54,9 +55,12 @@ class StowServer:
     tls: ssl.SSLContext | None = None
     token: str | None = None
     discard: bool = False
+    keep: bool = False
     requests: list[Request] = field(default_factory=list)
     stored: dict[str, str | None] = field(default_factory=dict)
     """SOP Instance UID -> the provenance value (0021,xx00) it carried."""
+    parts: list[bytes] = field(default_factory=list)
+    """With ``keep``: every part's content, in order of arrival."""
 
     def __post_init__(self) -> None:
         self._errors = deque(self.errors)
@@ -107,7 +111,7 @@ class StowServer:
             self._answer(handler, 200, b"{}", {})
             self._log(200, [], auth, length)
             return
-        uids = self._read_parts(handler, length)
+        uids = self._read_parts(handler, length, self.parts if self.keep else None)
         with self._lock:
             error = self._errors.popleft() if self._errors else None
         if self.token is not None and auth != f"Bearer {self.token}":
@@ -167,7 +171,9 @@ class StowServer:
 
     @staticmethod
     def _read_parts(
-        handler: http.server.BaseHTTPRequestHandler, length: int
+        handler: http.server.BaseHTTPRequestHandler,
+        length: int,
+        kept: list[bytes] | None = None,
     ) -> list[tuple[str, str | None]]:
         """Each part's SOP Instance UID and provenance value, read as it streams."""
         match = _BOUNDARY.search(handler.headers.get("Content-Type", ""))
@@ -178,6 +184,8 @@ class StowServer:
         found = []
         for part in parts:
             _, _, content = part.partition(b"\r\n\r\n")
+            if kept is not None:
+                kept.append(content)
             ds = dcmread(io.BytesIO(content), stop_before_pixels=True)
             try:
                 provenance = ds.get_private_item(0x0021, 0x00, "Flywheel").value

@@ -202,10 +202,10 @@ def test_a_receiver_taking_one_association_at_a_time(
 def test_an_uncompressed_only_receiver_gets_compressed_files_decompressed(
     make_receiver: Callable[..., StorageReceiver], tmp_path: Path
 ) -> None:
-    """Acceptance 4: RLE, JPEG Baseline, JPEG 2000, JPEG-LS arrive decompressed;
-    the lossy ones stay marked lossy. JPEG Lossless (Process 14) has no decoder
-    here (its only one is GPL) and a broken JPEG cannot be decoded: both fail
-    with the reason."""
+    """Acceptance 4: RLE, JPEG Baseline, JPEG 2000, JPEG-LS, JPEG Lossless
+    (Process 14) and 12-bit JPEG Extended (both by GDCM) arrive decompressed under
+    their own SOP Instance UIDs; the lossy ones stay marked lossy. A JPEG 2000
+    file no decoder can read fails with the reason."""
     scp = make_receiver(transfer_syntaxes=[ExplicitVRLittleEndian])
     folder = tmp_path / "compressed"
     names = {
@@ -214,7 +214,8 @@ def test_an_uncompressed_only_receiver_gets_compressed_files_decompressed(
         "j2k": "JPEG2000.dcm",
         "jpeg-ls": "MR_small_jpeg_ls_lossless.dcm",
         "lossless": "SC_rgb_jpeg_gdcm.dcm",
-        "broken": "JPEG-lossy.dcm",
+        "12-bit": "JPEG-lossy.dcm",
+        "broken": "JPEG2000-embedded-sequence-delimiter.dcm",
     }
     for label, name in names.items():
         source = get_testdata_file(name)
@@ -228,21 +229,20 @@ def test_an_uncompressed_only_receiver_gets_compressed_files_decompressed(
         )
     )
     rows = {Path(row.file).stem: row for row in result.rows}
-    for label in ("rle", "baseline", "j2k", "jpeg-ls"):
+    decoded = ("rle", "baseline", "j2k", "jpeg-ls", "lossless", "12-bit")
+    for label in decoded:
         assert rows[label].status is SENT, rows[label].reason
         assert rows[label].reason.startswith("decompressed from ")
         assert rows[label].transfer_syntax == ExplicitVRLittleEndian
-    assert rows["lossless"].status is FAILED
-    assert "no decoder for JPEG Lossless" in rows["lossless"].reason
     assert rows["broken"].status is FAILED
-    assert "cannot decompress JPEG Extended" in rows["broken"].reason
+    assert "cannot decompress JPEG 2000" in rows["broken"].reason
     received = {r.sop_instance_uid: dcmread(r.path) for r in scp.received}
-    by_label = {
-        label: received[rows[label].sop_instance_uid]
-        for label in ("rle", "baseline", "j2k", "jpeg-ls")
-    }
+    by_label = {label: received[rows[label].sop_instance_uid] for label in decoded}
+    for label, ds in by_label.items():
+        assert ds.SOPInstanceUID == rows[label].sop_instance_uid
     assert by_label["baseline"].LossyImageCompression == "01"
     assert by_label["j2k"].LossyImageCompression == "01"
+    assert by_label["12-bit"].LossyImageCompression == "01"
     assert "LossyImageCompression" not in by_label["rle"]
     for ds in by_label.values():
         assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian

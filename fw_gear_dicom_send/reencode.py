@@ -1,0 +1,145 @@
+"""Read a file and encode it again: the decoding paths of C-STORE and STOW-RS.
+
+pydicom reads a data set whose VR encoding contradicts its transfer syntax (implicit
+VR under an explicit syntax, say) in the encoding it finds, but then records the
+declared one as the data set's own: its elements, which carry no VR, would then be
+written with none. Here the data set keeps the encoding it was read in, so each
+element gets its VR from the dictionary when it is written again. pydicom also
+leaves out Group Lengths when it writes; :func:`encode` puts them back.
+"""
+
+import itertools
+import logging
+import os
+import warnings
+import zlib
+from collections.abc import Iterator, Mapping
+
+from pydicom import dcmread
+from pydicom.charset import default_encoding
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset, FileDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import correct_ambiguous_vr, write_data_element
+from pydicom.tag import Tag
+from pydicom.uid import UID
+
+log = logging.getLogger(__name__)
+
+_META_GROUP = 6
+"""pydicom writes the Group Length of no group above this one."""
+
+
+def read_dataset(path: str) -> FileDataset:
+    """The whole file, decoded by pydicom (forced: a bare data set too).
+
+    Raises:
+        Exception: pydicom cannot read it (whatever pydicom raises).
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = dcmread(path, force=True)
+    for warning in caught:  # e.g. the meta contradicts the data set
+        log.debug("%s: %s", os.path.basename(path), warning.message)
+    raw = next(
+        (e for e in ds._dict.values() if isinstance(e, RawDataElement)),
+        None,
+    )
+    if raw is not None and ds.original_encoding != (
+        raw.is_implicit_VR,
+        raw.is_little_endian,
+    ):
+        ds.set_original_encoding(
+            raw.is_implicit_VR, raw.is_little_endian, ds.original_character_set
+        )
+    return ds
+
+
+def group_length_offsets(ds: Dataset) -> dict[int, int]:
+    """For each group above 6 with a Group Length: its value less the group's length.
+
+    Taken when the file is read, before anything changes: a value that was right
+    (offset 0) is right again after :func:`encode`; one that was wrong stays as
+    wrong as it was.
+    """
+    values = {
+        tag.group: ds[tag].value
+        for tag in ds.keys()  # noqa: SIM118 - iterating a Dataset gives elements
+        if tag.element == 0 and tag.group > _META_GROUP
+    }
+    wanted = {group for group, value in values.items() if isinstance(value, int)}
+    if not wanted:
+        return {}
+    implicit, little = ds.original_encoding
+    if implicit is None or little is None:
+        return {}
+    return {
+        group: int(values[group]) - len(data)
+        for group, data in _groups(ds, implicit, little, wanted)
+    }
+
+
+def encode(ds: Dataset, syntax: str, offsets: Mapping[int, int] | None = None) -> bytes:
+    """The data set encoded in ``syntax`` as pydicom writes it, group lengths kept.
+
+    pydicom leaves out every Group Length (gggg,0000) of a group above 6; a data
+    set that had one gets it again here, counted in the new encoding plus its
+    offset (see :func:`group_length_offsets`). Elements written in the encoding
+    they were read in keep their bytes.
+
+    Raises:
+        ValueError: pydicom cannot encode it; the message says why, in one line.
+    """
+    uid = UID(syntax)
+    out = _buffer(uid.is_implicit_VR, uid.is_little_endian)
+    try:
+        for group, data in _groups(ds, uid.is_implicit_VR, uid.is_little_endian):
+            if Tag(group, 0) in ds and group > _META_GROUP:
+                value = len(data) + (offsets or {}).get(group, 0)
+                write_data_element(out, DataElement(Tag(group, 0), "UL", value))
+            out.write(data)
+    except Exception as exc:  # pydicom raises what it raises
+        first = str(exc).strip().splitlines()
+        why = first[-1].strip() if first else type(exc).__name__
+        raise ValueError(f"cannot encode the data set as {uid.name}: {why}") from None
+    encoded = out.getvalue()
+    if uid.is_deflated:
+        compressor = zlib.compressobj(
+            zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -zlib.MAX_WBITS
+        )
+        encoded = compressor.compress(encoded) + compressor.flush()
+        if len(encoded) % 2:  # PS3.5 A.5: padded to an even length
+            encoded += b"\0"
+    return encoded
+
+
+def _groups(
+    ds: Dataset, implicit: bool, little: bool, only: set[int] | None = None
+) -> Iterator[tuple[int, bytes]]:
+    """Each group's elements encoded as pydicom's ``write_dataset`` would.
+
+    Without their Group Length; only the groups in ``only``, if given.
+    """
+    convert = ds.original_encoding != (implicit, little) or (
+        ds.original_character_set != ds._character_set
+    )
+    if convert:  # as pydicom's write_dataset does
+        ds = correct_ambiguous_vr(ds, little)
+    charset = ds.get("SpecificCharacterSet", default_encoding)
+    for group, members in itertools.groupby(sorted(ds.keys()), key=lambda t: t.group):
+        if only is not None and group not in only:
+            continue
+        body = _buffer(implicit, little)
+        for tag in members:
+            if tag.element == 0 and group > _META_GROUP:
+                continue
+            # Indexing converts each element for the new encoding.
+            write_data_element(body, ds[tag] if convert else ds.get_item(tag), charset)
+        yield group, body.getvalue()
+
+
+def _buffer(implicit: bool, little: bool) -> DicomBytesIO:
+    buffer = DicomBytesIO()
+    buffer.is_implicit_VR = implicit
+    buffer.is_little_endian = little
+    return buffer
