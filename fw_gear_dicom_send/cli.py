@@ -21,7 +21,10 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 import fw_gear_dicom_send
 
-from . import blas  # noqa: F401 - first: before numpy is imported
+from . import (
+    blas,  # noqa: F401 - first: before numpy is imported
+    stopping,
+)
 from .engine import DEFAULT_ASSOCIATIONS, Progress, RunResult, SendRequest, send
 from .errors import AssociationError, UsageError
 from .items import describe_status
@@ -531,7 +534,8 @@ def _finish(result: RunResult, report: Path | None) -> ExitStatus:
     if report is not None:
         print(f"report: {report}")
     if result.interrupted:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        by = f" by {stopping.name()}" if stopping.name() else ""
+        print(f"{PROG}: interrupted{by}", file=sys.stderr)
     return result.exit_status
 
 
@@ -580,8 +584,9 @@ def _run_send(args: argparse.Namespace) -> ExitStatus:
         verify=args.verify,
     )
     _check_writable(args.report)
-    result = send(request, ProgressPrinter())
-    return _finish(result, args.report)
+    with stopping.handling():
+        result = send(request, ProgressPrinter())
+        return _finish(result, args.report)
 
 
 def _run_echo(args: argparse.Namespace) -> ExitStatus:
@@ -852,10 +857,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose, args.quiet, prefix=PROG)
     try:
-        return int(_COMMANDS[args.command](args))
+        return int(stopping.exit_status(_COMMANDS[args.command](args)))
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return ExitStatus.USAGE
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
-        return ExitStatus.INTERRUPTED
+        return stopping.exit_status(ExitStatus.INTERRUPTED)
