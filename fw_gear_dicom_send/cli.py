@@ -750,13 +750,23 @@ def _start_listener(
 
 
 def _retrieved(result: "RetrieveResult", what: str) -> ExitStatus:
+    from .retrieve import describe_retrieve_status  # noqa: PLC0415 - see _COMMANDS
+
     print(
         f"{what}: {result.counts}"
         + (f"; {result.received} files written" if what == "retrieve" else "")
     )
     if result.complete:
         return ExitStatus.SUCCESS
-    return ExitStatus.INCOMPLETE if result.counts.completed else ExitStatus.NOTHING_SENT
+    if result.status not in (0x0000, 0xB000):
+        log.error(
+            "%s incomplete: %s after %s",
+            what,
+            describe_retrieve_status(result.status),
+            result.counts,
+        )
+    done = result.counts.completed or result.counts.warning
+    return ExitStatus.INCOMPLETE if done else ExitStatus.NOTHING_SENT
 
 
 def _run_move(args: argparse.Namespace) -> ExitStatus:
@@ -771,7 +781,7 @@ def _run_move(args: argparse.Namespace) -> ExitStatus:
     if window is not None:
         window.wait_until_open()
     try:
-        result = move(client, target, args.dest_ae, _RetrieveProgress())
+        result = move(client, target, args.dest_ae, _RetrieveProgress(), verb="move")
     except (AssociationError, RetrieveError, QueryError) as exc:
         log.error("%s", exc)
         return ExitStatus.NOTHING_SENT
@@ -799,7 +809,13 @@ def _run_retrieve(args: argparse.Namespace) -> ExitStatus:
                 layout = Layout(args.layout)
                 result = get(client, target, args.out, layout, _RetrieveProgress())
             else:
-                result = move(client, target, settings.calling_ae, _RetrieveProgress())
+                result = move(
+                    client,
+                    target,
+                    settings.calling_ae,
+                    _RetrieveProgress(),
+                    verb="retrieve",
+                )
                 result = dataclasses.replace(result, received=len(listener.received))
         except (AssociationError, RetrieveError, QueryError) as exc:
             log.error("%s", exc)
