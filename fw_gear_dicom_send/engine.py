@@ -398,7 +398,9 @@ def _stow_items(
     )
     from .stow import store_all  # noqa: PLC0415 - http.client, only for STOW-RS
 
-    store_all(stow, items, request.tag, request.retry, recorder)
+    store_all(stow, items, request.tag, request.retry, recorder, on_sent=recorder.sent)
+    if stopping.requested():
+        raise stopping.Interrupted(stopping.received())
 
 
 def _send_items(

@@ -22,6 +22,7 @@ import pytest
 from conftest import free_port, need, start, wait_for_port
 from gearjob import REPO, Gear, Site, old_gear_config, series_zip
 from pydicom import dcmread
+from stowserver import StowServer
 from test_cli import send_args
 
 from fw_gear_dicom_send.receiver import StorageReceiver
@@ -353,3 +354,40 @@ def test_a_receiver_restarted_within_the_retry_time_gets_everything(
     received = {str(dcmread(p).SOPInstanceUID) for p in out.iterdir()}
     assert received == {str(dcmread(p).SOPInstanceUID) for p in paths}
     assert "trying again" in err
+
+
+class SlowStow(StowServer):
+    """A STOW-RS server that takes a while over each request."""
+
+    def _post(self, handler: Any) -> None:
+        time.sleep(0.3)
+        super()._post(handler)
+
+
+def test_sigterm_mid_stow(tmp_path: Path, study_zip: Path, mark: str) -> None:
+    report = tmp_path / "report.csv"
+    with SlowStow() as server:
+        proc = launch(
+            [
+                sys.executable, "-m", "fw_gear_dicom_send", "send", str(study_zip),
+                f"--stow={server.url}", "--batch=5", "--associations=2",
+                f"--report={report}",
+            ],
+            mark,
+        )  # fmt: skip
+        wait_until(lambda: len(server.stored) >= 20)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        took = time.monotonic() - started
+        assert processes_of(mark) == []
+        held = set(server.stored)
+    assert "Traceback" not in err
+    rows = read_rows(report)
+    assert len(rows) == 160
+    sent = {r["sop_instance_uid"] for r in rows if r["status"] == "sent"}
+    maybe = {r["sop_instance_uid"] for r in rows if r["reason"].endswith(MAYBE)}
+    assert sent and sent <= held and held - sent <= maybe
+    assert len(sent) < 160
+    assert proc.returncode == TERMINATED, err
+    assert took < 5
