@@ -253,10 +253,14 @@ def _serve(jobs_in: Any, up: _Up, theirs: Any, parent: int | None) -> None:
         theirs: The main process's end of the pipe of jobs, which a forked child
             holds a copy of: closed at once, or this end would never see the end
             of the pipe.
-        parent: The main process's ID, if it is the parent of this one.
+        parent: The main process's ID, if it is the parent of this one (then
+            this one dies with it).
     """
     stopping.install_child(stopping.SENDER_GRACE)
-    stopping.die_with_parent(parent)
+    if parent is not None:
+        # Not by a fork server's death, which a SIGTERM to the group brings: the
+        # end of the pipe of jobs tells that the main process is gone.
+        stopping.die_with_parent(parent)
     theirs.close()
     with collector.importing():  # 20 ms of collections; none scans them again
         from . import scu  # noqa: F401, PLC0415 - what this process is for

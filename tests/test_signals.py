@@ -215,6 +215,24 @@ def test_a_second_signal_stops_at_once(
     assert len(maybe) == 2  # one on each association
     assert {r["sop_instance_uid"] for r in maybe} <= scp.stored()
 
+    # They count as not stored: --resume sends them again, and says so.
+    second = tmp_path / "second.csv"
+    with StorageReceiver(tmp_path / "again", ae_title="STORE-SCP") as again:
+        resumed = subprocess.run(
+            [
+                sys.executable, "-m", "fw_gear_dicom_send",
+                *send_args(study_zip, again.port, "STORE-SCP"),
+                f"--report={second}", f"--resume={report}",
+            ],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert resumed.returncode == ExitStatus.SUCCESS, resumed.stderr
+    resent = {r["sop_instance_uid"]: r for r in read_rows(second)}
+    for row in maybe:
+        assert row["sop_instance_uid"] in {r.sop_instance_uid for r in again.received}
+        assert resent[row["sop_instance_uid"]]["status"] == "sent"
+        assert "earlier run" not in resent[row["sop_instance_uid"]]["reason"]
+
 
 def test_sigkill_to_the_main_process_leaves_nothing_sending(
     tmp_path: Path, study_zip: Path, mark: str
