@@ -461,6 +461,8 @@ def _send_items(
         for number, share in enumerate(shares, start=1)
     ]
     stopped = connections.sender().run(jobs, recorder, recorder.sent)
+    if stopping.requested():  # what was not sent was interrupted, however it ended
+        raise stopping.Interrupted(stopping.received())
     if stopped:
         for job in jobs:
             why = stopped.get(job.number)
@@ -469,9 +471,6 @@ def _send_items(
             for item in job.items:
                 if rows[item.index].reason == _NOT_SENT:
                     rows[item.index] = replace(rows[item.index], reason=why)
-    if stopping.requested():
-        raise stopping.Interrupted(stopping.received())
-    if stopped:
         raise AssociationError(next(iter(stopped.values())))
 
 

@@ -28,7 +28,7 @@ from .status import ExitStatus
 
 log = logging.getLogger(__name__)
 
-GRACE = 3.5
+GRACE = 3.0
 """Seconds the main process waits, after the first signal, for what is on the wire."""
 SENDER_GRACE = GRACE - 0.5
 """The sender process's: it reports its workers' end before the main gives up."""

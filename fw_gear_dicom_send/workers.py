@@ -17,6 +17,7 @@ its job comes; outcomes and log records come straight up from the workers, over
 one pipe that they and the sender share.
 """
 
+import contextlib
 import ctypes
 import logging
 import logging.handlers
@@ -238,7 +239,8 @@ class Sender:
         self._messages.close()
         if not self._used:
             self._process.terminate()
-        self._process.join(timeout=0.5 if stopping.requested() else 5)
+        with contextlib.suppress(KeyboardInterrupt):  # stop at once: it is killed
+            self._process.join(timeout=0.5 if stopping.requested() else 5)
         if self._process.is_alive():
             self._process.kill()
             self._process.join()
