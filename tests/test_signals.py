@@ -198,6 +198,7 @@ def test_a_second_signal_stops_at_once(
             mark,
         )  # fmt: skip
         wait_until(lambda: len(scp.received) >= 2)
+        time.sleep(0.5)  # the next two are on the wire
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.5)
         started = time.monotonic()
@@ -232,6 +233,34 @@ def test_a_second_signal_stops_at_once(
         assert row["sop_instance_uid"] in {r.sop_instance_uid for r in again.received}
         assert resent[row["sop_instance_uid"]]["status"] == "sent"
         assert "earlier run" not in resent[row["sop_instance_uid"]]["reason"]
+
+
+def test_answers_that_do_not_come_are_waited_for_a_few_seconds_only(
+    tmp_path: Path, study_zip: Path, mark: str
+) -> None:
+    """The receiver takes 4 s over each instance: one SIGTERM waits a few seconds
+    for the answers, then stops; the instances on the wire may have been stored."""
+    report = tmp_path / "report.csv"
+    with SlowReceiver(tmp_path / "in", 4.0, ae_title="STORE-SCP") as scp:
+        proc = launch(
+            [
+                sys.executable, "-m", "fw_gear_dicom_send",
+                *send_args(study_zip, scp.port, "STORE-SCP"),
+                f"--report={report}", "--associations=2",
+            ],
+            mark,
+        )  # fmt: skip
+        wait_until(lambda: len(scp.received) >= 2)
+        time.sleep(0.5)  # the next two are on the wire
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        took = time.monotonic() - started
+        assert processes_of(mark) == []
+        maybe = check_stopped_run(read_rows(report), scp, 160)
+    assert proc.returncode == TERMINATED, err
+    assert 1.5 < took < 5
+    assert len(maybe) == 2
 
 
 def test_sigkill_to_the_main_process_leaves_nothing_sending(
