@@ -301,13 +301,14 @@ def write_config(gear: Gear) -> None:
 def test_the_gear_under_sigterm_reports_and_empties_work(
     gear: Gear, site: Site, tmp_path: Path, mark: str
 ) -> None:
-    """A session of two zips, downloaded to work/ and extracted there."""
+    """A subject's session of two zips, downloaded to work/ and extracted there;
+    the completion report is attached to the session."""
     for seed in ("first", "second"):
         acquisition = site.standin.acquisition(site.session, seed)
         site.standin.add_file(acquisition, series_zip(tmp_path, 60, seed))
     with SlowReceiver(tmp_path / "in", 0.05, ae_title="STORE-SCP") as scp:
         gear.config = old_gear_config(scp.port)
-        gear.destination = {"type": "session", "id": site.session}
+        gear.destination = {"type": "subject", "id": site.subject}
         write_config(gear)
         proc = launch(
             [sys.executable, str(REPO / "run.py")],
@@ -326,6 +327,10 @@ def test_the_gear_under_sigterm_reports_and_empties_work(
     assert "Traceback" not in out + err
     assert "interrupted" in out
     assert list((gear.folder / "work").iterdir()) == []
+    (report,) = gear.reports()
+    (upload,) = site.standin.uploads
+    assert (upload.container_id, upload.name) == (site.session, report.name)
+    assert upload.content == report.read_bytes()
     rows = gear.report_rows()
     assert [r["Images in Series"] for r in rows] == ["60", "60"]
     sent = sum(int(r["Images Sent"]) for r in rows)
