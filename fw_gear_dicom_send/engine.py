@@ -91,9 +91,8 @@ class RunResult:
     """Why sending stopped early, if it did: no association could be opened, or
     the run was interrupted."""
     interrupted: bool = False
-    """Stopped by a signal (:mod:`~fw_gear_dicom_send.stopping`); the entry point
-    says which in its exit status."""
-    """Stopped by Ctrl-C (the rows not yet sent say so)."""
+    """Stopped by SIGINT or SIGTERM (:mod:`~fw_gear_dicom_send.stopping`); the rows
+    not sent say so, and the entry point says which signal in its exit status."""
 
     @property
     def summary(self) -> Summary:

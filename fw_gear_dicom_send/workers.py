@@ -24,6 +24,7 @@ import logging.handlers
 import multiprocessing
 import multiprocessing.connection
 import os
+import select
 import signal
 import threading
 from collections import defaultdict
@@ -42,6 +43,9 @@ from .retry import Retrier, RetryPolicy
 from .tagging import ProvenanceTag
 
 log = logging.getLogger(__name__)
+
+_LENGTH_PREFIX = 4
+"""Bytes a connection writes before each message (its length)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +113,14 @@ def _context() -> Any:
 class _Up:
     """The way up to the main process, shared by the sender and its workers.
 
-    One pipe for all of them: each message is pickled first, then written whole
-    under a lock, so that messages never interleave. A worker's outcomes thus reach
-    the main process directly, in one hop, and with no feeder thread in the worker
-    to contend for its interpreter lock with the sending.
+    One pipe for all of them: each message is pickled first, then written whole,
+    so that messages never interleave: a small one (an outcome) in one write of at
+    most ``PIPE_BUF`` bytes, which a pipe takes whole and at once; a larger one
+    under a lock. So a worker killed while it writes an outcome (the OOM killer,
+    SIGKILL) leaves no lock held that would block the others for good. A
+    worker's outcomes thus reach the main process directly, in one hop, and with
+    no feeder thread in the worker to contend for its interpreter lock with the
+    sending.
     """
 
     def __init__(self, conn: Any, lock: Any) -> None:
@@ -122,8 +130,12 @@ class _Up:
     def put(self, message: object) -> None:
         """Send a message up."""
         data = ForkingPickler.dumps(message)
-        with self._lock, stopping.held_off:
-            self._conn.send_bytes(data)
+        with stopping.held_off:
+            if len(data) + _LENGTH_PREFIX <= select.PIPE_BUF:
+                self._conn.send_bytes(data)  # one atomic write
+            else:
+                with self._lock:
+                    self._conn.send_bytes(data)
 
     put_nowait = put
     """For a :class:`logging.handlers.QueueHandler`."""
@@ -317,12 +329,12 @@ def run_jobs(jobs: Iterable[Job], up: _Up, watch: Any = None) -> None:
     """
     context = _context()
     processes: dict[int, Any] = {}
+    running: dict[int, Any] = {}  # not yet reaped: their IDs are still theirs
     stored = context.RawValue(ctypes.c_bool, False)  # by any worker of the run
 
-    def stop_workers() -> None:
-        for process in processes.values():
-            if process.pid is not None and process.exitcode is None:
-                os.kill(process.pid, signal.SIGTERM)
+    def stop_workers() -> None:  # a signal handler's: it only signals
+        for process in list(running.values()):
+            os.kill(process.pid, signal.SIGTERM)
 
     cancel = stopping.on_request(stop_workers)
     try:
@@ -336,9 +348,9 @@ def run_jobs(jobs: Iterable[Job], up: _Up, watch: Any = None) -> None:
                 name=f"dicom-send-{job.number}",
             )
             process.start()  # which drops its reference to the job
-            processes[job.number] = process
+            processes[job.number] = running[job.number] = process
             del job
-        _wait(processes, up, watch)
+        _wait(running, up, watch)
     finally:
         cancel()
         for process in processes.values():
@@ -347,9 +359,11 @@ def run_jobs(jobs: Iterable[Job], up: _Up, watch: Any = None) -> None:
             process.join(timeout=5)
 
 
-def _wait(processes: dict[int, Any], up: _Up, watch: Any) -> None:
-    """Wait for the workers to end; kill them if ``watch`` ends first."""
-    running = dict(processes)
+def _wait(running: dict[int, Any], up: _Up, watch: Any) -> None:
+    """Wait for the workers to end; kill them if ``watch`` ends first.
+
+    Each is taken out of ``running`` once it has ended and been reaped.
+    """
     while running:
         sentinels = {process.sentinel: number for number, process in running.items()}
         ready = multiprocessing.connection.wait(
@@ -366,8 +380,9 @@ def _wait(processes: dict[int, Any], up: _Up, watch: Any) -> None:
             number = sentinels.get(sentinel)
             if number is None:
                 continue
-            process = running.pop(number)
+            process = running[number]
             process.join()
+            del running[number]
             if process.exitcode:
                 why = f"worker process {number} ended (exit code {process.exitcode})"
                 up.put(("stopped", number, why))
