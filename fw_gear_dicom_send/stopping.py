@@ -1,7 +1,7 @@
 """Stopping on SIGINT or SIGTERM: what is on the wire is answered, then the report.
 
-An entry point (the ``send`` command, the gear) runs within :func:`handling`. The first
-SIGINT or SIGTERM then *asks* the run to stop: :func:`requested` turns true, the
+An entry point (the ``send`` command, the gear) runs within :func:`handling`. The
+first SIGINT or SIGTERM then *asks* the run to stop: :func:`requested` turns true, the
 callbacks given to :func:`on_request` run (the sender process is told), no further
 instance is sent, and those on the wire get :data:`GRACE` seconds for their answer.
 When those seconds are up, or at a second signal, :class:`Interrupted` is raised in
@@ -21,6 +21,7 @@ import ctypes
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable, Iterator
 from types import FrameType
 
@@ -76,11 +77,14 @@ def _reset(*, child: bool, grace: float) -> None:
 def handling(grace: float = GRACE) -> Iterator[None]:
     """An entry point's: SIGINT and SIGTERM ask the run to stop; a second stops it.
 
-    On leaving, the earlier handlers are back and no deadline is left running.
+    On leaving, the earlier handlers are back, and so is an earlier alarm (a
+    test's timeout); no deadline of ours is left running.
     """
     earlier = {
         signum: signal.getsignal(signum) for signum in (*_STOP_SIGNALS, signal.SIGALRM)
     }
+    timer, _ = signal.getitimer(signal.ITIMER_REAL)  # someone else's alarm
+    due = time.monotonic() + timer
     _reset(child=False, grace=grace)
     _handle_signals()
     try:
@@ -89,6 +93,8 @@ def handling(grace: float = GRACE) -> Iterator[None]:
         signal.setitimer(signal.ITIMER_REAL, 0)
         for signum, handler in earlier.items():
             signal.signal(signum, handler)
+        if timer:
+            signal.setitimer(signal.ITIMER_REAL, max(due - time.monotonic(), 1e-3))
 
 
 def install_child(grace: float) -> None:
@@ -141,11 +147,6 @@ class _HeldOff:
 
 
 held_off = _HeldOff()
-
-
-def request(signum: int = signal.SIGINT) -> None:
-    """Ask this process's run to stop, as that signal would."""
-    _on_signal(signum, None)
 
 
 def requested() -> bool:
