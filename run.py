@@ -15,7 +15,7 @@ from pathlib import Path
 import fw_gear_dicom_send.blas  # noqa: F401 - before anything imports numpy
 
 # isort: split
-from fw_gear_dicom_send import collector, gear
+from fw_gear_dicom_send import collector, gear, stopping
 from fw_gear_dicom_send.errors import DicomSendError, UsageError
 from fw_gear_dicom_send.logs import configure_logging
 from fw_gear_dicom_send.parser import parse_config, read_config
@@ -26,8 +26,17 @@ PREFIX = "dicom-send"
 
 
 def main() -> ExitStatus:
-    """Run the gear in ``$FLYWHEEL``; return its exit status."""
+    """Run the gear in ``$FLYWHEEL``; return its exit status.
+
+    SIGINT and SIGTERM (a cancelled job) stop it as :mod:`.stopping` says: the
+    reports are written, and the exit status is 130 or 143.
+    """
     configure_logging(0, False, prefix=PREFIX, timestamps=True, stream=sys.stdout)
+    with stopping.handling():
+        return stopping.exit_status(_run())
+
+
+def _run() -> ExitStatus:
     folder = Path(os.environ.get("FLYWHEEL", "/flywheel/v0"))
     try:
         config = read_config(folder / "config.json")
@@ -56,7 +65,7 @@ def main() -> ExitStatus:
         log.error("error: %s", exc)
         return ExitStatus.NOTHING_SENT
     except KeyboardInterrupt:
-        log.error("interrupted")
+        log.error("interrupted by %s", stopping.name() or "SIGINT")
         return ExitStatus.INTERRUPTED
 
 

@@ -21,7 +21,10 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 import fw_gear_dicom_send
 
-from . import blas  # noqa: F401 - first: before numpy is imported
+from . import (
+    blas,  # noqa: F401 - first: before numpy is imported
+    stopping,
+)
 from .bounds import seconds, whole
 from .engine import DEFAULT_ASSOCIATIONS, Progress, RunResult, SendRequest, send
 from .errors import AssociationError, UsageError
@@ -599,7 +602,8 @@ def _finish(result: RunResult, report: Path | None) -> ExitStatus:
     if written is not None:
         print(f"report: {written}")
     if result.interrupted:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        by = f" by {stopping.name()}" if stopping.name() else ""
+        print(f"{PROG}: interrupted{by}", file=sys.stderr)
         return result.exit_status
     return ExitStatus.REPORT_FAILED if report != written else result.exit_status
 
@@ -651,8 +655,9 @@ def _run_send(args: argparse.Namespace) -> ExitStatus:
         verify=args.verify,
     )
     _check_writable(args.report, request.paths)
-    result = send(request, ProgressPrinter())
-    return _finish(result, args.report)
+    with stopping.handling():
+        result = send(request, ProgressPrinter())
+        return _finish(result, args.report)
 
 
 def _run_echo(args: argparse.Namespace) -> ExitStatus:
@@ -816,13 +821,23 @@ def _start_listener(
 
 
 def _retrieved(result: "RetrieveResult", what: str) -> ExitStatus:
+    from .retrieve import describe_retrieve_status  # noqa: PLC0415 - see _COMMANDS
+
     print(
         f"{what}: {result.counts}"
         + (f"; {result.received} files written" if what == "retrieve" else "")
     )
     if result.complete:
         return ExitStatus.SUCCESS
-    return ExitStatus.INCOMPLETE if result.counts.completed else ExitStatus.NOTHING_SENT
+    if result.status not in (0x0000, 0xB000):
+        log.error(
+            "%s incomplete: %s after %s",
+            what,
+            describe_retrieve_status(result.status),
+            result.counts,
+        )
+    done = result.counts.completed or result.counts.warning
+    return ExitStatus.INCOMPLETE if done else ExitStatus.NOTHING_SENT
 
 
 def _run_move(args: argparse.Namespace) -> ExitStatus:
@@ -837,7 +852,7 @@ def _run_move(args: argparse.Namespace) -> ExitStatus:
     if window is not None:
         window.wait_until_open()
     try:
-        result = move(client, target, args.dest_ae, _RetrieveProgress())
+        result = move(client, target, args.dest_ae, _RetrieveProgress(), verb="move")
     except (AssociationError, RetrieveError, QueryError) as exc:
         log.error("%s", exc)
         return ExitStatus.NOTHING_SENT
@@ -865,7 +880,13 @@ def _run_retrieve(args: argparse.Namespace) -> ExitStatus:
                 layout = Layout(args.layout)
                 result = get(client, target, args.out, layout, _RetrieveProgress())
             else:
-                result = move(client, target, settings.calling_ae, _RetrieveProgress())
+                result = move(
+                    client,
+                    target,
+                    settings.calling_ae,
+                    _RetrieveProgress(),
+                    verb="retrieve",
+                )
                 result = dataclasses.replace(result, received=len(listener.received))
         except (AssociationError, RetrieveError, QueryError) as exc:
             log.error("%s", exc)
@@ -921,10 +942,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose, args.quiet, prefix=PROG)
     try:
-        return int(_COMMANDS[args.command](args))
+        return int(stopping.exit_status(_COMMANDS[args.command](args)))
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return ExitStatus.USAGE
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
-        return ExitStatus.INTERRUPTED
+        return stopping.exit_status(ExitStatus.INTERRUPTED)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import stopping
 from .contexts import plan_batches
 from .dicomfile import DicomInfo, NotSendable, dataset_digest, probe
 from .errors import AssociationError, MalformedDicomError, UsageError
@@ -90,7 +91,8 @@ class RunResult:
     """Why sending stopped early, if it did: no association could be opened, or
     the run was interrupted."""
     interrupted: bool = False
-    """Stopped by Ctrl-C (the rows not yet sent say so)."""
+    """Stopped by SIGINT or SIGTERM (:mod:`~fw_gear_dicom_send.stopping`); the rows
+    not sent say so, and the entry point says which signal in its exit status."""
 
     @property
     def summary(self) -> Summary:
@@ -149,6 +151,14 @@ _LARGE_INPUT = 32 << 20
 _NOT_SENT = "not sent"
 
 
+def maybe_stored(cause: str) -> str:
+    """The reason of an instance whose data went out and whose answer never came."""
+    return (
+        f"{cause} after its data went out, before the answer: the receiver may "
+        "have stored it (not counted as stored)"
+    )
+
+
 def send(
     request: SendRequest, on_progress: ProgressCallback | None = None
 ) -> RunResult:
@@ -194,14 +204,22 @@ def _run(
     with tempfile.TemporaryDirectory(
         prefix="dicom-send-", dir=request.work_dir
     ) as work:
-        rows, items = _prepare(paths, Path(work), request)
-        if request.skip_existing and items and request.peer is not None:
-            items = _skip_existing(connections.client(), rows, items)
+        rows: list[Row] = []
+        items: list[SendItem] = []
         error = None
         interrupted = False
+        try:
+            _prepare(paths, Path(work), request, rows, items)
+            if stopping.requested():
+                raise stopping.Interrupted(stopping.received())
+            if request.skip_existing and items and request.peer is not None:
+                items = _skip_existing(connections.client(), rows, items)
+        except KeyboardInterrupt:
+            interrupted = True
+            items = []
+        recorder = _Recorder(rows, items, started, on_progress)
         if items:
             try:
-                recorder = _Recorder(rows, items, started, on_progress)
                 if request.stow is not None:
                     _stow_items(request.stow, request, items, recorder)
                 elif request.peer is not None:
@@ -218,17 +236,26 @@ def _run(
                 log.error("%s", error)
             except KeyboardInterrupt:
                 interrupted = True
-                error = "interrupted before it was sent"
-            if error is not None:
-                rows[:] = [
-                    replace(row, reason=error) if row.reason == _NOT_SENT else row
-                    for row in rows
-                ]
+        if interrupted:
+            error = stopping.INTERRUPTED
+        for index in recorder.in_flight:  # went out, never answered
+            row = rows[index]
+            cause = row.reason if row.reason != _NOT_SENT else error
+            rows[index] = replace(row, reason=maybe_stored(cause or "no answer"))
+        if error is not None:
+            rows[:] = [
+                replace(row, reason=error) if row.reason == _NOT_SENT else row
+                for row in rows
+            ]
         stored = any(r.status.stored for r in rows)
         if request.verify and request.peer is not None and stored and not interrupted:
             from .verify import verify_rows  # noqa: PLC0415 - see _Connections
 
-            rows[:] = verify_rows(connections.client(), rows)
+            try:
+                rows[:] = verify_rows(connections.client(), rows)
+            except KeyboardInterrupt:
+                interrupted = True
+        stopping.settle()
     return RunResult(tuple(rows), time.monotonic() - started, error, interrupted)
 
 
@@ -248,13 +275,23 @@ def _likely_parallel(request: SendRequest, paths: list[Path]) -> bool:
 
 
 def _prepare(
-    paths: list[Path], work: Path, request: SendRequest
+    paths: list[Path],
+    work: Path,
+    request: SendRequest,
+    rows: list[Row] | None = None,
+    items: list[SendItem] | None = None,
 ) -> tuple[list[Row], list[SendItem]]:
-    """List and probe every input; rows for all, send items for the instances."""
-    rows: list[Row] = []
-    items: list[SendItem] = []
+    """List and probe every input: a row for each, a send item for each instance.
+
+    A stop asked for ends the listing: the rows are those of the files listed
+    (appended to ``rows`` and ``items`` as they come, if given).
+    """
+    rows = [] if rows is None else rows
+    items = [] if items is None else items
     seen: dict[str, _First] = {}
     for entry in collect(paths, work, request.limits, request.labels):
+        if stopping.requested():
+            break
         if isinstance(entry, InputProblem):
             rows.append(_problem(entry, entry.status, entry.reason))
             continue
@@ -399,7 +436,9 @@ def _stow_items(
     )
     from .stow import store_all  # noqa: PLC0415 - http.client, only for STOW-RS
 
-    store_all(stow, items, request.tag, request.retry, recorder)
+    store_all(stow, items, request.tag, request.retry, recorder, on_sent=recorder.sent)
+    if stopping.requested():
+        raise stopping.Interrupted(stopping.received())
 
 
 def _send_items(
@@ -427,13 +466,20 @@ def _send_items(
         client = connections.client()
         try:
             outcomes = store_all(
-                client, plan_batches(items), request.tag, Retrier(request.retry)
+                client,
+                plan_batches(items),
+                request.tag,
+                Retrier(request.retry),
+                stop=stopping.requested,
+                on_sent=recorder.sent,
             )
             for item, outcome in outcomes:
                 recorder(item, outcome)
         except KeyboardInterrupt:
             client.abort_all()  # else a negotiating association keeps us alive
             raise
+        if stopping.requested():
+            raise stopping.Interrupted(stopping.received())
         return
     shares = split(items, workers)
     levels = tuple(
@@ -452,7 +498,9 @@ def _send_items(
         )
         for number, share in enumerate(shares, start=1)
     ]
-    stopped = connections.sender().run(jobs, recorder)
+    stopped = connections.sender().run(jobs, recorder, recorder.sent)
+    if stopping.requested():  # what was not sent was interrupted, however it ended
+        raise stopping.Interrupted(stopping.received())
     if stopped:
         for job in jobs:
             why = stopped.get(job.number)
@@ -481,9 +529,16 @@ class _Recorder:
         self._bytes_total = sum(item.size for item in items)
         self._done = 0
         self._bytes_done = 0
+        self.in_flight: set[int] = set()
+        """Rows whose data went out and whose outcome has not come."""
+
+    def sent(self, item: SendItem) -> None:
+        """Note that an item's data went out: the receiver may store it now."""
+        self.in_flight.add(item.index)
 
     def __call__(self, item: SendItem, outcome: Outcome) -> None:
         """Record one outcome."""
+        self.in_flight.discard(item.index)
         row = self._rows[item.index]
         self._rows[item.index] = replace(
             row,

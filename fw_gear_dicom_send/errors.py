@@ -20,7 +20,16 @@ class MalformedDicomError(DicomSendError):
 class AssociationError(DicomSendError):
     """No association could be established with the receiver."""
 
-    def __init__(self, message: str, *, transient: bool = False) -> None:
-        """Say why, and whether trying again later may work."""
+    def __init__(
+        self, message: str, *, transient: bool = False, unreachable: bool = False
+    ) -> None:
+        """Say why, and what kind of failure it is.
+
+        Args:
+            message: Why, in one line.
+            transient: Trying again later may work.
+            unreachable: No connection could be made (refused, reset, no answer).
+        """
         super().__init__(message)
         self.transient = transient
+        self.unreachable = unreachable

@@ -9,6 +9,7 @@ engine's rows are added up per Flywheel file for the completion report.
 from __future__ import annotations
 
 import logging
+import shutil
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import stopping
 from .engine import RunResult, SendRequest, send
 from .errors import UsageError
 from .fwfiles import FlywheelError, FlywheelFile, safe_name
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INSTANCE_REPORT_PREFIX = "dicom-send_instances_"
+_DOWNLOADS = "downloads"
 _SHOWN_FAILURES = 10
 
 
@@ -52,12 +55,20 @@ def run(settings: GearSettings, hierarchy: Hierarchy | None) -> ExitStatus:
             api-key input.
 
     Returns:
-        SUCCESS only if every DICOM instance of every file was stored.
+        SUCCESS only if every DICOM instance of every file was stored;
+        INTERRUPTED if a stop signal came (the reports are written all the same).
 
     Raises:
         UsageError: The job cannot run as configured (checked before sending).
         FlywheelError: Listing the job's files failed.
     """
+    try:
+        return _run(settings, hierarchy)
+    finally:  # what was downloaded goes, however the run ends
+        shutil.rmtree(settings.work_dir / _DOWNLOADS, ignore_errors=True)
+
+
+def _run(settings: GearSettings, hierarchy: Hierarchy | None) -> ExitStatus:
     started = datetime.now()
     if settings.association.tls is not None:
         client_context(settings.association.tls)  # bad TLS files: stop before anything
@@ -82,7 +93,8 @@ def run(settings: GearSettings, hierarchy: Hierarchy | None) -> ExitStatus:
             log.error("error: %s", exc)
             reported = False
     _log_summary(results, result)
-    if result is not None and result.interrupted:
+    if (result is not None and result.interrupted) or stopping.requested():
+        log.error("interrupted by %s", stopping.name() or "SIGINT")
         return ExitStatus.INTERRUPTED
     return _exit_status(results) if reported else ExitStatus.REPORT_FAILED
 
@@ -104,10 +116,13 @@ def _gather(settings: GearSettings, hierarchy: Hierarchy | None) -> list[Source]
         settings.destination.type,
         settings.destination.id,
     )
-    folder = settings.work_dir / "downloads"
+    folder = settings.work_dir / _DOWNLOADS
     folder.mkdir(parents=True, exist_ok=True)
     sources = []
     for number, file in enumerate(files, start=1):
+        if stopping.requested():
+            sources.append(Source(file, None, "interrupted before it was downloaded"))
+            continue
         dest = folder / f"{number:05d}-{safe_name(file.name)}"
         try:
             hierarchy.download(file, dest, settings.download_retry_seconds)
@@ -175,6 +190,8 @@ def _tally(sources: Sequence[Source], result: RunResult | None) -> list[FileResu
         reason = source.error
         if source.path is not None and not images:
             reason = "no DICOM instance in the file"
+            if result is not None and result.interrupted:
+                reason = stopping.INTERRUPTED
         elif (
             result is not None
             and result.error

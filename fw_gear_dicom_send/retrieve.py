@@ -18,13 +18,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom.dataset import Dataset
+from pydicom.uid import (
+    JPEG2000,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
+)
 from pynetdicom import StoragePresentationContexts, evt
 from pynetdicom.status import QR_GET_SERVICE_CLASS_STATUS, QR_MOVE_SERVICE_CLASS_STATUS
 
 from .contexts import FALLBACK_SYNTAXES, Proposal
-from .errors import DicomSendError, UsageError
+from .errors import AssociationError, DicomSendError, UsageError
 from .peer import check_ae_title
-from .query import Level, Model, Query, find
+from .query import Level, Model, Query, QueryError, find
 from .receiver import InstanceFiler
 from .scu import Client, discard, release
 from .storage import Layout
@@ -43,6 +54,20 @@ __all__ = [
 
 _PENDING = frozenset({0xFF00, 0xFF01})
 _WARNING = 0xB000
+_MAX_CONTEXTS = 128
+"""Presentation contexts an association may propose."""
+COMPRESSED_SYNTAXES = (
+    JPEG2000Lossless,
+    JPEG2000,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    JPEGLosslessSV1,
+    JPEGLossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    RLELossless,
+)
+"""What a C-GET takes besides the uncompressed syntaxes: what a PACS holds."""
 _WINDOW = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
 _DAY = 24 * 3600
 
@@ -167,23 +192,51 @@ def _follow(
     on_progress: ProgressCallback | None,
 ) -> tuple[int, SubOperations]:
     """Read a retrieve's responses to the end; its final status and counts."""
-    counts = SubOperations(None, 0, 0, 0)
+    last = SubOperations(None, 0, 0, 0)
     for status, _ in responses:
         if "Status" not in status:
             raise RetrieveError("the association ended before the retrieve did")
         code = int(status.Status)
         counts = _sub_operations(status)
         if code in _PENDING:
+            last = counts
             if on_progress is not None:
                 on_progress(counts)
             continue
-        return code, counts
+        return code, _final_counts(code, counts, last)
     raise RetrieveError("the PACS sent no final response")
 
 
-def _finish(code: int, counts: SubOperations, received: int = 0) -> RetrieveResult:
-    if code not in (0x0000, _WARNING):
-        raise RetrieveError(f"retrieve refused: {describe_retrieve_status(code)}")
+def _final_counts(
+    code: int, final: SubOperations, last: SubOperations
+) -> SubOperations:
+    """The counts of a retrieve that ended.
+
+    The final response's, or the last pending response's if the final one says
+    less (a PACS that stops at a failed sub-operation may answer zeros); then
+    the sub-operations still remaining when it stopped count as failed.
+    """
+    done = final.completed + final.failed + final.warning
+    if (
+        code in (0x0000, _WARNING)
+        or done >= last.completed + last.failed + last.warning
+    ):
+        return final
+    return SubOperations(
+        None, last.completed, last.failed + (last.remaining or 0), last.warning
+    )
+
+
+def _finish(
+    code: int, counts: SubOperations, received: int, verb: str
+) -> RetrieveResult:
+    """The result; a failure that retrieved nothing is an error.
+
+    A failure after some sub-operations completed is a result (partial): its
+    status says how it ended.
+    """
+    if code not in (0x0000, _WARNING) and not (counts.completed or counts.warning):
+        raise RetrieveError(f"{verb} refused: {describe_retrieve_status(code)}")
     return RetrieveResult(code, counts, received)
 
 
@@ -192,8 +245,18 @@ def move(
     target: Target,
     destination_ae: str,
     on_progress: ProgressCallback | None = None,
+    *,
+    verb: str = "move",
 ) -> RetrieveResult:
     """C-MOVE the target to ``destination_ae`` (an AE title the PACS knows).
+
+    Args:
+        client: Who asks.
+        target: What to move.
+        destination_ae: Where to.
+        on_progress: Called with the counts of each pending response.
+        verb: What errors call it (the command that asked: ``move``,
+            ``retrieve``).
 
     Raises:
         AssociationError: No association.
@@ -210,7 +273,7 @@ def move(
         finished = True
     finally:
         release(assoc) if finished else discard(assoc)
-    return _finish(code, counts)
+    return _finish(code, counts, 0, verb)
 
 
 def get(
@@ -219,11 +282,14 @@ def get(
     out_dir: Path,
     layout: Layout = Layout.PATIENT,
     on_progress: ProgressCallback | None = None,
+    *,
+    verb: str = "retrieve",
 ) -> RetrieveResult:
     """C-GET the target into ``out_dir``, filed by ``layout``.
 
-    Proposes the C-GET model and pynetdicom's storage classes with our SCP role
-    (120 of them, within the 128 contexts an association may have).
+    Proposes the C-GET model and storage classes with our SCP role, in the
+    compressed syntaxes as well as the uncompressed ones, so that the PACS can
+    send each instance as it holds it (see :func:`storage_proposals`).
 
     Raises:
         AssociationError: No association.
@@ -231,14 +297,11 @@ def get(
     """
     target = resolve(client, target)
     model = target.model.get_uid()
-    storage = [
-        Proposal(str(c.abstract_syntax), tuple(str(t) for t in c.transfer_syntax))
-        for c in StoragePresentationContexts
-    ]
+    storage = storage_proposals(sop_classes(client, target))
     filer = InstanceFiler(out_dir, layout)
     assoc = client.associate(
         [Proposal(model, FALLBACK_SYNTAXES), *storage],
-        roles=[p.abstract_syntax for p in storage],
+        roles=list(dict.fromkeys(p.abstract_syntax for p in storage)),
         handlers=[(evt.EVT_C_STORE, filer)],
     )
     finished = False
@@ -248,7 +311,57 @@ def get(
         finished = True
     finally:
         release(assoc) if finished else discard(assoc)
-    return _finish(code, counts, len(filer.received))
+    return _finish(code, counts, len(filer.received), verb)
+
+
+def sop_classes(client: Client, target: Target) -> list[str]:
+    """The SOP classes of the target's instances (a C-FIND at image level).
+
+    Returns:
+        Them, in order of first match; none if the PACS does not say.
+    """
+    keys = [("SOPClassUID", "")]
+    if target.level is Level.PATIENT:
+        keys.append(("PatientID", target.uid))
+    else:
+        keys.append(("StudyInstanceUID", target.identifier().StudyInstanceUID))
+    if target.level is Level.SERIES:
+        keys.append(("SeriesInstanceUID", target.uid))
+    query = Query(Level.IMAGE, keys=tuple(keys), model=target.model)
+    try:
+        found = [match.get("SOPClassUID", "") for match in find(client, query)]
+    except (AssociationError, QueryError) as exc:
+        log.debug("cannot ask for the SOP classes (%s)", exc)
+        return []
+    return [uid for uid in dict.fromkeys(found) if uid]
+
+
+def storage_proposals(classes: list[str]) -> list[Proposal]:
+    """The storage contexts of a C-GET: for each class, every syntax a PACS holds.
+
+    With the target's SOP classes known and few enough, each class gets a
+    context of the uncompressed syntaxes and one of each compressed syntax, so
+    the PACS finds one for each instance as it is stored. Otherwise every
+    storage class of pynetdicom (120) gets one context of all of them, within
+    the 128 an association may propose, and the PACS picks one per class.
+    """
+    per_class = 1 + len(COMPRESSED_SYNTAXES)
+    if classes and len(classes) * per_class < _MAX_CONTEXTS:
+        return [
+            proposal
+            for uid in classes
+            for proposal in (
+                Proposal(uid, FALLBACK_SYNTAXES),
+                *(Proposal(uid, (str(syntax),)) for syntax in COMPRESSED_SYNTAXES),
+            )
+        ]
+    return [
+        Proposal(
+            str(c.abstract_syntax),
+            (*(str(t) for t in c.transfer_syntax), *map(str, COMPRESSED_SYNTAXES)),
+        )
+        for c in StoragePresentationContexts
+    ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ import enum
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 
 class Retry(enum.Enum):
@@ -47,15 +48,37 @@ class RetryPolicy:
 
 
 class Retrier:
-    """Tracks the budget of a run and hands out back-off waits."""
+    """Tracks the budget of a run and hands out back-off waits.
 
-    def __init__(self, policy: RetryPolicy) -> None:
+    Args:
+        policy: How long and how patiently.
+        shared: A flag shared with the run's other senders (a
+            ``multiprocessing`` value with a ``value``): set when any of them
+            stored an instance.
+    """
+
+    def __init__(self, policy: RetryPolicy, shared: Any = None) -> None:
         self.policy = policy
         self._progress = time.monotonic()
+        self._shared = shared
+        self._stored = False
+
+    @property
+    def has_stored(self) -> bool:
+        """Whether this run stored an instance.
+
+        Then the receiver was up, and one that cannot be reached now is
+        restarting (worth retrying).
+        """
+        return self._stored or bool(self._shared is not None and self._shared.value)
 
     def stored(self) -> None:
         """Note that an instance was stored: the budget starts again."""
         self._progress = time.monotonic()
+        if not self._stored:
+            self._stored = True
+            if self._shared is not None:
+                self._shared.value = True
 
     def waits(self) -> Iterator[float]:
         """Waits before each further attempt, until the budget runs out."""

@@ -36,7 +36,6 @@ from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.presentation import PresentationContext
 
 from .contexts import FALLBACK_SYNTAXES, Batch, Proposal, syntax_name
-from .dicomfile import DicomInfo
 from .errors import AssociationError
 from .items import Outcome, SendItem, association_lost, outcome_of_status, with_history
 from .peer import AssociationSettings, Peer
@@ -183,7 +182,8 @@ class Client:
                 rejected,
             )
         reason, transient = self._failure_reason(watch, time.monotonic() - started)
-        raise AssociationError(reason, transient=transient)
+        unreachable = not watch.connected and watch.rejection is None
+        raise AssociationError(reason, transient=transient, unreachable=unreachable)
 
     def abort_all(self, wait: float = 1.0) -> None:
         """Abort every association of this client, established or still connecting.
@@ -302,8 +302,21 @@ class Client:
             raise AssociationError(f"no answer to C-ECHO from {self.peer}")
         return int(status.Status)
 
-    def store(self, assoc: Association, item: SendItem, tag: ProvenanceTag) -> Outcome:
+    def store(
+        self,
+        assoc: Association,
+        item: SendItem,
+        tag: ProvenanceTag,
+        on_sent: Callable[[SendItem], None] | None = None,
+    ) -> Outcome:
         """Send one instance over an established association whose reactor is held.
+
+        Args:
+            assoc: The association.
+            item: The instance.
+            tag: The provenance element.
+            on_sent: Called once the whole data set went out, before the answer
+                is read: from then on, the receiver may have stored it.
 
         Returns:
             The outcome; a failure with its reason if it could not go out.
@@ -321,7 +334,7 @@ class Client:
                 payload = Payload(
                     f, item.info.dataset_offset, item.info.size, item.inserts
                 )
-                outcome = self._send(assoc, context, item.info, payload)
+                outcome = self._send(assoc, context, item, payload, on_sent)
         else:
             note = ""
             try:
@@ -333,7 +346,7 @@ class Client:
                     else f"cannot re-encode: {exc}"
                 )
                 return Outcome(InstanceStatus.FAILED, None, reason)
-            outcome = self._send(assoc, context, item.info, payload)
+            outcome = self._send(assoc, context, item, payload, on_sent)
             if note and outcome.status.stored:
                 reason = f"{outcome.reason}; {note}" if outcome.reason else note
                 outcome = dataclasses.replace(outcome, reason=reason)
@@ -366,9 +379,11 @@ class Client:
         self,
         assoc: Association,
         context: PresentationContext,
-        info: DicomInfo,
+        item: SendItem,
         payload: Payload,
+        on_sent: Callable[[SendItem], None] | None,
     ) -> Outcome:
+        info = item.info
         self._message_id = self._message_id % 0xFFFF + 1
         command = store_command(
             self._message_id, info.sop_class_uid, info.sop_instance_uid
@@ -398,6 +413,8 @@ class Client:
                 "connection closed)",
                 Retry.TRANSIENT,
             )
+        if on_sent is not None:
+            on_sent(item)
         try:
             rsp = read_store_response(sock)
         except TimeoutError:
@@ -575,6 +592,9 @@ def store_all(
     batches: list[Batch[SendItem]],
     tag: ProvenanceTag,
     retrier: Retrier,
+    *,
+    stop: Callable[[], bool] = lambda: False,
+    on_sent: Callable[[SendItem], None] | None = None,
 ) -> Iterator[tuple[SendItem, Outcome]]:
     """Send batches, one association each; yield the final outcome of every item.
 
@@ -585,6 +605,16 @@ def store_all(
     as transient, after a wait. A batch whose contexts the receiver all rejects
     fails, each item with the reason, and the next batch goes on.
 
+    Args:
+        client: Who sends.
+        batches: What, over which presentation contexts.
+        tag: The provenance element.
+        retrier: The run's retry budget.
+        stop: Whether to stop: once true, no further instance is sent (nor
+            waited for); the one on the wire is answered first.
+        on_sent: Called when an instance's data set has gone out (see
+            :meth:`Client.store`).
+
     Raises:
         AssociationError: An association could not be opened; the items not yet
             yielded were not sent.
@@ -593,7 +623,7 @@ def store_all(
         pending = deque(_Attempts(item) for item in batch.items)
         while pending:
             try:
-                assoc = _associate(client, list(batch.proposals), retrier)
+                assoc = _associate(client, list(batch.proposals), retrier, stop)
             except NoContextAccepted as exc:
                 log.warning("%s", exc)
                 for attempts in pending:
@@ -604,6 +634,8 @@ def store_all(
                     )
                     yield attempts.item, with_history(outcome, attempts.earlier)
                 break
+            if assoc is None:
+                return
             usable = False
             wait_after = 0.0
             try:
@@ -612,7 +644,7 @@ def store_all(
                     # every association still lets the loop end.
                     while True:
                         attempts = pending.popleft()
-                        outcome = client.store(assoc, attempts.item, tag)
+                        outcome = client.store(assoc, attempts.item, tag, on_sent)
                         usable = not outcome.association_lost
                         wait = _again(attempts, outcome, retrier)
                         if wait is None:
@@ -622,10 +654,10 @@ def store_all(
                         else:
                             pending.appendleft(attempts)
                             if usable:
-                                time.sleep(wait)
+                                _pause(wait, stop)
                             else:
                                 wait_after = wait
-                        if not (usable and pending and connected(assoc)):
+                        if stop() or not (usable and pending and connected(assoc)):
                             break
             finally:
                 # Release only a healthy association: releasing a dead one, or one
@@ -634,29 +666,51 @@ def store_all(
                     release(assoc)
                 else:
                     discard(assoc)
-            time.sleep(wait_after)
+            if stop() or _pause(wait_after, stop):
+                return
+
+
+def _pause(seconds: float, stop: Callable[[], bool]) -> bool:
+    """Sleep, ending early once ``stop()`` is true; whether it is."""
+    deadline = time.monotonic() + seconds
+    while not stop():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(left, 0.05))
+    return True
 
 
 def _associate(
-    client: Client, proposals: list[Proposal], retrier: Retrier
-) -> Association:
+    client: Client,
+    proposals: list[Proposal],
+    retrier: Retrier,
+    stop: Callable[[], bool],
+) -> Association | None:
     """Open an association; wait and try again while it is refused as transient.
 
     A transient refusal is e.g. the receiver's association limit being reached.
+    A receiver that cannot be reached (connection refused or reset, no answer)
+    after this run stored something there is restarting: that is transient too.
+    Before anything was stored, it is a configuration error, and fails at once.
+
+    Returns:
+        The association; None if ``stop()`` turned true meanwhile.
     """
     waits: Iterator[float] | None = None
-    while True:
+    while not stop():
         try:
             return client.associate(proposals)
         except AssociationError as exc:
-            if not exc.transient:
+            if not (exc.transient or (exc.unreachable and retrier.has_stored)):
                 raise
             waits = waits or retrier.waits()
             wait = next(waits, None)
             if wait is None:
                 raise
             log.warning("%s; trying again in %.1f s", exc, wait)
-            time.sleep(wait)
+            _pause(wait, stop)
+    return None
 
 
 def _again(attempts: _Attempts, outcome: Outcome, retrier: Retrier) -> float | None:

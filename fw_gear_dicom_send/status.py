@@ -47,4 +47,9 @@ class ExitStatus(enum.IntEnum):
     written."""
 
     INTERRUPTED = 130
-    """Stopped by the user (Ctrl-C)."""
+    """Stopped by SIGINT (Ctrl-C): what was on the wire was answered, the report
+    written."""
+
+    TERMINATED = 143
+    """Stopped by SIGTERM (``timeout``, ``docker stop``, a cancelled job), as for
+    SIGINT."""

@@ -37,6 +37,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 
+from . import stopping
 from .items import Outcome, SendItem, outcome_of_status, with_history
 from .peer import StowSettings
 from .retry import Retrier, Retry, RetryPolicy
@@ -515,8 +516,22 @@ def store_all(
     tag: ProvenanceTag,
     policy: RetryPolicy,
     on_outcome: Callable[[SendItem, Outcome], None],
+    *,
+    on_sent: Callable[[SendItem], None] | None = None,
 ) -> None:
     """Send every item by STOW-RS; report each final outcome as batches finish.
+
+    A stop asked for (:mod:`~fw_gear_dicom_send.stopping`) cancels the batches
+    not yet started; those under way are answered first.
+
+    Args:
+        settings: Where and how.
+        items: What.
+        tag: The provenance element.
+        policy: The retry policy.
+        on_outcome: Called with each item's final outcome.
+        on_sent: Called, when interrupted at once, for each item of a request
+            under way (the server may have stored it).
 
     Raises:
         UsageError: The TLS settings cannot be used.
@@ -526,17 +541,30 @@ def store_all(
         with ThreadPoolExecutor(
             max_workers=settings.parallel, thread_name_prefix="stow"
         ) as pool:
-            futures: list[Future[list[tuple[SendItem, Outcome]]]] = [
-                pool.submit(sender.send, batch)
+            futures: dict[Future[list[tuple[SendItem, Outcome]]], list[SendItem]] = {
+                pool.submit(sender.send, batch): batch
                 for batch in batches(items, settings.batch)
-            ]
+            }
+
+            def cancel() -> None:
+                for future in futures:
+                    future.cancel()
+
+            stop = stopping.on_request(cancel)
             try:
                 for future in futures:
+                    if future.cancelled():
+                        continue
                     for item, outcome in future.result():
                         on_outcome(item, outcome)
             except KeyboardInterrupt:
-                for future in futures:
-                    future.cancel()
+                cancel()
+                for future, batch in futures.items():
+                    if future.running() and on_sent is not None:
+                        for item in batch:
+                            on_sent(item)
                 raise
+            finally:
+                stop()
     finally:
         sender.close()

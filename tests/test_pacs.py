@@ -298,9 +298,7 @@ def test_move_to_an_unknown_destination_fails_with_the_status(
     assert main([*args, "--dest-ae", "NOBODY"]) == ExitStatus.NOTHING_SENT
     err = capsys.readouterr().err
     # Orthanc answers 0xC000 (Unable to Process) where the standard has 0xA801.
-    assert re.fullmatch(
-        r"dicom-send: retrieve refused: 0x[AC][0-9A-F]{3} \(.+\)\n", err
-    )
+    assert re.fullmatch(r"dicom-send: move refused: 0x[AC][0-9A-F]{3} \(.+\)\n", err)
 
 
 @pytest.mark.parametrize("method", ["move", "get"])

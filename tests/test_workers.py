@@ -13,7 +13,7 @@ from pki import Pki
 from test_tls import mutual
 
 from fw_gear_dicom_send.dicomfile import probe
-from fw_gear_dicom_send.engine import SendRequest, send
+from fw_gear_dicom_send.engine import SendRequest, maybe_stored, send
 from fw_gear_dicom_send.items import SendItem
 from fw_gear_dicom_send.peer import AssociationSettings, Peer
 from fw_gear_dicom_send.receiver import StorageReceiver
@@ -187,7 +187,14 @@ def test_a_worker_that_is_killed_accounts_for_its_items(
     killed = re.compile(r"worker process \d ended \(exit code -9\)")
     failed = [row for row in result.rows if row.status is not InstanceStatus.SENT]
     assert failed
-    assert all(killed.fullmatch(row.reason) for row in failed)
+    assert {row.status for row in failed} == {InstanceStatus.FAILED}
+    # The instances in flight went out, and the receiver stored them: their rows
+    # say it may have, the others that they were not sent.
+    suffix = maybe_stored("")
+    in_flight = [row for row in failed if row.reason.endswith(suffix)]
+    assert in_flight
+    assert all(killed.fullmatch(row.reason.removesuffix(suffix)) for row in in_flight)
+    assert all(killed.fullmatch(row.reason) for row in failed if row not in in_flight)
     assert result.error is not None and killed.fullmatch(result.error)
     # Sent means stored; the instance in flight was stored but never answered.
     stored = {received.sop_instance_uid for received in scp.received}
@@ -195,3 +202,4 @@ def test_a_worker_that_is_killed_accounts_for_its_items(
         row.sop_instance_uid for row in result.rows if row.status is InstanceStatus.SENT
     }
     assert sent and sent < stored
+    assert {row.sop_instance_uid for row in in_flight} <= stored - sent
