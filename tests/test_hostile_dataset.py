@@ -7,7 +7,6 @@ import os
 import struct
 import subprocess
 import sys
-import threading
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -152,26 +151,39 @@ def _deflated_bomb(path: Path, inflated: int, index: int = 2) -> None:
     _deflated(path, pixels, inflated, index)
 
 
+# Runs a command and prints its peak RSS (kB) and exit code. Linux carries
+# ru_maxrss across execve: a process started by the test process starts from the
+# test process's own peak, so the CLI is started by this small process instead.
+_MEASURE = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(proc.pid, 0)
+print(usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
+
 def _run_measured(args: list[str]) -> tuple[int, str, int]:
     """Run the CLI; its exit code, stderr, and peak RSS in bytes (its workers'
     included: wait4 reports the largest of the process and its waited children)."""
-    with (
-        open(os.devnull, "wb") as out,
-        subprocess.Popen(
-            [sys.executable, "-m", "fw_gear_dicom_send", *args],
-            stdout=out,
-            stderr=subprocess.PIPE,
-            env={**os.environ, "PYTHONWARNINGS": "ignore"},
-        ) as proc,
-    ):
-        timer = threading.Timer(120, proc.kill)
-        timer.start()
-        assert proc.stderr is not None
-        err = proc.stderr.read().decode(errors="replace")
-        _, status, usage = os.wait4(proc.pid, 0)
-        timer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, err, usage.ru_maxrss * 1024
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _MEASURE,
+            sys.executable,
+            "-m",
+            "fw_gear_dicom_send",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        timeout=120,
+        check=True,
+    )
+    peak, code = result.stdout.split()
+    return int(code), result.stderr, int(peak) * 1024
 
 
 def test_a_deflate_bomb_is_refused_in_bounded_memory(
