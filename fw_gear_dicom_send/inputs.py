@@ -36,18 +36,20 @@ log = logging.getLogger(__name__)
 
 ARCHIVE_SEPARATOR = "!"
 _TAR_MAGIC_AT = 257
-# What reading a corrupt zip, tar, gzip, bzip2 or xz stream raises.
+# What reading a corrupt zip, tar, gzip, bzip2 or xz stream raises (zipfile: a
+# version, method or feature it does not know is NotImplementedError) ...
 _ARCHIVE_ERRORS = (
     OSError,
     EOFError,
     ValueError,
+    NotImplementedError,
     zipfile.BadZipFile,
     tarfile.TarError,
     zlib.error,
     lzma.LZMAError,
 )
-# ... and reading one zip member: an unsupported method, a password wanted.
-_MEMBER_ERRORS = (*_ARCHIVE_ERRORS, NotImplementedError, RuntimeError)
+# ... and reading one zip member (a password wanted).
+_MEMBER_ERRORS = (*_ARCHIVE_ERRORS, RuntimeError)
 _COPY_CHUNK = 1 << 20
 _ZIP_METHODS = frozenset(
     {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
