@@ -14,8 +14,6 @@ are only read, never changed or moved.
 
 import bz2
 import errno
-import gzip
-import io
 import logging
 import lzma
 import os
@@ -26,7 +24,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from .dicomfile import MAGIC, PREAMBLE_LENGTH
 from .errors import ArchiveError, UsageError
@@ -51,6 +49,8 @@ _ARCHIVE_ERRORS = (
 # ... and reading one zip member (a password wanted).
 _MEMBER_ERRORS = (*_ARCHIVE_ERRORS, RuntimeError)
 _COPY_CHUNK = 1 << 20
+_STREAM_CHUNK = 1 << 18  # what tarfile reads from the stream at once
+_GZIP_WBITS = 16 + zlib.MAX_WBITS  # a gzip header and trailer around the data
 _ZIP_METHODS = frozenset(
     {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 )
@@ -262,21 +262,66 @@ def _compression(head: bytes) -> str | None:
     return None
 
 
-def _open_stream(path: Path) -> io.BufferedIOBase:
-    """The file, decompressed if it is.
+def _decompressed(f: BinaryIO) -> "_Readable":
+    """The open file ``f``, decompressed as read if it is compressed.
 
-    gzip, bzip2 and xz check their integrity (CRC, length, end of stream) when read
-    to the end, which tarfile's own stream reader does not.
+    Every decompressor checks its stream's integrity (gzip's CRC-32 and length,
+    bzip2's and xz's checks and end of stream) as the stream is read to its end,
+    which tarfile's own stream reader does not.
     """
-    with open(path, "rb") as f:
-        compression = _compression(f.read(6))
+    compression = _compression(f.read(6))
+    f.seek(0)
     if compression == "gzip":
-        return gzip.open(path, "rb")
+        return _Gunzip(f)
     if compression == "bzip2":
-        return bz2.open(path, "rb")
+        return bz2.BZ2File(f)
     if compression == "xz":
-        return lzma.open(path, "rb")
-    return open(path, "rb")
+        return lzma.LZMAFile(f)
+    return f
+
+
+class _Gunzip:
+    """A gzip file, decompressed as read.
+
+    Member after member, zero padding after a member allowed (as gzip allows it);
+    zlib checks each member's trailer. A stream that ends inside a member is an
+    error.
+    """
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+        self._inflater = zlib.decompressobj(_GZIP_WBITS)
+        self._pending = b""
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to ``size`` decompressed bytes; none only at the end.
+
+        Raises:
+            EOFError: The file ends inside a gzip member.
+            zlib.error: The data is corrupt, or a trailer does not match it.
+        """
+        while True:
+            data = self._pending or self._f.read(_COPY_CHUNK)
+            if not data:
+                if not self._inflater.eof:
+                    raise EOFError(
+                        "the gzip stream ends before its end-of-stream marker"
+                    )
+                return b""
+            if self._inflater.eof:  # another member, or padding
+                data = data.lstrip(b"\0")
+                self._pending = data
+                if not data:
+                    continue
+                self._inflater = zlib.decompressobj(_GZIP_WBITS)
+            out = self._inflater.decompress(data, size if size > 0 else _COPY_CHUNK)
+            self._pending = (
+                self._inflater.unused_data
+                if self._inflater.eof
+                else self._inflater.unconsumed_tail
+            )
+            if out:
+                return out
 
 
 def _is_safe_name(name: str) -> bool:
@@ -400,9 +445,11 @@ class _Extractor:
         # flat whatever the member count. Every byte read out of the (decompressed)
         # stream counts against the budget, and the stream is read to its end, so
         # that a cut or corrupt compressed stream is noticed.
-        with _open_stream(path) as raw:
-            stream = _Charged(raw, budget)
-            with tarfile.open(fileobj=stream, mode="r|", tarinfo=_TarInfo) as archive:
+        with open(path, "rb") as f:
+            stream = _Charged(_decompressed(f), budget)
+            with tarfile.open(
+                fileobj=stream, mode="r|", tarinfo=_TarInfo, bufsize=_STREAM_CHUNK
+            ) as archive:
                 for member in archive:
                     budget.count_member()
                     if member.isdir():
@@ -609,12 +656,17 @@ class _Charged:
     """A binary stream whose every byte read is charged to a budget."""
 
     def __init__(self, raw: _Readable, budget: _Budget) -> None:
-        self._raw = raw
+        # read1: one read of the stream beneath, not many of its small buffer's.
+        self._read = getattr(raw, "read1", raw.read)
         self._budget = budget
 
-    def read(self, size: int = -1) -> bytes:
-        """Read, and charge what was read."""
-        data = self._raw.read(size)
+    def read(self, size: int = -1, /) -> bytes:
+        """Read, and charge what was read.
+
+        Returns:
+            Perhaps fewer bytes than asked for; none only at the end.
+        """
+        data: bytes = self._read(size if size > 0 else _COPY_CHUNK)
         self._budget.charge(len(data))
         return data
 

@@ -414,3 +414,35 @@ def listing(items: list[Item], folder: Path) -> dict[str, str]:
         else f"{item.status.value}: {item.reason}"
         for item in items
     }
+
+
+@pytest.mark.parametrize("damage", ["bad CRC", "two members and padding"])
+def test_gzip_streams_are_checked_to_their_end(damage: str, tmp_path: Path) -> None:
+    """A wrong CRC fails the archive, after the members read before the end; a
+    gzip file of two members, zero-padded, is read whole, as gzip reads it."""
+    import gzip
+    import random
+
+    noise = random.Random(damage).randbytes
+    whole = tar_of({f"{n}.dcm": noise(700_000) for n in range(3)})
+    if damage == "bad CRC":
+        data = bytearray(gzip.compress(whole))
+        data[-8] ^= 0xFF
+    else:
+        half = member_end(whole, 1)
+        data = bytearray(gzip.compress(whole[:half]) + gzip.compress(whole[half:]))
+        data += bytes(512)
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(bytes(data))
+    items = run_collect([archive], tmp_path / "work")
+    if damage == "bad CRC":
+        *members, problem = items
+        assert members
+        assert all(isinstance(member, InputFile) for member in members)
+        assert isinstance(problem, InputProblem)
+        assert (problem.name, problem.status) == (str(archive), InstanceStatus.FAILED)
+        assert problem.reason.endswith("incorrect data check")
+    else:
+        assert listing(items, archive.parent) == {
+            f"a.tar.gz!{n}.dcm": "file" for n in range(3)
+        }
