@@ -61,7 +61,6 @@ _ZIP_METHOD_NAMES = {
     93: "Zstandard",
     95: "XZ",
     98: "PPMd",
-    99: "WinZip AES encryption",
 }
 _ZIP_ENCRYPTED = 0x1
 # What tarfile raises at the all-zero block that ends an archive, and where the
