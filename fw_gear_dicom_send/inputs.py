@@ -419,7 +419,8 @@ class _Extractor:
     def _zip(self, path: Path, budget: "_Budget") -> Iterator[_Member]:
         with zipfile.ZipFile(path) as archive:
             entries = archive.infolist()
-            infos = [i for i in entries if not i.is_dir()]
+            # Not ZipInfo.is_dir(): it fails on an empty name.
+            infos = [i for i in entries if not i.filename.endswith("/")]
             budget.declare(len(entries), sum(i.file_size for i in infos))
             for info in infos:
                 problem = _zip_member_problem(info)
