@@ -266,6 +266,11 @@ def seeds() -> Iterator[tuple[str, bytes]]:
     small = dicom["MR_small.dcm"]
     tagged = _with_group_elements(dicom["rtplan.dcm"])
     yield "tagged.dcm", tagged
+    yield "tagged-explicit.dcm", _with_group_elements(small)
+    yield (
+        "tagged-big-endian.dcm",
+        _with_group_elements(dicom["MR_small_bigendian.dcm"], "1.2.840.10008.1.2.2"),
+    )
     zipped = _zip({"a/mr.dcm": small, "b/tagged.dcm": tagged})
     yield "mr.zip", zipped
     plain = _tar({"mr.dcm": small, "sub/tagged.dcm": tagged})
@@ -277,12 +282,15 @@ def seeds() -> Iterator[tuple[str, bytes]]:
     yield "links.tar", _tar_with_links()
 
 
-def _with_group_elements(data: bytes) -> bytes:
+def _with_group_elements(data: bytes, syntax: str = "") -> bytes:
     """A file with our block and another creator's in the provenance group."""
     from pydicom import dcmread
     from pydicom.filewriter import dcmwrite
+    from pydicom.uid import UID
 
     ds = dcmread(io.BytesIO(data))
+    if syntax:
+        ds.file_meta.TransferSyntaxUID = UID(syntax)
     ds.add_new(0x00210010, "LO", "Other")
     ds.add_new(0x00210011, "LO", TAG.creator)
     ds.add_new(0x00211000, "LO", "their value")
