@@ -3,9 +3,11 @@ that blocks the run, one extraction budget per input across every nesting level.
 
 import contextlib
 import csv
+import gzip
 import io
 import lzma
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -86,7 +88,7 @@ def statuses(rows: list[dict[str, str]], folder: Path) -> dict[str, str]:
     }
 
 
-# Finding 1: no member lost without a word.
+# No member lost without a word.
 
 
 @pytest.mark.parametrize("damage", ["cut at a member boundary", "no gzip trailer"])
@@ -101,8 +103,6 @@ def test_a_cut_tar_sends_what_it_holds_and_fails(
         archive.write_bytes(whole[: member_end(whole, 2)])
         sent = 2
     else:
-        import gzip
-
         archive = tmp_path / "study.tar.gz"
         archive.write_bytes(gzip.compress(whole)[:-8])
         sent = 3
@@ -149,7 +149,7 @@ def test_a_linked_subfolder_has_a_row(tmp_path: Path) -> None:
     }
 
 
-# Finding 8: nothing blocks on a named pipe.
+# Nothing blocks on a named pipe.
 
 
 def test_named_pipes_never_block(receiver: StorageReceiver, tmp_path: Path) -> None:
@@ -179,7 +179,7 @@ def test_a_device_named_directly_is_not_read(tmp_path: Path) -> None:
     }
 
 
-# Finding 12: a member that cannot be read fails alone.
+# A member that cannot be read fails alone.
 
 
 def zip_with_bad_members(path: Path) -> Path:
@@ -263,7 +263,7 @@ def test_the_gear_goes_on_past_unreadable_members(
     assert (row["Images Sent"], row["Status"]) == ("2", "Incomplete")
 
 
-# Finding 6: one budget per input, across every nesting level.
+# One budget per input, across every nesting level.
 
 
 @pytest.fixture(scope="module")
@@ -420,9 +420,6 @@ def listing(items: list[Item], folder: Path) -> dict[str, str]:
 def test_gzip_streams_are_checked_to_their_end(damage: str, tmp_path: Path) -> None:
     """A wrong CRC fails the archive, after the members read before the end; a
     gzip file of two members, zero-padded, is read whole, as gzip reads it."""
-    import gzip
-    import random
-
     noise = random.Random(damage).randbytes
     whole = tar_of({f"{n}.dcm": noise(700_000) for n in range(3)})
     if damage == "bad CRC":
