@@ -240,8 +240,11 @@ def _run(
             error = stopping.INTERRUPTED
         for index in recorder.in_flight:  # went out, never answered
             row = rows[index]
-            cause = row.reason if row.reason != _NOT_SENT else error
-            rows[index] = replace(row, reason=maybe_stored(cause or "no answer"))
+            if row.reason != _NOT_SENT:
+                cause = row.reason
+            else:
+                cause = "interrupted" if interrupted else error or "no answer"
+            rows[index] = replace(row, reason=maybe_stored(cause))
         if error is not None:
             rows[:] = [
                 replace(row, reason=error) if row.reason == _NOT_SENT else row

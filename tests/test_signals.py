@@ -120,6 +120,9 @@ def check_stopped_run(
     assert {r["status"] for r in rows} <= {"sent", "warning", "failed"}
     assert stored and others  # stopped mid-send
     assert {r["reason"] for r in others} == {"interrupted before it was sent"}
+    assert all(
+        r["reason"].startswith("interrupted after its data went out") for r in maybe
+    )
     held = receiver.stored()
     assert stored <= held
     assert held - stored <= {r["sop_instance_uid"] for r in maybe}
