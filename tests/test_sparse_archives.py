@@ -24,11 +24,9 @@ def _sparse_tar(folder: Path, tar_format: str, gzip: bool) -> Path:
     with open(hole, "wb") as f:
         f.truncate(_HOLE)
     archive = folder / f"sparse-{tar_format}.tar{'.gz' if gzip else ''}"
-    subprocess.run(
-        [tar, "--sparse", f"--format={tar_format}", "-c", *(["-z"] if gzip else [])]
-        + ["-f", str(archive), "-C", str(folder), hole.name],
-        check=True,
-    )
+    args = ["--sparse", f"--format={tar_format}", "-c", *(["-z"] if gzip else [])]
+    args += ["-f", str(archive), "-C", str(folder), hole.name]
+    subprocess.run([tar, *args], check=True)
     hole.unlink()
     return archive
 
