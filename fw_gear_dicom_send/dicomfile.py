@@ -57,9 +57,11 @@ _LEVEL_BYTES = 16
 element header, 8 bytes each (Implicit VR)."""
 _SCAN_LIMIT = 1 << 20
 """Sequence values up to this size have their item tags counted before a walk."""
-MAX_INFLATED_BYTES = 256 << 20
+MAX_INFLATED_BYTES = 32 << 20
 """Largest data set a Deflated Explicit VR file may inflate to: such a file is
-decoded in memory to be sent."""
+decoded in memory to be sent, which takes several times its inflated size
+(inflated bytes, decoded elements, the encoding sent): the cap keeps a run that
+sends it under 300 MB."""
 _INFLATE_IN = 1 << 16
 _INFLATE_OUT = 1 << 20
 _INFLATED_WINDOW = 1 << 16

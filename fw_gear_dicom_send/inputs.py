@@ -6,7 +6,9 @@ only a label in the report, so no name (``..``, absolute, a link) can ever make 
 write outside the work folder. Each input (a file named, or found in a folder named)
 has one extraction budget across every archive nested in it: members, bytes, the
 ratio of bytes to the input's own size, and the work folder's free space, all
-checked as the bytes stream. Only regular files are read: a named pipe, socket or
+checked as the bytes stream: the bytes read out of an archive and the bytes written
+to the work folder (a sparse tar member writes more than it reads) are each held
+to the budget. Only regular files are read: a named pipe, socket or
 device is reported, never opened for reading. A truncated or corrupt archive is
 reported as failed after the members read before the damage. The inputs themselves
 are only read, never changed or moved.
@@ -443,8 +445,9 @@ class _Extractor:
     def _tar(self, path: Path, budget: "_Budget") -> Iterator[_Member]:
         # Stream mode: members are read in order, never seeked, so memory stays
         # flat whatever the member count. Every byte read out of the (decompressed)
-        # stream counts against the budget, and the stream is read to its end, so
-        # that a cut or corrupt compressed stream is noticed.
+        # stream counts against the budget, as does every byte written (a sparse
+        # member's holes are written, never read), and the stream is read to its
+        # end, so that a cut or corrupt compressed stream is noticed.
         with open(path, "rb") as f:
             stream = _Charged(_decompressed(f), budget)
             with tarfile.open(
@@ -567,7 +570,8 @@ class _Budget:
         )
         self._work_dir = work_dir
         self._members = 0
-        self._bytes = 0
+        self._read = 0
+        self._written = 0
 
     def declare(self, members: int, total: int) -> None:
         """Count an archive's members and the bytes its directory declares.
@@ -576,7 +580,7 @@ class _Budget:
         """
         self._members += members
         self._check_members()
-        self._check_bytes(self._bytes + total)
+        self._check_bytes(max(self._read, self._written) + total)
 
     def count_member(self) -> None:
         """Count one member, as it is read."""
@@ -584,9 +588,19 @@ class _Budget:
         self._check_members()
 
     def charge(self, n: int) -> None:
-        """Count ``n`` bytes read out of an archive."""
-        self._bytes += n
-        self._check_bytes(self._bytes)
+        """Count ``n`` bytes read out of an archive's (decompressed) stream."""
+        self._read += n
+        self._check_bytes(self._read)
+
+    def _charge_written(self, n: int) -> None:
+        """Count ``n`` bytes about to be written to the work folder.
+
+        A member may write more than its archive's stream holds (a sparse tar
+        member's holes are read as zeros, never from the stream): the budget is
+        spent by whichever count is larger.
+        """
+        self._written += n
+        self._check_bytes(self._written)
 
     def _check_members(self) -> None:
         if self._members > self._limits.max_members:
@@ -629,7 +643,8 @@ class _Budget:
     def copy(self, src: "_Readable", target: Path) -> None:
         """Copy a member to ``target``, stopping as soon as a limit is passed.
 
-        The member is not kept if it is not copied whole.
+        Every byte written is charged to the budget before it is written. The
+        member is not kept if it is not copied whole.
         """
         try:
             dst = open(target, "xb", buffering=0)  # noqa: SIM115 - closed below
@@ -638,6 +653,7 @@ class _Budget:
         try:
             with dst:
                 while chunk := src.read(_COPY_CHUNK):
+                    self._charge_written(len(chunk))
                     self._check_room(len(chunk))
                     try:
                         dst.write(chunk)

@@ -29,7 +29,7 @@ from test_cli import send_args
 from test_properties import private_blocks
 from test_send import peer_of, read_report
 
-from fw_gear_dicom_send.dicomfile import probe
+from fw_gear_dicom_send.dicomfile import MAX_INFLATED_BYTES, probe
 from fw_gear_dicom_send.engine import SendRequest, send
 from fw_gear_dicom_send.errors import MalformedDicomError
 from fw_gear_dicom_send.peer import Peer
@@ -123,8 +123,8 @@ def _deflate(data: bytes) -> bytes:
 
 def _deflated(path: Path, tail: bytes = b"", zeros: int = 0, index: int = 2) -> Path:
     """A Deflated Explicit VR CT file without Pixel Data, ``tail`` (elements)
-    appended to its data set, then ``zeros`` bytes of zeros (a multiple of 16 MiB,
-    which deflate a thousandfold)."""
+    appended to its data set, then ``zeros`` bytes of zeros (which deflate a
+    thousandfold)."""
     ds = make_ct(index)
     del ds.PixelData
     plain = path.with_suffix(".plain")
@@ -141,6 +141,8 @@ def _deflated(path: Path, tail: bytes = b"", zeros: int = 0, index: int = 2) -> 
         out.write(_deflate(dataset + tail))
         for _ in range(zeros // (16 << 20)):
             out.write(block)
+        if zeros % (16 << 20):
+            out.write(_deflate(bytes(zeros % (16 << 20))))
         out.write(b"\x03\x00")  # an empty final block
     return path
 
@@ -208,14 +210,40 @@ def test_a_deflate_bomb_is_refused_in_bounded_memory(
     assert peak < 300e6, f"peak RSS {peak / 1e6:.0f} MB"
     rows = {Path(row["file"]).name: row for row in read_report(report)}
     assert rows["bomb.dcm"]["status"] == "failed"
-    assert (
-        "deflated dataset inflates to more than 256 MiB" in rows["bomb.dcm"]["reason"]
-    )
+    assert "deflated dataset inflates to more than 32 MiB" in rows["bomb.dcm"]["reason"]
     assert rows["good.dcm"]["status"] == "sent"
     assert rows["deflated.dcm"]["status"] == "sent", rows["deflated.dcm"]["reason"]
     assert len(receiver.received) == 2
     pixels = [len(dcmread(got.path).get("PixelData", b"")) for got in receiver.received]
     assert sorted(pixels) == [len(make_ct(3).PixelData), 16 << 20]
+
+
+def test_a_deflated_data_set_just_under_the_cap_is_sent_in_bounded_memory(
+    receiver: StorageReceiver, tmp_path: Path
+) -> None:
+    """A deflated data set is decoded in memory to be sent: one just under the cap
+    is sent and the run stays under 300 MB; one of 250 MiB fails with a reason
+    naming the cap."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _deflated_bomb(folder / "large.dcm", 250 << 20)
+    near = MAX_INFLATED_BYTES - (64 << 10)
+    _deflated_bomb(folder / "near.dcm", near, 4)
+    report = tmp_path / "report.csv"
+    code, stderr, peak = _run_measured(
+        [*send_args(folder, receiver.port, receiver.ae_title), f"--report={report}"]
+    )
+    assert "Traceback" not in stderr, stderr
+    assert peak < 300e6, f"peak RSS {peak / 1e6:.0f} MB"
+    assert code == ExitStatus.INCOMPLETE, stderr
+    rows = {Path(row["file"]).name: row for row in read_report(report)}
+    assert rows["large.dcm"]["status"] == "failed"
+    assert rows["large.dcm"]["reason"].startswith(
+        f"deflated dataset inflates to more than {MAX_INFLATED_BYTES >> 20} MiB"
+    )
+    assert rows["near.dcm"]["status"] == "sent", rows["near.dcm"]["reason"]
+    (got,) = receiver.received
+    assert len(dcmread(got.path).PixelData) == near
 
 
 def _nested(levels: int, implicit: bool) -> bytes:
