@@ -2,11 +2,14 @@
 association that goes quiet. Neither locks a sender out for long; a slow sender is
 kept."""
 
+import contextlib
 import socket
+import ssl
 import time
 from pathlib import Path
 
 from conftest import free_port
+from pki import Pki
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import CTImageStorage
 from pynetdicom import AE
@@ -151,3 +154,24 @@ def test_listen_keeps_a_slow_sender_that_pauses_less_than_the_idle_timeout(
             assoc.release()
     assert len(scp.received) == 3
     assert scp.aborted == 0
+
+
+def test_listen_closes_a_half_sent_request_over_tls(tmp_path: Path, pki: Pki) -> None:
+    """The handshake done, part of a PDU header, then nothing: the TLS listener
+    hangs up at the request timeout."""
+    client = ssl.create_default_context(cafile=pki.ca)
+    client.load_cert_chain(pki.client.cert, pki.client.key)
+    client.check_hostname = False
+    with StorageReceiver(
+        tmp_path / "out", tls=pki.server_context(), request_timeout=1
+    ) as scp:
+        raw = socket.create_connection(("127.0.0.1", scp.port))
+        with client.wrap_socket(raw) as sock:
+            sock.sendall(HALF_A_HEADER)
+            sock.settimeout(10)
+            started = time.monotonic()
+            # The listener hung up: an end of stream, or a TLS error (not a timeout).
+            with contextlib.suppress(ssl.SSLError):
+                assert sock.recv(1) == b""
+            assert time.monotonic() - started < 4
+    assert scp.associations == 0
