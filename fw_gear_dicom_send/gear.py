@@ -23,6 +23,7 @@ from .errors import UsageError
 from .fwfiles import FlywheelError, FlywheelFile, safe_name
 from .parser import FileInput, GearSettings
 from .report import ReportError, Row, write_csv
+from .sanitize import printable
 from .sessionreport import FileResult, FileStatus, report_name, write_report
 from .status import ExitStatus, InstanceStatus
 from .tls import client_context
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 
 INSTANCE_REPORT_PREFIX = "dicom-send_instances_"
 _DOWNLOADS = "downloads"
-_SHOWN_FAILURES = 10
+_SHOWN_FAILURES = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +199,11 @@ def _tally(sources: Sequence[Source], result: RunResult | None) -> list[FileResu
             and not any(row.status.stored for row in images)
         ):
             reason = result.error
+        if not reason:  # the first instance of the file that was not stored
+            reason = next(
+                (row.reason for row in images if not row.status.stored and row.reason),
+                "",
+            )
         # With verify on, an instance counts as sent only if the receiver shows it.
         unverified = sum(row.verified is False for row in images)
         if unverified and not reason:
@@ -291,7 +297,7 @@ def _log_summary(results: Sequence[FileResult], result: RunResult | None) -> Non
             log.info("summary: %s", line)
     failed = [r for r in results if r.status is not FileStatus.COMPLETE]
     for file_result in failed[:_SHOWN_FAILURES]:
-        why = f": {file_result.reason}" if file_result.reason else ""
+        why = f": {printable(file_result.reason)}" if file_result.reason else ""
         log.info(
             "summary: %s %s, %d of %d images sent%s",
             file_result.status.value,

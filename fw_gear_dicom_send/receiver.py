@@ -8,6 +8,7 @@ it cannot be written (disk full, no permission) the peer is answered 0xA700 (Out
 Resources) and nothing partial is left. Every association ends with one log line.
 """
 
+import contextlib
 import logging
 import re
 import socket
@@ -54,7 +55,11 @@ OUT_OF_RESOURCES = 0xA700
 _CANNOT_UNDERSTAND = 0xC210
 REQUEST_TIMEOUT = 10.0
 """Seconds a new connection has to send its association request."""
-_AWAITING_REQUEST = "Sta2"  # PS3.8 9.2: transport open, awaiting A-ASSOCIATE-RQ
+IDLE_TIMEOUT = 60.0
+"""Seconds an established association may stay silent before it is aborted."""
+# PS3.8 9.2: no request yet (Sta1: the transport's open event not yet handled;
+# Sta2: transport open, awaiting A-ASSOCIATE-RQ).
+_AWAITING_REQUEST = frozenset({"Sta1", "Sta2"})
 
 
 class _Server(ThreadedAssociationServer):
@@ -62,14 +67,17 @@ class _Server(ThreadedAssociationServer):
 
     pynetdicom handshakes in the thread that accepts connections, with no time
     limit: one silent connection would stop every other. Here the handshake runs
-    in the connection's own thread, for at most the AE's ACSE timeout. A failed
-    connection is one log line, not socketserver's traceback.
+    in the connection's own thread, for at most the AE's ACSE timeout. Each read
+    and write of a connection waits at most the AE's network timeout (a peer that
+    stops in the middle of a PDU is let go). A failed connection is one log line,
+    not socketserver's traceback.
     """
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         """Accept a connection; wrap it for TLS without handshaking yet."""
         assert self.socket is not None
         sock, address = self.socket.accept()
+        sock.settimeout(self.ae.network_timeout)
         if self.ssl_context is not None:
             sock = self.ssl_context.wrap_socket(
                 sock, server_side=True, do_handshake_on_connect=False
@@ -103,13 +111,18 @@ class _Server(ThreadedAssociationServer):
         log.warning("connection from %s failed: %s", client_address, sys.exc_info()[1])
 
 
+def _awaiting_request(assoc: Association) -> bool:
+    """Whether a connection has yet to deliver its whole A-ASSOCIATE-RQ."""
+    return bool(assoc.dul.state_machine.current_state in _AWAITING_REQUEST)
+
+
 class _AcceptorAE(AE):
     """An AE whose association limit counts only connections that asked for one.
 
     pynetdicom compares the number of its acceptor threads with
     ``maximum_associations`` when a request arrives; a thread still awaiting its
-    peer's A-ASSOCIATE-RQ (a bare TCP connection) is left out of that count. Its
-    servers are :class:`_Server`.
+    peer's A-ASSOCIATE-RQ (a bare TCP connection, or one that sent part of a
+    PDU) is left out of that count. Its servers are :class:`_Server`.
     """
 
     def make_server(self, *args: Any, **kwargs: Any) -> Any:
@@ -123,7 +136,7 @@ class _AcceptorAE(AE):
         return [
             assoc
             for assoc in super().active_associations
-            if assoc.dul.state_machine.current_state != _AWAITING_REQUEST
+            if not _awaiting_request(assoc)
         ]
 
 
@@ -153,6 +166,9 @@ class StorageReceiver:
         port: The port to listen on (0: any free port).
         request_timeout: Seconds a new connection has to send its association
             request (and to finish its TLS handshake) before it is closed.
+            Until then it does not count against ``max_associations``.
+        idle_timeout: Seconds an established association may stay silent (or
+            stall within a PDU) before it is aborted.
     """
 
     def __init__(
@@ -168,6 +184,7 @@ class StorageReceiver:
         host: str = "127.0.0.1",
         port: int = 0,
         request_timeout: float = REQUEST_TIMEOUT,
+        idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
         self.out_dir = out_dir
         self.layout = layout
@@ -188,6 +205,8 @@ class StorageReceiver:
         self._ae.maximum_associations = max_associations
         # The ARTIM timer: how long a new connection may stay silent.
         self._ae.acse_timeout = request_timeout
+        # The idle timer of an established association, and each socket's timeout.
+        self._ae.network_timeout = idle_timeout
         for context in AllStoragePresentationContexts:
             assert context.abstract_syntax is not None
             self._ae.add_supported_context(
@@ -239,11 +258,22 @@ class StorageReceiver:
         """The event handlers bound to the server (a subclass may add some)."""
         return [
             (evt.EVT_C_STORE, self._on_store),
-            (evt.EVT_CONN_OPEN, set_no_delay),
+            (evt.EVT_CONN_OPEN, self._on_open),
             (evt.EVT_ACCEPTED, self._on_accepted),
             (evt.EVT_RELEASED, self._on_released),
             (evt.EVT_ABORTED, self._on_aborted),
         ]
+
+    def _on_open(self, event: evt.Event) -> None:
+        """Arm the connection's deadline for its association request."""
+        set_no_delay(event)
+        deadline = threading.Timer(
+            self._ae.acse_timeout or REQUEST_TIMEOUT,
+            _close_if_no_request,
+            (event.assoc,),
+        )
+        deadline.daemon = True
+        deadline.start()
 
     def _on_accepted(self, event: evt.Event) -> None:
         with self._lock:
@@ -279,6 +309,29 @@ class StorageReceiver:
             stored,
             failed,
         )
+
+
+def _close_if_no_request(assoc: Association) -> None:
+    """Close a connection that has not delivered its A-ASSOCIATE-RQ by now.
+
+    The association's own timer (ARTIM) is not looked at while it waits for the
+    rest of a PDU, so a peer that sends a few bytes and stops would hold the
+    connection for ever: shutting the socket down ends that wait.
+    """
+    if not _awaiting_request(assoc):
+        return
+    wrapper = assoc.dul.socket
+    sock = wrapper.socket if wrapper is not None else None
+    if sock is None:
+        return
+    log.debug("closing %s: no association request in time", assoc.requestor.address)
+    # Reading only: the reader sees the end of the stream, and pynetdicom then
+    # shuts down and closes the socket as for a peer that hung up (a socket shut
+    # down both ways here would fail its shutdown, and be left open). The plain
+    # socket's shutdown: an SSLSocket's own would drop its TLS state under the
+    # thread reading from it. OSError: it is already closed.
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RD)
 
 
 class InstanceFiler:

@@ -47,7 +47,8 @@ class FileResult:
     images: int
     sent: int
     reason: str = ""
-    """Why the file failed as a whole (e.g. its download), if it did."""
+    """Why the file is not complete: why it failed as a whole (e.g. its download),
+    or why the first of its instances that was not stored was not."""
 
     @property
     def status(self) -> FileStatus:
