@@ -3,7 +3,8 @@
 Written for configurations made for the existing ``fw-gear-dicom-send`` 4.x gear:
 its keys and value types are read as they are, and the spellings older versions
 used are accepted too (``tls_enabled`` as ``"enabled"``/``"disabled"``, ``group`` as
-``0x0021``, ``0021`` or ``21``, numbers written as text, the input ``api_key``).
+``0x0021``, ``0021`` or ``21``, or the JSON integer 33, numbers written as text,
+the input ``api_key``).
 Every value is checked here, so a bad one stops the job with a one-line
 :class:`~fw_gear_dicom_send.errors.UsageError` before anything is sent.
 """
@@ -195,7 +196,8 @@ def parse_config(
     defaults = AssociationSettings()
     association = AssociationSettings(
         calling_ae=check_ae_title(
-            options.text("calling_ae", DEFAULT_CALLING_AE), "config calling_ae"
+            options.text("calling_ae", DEFAULT_CALLING_AE, blank_is_default=False),
+            "config calling_ae",
         ),
         connect_timeout=options.seconds("connect_timeout", defaults.connect_timeout),
         acse_timeout=options.seconds("acse_timeout", defaults.acse_timeout),
@@ -203,7 +205,7 @@ def parse_config(
         network_timeout=defaults.network_timeout,
         tls=_tls(options, inputs) if transport == "dimse" else None,
     )
-    group = options.text("group", "0x0021")
+    group = options.group("group", "0x0021")
     creator = options.text("identifier", DEFAULT_CREATOR)
     value = options.text("tag_value", DEFAULT_VALUE)
     try:
@@ -248,11 +250,26 @@ class _Options:
             return default
         return value
 
-    def text(self, key: str, default: str | None = None) -> str:
+    def text(
+        self, key: str, default: str | None = None, *, blank_is_default: bool = True
+    ) -> str:
+        """Text; empty text means the default unless ``blank_is_default`` is false."""
+        if not blank_is_default and isinstance(self._config.get(key), str):
+            return str(self._config[key]).strip()
         value = self._get(key, default)
         if not isinstance(value, str):
             raise UsageError(f"config {key} must be text, got {value!r}")
         return value.strip()
+
+    def group(self, key: str, default: str) -> str | int:
+        """A group number: hexadecimal text (``"0x0021"``), or a JSON integer.
+
+        A JSON integer is decimal: 33 is 0x0021.
+        """
+        value = self._config.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        return self.text(key, default)
 
     def optional_text(self, key: str) -> str | None:
         value = self._config.get(key)
