@@ -3,8 +3,7 @@
 Written for configurations made for the existing ``fw-gear-dicom-send`` 4.x gear:
 its keys and value types are read as they are, and the spellings older versions
 used are accepted too (``tls_enabled`` as ``"enabled"``/``"disabled"``, ``group`` as
-``0x0021``, ``0021`` or ``21``, or the JSON integer 33, numbers written as text,
-the input ``api_key``).
+``0x0021``, ``0021`` or ``21``, numbers written as text, the input ``api_key``).
 Every value is checked here, so a bad one stops the job with a one-line
 :class:`~fw_gear_dicom_send.errors.UsageError` before anything is sent.
 """
@@ -261,14 +260,23 @@ class _Options:
             raise UsageError(f"config {key} must be text, got {value!r}")
         return value.strip()
 
-    def group(self, key: str, default: str) -> str | int:
-        """A group number: hexadecimal text (``"0x0021"``), or a JSON integer.
+    def group(self, key: str, default: str) -> str:
+        """A group number as hexadecimal text; a JSON number is refused.
 
-        A JSON integer is decimal: 33 is 0x0021.
+        The text ``"21"`` is 0x0021 while the number 21 would be 0x0015: rather
+        than guess which a number means, the message says what to write.
         """
         value = self._config.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            hint = (
+                f' (the number {value} is 0x{value:04X}: write "0x{value:04X}")'
+                if isinstance(value, int) and 0 <= value <= 0xFFFF
+                else ""
+            )
+            raise UsageError(
+                f"config {key} must be text, a hexadecimal group number such as "
+                f'"0x0021", got the number {value!r}{hint}'
+            )
         return self.text(key, default)
 
     def optional_text(self, key: str) -> str | None:
