@@ -269,13 +269,13 @@ class _Options:
         value = self._config.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool):
             hint = (
-                f' (the number {value} is 0x{value:04X}: write "0x{value:04X}")'
+                f'; for group {value} (decimal) write "0x{value:04X}"'
                 if isinstance(value, int) and 0 <= value <= 0xFFFF
                 else ""
             )
             raise UsageError(
-                f"config {key} must be text, a hexadecimal group number such as "
-                f'"0x0021", got the number {value!r}{hint}'
+                f'config {key} must be text such as "0x0021" (hexadecimal), '
+                f"got the number {value!r}{hint}"
             )
         return self.text(key, default)
 

@@ -102,14 +102,17 @@ def check_replaceable(path: Path) -> None:
     ``/dev/full`` or a FIFO there would be replaced by a file.
 
     Raises:
-        UsageError: ``path`` or its ``.partial`` exists and is not a regular file.
+        UsageError: ``path`` or its ``.partial`` exists and is neither a regular
+            file nor a folder.
     """
     for target in (path, path.with_name(path.name + ".partial")):
-        if not _regular_or_missing(target):
-            raise UsageError(
-                f"--report {path}: {target} is not a regular file; "
-                "give a file path to write the report to"
-            )
+        if target.is_dir() or _regular_or_missing(target):
+            continue  # a folder: the caller's own check names it
+        named = "" if target == path else f": {target}"
+        raise UsageError(
+            f"--report {path}{named} is not a regular file (a device or FIFO "
+            "would be replaced)"
+        )
 
 
 def write_table(
