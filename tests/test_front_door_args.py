@@ -277,3 +277,27 @@ def test_an_empty_key_password_file_is_named(
         f"dicom-send: error: the key password file {secret} is empty"
     )
     assert receiver.associations == 0
+
+
+def test_the_gear_reports_a_member_name_that_is_not_utf8(
+    gear: Gear, site: Site, receiver: StorageReceiver, tmp_path: Path
+) -> None:
+    acquisition = site.standin.acquisition(site.session, "CT")
+    archive = tmp_path / "latin.tar"
+    member = io.BytesIO()
+    dcmwrite(member, make_ct(3), enforce_file_format=True)
+    with tarfile.open(
+        archive, "w", format=tarfile.GNU_FORMAT, encoding="latin-1"
+    ) as tar:
+        info = tarfile.TarInfo("café.dcm")
+        info.size = len(member.getvalue())
+        tar.addfile(info, io.BytesIO(member.getvalue()))
+    gear.add_file_input("file", archive, acquisition)
+    gear.config = old_gear_config(receiver.port)
+    gear.destination = {"type": "acquisition", "id": acquisition}
+    result = gear.run()
+    assert result.returncode == ExitStatus.SUCCESS, result.stdout
+    assert len(receiver.received) == 1
+    assert len(gear.reports()) == 1
+    (row,) = gear.instance_rows()
+    assert row["file"].endswith("caf\\xe9.dcm"), row
