@@ -16,7 +16,8 @@ from .tls import TlsSettings
 
 _AE_MAX = 16
 _TOKEN = re.compile(r"[\x21-\x7e]+")
-# Whitespace and controls: http.client refuses them, and its message repeats the URL.
+# Whitespace and controls (and any non-ASCII): http.client refuses them, and its
+# message repeats the URL.
 _UNSAFE = re.compile(r"[\x00-\x20\x7f-\x9f\s]")
 
 
@@ -162,9 +163,9 @@ class StowSettings:
     """For https: CA and client certificate options; verified by default."""
 
     def __post_init__(self) -> None:
-        if _UNSAFE.search(self.url):
+        if not self.url.isascii() or _UNSAFE.search(self.url):
             raise UsageError(
-                "the STOW-RS URL may not hold spaces or control characters "
+                "the STOW-RS URL must be ASCII without spaces or control characters "
                 f"(percent-encode them), got {public_url(self.url)!r}"
             )
         try:
