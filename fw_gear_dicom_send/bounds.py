@@ -3,7 +3,9 @@
 The command line and the gear's config both check their numbers here, so a port,
 a timeout or a count is held to the same range whichever way it comes in. The
 highest values keep every timer within what the threads and sockets under it
-take (a timeout of 1e12 s overflows them); nothing useful is lost at a day.
+take (a timeout of 1e12 s overflows them); nothing useful is lost at a day. A
+timeout is at least a tenth of a second: below it, no answer can arrive and
+every attempt fails at once.
 """
 
 import math
@@ -18,6 +20,7 @@ __all__ = ["BOUNDS", "Bounds", "seconds", "whole"]
 
 _DAY = 24 * 3600
 _HOUR = 3600
+_SHORTEST_TIMEOUT = 0.1
 # ASCII only: float() and int() also take other scripts' digits ("١٢"), and
 # unicodedata digits such as "²" pass str.isdigit() yet fail int().
 _WHOLE = re.compile(r"[0-9]{1,12}")
@@ -63,10 +66,10 @@ BOUNDS: Mapping[str, Bounds] = MappingProxyType(
         "window_days": Bounds(1, 36600, integer=True),
         "file_download_retry_time": Bounds(0, _DAY, integer=True),
         "retry_time": Bounds(0, _DAY),
-        "connect_timeout": Bounds(0, _HOUR, above_low=True),
-        "acse_timeout": Bounds(0, _HOUR, above_low=True),
-        "dimse_timeout": Bounds(0, _DAY, above_low=True),
-        "network_timeout": Bounds(0, _DAY, above_low=True),
+        "connect_timeout": Bounds(_SHORTEST_TIMEOUT, _HOUR),
+        "acse_timeout": Bounds(_SHORTEST_TIMEOUT, _HOUR),
+        "dimse_timeout": Bounds(_SHORTEST_TIMEOUT, _DAY),
+        "network_timeout": Bounds(_SHORTEST_TIMEOUT, _DAY),
     }
 )
 """Each number's range, by its name (the gear's config key)."""

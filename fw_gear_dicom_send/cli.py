@@ -10,6 +10,7 @@ import datetime
 import logging
 import math
 import os
+import re
 import shutil
 import signal
 import ssl
@@ -32,7 +33,13 @@ from .items import describe_status
 from .levels import Level, Model
 from .logs import configure_logging
 from .peer import AssociationSettings, Peer, StowSettings, check_ae_title, parse_auth
-from .report import ReportError, is_report, read_stored, write_csv
+from .report import (
+    ReportError,
+    check_replaceable,
+    is_report,
+    read_stored,
+    write_csv,
+)
 from .results import Format, RowWriter, SqliteWriter, open_writer, sqlite_path
 from .retry import RetryPolicy
 from .sanitize import printable
@@ -69,6 +76,33 @@ class _Parser(argparse.ArgumentParser):
         )
 
 
+def _path(text: str) -> Path:
+    """A path argument: any text but the empty one (``Path("")`` is the folder here)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path names no file")
+    return Path(text)
+
+
+def _integer(text: str) -> int:
+    """A whole number in ASCII digits (``int()`` takes any script's digits, ``2_3``)."""
+    if not re.fullmatch(r"[+-]?[0-9]{1,12}", text.strip()):
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
+    return int(text)
+
+
+def _decimal(text: str) -> float:
+    """A number argument in ASCII (``float()`` takes any script's digits, ``1_0``).
+
+    ``nan`` and ``inf`` pass: the range check names them.
+    """
+    try:
+        if text.isascii() and "_" not in text:
+            return float(text)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"not a number: {text!r}")
+
+
 class _Version(argparse.Action):
     """``--version``: the installed version, looked up only when asked for."""
 
@@ -81,7 +115,7 @@ def _add_peer_options(
 ) -> None:
     peer = parser.add_argument_group("receiver and association")
     peer.add_argument("--host", required=required, help="receiver host name or address")
-    peer.add_argument("--port", type=int, default=104, help="receiver port (104)")
+    peer.add_argument("--port", type=_integer, default=104, help="receiver port (104)")
     peer.add_argument("--called-ae", required=required, help="receiver's AE title")
     _add_association_options(peer)
     _add_tls_options(parser.add_argument_group("TLS"))
@@ -108,17 +142,17 @@ def _add_tls_options(group: argparse._ArgumentGroup) -> None:
     )
     group.add_argument(
         "--tls-ca",
-        type=Path,
+        type=_path,
         metavar="PEM",
         help="CA certificates trusted besides the system's",
     )
     group.add_argument(
-        "--tls-cert", type=Path, metavar="PEM", help="our certificate (mutual TLS)"
+        "--tls-cert", type=_path, metavar="PEM", help="our certificate (mutual TLS)"
     )
-    group.add_argument("--tls-key", type=Path, metavar="PEM", help="its private key")
+    group.add_argument("--tls-key", type=_path, metavar="PEM", help="its private key")
     group.add_argument(
         "--tls-key-password-file",
-        type=Path,
+        type=_path,
         metavar="FILE",
         help="the key's password, in a file (or set DICOM_SEND_TLS_KEY_PASSWORD)",
     )
@@ -173,7 +207,10 @@ def _read_password(path: Path) -> str:
         ) from None
     except UnicodeDecodeError:
         raise UsageError(f"the key password file {path} is not UTF-8 text") from None
-    return text.rstrip("\r\n")
+    password = text.rstrip("\r\n")
+    if not password:
+        raise UsageError(f"the key password file {path} is empty")
+    return password
 
 
 def _add_association_options(group: argparse._ArgumentGroup) -> None:
@@ -190,7 +227,7 @@ def _add_association_options(group: argparse._ArgumentGroup) -> None:
         default = getattr(defaults, f"{name}_timeout")
         group.add_argument(
             f"--{name}-timeout",
-            type=float,
+            type=_decimal,
             default=default,
             metavar="S",
             help=f"seconds {what} ({default:g})",
@@ -224,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
         "JPEG-LS, JPEG 2000), Pillow, pyjpegls, pylibjpeg-openjpeg (JPEG 2000, "
         "HTJ2K), pydicom and pylibjpeg-rle (RLE).",
     )
-    send_parser.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    send_parser.add_argument("paths", nargs="+", type=_path, metavar="PATH")
     _add_peer_options(send_parser, required=False)
     stow = send_parser.add_argument_group(
         "DICOMweb STOW-RS (instead of --host and --called-ae)"
@@ -242,12 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stow.add_argument(
         "--batch",
-        type=int,
+        type=_integer,
         default=20,
         metavar="N",
         help="instances per request (20); --associations requests at once",
     )
-    send_parser.add_argument("--report", type=Path, help="write the CSV report here")
+    send_parser.add_argument("--report", type=_path, help="write the CSV report here")
     tag = send_parser.add_argument_group("provenance element")
     tag.add_argument("--group", default="0x0021", help="private group (0x0021)")
     tag.add_argument(
@@ -260,11 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--value", "--tag-value", default=DEFAULT_VALUE, help=f"({DEFAULT_VALUE})"
     )
     send_parser.add_argument(
-        "--work-dir", type=Path, help="where archives are extracted (system temp)"
+        "--work-dir", type=_path, help="where archives are extracted (system temp)"
     )
     send_parser.add_argument(
         "--retry-time",
-        type=float,
+        type=_decimal,
         default=RetryPolicy().budget,
         metavar="S",
         help="retry transient failures until nothing has been stored for S seconds "
@@ -272,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     send_parser.add_argument(
         "--associations",
-        type=int,
+        type=_integer,
         default=DEFAULT_ASSOCIATIONS,
         metavar="N",
         help=f"associations at once, each in its own process ({DEFAULT_ASSOCIATIONS};"
@@ -280,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     send_parser.add_argument(
         "--resume",
-        type=Path,
+        type=_path,
         metavar="REPORT",
         help="skip instances that an earlier run's report says were stored",
     )
@@ -310,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo_parser.add_argument(
         "--out",
-        type=Path,
+        type=_path,
         default=Path("dicom-send-demo"),
         help="folder for inputs, received files and report (./dicom-send-demo)",
     )
@@ -346,7 +383,7 @@ def _add_find_parser(commands: "argparse._SubParsersAction[_Parser]") -> None:
     query.add_argument("--date-to", type=_date, metavar="YYYY-MM-DD")
     query.add_argument(
         "--window-days",
-        type=int,
+        type=_integer,
         default=15,
         metavar="N",
         help="ask a date range in windows of N days (15)",
@@ -358,7 +395,7 @@ def _add_find_parser(commands: "argparse._SubParsersAction[_Parser]") -> None:
         choices=[f.value for f in Format],
         help="table (default), json or csv",
     )
-    out.add_argument("--out", type=Path, metavar="FILE", help="write here, not stdout")
+    out.add_argument("--out", type=_path, metavar="FILE", help="write here, not stdout")
     out.add_argument(
         "--db",
         metavar="sqlite:///FILE",
@@ -409,7 +446,7 @@ def _add_retrieve_parsers(commands: "argparse._SubParsersAction[_Parser]") -> No
         )
         how.add_argument(
             "--listen-port",
-            type=int,
+            type=_integer,
             default=11113,
             metavar="P",
             help="our listener's port for --method move (11113)",
@@ -423,7 +460,7 @@ def _add_retrieve_parsers(commands: "argparse._SubParsersAction[_Parser]") -> No
 
 def _add_filing_options(group: argparse._ActionsContainer) -> None:
     """``--out`` and ``--layout``: where received instances are filed."""
-    group.add_argument("--out", type=Path, required=True, help="folder to file into")
+    group.add_argument("--out", type=_path, required=True, help="folder to file into")
     group.add_argument(
         "--layout",
         choices=[lay.value for lay in Layout],
@@ -439,7 +476,9 @@ def _add_listen_parser(commands: "argparse._SubParsersAction[_Parser]") -> None:
         description="Receive instances and file them under --out until stopped "
         "(Ctrl-C or SIGTERM).",
     )
-    parser.add_argument("--port", type=int, required=True, help="port to listen on")
+    parser.add_argument(
+        "--port", type=_integer, required=True, help="port to listen on"
+    )
     parser.add_argument("--ae-title", default="DICOM-SEND", help="our AE title")
     parser.add_argument(
         "--bind",
@@ -450,17 +489,17 @@ def _add_listen_parser(commands: "argparse._SubParsersAction[_Parser]") -> None:
     tls = parser.add_argument_group("TLS")
     tls.add_argument("--tls", action="store_true", help="speak only DICOM TLS")
     tls.add_argument("--tls-profile", metavar="NAME", help="PS3.15 Annex B profile")
-    tls.add_argument("--tls-cert", type=Path, metavar="PEM", help="our certificate")
-    tls.add_argument("--tls-key", type=Path, metavar="PEM", help="its private key")
+    tls.add_argument("--tls-cert", type=_path, metavar="PEM", help="our certificate")
+    tls.add_argument("--tls-key", type=_path, metavar="PEM", help="its private key")
     tls.add_argument(
         "--tls-ca",
-        type=Path,
+        type=_path,
         metavar="PEM",
         help="require client certificates issued by these CAs (mutual TLS)",
     )
     tls.add_argument(
         "--tls-key-password-file",
-        type=Path,
+        type=_path,
         metavar="FILE",
         help="the key's password, in a file (or set DICOM_SEND_TLS_KEY_PASSWORD)",
     )
@@ -552,10 +591,22 @@ def _work_dir(path: Path | None) -> Path | None:
     return path
 
 
-def _check_writable(report: Path | None, inputs: Sequence[Path] = ()) -> None:
-    """Fail before sending if the report cannot be written or would replace an input."""
+def _check_writable(
+    report: Path | None, inputs: Sequence[Path] = (), *, replaced: bool = False
+) -> None:
+    """Fail before sending if the report cannot be written or would replace an input.
+
+    Args:
+        report: The path given, if any.
+        inputs: The inputs it may not replace.
+        replaced: The report is written beside and moved over the path: the path
+            must be a regular file or not exist (a device or FIFO would be
+            replaced by a file).
+    """
     if report is None:
         return
+    if replaced:
+        check_replaceable(report)
     _check_not_an_input(report, inputs)
     try:
         report.parent.mkdir(parents=True, exist_ok=True)
@@ -654,7 +705,7 @@ def _run_send(args: argparse.Namespace) -> ExitStatus:
         skip_existing=args.skip_existing,
         verify=args.verify,
     )
-    _check_writable(args.report, request.paths)
+    _check_writable(args.report, request.paths, replaced=True)
     with stopping.handling():
         result = send(request, ProgressPrinter())
         return _finish(result, args.report)

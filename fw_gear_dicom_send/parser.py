@@ -195,7 +195,8 @@ def parse_config(
     defaults = AssociationSettings()
     association = AssociationSettings(
         calling_ae=check_ae_title(
-            options.text("calling_ae", DEFAULT_CALLING_AE), "config calling_ae"
+            options.text("calling_ae", DEFAULT_CALLING_AE, blank_is_default=False),
+            "config calling_ae",
         ),
         connect_timeout=options.seconds("connect_timeout", defaults.connect_timeout),
         acse_timeout=options.seconds("acse_timeout", defaults.acse_timeout),
@@ -203,7 +204,7 @@ def parse_config(
         network_timeout=defaults.network_timeout,
         tls=_tls(options, inputs) if transport == "dimse" else None,
     )
-    group = options.text("group", "0x0021")
+    group = options.group("group", "0x0021")
     creator = options.text("identifier", DEFAULT_CREATOR)
     value = options.text("tag_value", DEFAULT_VALUE)
     try:
@@ -248,11 +249,35 @@ class _Options:
             return default
         return value
 
-    def text(self, key: str, default: str | None = None) -> str:
+    def text(
+        self, key: str, default: str | None = None, *, blank_is_default: bool = True
+    ) -> str:
+        """Text; empty text means the default unless ``blank_is_default`` is false."""
+        if not blank_is_default and isinstance(self._config.get(key), str):
+            return str(self._config[key]).strip()
         value = self._get(key, default)
         if not isinstance(value, str):
             raise UsageError(f"config {key} must be text, got {value!r}")
         return value.strip()
+
+    def group(self, key: str, default: str) -> str:
+        """A group number as hexadecimal text; a JSON number is refused.
+
+        The text ``"21"`` is 0x0021 while the number 21 would be 0x0015: rather
+        than guess which a number means, the message says what to write.
+        """
+        value = self._config.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            hint = (
+                f'; for group {value} (decimal) write "0x{value:04X}"'
+                if isinstance(value, int) and 0 <= value <= 0xFFFF
+                else ""
+            )
+            raise UsageError(
+                f'config {key} must be text such as "0x0021" (hexadecimal), '
+                f"got the number {value!r}{hint}"
+            )
+        return self.text(key, default)
 
     def optional_text(self, key: str) -> str | None:
         value = self._config.get(key)

@@ -16,6 +16,9 @@ from .tls import TlsSettings
 
 _AE_MAX = 16
 _TOKEN = re.compile(r"[\x21-\x7e]+")
+# Whitespace and controls (and any non-ASCII): http.client refuses them, and its
+# message repeats the URL.
+_UNSAFE = re.compile(r"[\x00-\x20\x7f-\x9f\s]")
 
 
 def check_ae_title(value: str, what: str) -> str:
@@ -123,13 +126,19 @@ def parse_auth(text: str) -> StowAuth:
 
 
 def public_url(url: str) -> str:
-    """``url`` as it may be printed: without user, password, query or fragment."""
+    """``url`` as it may be printed: without user, password, ;params, query or fragment.
+
+    Control characters and spaces are escaped (a URL holding them is refused, and
+    its refusal names it with this).
+    """
     try:
         parts = urllib.parse.urlsplit(url)
     except ValueError:  # e.g. an unclosed [IPv6 address
         return "(a URL that cannot be parsed)"
     host = parts.netloc.rpartition("@")[2]
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+    path = "/".join(segment.partition(";")[0] for segment in parts.path.split("/"))
+    shown = urllib.parse.urlunsplit((parts.scheme, host, path, "", ""))
+    return _UNSAFE.sub(lambda m: f"%{ord(m.group()):02X}", shown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +163,11 @@ class StowSettings:
     """For https: CA and client certificate options; verified by default."""
 
     def __post_init__(self) -> None:
+        if not self.url.isascii() or _UNSAFE.search(self.url):
+            raise UsageError(
+                "the STOW-RS URL must be ASCII without spaces or control characters "
+                f"(percent-encode them), got {public_url(self.url)!r}"
+            )
         try:
             parts = urllib.parse.urlsplit(self.url)
             parts.port  # noqa: B018 - raises for a port that is not a number

@@ -2,6 +2,8 @@
 
 import contextlib
 import csv
+import os
+import stat
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,6 +25,9 @@ COLUMNS = (
     "verified",
 )
 _REQUIRED_TO_RESUME = frozenset(COLUMNS) - {"verified"}
+_RESUME_MAX_BYTES = 1 << 30
+"""A report to resume from larger than this (1 GiB, some 5 million rows) is
+refused rather than read."""
 
 
 class ReportError(DicomSendError):
@@ -80,6 +85,36 @@ def write_csv(rows: Iterable[Row], path: Path) -> None:
     write_table(path, COLUMNS, (row.as_csv() for row in rows))
 
 
+def _regular_or_missing(path: Path) -> bool:
+    """Whether ``path`` (a link: what it names) is a regular file or does not exist."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return True
+    except OSError:  # unreadable: the write reports it
+        return True
+
+
+def check_replaceable(path: Path) -> None:
+    """Refuse a report path that is a device, FIFO or anything but a regular file.
+
+    A report is written beside its path and moved over it: a device such as
+    ``/dev/full`` or a FIFO there would be replaced by a file.
+
+    Raises:
+        UsageError: ``path`` or its ``.partial`` exists and is neither a regular
+            file nor a folder.
+    """
+    for target in (path, path.with_name(path.name + ".partial")):
+        if target.is_dir() or _regular_or_missing(target):
+            continue  # a folder: the caller's own check names it
+        named = "" if target == path else f": {target}"
+        raise UsageError(
+            f"--report {path}{named} is not a regular file (a device or FIFO "
+            "would be replaced)"
+        )
+
+
 def write_table(
     path: Path, columns: Sequence[str], rows: Iterable[dict[str, str]]
 ) -> None:
@@ -92,6 +127,8 @@ def write_table(
         ReportError: It cannot be written; nothing partial is left.
     """
     partial = path.with_name(path.name + ".partial")
+    if not (_regular_or_missing(path) and _regular_or_missing(partial)):
+        raise ReportError(f"cannot write the report {path}: not a regular file")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(partial, "w", newline="", encoding="utf-8") as f:
@@ -121,10 +158,22 @@ def read_stored(path: Path) -> frozenset[str]:
     """SOP Instance UIDs that a report says were stored (sent or warning).
 
     Raises:
-        UsageError: The report cannot be read, or is not one of ours.
+        UsageError: The report cannot be read, is not a regular file, is larger
+            than 1 GiB, or is not one of ours.
     """
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        # Not blocking: opening a FIFO to read waits for a writer. fstat of the
+        # open file: what is read is what was checked.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with open(fd, newline="", encoding="utf-8") as f:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise UsageError(f"--resume {path} is not a regular file")
+            if info.st_size > _RESUME_MAX_BYTES:
+                raise UsageError(
+                    f"--resume {path} is larger than 1 GiB: not a dicom-send report"
+                )
+            os.set_blocking(fd, True)
             reader = csv.DictReader(f)
             if not set(reader.fieldnames or ()) >= _REQUIRED_TO_RESUME:
                 raise UsageError(f"{path} is not a dicom-send report")

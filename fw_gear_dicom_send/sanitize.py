@@ -1,4 +1,4 @@
-"""Outside text made safe where it goes: a CSV cell, a terminal, a log.
+r"""Outside text made safe where it goes: a CSV cell, a terminal, a log.
 
 Outside text: file and member names, Flywheel names, a PACS's answers.
 
@@ -8,7 +8,9 @@ Outside text: file and member names, Flywheel names, a PACS's answers.
 - :func:`printable` escapes control characters (an escape sequence recolours or
   rewrites a terminal, a carriage return hides what came before it on the line, a
   line break forges a log line) and the bidirectional overrides that reorder what
-  is shown.
+  is shown. Both also write a surrogate escape (a byte of a name that is not
+  UTF-8, as Python decodes file names) as the byte, ``\xNN``: such text cannot
+  be encoded for a file or a terminal.
 """
 
 import csv
@@ -16,7 +18,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["CsvWriter", "csv_cell", "printable"]
+__all__ = ["CsvWriter", "csv_cell", "encodable", "printable"]
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # C0 and C1 controls, DEL, and the bidirectional embeddings, overrides and isolates.
@@ -24,10 +26,24 @@ _UNPRINTABLE = re.compile(
     r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
 )
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# Lone surrogates: U+DC80-U+DCFF are the undecodable bytes of os.fsdecode and the
+# "surrogateescape" handler; any other is as unencodable and written as its code.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _unsurrogate(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+
+def encodable(text: str) -> str:
+    r"""``text`` with each lone surrogate escaped (an undecodable byte as ``\xNN``)."""
+    return _SURROGATE.sub(_unsurrogate, text)
 
 
 def csv_cell(value: str) -> str:
     """``value`` as a CSV cell that a spreadsheet shows and never evaluates."""
+    value = encodable(value)
     return "'" + value if value.startswith(_FORMULA_START) else value
 
 
@@ -71,6 +87,7 @@ def printable(text: str, *, keep: str = "") -> str:
         text: Any text.
         keep: Characters to leave as they are (a line break: a multi-line dump).
     """
+    text = encodable(text)
     if keep:
         return _UNPRINTABLE.sub(
             lambda m: m.group() if m.group() in keep else _escape(m), text

@@ -204,8 +204,11 @@ def test_a_connection_that_never_asks_is_closed(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("option", "message"),
     [
-        ("--dimse-timeout=1e12", "--dimse-timeout must be a number of seconds above 0"),
-        ("--acse-timeout=1e10", "--acse-timeout must be a number of seconds above 0"),
+        (
+            "--dimse-timeout=1e12",
+            "--dimse-timeout must be a number of seconds from 0.1",
+        ),
+        ("--acse-timeout=1e10", "--acse-timeout must be a number of seconds from 0.1"),
         ("--connect-timeout=1e308", "--connect-timeout must be a number of seconds"),
         ("--network-timeout=nan", "--network-timeout must be a number of seconds"),
         ("--retry-time=1e300", "--retry-time must be a number of seconds from 0"),

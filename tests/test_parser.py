@@ -67,7 +67,7 @@ def test_port_as_number_or_text(tmp_path: Path, value: Any) -> None:
 
 
 def test_blank_options_take_their_defaults(tmp_path: Path) -> None:
-    settings = parse(tmp_path, calling_ae="", port=None, group="", report=None)
+    settings = parse(tmp_path, calling_ae=None, port=None, group="", report=None)
     assert settings.association.calling_ae == "flywheel"
     assert settings.peer is not None
     assert settings.peer.port == 104
@@ -87,7 +87,13 @@ def test_blank_options_take_their_defaults(tmp_path: Path) -> None:
         ({"port": 10.5}, "config port must be a whole number"),
         ({"group": "0x0008"}, "config: group 0x0008 is not a private group"),
         ({"group": "zz"}, "config: "),
-        ({"group": 21}, "config group must be text, got 21"),
+        ({"group": 21}, 'config group must be text such as "0x0021" (hexadecimal)'),
+        (
+            {"group": 33},
+            'config group must be text such as "0x0021" (hexadecimal), got the '
+            'number 33; for group 33 (decimal) write "0x0021"',
+        ),
+        ({"calling_ae": ""}, "config calling_ae must be 1 to 16 characters"),
         ({"identifier": "x" * 65}, "config: "),
         ({"report": "sometimes"}, "config report must be true or false, got"),
         ({"tls_enabled": 2}, "config tls_enabled must be true or false, 'enabled'"),
