@@ -1,5 +1,5 @@
 """The fuzzer (tests/fuzzing.py): every input it ever failed on, replayed; the
-seeds it starts from; and a short run of it (``DICOM_SEND_FUZZ_SECONDS``, 30 by
+seeds it starts from; and a short run of it (``DICOM_SEND_FUZZ_SECONDS``, 15 by
 default; ``./dev fuzz`` runs it longer)."""
 
 import os
@@ -11,7 +11,7 @@ import pytest
 from fuzzing import REGRESSIONS, check, seeds
 
 HERE = Path(__file__).resolve().parent
-FUZZ_SECONDS = int(os.environ.get("DICOM_SEND_FUZZ_SECONDS", "30"))
+FUZZ_SECONDS = int(os.environ.get("DICOM_SEND_FUZZ_SECONDS", "15"))
 
 
 def regressions() -> list[Path]:

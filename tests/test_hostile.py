@@ -176,7 +176,7 @@ def test_no_space_left_in_the_work_folder(
 @pytest.mark.parametrize(
     ("option", "message"),
     [
-        ("--port=abc", "argument --port: invalid int value: 'abc'"),
+        ("--port=abc", "argument --port: not a whole number: 'abc'"),
         ("--port=0", "port must be 1 to 65535"),
         ("--retry-time=-1", "--retry-time must be a number of seconds"),
         ("--called-ae=SEVENTEEN-CHARS-XY", "called AE title must be 1 to 16"),
