@@ -1,10 +1,10 @@
 """What the receiver holds: proof that instances arrived, and what need not be sent.
 
-A receiver may answer 0x0000 and keep nothing (``../shared/notes/user-needs.md``,
-item 4); only asking it afterwards gives certainty. For each series, one C-FIND at
-IMAGE level lists the SOP Instance UIDs the receiver holds. A receiver that does
-not answer image-level queries is asked at SERIES level instead, and its
-NumberOfSeriesRelatedInstances is compared with the count we stored.
+A receiver may answer 0x0000 and keep nothing; only asking it afterwards gives
+certainty. For each series, one C-FIND at IMAGE level lists the SOP Instance UIDs
+the receiver holds. A receiver that does not answer image-level queries is asked at
+SERIES level instead, and its NumberOfSeriesRelatedInstances is compared with the
+count we stored.
 """
 
 import logging

@@ -1,7 +1,7 @@
 """Parallel associations: worker processes, each owning its own associations.
 
 Python threads share one interpreter lock, so N threads framing P-DATA go no faster
-than one; processes do (``../shared/notes/performance.md``). Each worker is a
+than one; processes do. Each worker is a
 process with its own :class:`~fw_gear_dicom_send.scu.Client` (TLS context included),
 retry budget and associations; nothing network-related is shared. Items are split by
 series, so a series stays on one association where the split allows; a series is cut
