@@ -1,9 +1,9 @@
 """Parallel associations: worker processes, each owning its own associations.
 
 Python threads share one interpreter lock, so N threads framing P-DATA go no faster
-than one; processes do. Each worker is a
-process with its own :class:`~fw_gear_dicom_send.scu.Client` (TLS context included),
-retry budget and associations; nothing network-related is shared. Items are split by
+than one; processes do. Each worker is a process with its own
+:class:`~fw_gear_dicom_send.scu.Client` (TLS context included), retry budget and
+associations; nothing network-related is shared. Items are split by
 series, so a series stays on one association where the split allows; a series is cut
 into even contiguous runs only when there are fewer series than workers. A worker
 that cannot associate, dies or is interrupted accounts for its own items only.
