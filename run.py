@@ -15,10 +15,11 @@ from pathlib import Path
 import fw_gear_dicom_send.blas  # noqa: F401 - before anything imports numpy
 
 # isort: split
-from fw_gear_dicom_send import collector, gear, stopping
+from fw_gear_dicom_send import collector, stopping
 from fw_gear_dicom_send.errors import DicomSendError, UsageError
+from fw_gear_dicom_send.gear import job
+from fw_gear_dicom_send.gear.config import parse_config, read_config
 from fw_gear_dicom_send.logs import configure_logging
-from fw_gear_dicom_send.parser import parse_config, read_config
 from fw_gear_dicom_send.status import ExitStatus
 
 log = logging.getLogger("fw_gear_dicom_send.run")
@@ -54,10 +55,10 @@ def _run() -> ExitStatus:
         flywheel = None
         if config.has_api_key:
             with collector.importing():  # fw-gear and the SDK
-                from fw_gear_dicom_send.fwapi import connect  # noqa: PLC0415
+                from fw_gear_dicom_send.gear.flywheel import connect  # noqa: PLC0415
 
             flywheel = connect(folder)
-        return gear.run(settings, flywheel)
+        return job.run(settings, flywheel)
     except UsageError as exc:
         log.error("error: %s", exc)
         return ExitStatus.USAGE

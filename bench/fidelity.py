@@ -39,10 +39,10 @@ from fidelity import (  # noqa: E402
     without_inserts,
 )
 
-from fw_gear_dicom_send.engine import SendRequest, send  # noqa: E402
-from fw_gear_dicom_send.peer import Peer  # noqa: E402
-from fw_gear_dicom_send.retry import RetryPolicy  # noqa: E402
+from fw_gear_dicom_send.send.engine import SendRequest, send  # noqa: E402
 from fw_gear_dicom_send.status import InstanceStatus  # noqa: E402
+from fw_gear_dicom_send.transport.peer import Peer  # noqa: E402
+from fw_gear_dicom_send.transport.retry import RetryPolicy  # noqa: E402
 
 
 def _uid_of(content: bytes) -> str:

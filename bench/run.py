@@ -41,7 +41,7 @@ from pathlib import Path
 
 import matplotlib
 
-from fw_gear_dicom_send.samples import write_multiframe, write_series
+from fw_gear_dicom_send.dicom.samples import write_multiframe, write_series
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt

@@ -23,8 +23,8 @@ from pydicom.filewriter import dcmwrite
 from pydicom.uid import DeflatedExplicitVRLittleEndian, generate_uid
 from standin import StandIn
 
-from fw_gear_dicom_send.receiver import StorageReceiver
-from fw_gear_dicom_send.samples import bundled, copy_as_new, write_series
+from fw_gear_dicom_send.dicom.samples import bundled, copy_as_new, write_series
+from fw_gear_dicom_send.pacs.receiver import StorageReceiver
 
 CI = os.environ.get("CI", "").lower() == "true"
 TRACEBACK = "Traceback (most recent call last)"

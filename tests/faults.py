@@ -15,7 +15,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pynetdicom import evt
 
-from fw_gear_dicom_send.receiver import StorageReceiver
+from fw_gear_dicom_send.pacs.receiver import StorageReceiver
 
 # A-ASSOCIATE-RJ: rejected-transient (2), by the service provider's presentation
 # layer (3), local limit exceeded (2). PS3.8 9.3.4.

@@ -34,11 +34,8 @@ import pydicom.data
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 
-from fw_gear_dicom_send.dicomfile import DicomInfo, Encoding, NotSendable, probe
-from fw_gear_dicom_send.errors import MalformedDicomError
-from fw_gear_dicom_send.inputs import InputProblem, Limits, collect
-from fw_gear_dicom_send.status import InstanceStatus
-from fw_gear_dicom_send.tagging import (
+from fw_gear_dicom_send.dicom.probe import DicomInfo, Encoding, NotSendable, probe
+from fw_gear_dicom_send.dicom.provenance import (
     ProvenanceTag,
     TaggingError,
     new_elements,
@@ -46,7 +43,10 @@ from fw_gear_dicom_send.tagging import (
     splice,
     tag_dataset,
 )
-from fw_gear_dicom_send.wire import Payload
+from fw_gear_dicom_send.errors import MalformedDicomError
+from fw_gear_dicom_send.send.inputs import InputProblem, Limits, collect
+from fw_gear_dicom_send.status import InstanceStatus
+from fw_gear_dicom_send.transport.wire import Payload
 
 HERE = Path(__file__).resolve().parent
 REGRESSIONS = HERE / "fuzz" / "regressions"

@@ -12,8 +12,8 @@ from typing import Any
 
 from standin import StandIn
 
-from fw_gear_dicom_send.samples import write_series, zip_files
-from fw_gear_dicom_send.sessionreport import COLUMNS
+from fw_gear_dicom_send.dicom.samples import write_series, zip_files
+from fw_gear_dicom_send.gear.completion import COLUMNS
 
 REPO = Path(__file__).resolve().parent.parent
 # Runs the script named by argv[1] as __main__; prints its peak RSS (KiB) and the

@@ -22,10 +22,16 @@ from gearjob import Gear, Site, old_gear_config
 from pydicom.filewriter import dcmwrite
 from test_send import peer_of
 
-from fw_gear_dicom_send.engine import SendRequest, send
-from fw_gear_dicom_send.inputs import InputFile, InputProblem, Item, Limits, collect
-from fw_gear_dicom_send.receiver import StorageReceiver
-from fw_gear_dicom_send.samples import make_ct
+from fw_gear_dicom_send.dicom.samples import make_ct
+from fw_gear_dicom_send.pacs.receiver import StorageReceiver
+from fw_gear_dicom_send.send.engine import SendRequest, send
+from fw_gear_dicom_send.send.inputs import (
+    InputFile,
+    InputProblem,
+    Item,
+    Limits,
+    collect,
+)
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
 
 

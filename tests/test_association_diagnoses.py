@@ -15,15 +15,15 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
 
-from fw_gear_dicom_send.contexts import Proposal
-from fw_gear_dicom_send.engine import SendRequest, send
+from fw_gear_dicom_send.dicom.samples import copy_as_new
+from fw_gear_dicom_send.dicom.uids import VERIFICATION
 from fw_gear_dicom_send.errors import AssociationError
-from fw_gear_dicom_send.peer import AssociationSettings, Peer
-from fw_gear_dicom_send.retry import RetryPolicy
-from fw_gear_dicom_send.samples import copy_as_new
-from fw_gear_dicom_send.scu import Client
+from fw_gear_dicom_send.send.engine import SendRequest, send
 from fw_gear_dicom_send.status import InstanceStatus
-from fw_gear_dicom_send.uids import VERIFICATION
+from fw_gear_dicom_send.transport.association import Client
+from fw_gear_dicom_send.transport.contexts import Proposal
+from fw_gear_dicom_send.transport.peer import AssociationSettings, Peer
+from fw_gear_dicom_send.transport.retry import RetryPolicy
 
 RETRY = RetryPolicy(budget=20, first_wait=0.5, max_wait=1)
 

@@ -13,8 +13,8 @@ import pytest
 from conftest import free_port
 from pydicom.filewriter import dcmwrite
 
-from fw_gear_dicom_send.receiver import StorageReceiver
-from fw_gear_dicom_send.samples import make_ct
+from fw_gear_dicom_send.dicom.samples import make_ct
+from fw_gear_dicom_send.pacs.receiver import StorageReceiver
 from fw_gear_dicom_send.status import ExitStatus
 
 
@@ -251,7 +251,7 @@ def test_the_sending_process_starts_without_pydicom_or_pynetdicom() -> None:
     """``send`` lists and probes while its sender process imports them: the
     command line, the engine and the gear's settings must not import them."""
     check = (
-        "import sys, fw_gear_dicom_send.cli, fw_gear_dicom_send.parser; "
+        "import sys, fw_gear_dicom_send.cli.main, fw_gear_dicom_send.gear.config; "
         "print(sorted({'pydicom', 'pynetdicom', 'numpy'} & set(sys.modules)))"
     )
     done = subprocess.run(

@@ -11,7 +11,7 @@ from pydicom.uid import (
     MRImageStorage,
 )
 
-from fw_gear_dicom_send.contexts import Proposal, plan_batches, proposals_for
+from fw_gear_dicom_send.transport.contexts import Proposal, plan_batches, proposals_for
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian
 
-from fw_gear_dicom_send.engine import SendRequest, send
-from fw_gear_dicom_send.peer import Peer
-from fw_gear_dicom_send.pixels import decompress, missing_decoder
-from fw_gear_dicom_send.retry import RetryPolicy
+from fw_gear_dicom_send.dicom.pixels import decompress, missing_decoder
+from fw_gear_dicom_send.send.engine import SendRequest, send
 from fw_gear_dicom_send.status import InstanceStatus
+from fw_gear_dicom_send.transport.peer import Peer
+from fw_gear_dicom_send.transport.retry import RetryPolicy
 
 PYDICOM_DATA = Path(str(data_store.__file__)).parent / "data"
 

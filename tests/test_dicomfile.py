@@ -14,9 +14,9 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from fw_gear_dicom_send.dicomfile import NotSendable, probe
+from fw_gear_dicom_send.dicom.probe import NotSendable, probe
+from fw_gear_dicom_send.dicom.samples import bundled, make_ct
 from fw_gear_dicom_send.errors import MalformedDicomError
-from fw_gear_dicom_send.samples import bundled, make_ct
 
 
 @pytest.mark.parametrize(
@@ -133,7 +133,7 @@ def test_our_uids_are_pydicoms() -> None:
     from pydicom import uid
     from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-    from fw_gear_dicom_send import uids
+    from fw_gear_dicom_send.dicom import uids
 
     assert uid.ImplicitVRLittleEndian == uids.IMPLICIT_VR_LITTLE_ENDIAN
     assert uid.ExplicitVRLittleEndian == uids.EXPLICIT_VR_LITTLE_ENDIAN

@@ -18,14 +18,14 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from test_cli import run, send_args
 
-from fw_gear_dicom_send.contexts import Proposal
-from fw_gear_dicom_send.engine import RunResult, SendRequest, send
-from fw_gear_dicom_send.peer import AssociationSettings, Peer
-from fw_gear_dicom_send.receiver import StorageReceiver
-from fw_gear_dicom_send.retry import RetryPolicy
-from fw_gear_dicom_send.samples import copy_as_new, write_multiframe, write_series
-from fw_gear_dicom_send.scu import Client, release
+from fw_gear_dicom_send.dicom.samples import copy_as_new, write_multiframe, write_series
+from fw_gear_dicom_send.pacs.receiver import StorageReceiver
+from fw_gear_dicom_send.send.engine import RunResult, SendRequest, send
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
+from fw_gear_dicom_send.transport.association import Client, release
+from fw_gear_dicom_send.transport.contexts import Proposal
+from fw_gear_dicom_send.transport.peer import AssociationSettings, Peer
+from fw_gear_dicom_send.transport.retry import RetryPolicy
 
 SENT = InstanceStatus.SENT
 FAILED = InstanceStatus.FAILED

@@ -28,12 +28,12 @@ from stowserver import StowServer
 from test_cli import run, send_args
 from test_pacs import LISTENER, start_listener, stop_listener
 
-from fw_gear_dicom_send.engine import SendRequest, send
-from fw_gear_dicom_send.peer import Peer, StowSettings
-from fw_gear_dicom_send.receiver import StorageReceiver
-from fw_gear_dicom_send.retry import RetryPolicy
-from fw_gear_dicom_send.samples import make_ct, zip_files
+from fw_gear_dicom_send.dicom.samples import make_ct, zip_files
+from fw_gear_dicom_send.pacs.receiver import StorageReceiver
+from fw_gear_dicom_send.send.engine import SendRequest, send
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
+from fw_gear_dicom_send.transport.peer import Peer, StowSettings
+from fw_gear_dicom_send.transport.retry import RetryPolicy
 
 
 @pytest.fixture
@@ -484,7 +484,7 @@ def test_a_password_in_the_stow_url_is_refused_and_never_shown(
 
 
 def test_printed_stow_urls_carry_no_credential() -> None:
-    from fw_gear_dicom_send.peer import public_url
+    from fw_gear_dicom_send.transport.peer import public_url
 
     settings = StowSettings("https://pacs.example.org:8443/dicom-web?key=SECRET#x")
     assert str(settings) == "https://pacs.example.org:8443/dicom-web/studies"
@@ -603,7 +603,7 @@ def test_find_neutralises_formulas_and_escapes_controls(
 
 def test_the_manifest_states_the_same_ranges() -> None:
     """The platform's form holds numbers to the ranges the gear checks them to."""
-    from fw_gear_dicom_send.bounds import BOUNDS
+    from fw_gear_dicom_send.settings import BOUNDS
 
     manifest = json.loads((Path(__file__).parent.parent / "manifest.json").read_text())
     numbers = {

@@ -17,12 +17,12 @@ from pydicom.filewriter import dcmwrite
 from stowserver import StowServer
 from test_cli import run, send_args
 
+from fw_gear_dicom_send.dicom.samples import make_ct
 from fw_gear_dicom_send.errors import UsageError
-from fw_gear_dicom_send.parser import parse_config
-from fw_gear_dicom_send.peer import StowSettings, public_url
-from fw_gear_dicom_send.receiver import StorageReceiver
-from fw_gear_dicom_send.samples import make_ct
+from fw_gear_dicom_send.gear.config import parse_config
+from fw_gear_dicom_send.pacs.receiver import StorageReceiver
 from fw_gear_dicom_send.status import ExitStatus
+from fw_gear_dicom_send.transport.peer import StowSettings, public_url
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from pydicom import dcmread
 from standin import DROP, SECRET
 from test_stow import run_dicomweb_orthanc
 
-from fw_gear_dicom_send.receiver import StorageReceiver
-from fw_gear_dicom_send.samples import write_series
+from fw_gear_dicom_send.dicom.samples import write_series
+from fw_gear_dicom_send.pacs.receiver import StorageReceiver
 from fw_gear_dicom_send.status import ExitStatus
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from gearjob import Gear, Site, old_gear_config
 from pydicom.filewriter import dcmwrite
 
-from fw_gear_dicom_send.receiver import StorageReceiver
-from fw_gear_dicom_send.samples import make_ct
+from fw_gear_dicom_send.dicom.samples import make_ct
+from fw_gear_dicom_send.pacs.receiver import StorageReceiver
 from fw_gear_dicom_send.status import ExitStatus
 
 _FAILED = re.compile(r"summary: Failed (?P<path>.+?), 0 of 1 images sent(?P<why>.*)$")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from gearjob import REPO, Gear, Site, old_gear_config, series_zip
 
-from fw_gear_dicom_send.receiver import StorageReceiver
+from fw_gear_dicom_send.pacs.receiver import StorageReceiver
 from fw_gear_dicom_send.status import ExitStatus
 
 DOCKERFILE = REPO / "Dockerfile"

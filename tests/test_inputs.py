@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 from conftest import sha256
 
-from fw_gear_dicom_send.inputs import InputFile, InputProblem, Item, Limits, collect
+from fw_gear_dicom_send.send.inputs import (
+    InputFile,
+    InputProblem,
+    Item,
+    Limits,
+    collect,
+)
 from fw_gear_dicom_send.status import InstanceStatus
 
 

@@ -17,12 +17,12 @@ from pynetdicom.association import Association
 from test_cli import run, send_args
 from test_pacs import LISTENER, start_listener, stop_listener
 
-from fw_gear_dicom_send.engine import SendRequest, send
-from fw_gear_dicom_send.peer import Peer
-from fw_gear_dicom_send.receiver import StorageReceiver
-from fw_gear_dicom_send.retry import RetryPolicy
-from fw_gear_dicom_send.samples import make_ct
+from fw_gear_dicom_send.dicom.samples import make_ct
+from fw_gear_dicom_send.pacs.receiver import StorageReceiver
+from fw_gear_dicom_send.send.engine import SendRequest, send
 from fw_gear_dicom_send.status import ExitStatus
+from fw_gear_dicom_send.transport.peer import Peer
+from fw_gear_dicom_send.transport.retry import RetryPolicy
 
 HALF_A_HEADER = b"\x01\x00\x00\x00"  # A-ASSOCIATE-RQ, and half its length
 

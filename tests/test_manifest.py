@@ -8,7 +8,7 @@ import pytest
 from fw_gear.manifest import Manifest, ManifestValidationError
 
 from fw_gear_dicom_send import __version__
-from fw_gear_dicom_send.parser import KNOWN_KEYS, parse_config
+from fw_gear_dicom_send.gear.config import KNOWN_KEYS, parse_config
 
 MANIFEST = Path(__file__).resolve().parent.parent / "manifest.json"
 

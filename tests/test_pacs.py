@@ -24,16 +24,16 @@ from pydicom import dcmread
 from pydicom.filewriter import dcmwrite
 from test_send import read_report
 
-from fw_gear_dicom_send.cli import main
-from fw_gear_dicom_send.engine import SendRequest, send
-from fw_gear_dicom_send.peer import AssociationSettings, Peer
-from fw_gear_dicom_send.query import Level, Query, find
-from fw_gear_dicom_send.report import read_stored
-from fw_gear_dicom_send.retrieve import SubOperations, Target, get
-from fw_gear_dicom_send.retry import RetryPolicy
-from fw_gear_dicom_send.samples import write_series
-from fw_gear_dicom_send.scu import Client
+from fw_gear_dicom_send.cli.main import main
+from fw_gear_dicom_send.dicom.samples import write_series
+from fw_gear_dicom_send.pacs.query import Level, Query, find
+from fw_gear_dicom_send.pacs.retrieve import SubOperations, Target, get
+from fw_gear_dicom_send.send.engine import SendRequest, send
+from fw_gear_dicom_send.send.report import read_stored
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
+from fw_gear_dicom_send.transport.association import Client
+from fw_gear_dicom_send.transport.peer import AssociationSettings, Peer
+from fw_gear_dicom_send.transport.retry import RetryPolicy
 
 pytestmark = pytest.mark.peer
 

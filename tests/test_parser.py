@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 
 from fw_gear_dicom_send.errors import UsageError
-from fw_gear_dicom_send.parser import (
+from fw_gear_dicom_send.gear.config import (
     ContainerRef,
     GearSettings,
     parse_config,
     read_config,
 )
-from fw_gear_dicom_send.tls import DEFAULT_PROFILE, Profile
+from fw_gear_dicom_send.transport.tls import DEFAULT_PROFILE, Profile
 
 BASE = {"destination": "pacs.example.org", "called_ae": "PACS"}
 

@@ -4,7 +4,7 @@ import io
 
 import pytest
 
-from fw_gear_dicom_send.wire import Payload
+from fw_gear_dicom_send.transport.wire import Payload
 
 DATA = bytes(range(256)) * 4
 

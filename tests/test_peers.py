@@ -11,11 +11,11 @@ from conftest import ExternalPeer, MixedZip, run_storescp
 from pydicom import dcmread
 from pydicom.filewriter import dcmwrite
 
-from fw_gear_dicom_send.engine import SendRequest, send
-from fw_gear_dicom_send.peer import AssociationSettings, Peer
-from fw_gear_dicom_send.samples import make_ct, write_series
-from fw_gear_dicom_send.scu import Client
+from fw_gear_dicom_send.dicom.samples import make_ct, write_series
+from fw_gear_dicom_send.send.engine import SendRequest, send
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
+from fw_gear_dicom_send.transport.association import Client
+from fw_gear_dicom_send.transport.peer import AssociationSettings, Peer
 
 pytestmark = pytest.mark.peer
 

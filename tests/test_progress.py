@@ -5,8 +5,8 @@ import logging
 
 import pytest
 
-from fw_gear_dicom_send.cli import ProgressPrinter
-from fw_gear_dicom_send.engine import Progress
+from fw_gear_dicom_send.cli.main import ProgressPrinter
+from fw_gear_dicom_send.send.engine import Progress
 
 
 class Terminal(io.StringIO):
@@ -32,7 +32,7 @@ def test_log_lines_otherwise(
 ) -> None:
     stream = io.StringIO()
     show = ProgressPrinter(stream, interval=interval)
-    with caplog.at_level(logging.INFO, logger="fw_gear_dicom_send.cli"):
+    with caplog.at_level(logging.INFO, logger="fw_gear_dicom_send.cli.main"):
         for done in range(1, 11):
             show(Progress(done, 10, done, 10, 1.0))
     assert stream.getvalue() == ""

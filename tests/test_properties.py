@@ -11,12 +11,17 @@ from hypothesis import strategies as st
 from pydicom import dcmread
 from pydicom.filewriter import dcmwrite
 
-from fw_gear_dicom_send.dicomfile import DicomInfo, NotSendable, probe
-from fw_gear_dicom_send.engine import _prepare
+from fw_gear_dicom_send.dicom.probe import DicomInfo, NotSendable, probe
+from fw_gear_dicom_send.dicom.provenance import (
+    ProvenanceTag,
+    TaggingError,
+    splice,
+    tag_dataset,
+)
+from fw_gear_dicom_send.dicom.samples import bundled, make_ct
 from fw_gear_dicom_send.errors import MalformedDicomError
-from fw_gear_dicom_send.samples import bundled, make_ct
-from fw_gear_dicom_send.tagging import ProvenanceTag, TaggingError, splice, tag_dataset
-from fw_gear_dicom_send.wire import Payload
+from fw_gear_dicom_send.send.engine import _prepare
+from fw_gear_dicom_send.transport.wire import Payload
 
 SEEDS = [
     bundled(name).read_bytes()
@@ -77,8 +82,8 @@ def test_arbitrary_bytes_are_classified(data: bytes, tmp_path: Path) -> None:
 def test_every_member_gets_exactly_one_row(
     members: list[bytes], with_ct: bool, tmp_path: Path
 ) -> None:
-    from fw_gear_dicom_send.engine import SendRequest
-    from fw_gear_dicom_send.peer import Peer
+    from fw_gear_dicom_send.send.engine import SendRequest
+    from fw_gear_dicom_send.transport.peer import Peer
 
     archive = tmp_path / "in.zip"
     archive.unlink(missing_ok=True)

@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fw_gear_dicom_send.errors import UsageError
-from fw_gear_dicom_send.query import Level, Model, Query, date_windows, parse_keys
-from fw_gear_dicom_send.retrieve import Target, TimeWindow
+from fw_gear_dicom_send.pacs.query import Level, Model, Query, date_windows, parse_keys
+from fw_gear_dicom_send.pacs.retrieve import Target, TimeWindow
 
 D = datetime.date
 

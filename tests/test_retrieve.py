@@ -11,11 +11,11 @@ from pydicom.filewriter import dcmwrite
 from pydicom.uid import generate_uid
 from test_pacs import LISTENER, Pacs
 
-from fw_gear_dicom_send.cli import main
-from fw_gear_dicom_send.engine import SendRequest, send
-from fw_gear_dicom_send.peer import AssociationSettings, Peer
-from fw_gear_dicom_send.samples import bundled, copy_as_new
+from fw_gear_dicom_send.cli.main import main
+from fw_gear_dicom_send.dicom.samples import bundled, copy_as_new
+from fw_gear_dicom_send.send.engine import SendRequest, send
 from fw_gear_dicom_send.status import ExitStatus
+from fw_gear_dicom_send.transport.peer import AssociationSettings, Peer
 
 pytestmark = pytest.mark.peer
 pacs = test_pacs.pacs

@@ -22,17 +22,17 @@ from pydicom.uid import (
 )
 from pynetdicom import AllStoragePresentationContexts
 
-from fw_gear_dicom_send.cli import main
-from fw_gear_dicom_send.contexts import Proposal
-from fw_gear_dicom_send.dicomfile import probe
-from fw_gear_dicom_send.engine import SendRequest, send
-from fw_gear_dicom_send.peer import AssociationSettings, Peer
-from fw_gear_dicom_send.receiver import StorageReceiver
-from fw_gear_dicom_send.report import COLUMNS
-from fw_gear_dicom_send.retry import Retrier, RetryPolicy
-from fw_gear_dicom_send.samples import make_ct
-from fw_gear_dicom_send.scu import Client, release
+from fw_gear_dicom_send.cli.main import main
+from fw_gear_dicom_send.dicom.probe import probe
+from fw_gear_dicom_send.dicom.samples import make_ct
+from fw_gear_dicom_send.pacs.receiver import StorageReceiver
+from fw_gear_dicom_send.send.engine import SendRequest, send
+from fw_gear_dicom_send.send.report import COLUMNS
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
+from fw_gear_dicom_send.transport.association import Client, release
+from fw_gear_dicom_send.transport.contexts import Proposal
+from fw_gear_dicom_send.transport.peer import AssociationSettings, Peer
+from fw_gear_dicom_send.transport.retry import Retrier, RetryPolicy
 
 SENT = InstanceStatus.SENT
 
@@ -359,10 +359,10 @@ def test_a_lost_association_is_replaced_and_its_instance_sent_again(
 def test_a_file_gone_since_it_was_probed_fails_alone(
     receiver: StorageReceiver, tmp_path: Path
 ) -> None:
-    from fw_gear_dicom_send.contexts import plan_batches
-    from fw_gear_dicom_send.items import SendItem
-    from fw_gear_dicom_send.scu import store_all
-    from fw_gear_dicom_send.tagging import ProvenanceTag, splice
+    from fw_gear_dicom_send.dicom.provenance import ProvenanceTag, splice
+    from fw_gear_dicom_send.transport.association import store_all
+    from fw_gear_dicom_send.transport.contexts import plan_batches
+    from fw_gear_dicom_send.transport.outcome import SendItem
 
     items = []
     for index in range(2):

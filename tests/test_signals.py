@@ -25,8 +25,8 @@ from pydicom import dcmread
 from stowserver import StowServer
 from test_cli import send_args
 
-from fw_gear_dicom_send.receiver import StorageReceiver
-from fw_gear_dicom_send.samples import write_series, zip_files
+from fw_gear_dicom_send.dicom.samples import write_series, zip_files
+from fw_gear_dicom_send.pacs.receiver import StorageReceiver
 from fw_gear_dicom_send.status import ExitStatus
 
 MARK = "DICOM_SEND_TEST_RUN"

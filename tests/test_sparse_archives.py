@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fw_gear_dicom_send.inputs import InputProblem, Limits, collect
+from fw_gear_dicom_send.send.inputs import InputProblem, Limits, collect
 from fw_gear_dicom_send.status import InstanceStatus
 
 _HOLE = 64 << 20  # four times the 16 MiB any input may extract

@@ -5,7 +5,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fw_gear_dicom_send.storage import (
+from fw_gear_dicom_send.pacs.filing import (
     Layout,
     relative_path,
     safe_component,

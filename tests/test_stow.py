@@ -19,14 +19,14 @@ from pydicom import dcmread
 from stowserver import StowServer
 from test_send import read_report
 
-from fw_gear_dicom_send.cli import main
-from fw_gear_dicom_send.engine import SendRequest, send
+from fw_gear_dicom_send.cli.main import main
+from fw_gear_dicom_send.dicom.samples import write_multiframe, write_series
 from fw_gear_dicom_send.errors import UsageError
-from fw_gear_dicom_send.peer import StowSettings, parse_auth
-from fw_gear_dicom_send.retry import RetryPolicy
-from fw_gear_dicom_send.samples import write_multiframe, write_series
+from fw_gear_dicom_send.send.engine import SendRequest, send
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
-from fw_gear_dicom_send.stow import parse_response
+from fw_gear_dicom_send.transport.peer import StowSettings, parse_auth
+from fw_gear_dicom_send.transport.retry import RetryPolicy
+from fw_gear_dicom_send.transport.stow import parse_response
 
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 
@@ -250,7 +250,7 @@ def test_response_parsing() -> None:
 # report the peak of the test process it was forked from.
 _PEAK = """
 import sys
-from fw_gear_dicom_send.cli import main
+from fw_gear_dicom_send.cli.main import main
 code = main(sys.argv[1:])
 status = open("/proc/self/status").read()
 print(status.split("VmHWM:")[1].split()[0])

@@ -3,8 +3,7 @@
 import pytest
 from pydicom.dataset import Dataset
 
-from fw_gear_dicom_send.errors import UsageError
-from fw_gear_dicom_send.tagging import (
+from fw_gear_dicom_send.dicom.provenance import (
     Placement,
     ProvenanceTag,
     TaggingError,
@@ -12,6 +11,7 @@ from fw_gear_dicom_send.tagging import (
     place,
     tag_dataset,
 )
+from fw_gear_dicom_send.errors import UsageError
 
 TAG = ProvenanceTag()
 

@@ -12,14 +12,14 @@ from pki import PASSWORD, Pki
 from test_cli import run, send_args
 from test_send import AbortingReceiver
 
-from fw_gear_dicom_send.engine import RunResult, SendRequest, send
+from fw_gear_dicom_send.dicom.samples import write_series
 from fw_gear_dicom_send.errors import UsageError
-from fw_gear_dicom_send.peer import AssociationSettings, Peer
-from fw_gear_dicom_send.receiver import StorageReceiver
-from fw_gear_dicom_send.samples import write_series
-from fw_gear_dicom_send.scu import Client
+from fw_gear_dicom_send.pacs.receiver import StorageReceiver
+from fw_gear_dicom_send.send.engine import RunResult, SendRequest, send
 from fw_gear_dicom_send.status import ExitStatus
-from fw_gear_dicom_send.tls import (
+from fw_gear_dicom_send.transport.association import Client
+from fw_gear_dicom_send.transport.peer import AssociationSettings, Peer
+from fw_gear_dicom_send.transport.tls import (
     DEFAULT_PROFILE,
     Profile,
     TlsSettings,

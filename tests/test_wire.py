@@ -12,7 +12,7 @@ from pynetdicom.dimse_primitives import C_ECHO, C_STORE
 from pynetdicom.pdu import A_ABORT_RQ, P_DATA_TF
 from pynetdicom.pdu_primitives import P_DATA
 
-from fw_gear_dicom_send.wire import (
+from fw_gear_dicom_send.transport.wire import (
     Framer,
     Payload,
     PeerEnded,

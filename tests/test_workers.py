@@ -12,15 +12,15 @@ from faults import FaultyReceiver
 from pki import Pki
 from test_tls import mutual
 
-from fw_gear_dicom_send.dicomfile import probe
-from fw_gear_dicom_send.engine import SendRequest, maybe_stored, send
-from fw_gear_dicom_send.items import SendItem
-from fw_gear_dicom_send.peer import AssociationSettings, Peer
-from fw_gear_dicom_send.receiver import StorageReceiver
-from fw_gear_dicom_send.retry import RetryPolicy
-from fw_gear_dicom_send.samples import write_series
+from fw_gear_dicom_send.dicom.probe import probe
+from fw_gear_dicom_send.dicom.samples import write_series
+from fw_gear_dicom_send.pacs.receiver import StorageReceiver
+from fw_gear_dicom_send.send.engine import SendRequest, maybe_stored, send
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
-from fw_gear_dicom_send.workers import split
+from fw_gear_dicom_send.transport.outcome import SendItem
+from fw_gear_dicom_send.transport.peer import AssociationSettings, Peer
+from fw_gear_dicom_send.transport.retry import RetryPolicy
+from fw_gear_dicom_send.transport.workers import split
 
 
 @pytest.fixture(scope="module")

@@ -43,12 +43,12 @@ from pydicom.uid import (
 )
 from stowserver import StowServer
 
-from fw_gear_dicom_send.engine import SendRequest, send
-from fw_gear_dicom_send.peer import Peer, StowSettings
-from fw_gear_dicom_send.report import Row
-from fw_gear_dicom_send.retry import RetryPolicy
+from fw_gear_dicom_send.dicom.provenance import ProvenanceTag
+from fw_gear_dicom_send.send.engine import SendRequest, send
+from fw_gear_dicom_send.send.report import Row
 from fw_gear_dicom_send.status import InstanceStatus
-from fw_gear_dicom_send.tagging import ProvenanceTag
+from fw_gear_dicom_send.transport.peer import Peer, StowSettings
+from fw_gear_dicom_send.transport.retry import RetryPolicy
 
 LOSSY_SYNTAXES = frozenset({JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLSNearLossless})
 """Syntaxes whose pixel data is always lossy: decompressed, they say so."""

@@ -2,10 +2,10 @@
 
 pynetdicom negotiates and releases associations and runs every other DIMSE service
 (C-ECHO, C-FIND, C-MOVE, C-GET). C-STORE goes through
-:mod:`~fw_gear_dicom_send.wire` while we hold the association (:func:`held`): the
+:mod:`.wire` while we hold the association (:func:`held`): the
 request's fixed-layout command (the bytes pynetdicom would encode, property-tested),
 then the data set as P-DATA fragments read from a
-:class:`~fw_gear_dicom_send.wire.Payload`, the file's own bytes with the provenance
+:class:`.wire.Payload`, the file's own bytes with the provenance
 element spliced in, never a decoded ``Dataset`` (which pynetdicom would re-encode in
 memory) nor a path (which it can only send from an offset to the end of the file);
 then the response, read in the same thread. Only when the receiver refuses a file's
@@ -35,17 +35,23 @@ from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.presentation import PresentationContext
 
+from ..dicom.pixels import decompress
+from ..dicom.provenance import ProvenanceTag, tag_dataset
+from ..dicom.transcode import encode, group_length_offsets, read_dataset
+from ..dicom.uids import VERIFICATION
+from ..errors import AssociationError
+from ..status import InstanceStatus
 from .contexts import FALLBACK_SYNTAXES, Batch, Proposal, syntax_name
-from .errors import AssociationError
-from .items import Outcome, SendItem, association_lost, outcome_of_status, with_history
+from .outcome import (
+    Outcome,
+    SendItem,
+    association_lost,
+    outcome_of_status,
+    with_history,
+)
 from .peer import AssociationSettings, Peer
-from .pixels import decompress
-from .reencode import encode, group_length_offsets, read_dataset
 from .retry import Retrier, Retry
-from .status import InstanceStatus
-from .tagging import ProvenanceTag, tag_dataset
 from .tls import client_context, explain_failure, speaks_tls
-from .uids import VERIFICATION
 from .wire import Framer, Payload, PeerEnded, read_store_response, store_command
 
 log = logging.getLogger(__name__)
@@ -537,7 +543,7 @@ def held(assoc: Association, settings: AssociationSettings) -> Iterator[None]:
     While held, both pynetdicom threads keep off the socket: the association's
     reactor is parked, and the DUL thread no longer looks for incoming PDUs, so
     requests are written and their responses read by the caller's thread alone
-    (:mod:`~fw_gear_dicom_send.wire`), with the DIMSE timeout on the socket; a
+    (:mod:`.wire`), with the DIMSE timeout on the socket; a
     TLS socket, which one thread must not read while another writes, is safe too.
     On leaving, pynetdicom gets everything back, with its idle timer restarted.
     Meanwhile the DUL thread loops every 10 ms instead of every millisecond.
@@ -598,7 +604,7 @@ def store_all(
 ) -> Iterator[tuple[SendItem, Outcome]]:
     """Send batches, one association each; yield the final outcome of every item.
 
-    A transient or ambiguous outcome (see :mod:`~fw_gear_dicom_send.retry`) is
+    A transient or ambiguous outcome (see :mod:`.retry`) is
     tried again after a back-off wait, while the retrier's budget lasts. An
     association lost mid-way (or after a response timeout) is aborted, never used
     again, and a new one is opened for the rest of its batch; so is one rejected

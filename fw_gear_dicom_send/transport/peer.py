@@ -10,8 +10,8 @@ import unicodedata
 import urllib.parse
 from dataclasses import dataclass, field
 
-from .bounds import BOUNDS, seconds
-from .errors import UsageError
+from ..errors import UsageError
+from ..settings import BOUNDS, seconds
 from .tls import TlsSettings
 
 _AE_MAX = 16

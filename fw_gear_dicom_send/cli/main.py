@@ -22,31 +22,42 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 import fw_gear_dicom_send
 
-from . import (
+from .. import (
     blas,  # noqa: F401 - first: before numpy is imported
     stopping,
 )
-from .bounds import seconds, whole
-from .engine import DEFAULT_ASSOCIATIONS, Progress, RunResult, SendRequest, send
-from .errors import AssociationError, UsageError
-from .items import describe_status
-from .levels import Level, Model
-from .logs import configure_logging
-from .peer import AssociationSettings, Peer, StowSettings, check_ae_title, parse_auth
-from .report import (
+from ..dicom.provenance import (
+    DEFAULT_CREATOR,
+    DEFAULT_VALUE,
+    ProvenanceTag,
+    parse_group,
+)
+from ..errors import AssociationError, UsageError
+from ..logs import configure_logging
+from ..pacs.filing import Layout
+from ..pacs.levels import Level, Model
+from ..pacs.results import Format, RowWriter, SqliteWriter, open_writer, sqlite_path
+from ..sanitize import printable
+from ..send.engine import DEFAULT_ASSOCIATIONS, Progress, RunResult, SendRequest, send
+from ..send.report import (
     ReportError,
     check_replaceable,
     is_report,
     read_stored,
     write_csv,
 )
-from .results import Format, RowWriter, SqliteWriter, open_writer, sqlite_path
-from .retry import RetryPolicy
-from .sanitize import printable
-from .status import ExitStatus
-from .storage import Layout
-from .tagging import DEFAULT_CREATOR, DEFAULT_VALUE, ProvenanceTag, parse_group
-from .tls import (
+from ..settings import seconds, whole
+from ..status import ExitStatus
+from ..transport.outcome import describe_status
+from ..transport.peer import (
+    AssociationSettings,
+    Peer,
+    StowSettings,
+    check_ae_title,
+    parse_auth,
+)
+from ..transport.retry import RetryPolicy
+from ..transport.tls import (
     DEFAULT_PROFILE,
     Profile,
     TlsSettings,
@@ -57,8 +68,8 @@ from .tls import (
 )
 
 if TYPE_CHECKING:
-    from .receiver import StorageReceiver
-    from .retrieve import RetrieveResult, SubOperations, Target, TimeWindow
+    from ..pacs.receiver import StorageReceiver
+    from ..pacs.retrieve import RetrieveResult, SubOperations, Target, TimeWindow
 
 log = logging.getLogger(__name__)
 
@@ -712,7 +723,7 @@ def _run_send(args: argparse.Namespace) -> ExitStatus:
 
 
 def _run_echo(args: argparse.Namespace) -> ExitStatus:
-    from .scu import Client  # noqa: PLC0415 - see _COMMANDS
+    from ..transport.association import Client  # noqa: PLC0415 - see _COMMANDS
 
     peer, settings = _settings(args)
     for risk in risks(settings.tls) if settings.tls is not None else ():
@@ -727,8 +738,8 @@ def _run_echo(args: argparse.Namespace) -> ExitStatus:
 
 
 def _run_demo(args: argparse.Namespace) -> ExitStatus:
-    from .receiver import StorageReceiver  # noqa: PLC0415 - see _COMMANDS
-    from .samples import write_demo_inputs  # noqa: PLC0415 - see _COMMANDS
+    from ..dicom.samples import write_demo_inputs  # noqa: PLC0415 - see _COMMANDS
+    from ..pacs.receiver import StorageReceiver  # noqa: PLC0415 - see _COMMANDS
 
     out: Path = args.out
     for owned in ("input", "received"):
@@ -748,8 +759,8 @@ def _run_demo(args: argparse.Namespace) -> ExitStatus:
 
 
 def _run_find(args: argparse.Namespace) -> ExitStatus:
-    from .query import Query, QueryError, find, parse_keys  # noqa: PLC0415 - see _COMMANDS
-    from .scu import Client  # noqa: PLC0415 - see _COMMANDS
+    from ..pacs.query import Query, QueryError, find, parse_keys  # noqa: PLC0415 - see _COMMANDS
+    from ..transport.association import Client  # noqa: PLC0415 - see _COMMANDS
 
     level = Level(args.level)
     model = Model(args.model) if args.model else None
@@ -822,14 +833,14 @@ class _RetrieveProgress:
 
 
 def _target(args: argparse.Namespace) -> "Target":
-    from .retrieve import Target  # noqa: PLC0415 - see _COMMANDS
+    from ..pacs.retrieve import Target  # noqa: PLC0415 - see _COMMANDS
 
     return Target(Level(args.level), args.uid, args.study_uid)
 
 
 def _window(args: argparse.Namespace) -> "TimeWindow | None":
     """``--window``, parsed before anything else happens."""
-    from .retrieve import TimeWindow  # noqa: PLC0415 - see _COMMANDS
+    from ..pacs.retrieve import TimeWindow  # noqa: PLC0415 - see _COMMANDS
 
     return TimeWindow.parse(args.window) if args.window else None
 
@@ -847,7 +858,7 @@ def _start_listener(
     Raises:
         UsageError: The folder cannot be made, or the port cannot be listened on.
     """
-    from .receiver import StorageReceiver  # noqa: PLC0415 - see _COMMANDS
+    from ..pacs.receiver import StorageReceiver  # noqa: PLC0415 - see _COMMANDS
 
     try:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -872,7 +883,7 @@ def _start_listener(
 
 
 def _retrieved(result: "RetrieveResult", what: str) -> ExitStatus:
-    from .retrieve import describe_retrieve_status  # noqa: PLC0415 - see _COMMANDS
+    from ..pacs.retrieve import describe_retrieve_status  # noqa: PLC0415 - see _COMMANDS
 
     print(
         f"{what}: {result.counts}"
@@ -892,9 +903,9 @@ def _retrieved(result: "RetrieveResult", what: str) -> ExitStatus:
 
 
 def _run_move(args: argparse.Namespace) -> ExitStatus:
-    from .query import QueryError  # noqa: PLC0415 - see _COMMANDS
-    from .retrieve import RetrieveError, move  # noqa: PLC0415 - see _COMMANDS
-    from .scu import Client  # noqa: PLC0415 - see _COMMANDS
+    from ..pacs.query import QueryError  # noqa: PLC0415 - see _COMMANDS
+    from ..pacs.retrieve import RetrieveError, move  # noqa: PLC0415 - see _COMMANDS
+    from ..transport.association import Client  # noqa: PLC0415 - see _COMMANDS
 
     peer, settings = _settings(args)
     target = _target(args)
@@ -911,9 +922,9 @@ def _run_move(args: argparse.Namespace) -> ExitStatus:
 
 
 def _run_retrieve(args: argparse.Namespace) -> ExitStatus:
-    from .query import QueryError  # noqa: PLC0415 - see _COMMANDS
-    from .retrieve import RetrieveError, get, move  # noqa: PLC0415 - see _COMMANDS
-    from .scu import Client  # noqa: PLC0415 - see _COMMANDS
+    from ..pacs.query import QueryError  # noqa: PLC0415 - see _COMMANDS
+    from ..pacs.retrieve import RetrieveError, get, move  # noqa: PLC0415 - see _COMMANDS
+    from ..transport.association import Client  # noqa: PLC0415 - see _COMMANDS
 
     peer, settings = _settings(args)
     target = _target(args)

@@ -18,10 +18,10 @@ from pydicom.multival import MultiValue
 from pynetdicom.association import Association
 from pynetdicom.status import QR_FIND_SERVICE_CLASS_STATUS
 
-from .contexts import FALLBACK_SYNTAXES, Proposal
-from .errors import DicomSendError, UsageError
+from ..errors import DicomSendError, UsageError
+from ..transport.association import Client, discard, release
+from ..transport.contexts import FALLBACK_SYNTAXES, Proposal
 from .levels import Level, Model
-from .scu import Client, discard, release
 
 log = logging.getLogger(__name__)
 

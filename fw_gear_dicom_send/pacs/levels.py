@@ -1,6 +1,6 @@
 """Query/Retrieve levels and information models (PS3.4 C.3, C.6).
 
-Values only, apart from :mod:`~fw_gear_dicom_send.query` so that the command line
+Values only, apart from :mod:`~fw_gear_dicom_send.pacs.query` so that the command line
 can offer them without importing pynetdicom.
 """
 

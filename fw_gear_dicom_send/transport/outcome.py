@@ -8,9 +8,9 @@ lists, probes and reports starts fast.
 import dataclasses
 from dataclasses import dataclass
 
-from .dicomfile import DicomInfo
+from ..dicom.probe import DicomInfo
+from ..status import InstanceStatus
 from .retry import Retry, retry_of_status
-from .status import InstanceStatus
 
 WARNING_STATUSES = frozenset({0xB000, 0xB006, 0xB007})
 

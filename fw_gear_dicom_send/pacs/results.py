@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, TextIO
 
-from .errors import UsageError
-from .sanitize import CsvWriter, printable
+from ..errors import UsageError
+from ..sanitize import CsvWriter, printable
 
 __all__ = ["Format", "RowWriter", "SqliteWriter", "open_writer", "sqlite_path"]
 

@@ -1,6 +1,6 @@
 """C-STORE on the wire: the request's command, data set and framing; the response.
 
-The lean data path of :mod:`~fw_gear_dicom_send.scu`. A C-STORE-RQ's
+The lean data path of :mod:`.association`. A C-STORE-RQ's
 command set has a fixed layout (PS3.7 9.3.1.1): it is encoded here with ``struct``
 instead of through pydicom, which costs about 0.4 ms a message, as much as the rest
 of sending a 500 KB instance. ``tests/test_wire.py`` checks that the bytes are those

@@ -32,13 +32,13 @@ from pydicom.uid import (
 from pynetdicom import StoragePresentationContexts, evt
 from pynetdicom.status import QR_GET_SERVICE_CLASS_STATUS, QR_MOVE_SERVICE_CLASS_STATUS
 
-from .contexts import FALLBACK_SYNTAXES, Proposal
-from .errors import AssociationError, DicomSendError, UsageError
-from .peer import check_ae_title
+from ..errors import AssociationError, DicomSendError, UsageError
+from ..transport.association import Client, discard, release
+from ..transport.contexts import FALLBACK_SYNTAXES, Proposal
+from ..transport.peer import check_ae_title
+from .filing import Layout
 from .query import Level, Model, Query, QueryError, find
 from .receiver import InstanceFiler
-from .scu import Client, discard, release
-from .storage import Layout
 
 log = logging.getLogger(__name__)
 

@@ -15,13 +15,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .bounds import seconds, whole
-from .engine import DEFAULT_ASSOCIATIONS
-from .errors import UsageError
-from .peer import AssociationSettings, Peer, StowSettings, check_ae_title, parse_auth
-from .retry import RetryPolicy
-from .tagging import DEFAULT_CREATOR, DEFAULT_VALUE, ProvenanceTag, parse_group
-from .tls import DEFAULT_PROFILE, TlsSettings, check_password, parse_profile
+from ..dicom.provenance import (
+    DEFAULT_CREATOR,
+    DEFAULT_VALUE,
+    ProvenanceTag,
+    parse_group,
+)
+from ..errors import UsageError
+from ..send.engine import DEFAULT_ASSOCIATIONS
+from ..settings import seconds, whole
+from ..transport.peer import (
+    AssociationSettings,
+    Peer,
+    StowSettings,
+    check_ae_title,
+    parse_auth,
+)
+from ..transport.retry import RetryPolicy
+from ..transport.tls import DEFAULT_PROFILE, TlsSettings, check_password, parse_profile
 
 log = logging.getLogger(__name__)
 

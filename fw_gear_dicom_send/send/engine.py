@@ -13,22 +13,22 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import stopping
-from .contexts import plan_batches
-from .dicomfile import DicomInfo, NotSendable, dataset_digest, probe
-from .errors import AssociationError, MalformedDicomError, UsageError
+from .. import stopping
+from ..dicom.probe import DicomInfo, NotSendable, dataset_digest, probe
+from ..dicom.provenance import ProvenanceTag, TaggingError, splice
+from ..errors import AssociationError, MalformedDicomError, UsageError
+from ..status import ExitStatus, InstanceStatus
+from ..transport.contexts import plan_batches
+from ..transport.outcome import Outcome, SendItem
+from ..transport.peer import AssociationSettings, Peer, StowSettings
+from ..transport.retry import Retrier, RetryPolicy
+from ..transport.tls import client_context, risks
+from ..transport.workers import Job, Sender, split
 from .inputs import InputFile, InputProblem, Limits, check_paths, collect
-from .items import Outcome, SendItem
-from .peer import AssociationSettings, Peer, StowSettings
 from .report import Row, Summary, summarize
-from .retry import Retrier, RetryPolicy
-from .status import ExitStatus, InstanceStatus
-from .tagging import ProvenanceTag, TaggingError, splice
-from .tls import client_context, risks
-from .workers import Job, Sender, split
 
 if TYPE_CHECKING:
-    from .scu import Client
+    from ..transport.association import Client
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class _Connections:
     Each is made when first needed, and this process imports pynetdicom and pydicom
     only for a client of its own: a send over one association, ``verify`` and
     ``skip_existing``. A send over several associations goes through a
-    :class:`~fw_gear_dicom_send.workers.Sender`, best started before the files are
+    :class:`.workers.Sender`, best started before the files are
     listed and probed.
     """
 
@@ -128,7 +128,7 @@ class _Connections:
     def client(self) -> "Client":
         """A client in this process (pynetdicom's AE is set up on the first call)."""
         if self._client is None:
-            from .scu import Client  # noqa: PLC0415 - see the class
+            from ..transport.association import Client  # noqa: PLC0415 - see the class
 
             assert self._request.peer is not None
             self._client = Client(self._request.peer, self._request.association)
@@ -397,7 +397,7 @@ def _skip_existing(
 
     If the receiver cannot be asked, everything is sent (and the log says why).
     """
-    from .query import QueryError  # noqa: PLC0415 - see _Connections
+    from ..pacs.query import QueryError  # noqa: PLC0415 - see _Connections
     from .verify import present  # noqa: PLC0415
 
     try:
@@ -437,7 +437,7 @@ def _stow_items(
         stow.batch,
         stow.parallel,
     )
-    from .stow import store_all  # noqa: PLC0415 - http.client, only for STOW-RS
+    from ..transport.stow import store_all  # noqa: PLC0415 - http.client, only for STOW-RS
 
     store_all(stow, items, request.tag, request.retry, recorder, on_sent=recorder.sent)
     if stopping.requested():
@@ -464,7 +464,7 @@ def _send_items(
         f" on {workers} associations at once" if workers > 1 else "",
     )
     if workers == 1:
-        from .scu import store_all  # noqa: PLC0415 - see _Connections
+        from ..transport.association import store_all  # noqa: PLC0415 - see _Connections
 
         client = connections.client()
         try:

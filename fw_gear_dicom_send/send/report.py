@@ -9,9 +9,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DicomSendError, UsageError
-from .sanitize import CsvWriter
-from .status import ExitStatus, InstanceStatus
+from ..errors import DicomSendError, UsageError
+from ..sanitize import CsvWriter
+from ..status import ExitStatus, InstanceStatus
 
 COLUMNS = (
     "file",

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from .fwfiles import FlywheelFile, Session, safe_name
-from .report import write_table
+from ..send.report import write_table
+from .files import FlywheelFile, Session, safe_name
 
 COLUMNS = (
     "Acquisition ID",

@@ -4,7 +4,7 @@ pydicom's pixel decoders do the work, with these plugins (all offline, none GPL)
 tried in this order for each syntax:
 
 - JPEG Baseline and 8-bit JPEG Extended: python-gdcm, then Pillow;
-- 12-bit JPEG Extended: python-gdcm through :mod:`~fw_gear_dicom_send.gdcm12`
+- 12-bit JPEG Extended: python-gdcm through :mod:`~fw_gear_dicom_send.dicom.gdcm12`
   (pydicom's own GDCM plugin declines it);
 - JPEG Lossless (Process 14, and its Selection Value 1): python-gdcm;
 - JPEG-LS (lossless and near-lossless): python-gdcm, then pyjpegls;

@@ -12,10 +12,10 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from .errors import AssociationError
-from .query import Finder, Level, Query, QueryError
+from ..errors import AssociationError
+from ..pacs.query import Finder, Level, Query, QueryError
+from ..transport.association import Client
 from .report import Row
-from .scu import Client
 
 log = logging.getLogger(__name__)
 

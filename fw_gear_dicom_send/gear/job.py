@@ -17,19 +17,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import stopping
-from .engine import RunResult, SendRequest, send
-from .errors import UsageError
-from .fwfiles import FlywheelError, FlywheelFile, safe_name
-from .parser import FileInput, GearSettings
-from .report import ReportError, Row, write_csv
-from .sanitize import printable
-from .sessionreport import FileResult, FileStatus, report_name, write_report
-from .status import ExitStatus, InstanceStatus
-from .tls import client_context
+from .. import stopping
+from ..errors import UsageError
+from ..sanitize import printable
+from ..send.engine import RunResult, SendRequest, send
+from ..send.report import ReportError, Row, write_csv
+from ..status import ExitStatus, InstanceStatus
+from ..transport.tls import client_context
+from .completion import FileResult, FileStatus, report_name, write_report
+from .config import FileInput, GearSettings
+from .files import FlywheelError, FlywheelFile, safe_name
 
 if TYPE_CHECKING:
-    from .fwapi import Hierarchy
+    from .flywheel import Hierarchy
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ them from what the Flywheel API returns. Kept apart from it so that a job with n
 import re
 from dataclasses import dataclass
 
-from .errors import DicomSendError
+from ..errors import DicomSendError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 

@@ -28,9 +28,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Protocol
 
-from .dicomfile import MAGIC, PREAMBLE_LENGTH
-from .errors import ArchiveError, UsageError
-from .status import InstanceStatus
+from ..dicom.probe import MAGIC, PREAMBLE_LENGTH
+from ..errors import ArchiveError, UsageError
+from ..status import InstanceStatus
 
 log = logging.getLogger(__name__)
 

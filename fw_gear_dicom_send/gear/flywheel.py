@@ -24,9 +24,9 @@ from flywheel.rest import ApiException
 from fw_gear import GearContext
 from fw_gear.context import GearContextError
 
-from .errors import UsageError
-from .fwfiles import FlywheelError, FlywheelFile, Session
-from .parser import ContainerRef
+from ..errors import UsageError
+from .config import ContainerRef
+from .files import FlywheelError, FlywheelFile, Session
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Used by ``dicom-send listen``, ``retrieve`` (the C-MOVE destination), ``demo`` and
 the tests. Each instance is written byte for byte as it arrived, with a file meta
 header that names the transfer syntax it came in, atomically (a temporary name,
-then a rename), filed as its :class:`~fw_gear_dicom_send.storage.Layout` says. When
+then a rename), filed as its :class:`~fw_gear_dicom_send.pacs.filing.Layout` says. When
 it cannot be written (disk full, no permission) the peer is answered 0xA700 (Out of
 Resources) and nothing partial is left. Every association ends with one log line.
 """
@@ -34,9 +34,9 @@ from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.transport import ThreadedAssociationServer
 
-from .scu import set_no_delay
-from .storage import Layout, relative_path, write_atomically
-from .uids import VERIFICATION
+from ..dicom.uids import VERIFICATION
+from ..transport.association import set_no_delay
+from .filing import Layout, relative_path, write_atomically
 
 log = logging.getLogger(__name__)
 

@@ -37,12 +37,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 
-from . import stopping
-from .items import Outcome, SendItem, outcome_of_status, with_history
+from .. import stopping
+from ..dicom.provenance import ProvenanceTag, tag_dataset
+from ..status import InstanceStatus
+from .outcome import Outcome, SendItem, outcome_of_status, with_history
 from .peer import StowSettings
 from .retry import Retrier, Retry, RetryPolicy
-from .status import InstanceStatus
-from .tagging import ProvenanceTag, tag_dataset
 from .tls import TlsSettings, client_context, speaks_tls
 from .wire import Payload
 
@@ -209,7 +209,7 @@ def _decoded(item: SendItem, tag: ProvenanceTag) -> bytes:
 
     For deflated files, and files whose bytes contradict their syntax.
     """
-    from .reencode import (  # noqa: PLC0415 - see _part10_header
+    from ..dicom.transcode import (  # noqa: PLC0415 - see _part10_header
         encode,
         group_length_offsets,
         read_dataset,

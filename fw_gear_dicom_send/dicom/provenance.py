@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .dicomfile import DicomInfo, Encoding
-from .errors import DicomSendError, UsageError
+from ..errors import DicomSendError, UsageError
+from .probe import DicomInfo, Encoding
 
 DEFAULT_GROUP = 0x0021
 DEFAULT_CREATOR = "Flywheel"

@@ -2,7 +2,7 @@
 
 Python threads share one interpreter lock, so N threads framing P-DATA go no faster
 than one; processes do. Each worker is a process with its own
-:class:`~fw_gear_dicom_send.scu.Client` (TLS context included), retry budget and
+:class:`.association.Client` (TLS context included), retry budget and
 associations; nothing network-related is shared. Items are split by
 series, so a series stays on one association where the split allows; a series is cut
 into even contiguous runs only when there are fewer series than workers. A worker
@@ -33,14 +33,14 @@ from dataclasses import dataclass
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
-from . import collector, stopping
+from .. import collector, stopping
+from ..dicom.provenance import ProvenanceTag
+from ..errors import AssociationError
+from ..logs import OneLine
 from .contexts import plan_batches
-from .errors import AssociationError
-from .items import Outcome, SendItem
-from .logs import OneLine
+from .outcome import Outcome, SendItem
 from .peer import AssociationSettings, Peer
 from .retry import Retrier, RetryPolicy
-from .tagging import ProvenanceTag
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def _context() -> Any:
     if threading.active_count() == 1:
         return multiprocessing.get_context("fork")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["fw_gear_dicom_send.scu"])
+    context.set_forkserver_preload(["fw_gear_dicom_send.transport.association"])
     return context
 
 
@@ -277,7 +277,7 @@ def _serve(jobs_in: Any, up: _Up, theirs: Any, parent: int | None) -> None:
         stopping.die_with_parent(parent)
     theirs.close()
     with collector.importing():  # 20 ms of collections; none scans them again
-        from . import scu  # noqa: F401, PLC0415 - what this process is for
+        from . import association  # noqa: F401, PLC0415 - what this process is for
 
     _log_up(up, ())
     try:
@@ -399,7 +399,7 @@ def _work(job: Job, up: _Up, parent: int, stored: Any) -> None:
     stopping.install_child(stopping.WORKER_GRACE)
     stopping.die_with_parent(parent)
     _log_up(up, job.log_levels)
-    from .scu import Client, store_all  # noqa: PLC0415 - imported by the sender
+    from .association import Client, store_all  # noqa: PLC0415 - imported by the sender
 
     def sent(item: SendItem) -> None:
         up.put(("sent", item.index))

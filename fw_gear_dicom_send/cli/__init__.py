@@ -1,0 +1,1 @@
+"""The ``dicom-send`` command line: one module per command, shared options, progress."""

@@ -1,0 +1,1 @@
+"""DICOM files themselves: probing, the provenance element, transcoding, samples."""

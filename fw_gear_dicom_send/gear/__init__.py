@@ -1,0 +1,1 @@
+"""The Flywheel gear: its config, the Flywheel API, the job, its completion report."""

@@ -1,0 +1,1 @@
+"""The PACS verbs beside sending: find, move and get, and the listener that files."""

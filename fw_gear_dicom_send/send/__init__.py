@@ -1,0 +1,1 @@
+"""Sending: inputs, probing and planning, the engine, verification, the report."""

@@ -1,0 +1,1 @@
+"""Getting instances to the receiver: associations, C-STORE, workers, STOW-RS, TLS."""
