@@ -360,8 +360,8 @@ def test_a_file_gone_since_it_was_probed_fails_alone(
     receiver: StorageReceiver, tmp_path: Path
 ) -> None:
     from fw_gear_dicom_send.dicom.provenance import ProvenanceTag, splice
-    from fw_gear_dicom_send.transport.association import store_all
     from fw_gear_dicom_send.transport.contexts import plan_batches
+    from fw_gear_dicom_send.transport.cstore import store_all
     from fw_gear_dicom_send.transport.outcome import SendItem
 
     items = []

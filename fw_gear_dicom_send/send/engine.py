@@ -464,7 +464,7 @@ def _send_items(
         f" on {workers} associations at once" if workers > 1 else "",
     )
     if workers == 1:
-        from ..transport.association import store_all  # noqa: PLC0415 - see _Connections
+        from ..transport.cstore import store_all  # noqa: PLC0415 - see _Connections
 
         client = connections.client()
         try:

@@ -1,65 +1,39 @@
-"""Associations and C-STORE: the network side of sending.
+"""Associations: opening them, and saying in one line why one did not open.
 
-pynetdicom negotiates and releases associations and runs every other DIMSE service
-(C-ECHO, C-FIND, C-MOVE, C-GET). C-STORE goes through
-:mod:`.wire` while we hold the association (:func:`held`): the
-request's fixed-layout command (the bytes pynetdicom would encode, property-tested),
-then the data set as P-DATA fragments read from a
-:class:`.wire.Payload`, the file's own bytes with the provenance
-element spliced in, never a decoded ``Dataset`` (which pynetdicom would re-encode in
-memory) nor a path (which it can only send from an offset to the end of the file);
-then the response, read in the same thread. Only when the receiver refuses a file's
-own transfer syntax is the file decoded and re-encoded in one it accepted.
-
-Every association socket gets ``TCP_NODELAY`` as soon as it connects: with Nagle's
-algorithm on, each C-STORE waits for a delayed ACK (40 ms and more).
+pynetdicom negotiates and releases associations and runs every DIMSE service but
+C-STORE of a send (C-ECHO, C-FIND, C-MOVE, C-GET); C-STORE over an association is
+:mod:`.fastpath`'s (or :mod:`.fallback`'s). Every association socket gets
+``TCP_NODELAY`` as soon as it connects: with Nagle's algorithm on, each C-STORE waits
+for a delayed ACK.
 """
 
 import contextlib
-import dataclasses
 import logging
-import os
 import socket
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydicom.uid import UID
 from pynetdicom import AE, build_context, build_role, evt
 from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.presentation import PresentationContext
 
-from ..dicom.pixels import decompress
-from ..dicom.provenance import ProvenanceTag, tag_dataset
-from ..dicom.transcode import encode, group_length_offsets, read_dataset
 from ..dicom.uids import VERIFICATION
 from ..errors import AssociationError
-from ..status import InstanceStatus
-from .contexts import FALLBACK_SYNTAXES, Batch, Proposal, syntax_name
+from .contexts import FALLBACK_SYNTAXES, Proposal, syntax_name
 from .outcome import (
-    Outcome,
     SendItem,
-    association_lost,
-    outcome_of_status,
-    with_history,
 )
 from .peer import AssociationSettings, Peer
-from .retry import Retrier, Retry
 from .tls import client_context, explain_failure, speaks_tls
-from .wire import Framer, Payload, PeerEnded, read_store_response, store_command
 
 log = logging.getLogger(__name__)
 
 _REJECTED_TRANSIENT = 2
-_HELD_LOOP_DELAY = 0.01
-"""Seconds between the DUL thread's idle loops while we hold the socket: at most
-this much later does it see the release or abort that follows."""
 _TLS_PROBE_TIMEOUT = 5.0
 _INVALID_PDU = "Evt19"
 """The state machine's event for an unrecognised or invalid PDU."""
@@ -115,8 +89,6 @@ class Client:
         self._ae.acse_timeout = settings.acse_timeout
         self._ae.dimse_timeout = settings.dimse_timeout
         self._ae.network_timeout = settings.network_timeout
-        self._message_id = 0
-        self._framer = Framer()
 
     def associate(
         self,
@@ -177,7 +149,6 @@ class Client:
             ],
         )
         if assoc.is_established:
-            self._message_id = 0
             return assoc
         _close_socket(assoc)  # pynetdicom leaves it open when the peer hangs up
         if watch.accepted and not assoc.accepted_contexts:
@@ -308,158 +279,6 @@ class Client:
             raise AssociationError(f"no answer to C-ECHO from {self.peer}")
         return int(status.Status)
 
-    def store(
-        self,
-        assoc: Association,
-        item: SendItem,
-        tag: ProvenanceTag,
-        on_sent: Callable[[SendItem], None] | None = None,
-    ) -> Outcome:
-        """Send one instance over an established association whose reactor is held.
-
-        Args:
-            assoc: The association.
-            item: The instance.
-            tag: The provenance element.
-            on_sent: Called once the whole data set went out, before the answer
-                is read: from then on, the receiver may have stored it.
-
-        Returns:
-            The outcome; a failure with its reason if it could not go out.
-        """
-        context = choose_context(assoc.accepted_contexts, item)
-        if context is None:
-            return Outcome(InstanceStatus.FAILED, None, _no_context_reason(assoc, item))
-        syntax = str(context.transfer_syntax[0])
-        if item.inserts is not None and syntax == item.transfer_syntax:
-            try:
-                f = open(item.path, "rb", buffering=0)  # noqa: SIM115 - closed below
-            except OSError as exc:  # gone or unreadable since it was probed
-                return Outcome(InstanceStatus.FAILED, None, f"cannot read: {exc}")
-            with f:
-                payload = Payload(
-                    f, item.info.dataset_offset, item.info.size, item.inserts
-                )
-                outcome = self._send(assoc, context, item, payload, on_sent)
-        else:
-            note = ""
-            try:
-                payload, note = self._decoded(item, syntax, tag)
-            except Exception as exc:
-                reason = (
-                    str(exc)
-                    if UID(item.transfer_syntax).is_compressed
-                    else f"cannot re-encode: {exc}"
-                )
-                return Outcome(InstanceStatus.FAILED, None, reason)
-            outcome = self._send(assoc, context, item, payload, on_sent)
-            if note and outcome.status.stored:
-                reason = f"{outcome.reason}; {note}" if outcome.reason else note
-                outcome = dataclasses.replace(outcome, reason=reason)
-        return dataclasses.replace(outcome, transfer_syntax=syntax)
-
-    @staticmethod
-    def _decoded(
-        item: SendItem, syntax: str, tag: ProvenanceTag
-    ) -> tuple[Payload, str]:
-        """Decode the file (decompressing it if needed), tag it, encode in ``syntax``.
-
-        Returns:
-            The payload, and a note for the report if the file was decompressed.
-        """
-        ds = read_dataset(item.path)
-        offsets = group_length_offsets(ds)
-        source = UID(item.transfer_syntax)
-        target = UID(syntax)
-        note = ""
-        if source.is_compressed and target != source:
-            decompress(ds)  # ValueError: cannot
-            note = (
-                f"decompressed from {source.name} to {target.name}: the receiver "
-                f"accepts no {source.name}"
-            )
-        tag_dataset(ds, tag)
-        return Payload.from_bytes(encode(ds, target, offsets)), note  # ValueError
-
-    def _send(
-        self,
-        assoc: Association,
-        context: PresentationContext,
-        item: SendItem,
-        payload: Payload,
-        on_sent: Callable[[SendItem], None] | None,
-    ) -> Outcome:
-        info = item.info
-        self._message_id = self._message_id % 0xFFFF + 1
-        command = store_command(
-            self._message_id, info.sop_class_uid, info.sop_instance_uid
-        )
-        context_id = int(context.context_id)  # type: ignore[arg-type]
-        max_pdu = int(assoc.acceptor.maximum_length or 0)
-
-        transport = assoc.dul.socket
-        sock = transport.socket if transport is not None else None
-        if sock is None:
-            return association_lost("association lost before sending", Retry.TRANSIENT)
-        try:
-            sent = self._framer.write(
-                sock, lambda: connected(assoc), (command, context_id, max_pdu), payload
-            )
-        except TimeoutError:  # it has part of the data set, never the whole
-            return association_lost(
-                f"association lost while sending: the receiver took nothing in for "
-                f"{self.settings.dimse_timeout:g} s (DIMSE timeout)",
-                Retry.TRANSIENT,
-            )
-        except OSError as exc:  # the file, mid-way: the peer has half a data set
-            return association_lost(f"cannot read file: {exc}", Retry.FINAL)
-        if not sent:
-            return association_lost(
-                "association lost while sending (aborted by the peer or "
-                "connection closed)",
-                Retry.TRANSIENT,
-            )
-        if on_sent is not None:
-            on_sent(item)
-        try:
-            rsp = read_store_response(sock)
-        except TimeoutError:
-            return association_lost(
-                f"no response within {self.settings.dimse_timeout:g} s (DIMSE timeout)",
-                Retry.AMBIGUOUS,
-            )
-        except (PeerEnded, OSError) as exc:
-            why = str(exc) or type(exc).__name__
-            return association_lost(
-                f"association lost before the response ({why})", Retry.AMBIGUOUS
-            )
-        if rsp.message_id != self._message_id:
-            return association_lost(
-                f"a C-STORE-RSP to message {rsp.message_id} came for message "
-                f"{self._message_id}",
-                Retry.AMBIGUOUS,
-            )
-        return outcome_of_status(rsp.status, rsp.error_comment)
-
-
-def choose_context(
-    accepted: list[PresentationContext], item: SendItem
-) -> PresentationContext | None:
-    """The accepted context to send an item in: its own syntax, else a fallback.
-
-    A fallback (an uncompressed syntax) serves a file pydicom can re-encode, and a
-    compressed file, which is then decompressed.
-    """
-    mine = [c for c in accepted if c.abstract_syntax == item.sop_class_uid]
-    for context in mine:
-        if context.transfer_syntax[0] == item.transfer_syntax:
-            return context
-    for syntax in FALLBACK_SYNTAXES:
-        for context in mine:
-            if context.transfer_syntax[0] == syntax:
-                return context
-    return None
-
 
 def _describe_rejected(rejected: list[PresentationContext]) -> list[str]:
     """Each SOP class of rejected contexts, with its syntaxes or why it was refused."""
@@ -482,11 +301,8 @@ def _describe_rejected(rejected: list[PresentationContext]) -> list[str]:
     ]
 
 
-def _no_context_reason(assoc: Association, item: SendItem) -> str:
-    return _no_context_reason_in(assoc.rejected_contexts, item)
-
-
-def _no_context_reason_in(rejected: list[PresentationContext], item: SendItem) -> str:
+def no_context_reason(rejected: list[PresentationContext], item: SendItem) -> str:
+    """Why an item has no context among those accepted: its class or its syntax."""
     results = {c.result for c in rejected if c.abstract_syntax == item.sop_class_uid}
     sop = syntax_name(item.sop_class_uid)
     if results == {_ABSTRACT_SYNTAX_NOT_SUPPORTED}:
@@ -518,219 +334,3 @@ def _close_socket(assoc: Association) -> None:
     if transport is not None and transport.socket is not None:
         with contextlib.suppress(OSError):
             transport.socket.close()
-
-
-def connected(assoc: Association) -> bool:
-    """Whether the association can carry data: its DUL is in state Sta6.
-
-    While its reactor is held, pynetdicom does not update ``is_established``
-    when the peer aborts or the connection closes; the DUL's state machine,
-    run by its own thread, always knows.
-    """
-    return bool(
-        assoc.is_established and assoc.dul.state_machine.current_state == "Sta6"
-    )
-
-
-def _nothing_to_read() -> bool:
-    return False
-
-
-@contextmanager
-def held(assoc: Association, settings: AssociationSettings) -> Iterator[None]:
-    """Take the association's socket for as long as we send over it.
-
-    While held, both pynetdicom threads keep off the socket: the association's
-    reactor is parked, and the DUL thread no longer looks for incoming PDUs, so
-    requests are written and their responses read by the caller's thread alone
-    (:mod:`.wire`), with the DIMSE timeout on the socket; a
-    TLS socket, which one thread must not read while another writes, is safe too.
-    On leaving, pynetdicom gets everything back, with its idle timer restarted.
-    Meanwhile the DUL thread loops every 10 ms instead of every millisecond.
-
-    The reactor must be parked, not paused: pynetdicom's own ``send_c_store``
-    pauses it per message and trusts ``_is_paused``, which stays True for a
-    moment after the reactor resumes. Parked means blocked on the cleared event;
-    it is waited for, at most the ACSE timeout.
-    """
-    checkpoint = assoc._reactor_checkpoint
-    checkpoint.clear()
-    deadline = time.monotonic() + settings.acse_timeout
-    while not (assoc._is_paused and checkpoint._cond._waiters):  # type: ignore[attr-defined]
-        if not connected(assoc) or time.monotonic() > deadline:
-            break
-        time.sleep(0.0001)
-    dul = assoc.dul
-    setattr(dul, "_is_transport_event", _nothing_to_read)  # noqa: B010 - a method
-    # With nothing to read, its loop only waits for our primitives (none come
-    # while held): it need not wake every millisecond meanwhile.
-    loop_delay = dul._run_loop_delay
-    dul._run_loop_delay = _HELD_LOOP_DELAY
-    transport = dul.socket
-    sock = transport.socket if transport is not None else None
-    previous = sock.gettimeout() if sock is not None else None
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.settimeout(settings.dimse_timeout)
-    try:
-        yield
-    finally:
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.settimeout(previous)
-        del dul._is_transport_event
-        dul._run_loop_delay = loop_delay
-        dul._idle_timer.restart()
-        checkpoint.set()
-
-
-@dataclass
-class _Attempts:
-    """An item on its way, with what became of its earlier attempts."""
-
-    item: SendItem
-    earlier: list[Outcome] = dataclasses.field(default_factory=list)
-    waits: Iterator[float] | None = None
-
-
-def store_all(
-    client: Client,
-    batches: list[Batch[SendItem]],
-    tag: ProvenanceTag,
-    retrier: Retrier,
-    *,
-    stop: Callable[[], bool] = lambda: False,
-    on_sent: Callable[[SendItem], None] | None = None,
-) -> Iterator[tuple[SendItem, Outcome]]:
-    """Send batches, one association each; yield the final outcome of every item.
-
-    A transient or ambiguous outcome (see :mod:`.retry`) is
-    tried again after a back-off wait, while the retrier's budget lasts. An
-    association lost mid-way (or after a response timeout) is aborted, never used
-    again, and a new one is opened for the rest of its batch; so is one rejected
-    as transient, after a wait. A batch whose contexts the receiver all rejects
-    fails, each item with the reason, and the next batch goes on.
-
-    Args:
-        client: Who sends.
-        batches: What, over which presentation contexts.
-        tag: The provenance element.
-        retrier: The run's retry budget.
-        stop: Whether to stop: once true, no further instance is sent (nor
-            waited for); the one on the wire is answered first.
-        on_sent: Called when an instance's data set has gone out (see
-            :meth:`Client.store`).
-
-    Raises:
-        AssociationError: An association could not be opened; the items not yet
-            yielded were not sent.
-    """
-    for batch in batches:
-        pending = deque(_Attempts(item) for item in batch.items)
-        while pending:
-            try:
-                assoc = _associate(client, list(batch.proposals), retrier, stop)
-            except NoContextAccepted as exc:
-                log.warning("%s", exc)
-                for attempts in pending:
-                    outcome = Outcome(
-                        InstanceStatus.FAILED,
-                        None,
-                        _no_context_reason_in(exc.rejected, attempts.item),
-                    )
-                    yield attempts.item, with_history(outcome, attempts.earlier)
-                break
-            if assoc is None:
-                return
-            usable = False
-            wait_after = 0.0
-            try:
-                with held(assoc, client.settings):
-                    # At least one item per association, so a peer that drops
-                    # every association still lets the loop end.
-                    while True:
-                        attempts = pending.popleft()
-                        outcome = client.store(assoc, attempts.item, tag, on_sent)
-                        usable = not outcome.association_lost
-                        wait = _again(attempts, outcome, retrier)
-                        if wait is None:
-                            if outcome.status.stored:
-                                retrier.stored()
-                            yield attempts.item, with_history(outcome, attempts.earlier)
-                        else:
-                            pending.appendleft(attempts)
-                            if usable:
-                                _pause(wait, stop)
-                            else:
-                                wait_after = wait
-                        if stop() or not (usable and pending and connected(assoc)):
-                            break
-            finally:
-                # Release only a healthy association: releasing a dead one, or one
-                # interrupted mid-message, would wait for an answer that never comes.
-                if usable and connected(assoc):
-                    release(assoc)
-                else:
-                    discard(assoc)
-            if stop() or _pause(wait_after, stop):
-                return
-
-
-def _pause(seconds: float, stop: Callable[[], bool]) -> bool:
-    """Sleep, ending early once ``stop()`` is true; whether it is."""
-    deadline = time.monotonic() + seconds
-    while not stop():
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
-        time.sleep(min(left, 0.05))
-    return True
-
-
-def _associate(
-    client: Client,
-    proposals: list[Proposal],
-    retrier: Retrier,
-    stop: Callable[[], bool],
-) -> Association | None:
-    """Open an association; wait and try again while it is refused as transient.
-
-    A transient refusal is e.g. the receiver's association limit being reached.
-    A receiver that cannot be reached (connection refused or reset, no answer)
-    after this run stored something there is restarting: that is transient too.
-    Before anything was stored, it is a configuration error, and fails at once.
-
-    Returns:
-        The association; None if ``stop()`` turned true meanwhile.
-    """
-    waits: Iterator[float] | None = None
-    while not stop():
-        try:
-            return client.associate(proposals)
-        except AssociationError as exc:
-            if not (exc.transient or (exc.unreachable and retrier.has_stored)):
-                raise
-            waits = waits or retrier.waits()
-            wait = next(waits, None)
-            if wait is None:
-                raise
-            log.warning("%s; trying again in %.1f s", exc, wait)
-            _pause(wait, stop)
-    return None
-
-
-def _again(attempts: _Attempts, outcome: Outcome, retrier: Retrier) -> float | None:
-    """The wait before trying the item again, or None if this outcome is final."""
-    if outcome.retry is Retry.FINAL:
-        return None
-    attempts.waits = attempts.waits or retrier.waits()
-    wait = next(attempts.waits, None)
-    if wait is not None:
-        attempts.earlier.append(outcome)
-        log.warning(
-            "%s: %s; trying again in %.1f s",
-            os.path.basename(attempts.item.path),
-            outcome.reason,
-            wait,
-        )
-    return wait

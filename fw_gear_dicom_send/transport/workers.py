@@ -106,7 +106,7 @@ def _context() -> Any:
     if threading.active_count() == 1:
         return multiprocessing.get_context("fork")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["fw_gear_dicom_send.transport.association"])
+    context.set_forkserver_preload(["fw_gear_dicom_send.transport.cstore"])
     return context
 
 
@@ -277,7 +277,7 @@ def _serve(jobs_in: Any, up: _Up, theirs: Any, parent: int | None) -> None:
         stopping.die_with_parent(parent)
     theirs.close()
     with collector.importing():  # 20 ms of collections; none scans them again
-        from . import association  # noqa: F401, PLC0415 - what this process is for
+        from . import cstore  # noqa: F401, PLC0415 - what this process is for
 
     _log_up(up, ())
     try:
@@ -399,7 +399,8 @@ def _work(job: Job, up: _Up, parent: int, stored: Any) -> None:
     stopping.install_child(stopping.WORKER_GRACE)
     stopping.die_with_parent(parent)
     _log_up(up, job.log_levels)
-    from .association import Client, store_all  # noqa: PLC0415 - imported by the sender
+    from .association import Client  # noqa: PLC0415 - imported by the sender
+    from .cstore import store_all  # noqa: PLC0415 - imported by the sender
 
     def sent(item: SendItem) -> None:
         up.put(("sent", item.index))
