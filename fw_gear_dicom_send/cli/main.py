@@ -32,6 +32,7 @@ from ..dicom.provenance import (
     ProvenanceTag,
     parse_group,
 )
+from ..dicom.statuses import Service, describe
 from ..errors import AssociationError, UsageError
 from ..logs import configure_logging
 from ..pacs.filing import Layout
@@ -48,7 +49,6 @@ from ..send.report import (
 )
 from ..settings import seconds, whole
 from ..status import ExitStatus
-from ..transport.outcome import describe_status
 from ..transport.peer import (
     AssociationSettings,
     Peer,
@@ -733,7 +733,7 @@ def _run_echo(args: argparse.Namespace) -> ExitStatus:
     except AssociationError as exc:
         log.error("%s", exc)
         return ExitStatus.NOTHING_SENT
-    print(f"C-ECHO {peer}: {describe_status(status)}")
+    print(f"C-ECHO {peer}: {describe(status, Service.ECHO)}")
     return ExitStatus.SUCCESS if status == 0 else ExitStatus.NOTHING_SENT
 
 
@@ -883,7 +883,6 @@ def _start_listener(
 
 
 def _retrieved(result: "RetrieveResult", what: str) -> ExitStatus:
-    from ..pacs.retrieve import describe_retrieve_status  # noqa: PLC0415 - see _COMMANDS
 
     print(
         f"{what}: {result.counts}"
@@ -895,7 +894,7 @@ def _retrieved(result: "RetrieveResult", what: str) -> ExitStatus:
         log.error(
             "%s incomplete: %s after %s",
             what,
-            describe_retrieve_status(result.status),
+            describe(result.status, Service.RETRIEVE),
             result.counts,
         )
     done = result.counts.completed or result.counts.warning

@@ -16,8 +16,8 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pynetdicom.association import Association
-from pynetdicom.status import QR_FIND_SERVICE_CLASS_STATUS
 
+from ..dicom.statuses import Service, describe
 from ..errors import DicomSendError, UsageError
 from ..transport.association import Client, discard, release
 from ..transport.contexts import FALLBACK_SYNTAXES, Proposal
@@ -288,11 +288,5 @@ def _matches(
             continue
         if code != 0x0000:
             raise QueryError(
-                f"query refused: {describe_find_status(code)}", answered=True
+                f"query refused: {describe(code, Service.FIND)}", answered=True
             )
-
-
-def describe_find_status(code: int) -> str:
-    """A C-FIND status as ``0xA700 (Out of Resources)``."""
-    meaning = QR_FIND_SERVICE_CLASS_STATUS.get(code, ("", "unknown status"))[1]
-    return f"0x{code:04X} ({meaning})"

@@ -30,8 +30,8 @@ from pydicom.uid import (
     RLELossless,
 )
 from pynetdicom import StoragePresentationContexts, evt
-from pynetdicom.status import QR_GET_SERVICE_CLASS_STATUS, QR_MOVE_SERVICE_CLASS_STATUS
 
+from ..dicom.statuses import Service, describe
 from ..errors import AssociationError, DicomSendError, UsageError
 from ..transport.association import Client, discard, release
 from ..transport.contexts import FALLBACK_SYNTAXES, Proposal
@@ -166,16 +166,6 @@ def _sub_operations(status: Dataset) -> SubOperations:
     )
 
 
-def describe_retrieve_status(code: int) -> str:
-    """A C-MOVE / C-GET status as ``0xA801 (Refused: Move Destination unknown)``."""
-    meaning = (
-        QR_MOVE_SERVICE_CLASS_STATUS.get(code)
-        or QR_GET_SERVICE_CLASS_STATUS.get(code)
-        or ("", "unknown status")
-    )[1]
-    return f"0x{code:04X} ({meaning})"
-
-
 def resolve(client: Client, target: Target) -> Target:
     """The target with its study UID, for a series given without one (C-FIND)."""
     if target.level is not Level.SERIES or target.study_uid:
@@ -236,7 +226,7 @@ def _finish(
     status says how it ended.
     """
     if code not in (0x0000, _WARNING) and not (counts.completed or counts.warning):
-        raise RetrieveError(f"{verb} refused: {describe_retrieve_status(code)}")
+        raise RetrieveError(f"{verb} refused: {describe(code, Service.RETRIEVE)}")
     return RetrieveResult(code, counts, received)
 
 

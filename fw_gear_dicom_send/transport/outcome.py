@@ -9,6 +9,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..dicom.probe import DicomInfo
+from ..dicom.statuses import describe
 from ..status import InstanceStatus
 from .retry import Retry, retry_of_status
 
@@ -66,29 +67,17 @@ def association_lost(reason: str, retry: Retry) -> Outcome:
     )
 
 
-def describe_status(code: int) -> str:
-    """A DIMSE status as ``0xA700 (Refused: Out of Resources)``."""
-    from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS  # noqa: PLC0415 - rare
-
-    meaning = STORAGE_SERVICE_CLASS_STATUS.get(code, ("", ""))[1] or (
-        "Success" if code == 0x0000 else "unknown status"
-    )
-    return f"0x{code:04X} ({meaning})"
-
-
 def outcome_of_status(code: int, comment: str = "") -> Outcome:
     """Map a C-STORE response status (and the peer's error comment) to an outcome."""
     said = f": {comment}" if comment else ""
     if code == 0x0000:
         return Outcome(InstanceStatus.SENT, code)
     if code in WARNING_STATUSES:
-        return Outcome(
-            InstanceStatus.WARNING, code, f"warning {describe_status(code)}{said}"
-        )
+        return Outcome(InstanceStatus.WARNING, code, f"warning {describe(code)}{said}")
     return Outcome(
         InstanceStatus.FAILED,
         code,
-        f"refused: {describe_status(code)}{said}",
+        f"refused: {describe(code)}{said}",
         retry=retry_of_status(code),
     )
 

@@ -39,6 +39,7 @@ from email.utils import parsedate_to_datetime
 
 from .. import stopping
 from ..dicom.provenance import ProvenanceTag, tag_dataset
+from ..dicom.statuses import Service, describe
 from ..status import InstanceStatus
 from .outcome import Outcome, SendItem, outcome_of_status, with_history
 from .peer import StowSettings
@@ -49,7 +50,6 @@ from .wire import Payload
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "describe_reason",
     "parse_response",
     "store_all",
 ]
@@ -70,25 +70,7 @@ _TOO_MANY_REQUESTS = 429
 _SERVER_ERROR = 500
 _MAX_RETRY_AFTER = 300.0
 _TLS_PROBE_TIMEOUT = 5.0
-_REASONS = {
-    0x0110: "Processing failure",
-    0x0122: "Referenced SOP Class not supported",
-    0x0124: "Refused: Not authorized",
-    0x0212: "Mismatch of SOP Class and the SOP Instance",
-    0xC122: "Referenced Transfer Syntax not supported",
-}
 _TRANSIENT_REASONS = frozenset({0x0110})
-
-
-def describe_reason(code: int) -> str:
-    """A FailureReason or WarningReason as ``0xA700 (Refused: Out of Resources)``."""
-    from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS  # noqa: PLC0415 - rare
-
-    meaning = (
-        _REASONS.get(code)
-        or STORAGE_SERVICE_CLASS_STATUS.get(code, ("", "unknown reason"))[1]
-    )
-    return f"0x{code:04X} ({meaning})"
 
 
 def _sequence(body: dict[str, object], tag: str) -> list[dict[str, object]]:
@@ -133,7 +115,9 @@ def parse_response(status: int, body: bytes, uids: Sequence[str]) -> dict[str, O
         warning = _first(item, _WARNING_REASON)
         if isinstance(warning, int) and warning:
             outcomes[str(uid)] = Outcome(
-                InstanceStatus.WARNING, warning, f"warning {describe_reason(warning)}"
+                InstanceStatus.WARNING,
+                warning,
+                f"warning {describe(warning, Service.STOW)}",
             )
         else:
             outcomes[str(uid)] = Outcome(InstanceStatus.SENT, 0x0000)
@@ -151,7 +135,7 @@ def parse_response(status: int, body: bytes, uids: Sequence[str]) -> dict[str, O
             outcomes[str(uid)] = Outcome(
                 InstanceStatus.FAILED,
                 code,
-                f"refused: {describe_reason(code)}",
+                f"refused: {describe(code, Service.STOW)}",
                 retry=retry,
             )
     result = {}
