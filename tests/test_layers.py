@@ -31,7 +31,7 @@ def _dotted(path: Path) -> str:
 
 def _layer(dotted: str) -> str:
     """The subpackage a module is in, or "" for the package root."""
-    first = dotted.split(".")[0]
+    first = dotted.split(".", maxsplit=1)[0]
     return first if first in RANKS else ""
 
 
@@ -49,7 +49,9 @@ def _imported(path: Path) -> list[tuple[int, str]]:
                 target = node.module.removeprefix(NAME).strip(".")  # type: ignore[union-attr]
             else:
                 continue
-            names = [target] if node.module else [f"{target}.{a.name}" for a in node.names]
+            names = (
+                [target] if node.module else [f"{target}.{a.name}" for a in node.names]
+            )
             found += [(node.lineno, n.strip(".")) for n in names]
         elif isinstance(node, ast.Import):
             found += [
