@@ -7,18 +7,12 @@ share a name (a value that had to be changed carries a hash of itself).
 """
 
 import enum
-import hashlib
-import os
-import re
-import tempfile
 from pathlib import Path
 
-__all__ = ["Layout", "relative_path", "safe_component", "write_atomically"]
+from ..atomic import replacing
+from ..sanitize import safe_component
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-_SAFE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
-_MAX_COMPONENT = 64
-_HASH = 16
+__all__ = ["Layout", "relative_path", "write_atomically"]
 
 
 class Layout(enum.StrEnum):
@@ -30,23 +24,6 @@ class Layout(enum.StrEnum):
     """``StudyInstanceUID/SeriesInstanceUID/SOPInstanceUID.dcm``."""
     FLAT = "flat"
     """``SOPInstanceUID.dcm``."""
-
-
-def safe_component(text: str, fallback: str) -> str:
-    """``text`` as one safe path component: letters, digits, ``.``, ``_``, ``-``.
-
-    Text of up to 64 such characters, not starting with ``.``, is kept as it is;
-    empty text gives ``fallback``. Any other text (``.``, ``..``, other characters,
-    longer, or ``fallback`` itself) becomes its safe characters, cut short, then
-    ``~`` and a hash of the whole text: different texts never give one name.
-    """
-    if not text:
-        return fallback
-    if _SAFE.fullmatch(text) and text != fallback:
-        return text
-    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    kept = _UNSAFE.sub("_", text).lstrip(".")[: _MAX_COMPONENT - _HASH - 1]
-    return f"{kept}~{digest[:_HASH]}"
 
 
 def relative_path(
@@ -75,11 +52,5 @@ def write_atomically(path: Path, data: bytes) -> None:
         OSError: The folder cannot be made, or the disk is full.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".partial")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(partial, path)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
+    with replacing(path, unique=True) as partial:
+        partial.write_bytes(data)
