@@ -34,7 +34,8 @@ import pydicom.data
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 
-from fw_gear_dicom_send.dicom.probe import DicomInfo, Encoding, NotSendable, probe
+from fw_gear_dicom_send.dicom.elements import Encoding
+from fw_gear_dicom_send.dicom.probe import DicomInfo, NotSendable, probe
 from fw_gear_dicom_send.dicom.provenance import (
     ProvenanceTag,
     TaggingError,
