@@ -45,7 +45,8 @@ from fw_gear_dicom_send.dicom.provenance import (
     tag_dataset,
 )
 from fw_gear_dicom_send.errors import MalformedDicomError
-from fw_gear_dicom_send.send.inputs import InputProblem, Limits, collect
+from fw_gear_dicom_send.send.budget import Limits
+from fw_gear_dicom_send.send.inputs import InputProblem, collect
 from fw_gear_dicom_send.status import InstanceStatus
 from fw_gear_dicom_send.transport.wire import Payload
 
