@@ -62,8 +62,8 @@ _MAX_KEPT_VALUE = 256
 MAX_INFLATED_BYTES = 32 << 20
 """Largest data set a Deflated Explicit VR file may inflate to: such a file is
 decoded in memory to be sent, which takes several times its inflated size
-(inflated bytes, decoded elements, the encoding sent): the cap keeps a run that
-sends it under 300 MB."""
+(inflated bytes, decoded elements, the encoding sent): the cap bounds the memory
+of a run that sends it."""
 _DIGEST_CHUNK = 1 << 20
 
 

@@ -1,6 +1,6 @@
 """Flywheel files as the gear names them in its reports (no SDK needed here).
 
-The values the gear and its report use for the files it sends; :mod:`.fwapi` makes
+The values the gear and its report use for the files it sends; :mod:`.flywheel` makes
 them from what the Flywheel API returns. Kept apart from it so that a job with no
 ``api-key`` input, which never talks to Flywheel, never imports the SDK.
 """

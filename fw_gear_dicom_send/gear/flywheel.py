@@ -2,7 +2,7 @@
 
 Calls go through the flywheel-sdk client that fw-gear's ``GearContext`` builds from
 the ``api-key`` input (:func:`connect`). Only a job with that input imports this
-module, and with it fw-gear and the SDK (0.3 s of imports).
+module, and with it fw-gear and the SDK, a large import.
 
 Downloads stream to disk (the SDK writes 64 KB chunks as they arrive) and are
 retried with exponential back-off on server errors (5xx), 429 and connection errors

@@ -52,7 +52,7 @@ def run(settings: GearSettings, hierarchy: Hierarchy | None) -> ExitStatus:
 
     Args:
         settings: The validated configuration.
-        hierarchy: The job's Flywheel (:func:`.fwapi.connect`), if it has an
+        hierarchy: The job's Flywheel (:func:`.flywheel.connect`), if it has an
             api-key input.
 
     Returns:
