@@ -67,14 +67,6 @@ of a run that sends it."""
 _DIGEST_CHUNK = 1 << 20
 
 
-class NotSendable(Exception):
-    """The file is not a DICOM instance to send; ``reason`` says why (skipped)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 @dataclass(frozen=True, slots=True)
 class GroupElement:
     """A top-level element of the provenance group, as found in the file."""
@@ -84,6 +76,14 @@ class GroupElement:
     """Where its header starts in the file."""
     value: bytes | None
     """Its value with trailing padding removed; None when too long to matter."""
+
+
+class NotSendable(Exception):
+    """The file is not a DICOM instance to send; ``reason`` says why (skipped)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,16 +56,6 @@ IDLE_TIMEOUT = 60.0
 """Seconds an established association may stay silent before it is aborted."""
 
 
-@dataclass(frozen=True, slots=True)
-class Received:
-    """One instance the receiver stored."""
-
-    path: Path
-    sop_instance_uid: str
-    transfer_syntax: str
-    calling_ae: str
-
-
 class StorageReceiver:
     """A Storage SCP on a free port of 127.0.0.1, for use in a ``with`` block.
 
@@ -217,6 +207,16 @@ class StorageReceiver:
             stored,
             failed,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One instance the receiver stored."""
+
+    path: Path
+    sop_instance_uid: str
+    transfer_syntax: str
+    calling_ae: str
 
 
 class InstanceFiler:

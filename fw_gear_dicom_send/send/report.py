@@ -30,10 +30,6 @@ _RESUME_MAX_BYTES = 1 << 30
 refused rather than read."""
 
 
-class ReportError(DicomSendError):
-    """A report could not be written (disk full, no permission)."""
-
-
 @dataclass(frozen=True, slots=True)
 class Row:
     """The account of one input file (an archive member counts as a file)."""
@@ -78,6 +74,10 @@ class Row:
             if self.verified
             else "no",
         }
+
+
+class ReportError(DicomSendError):
+    """A report could not be written (disk full, no permission)."""
 
 
 def write_csv(rows: Iterable[Row], path: Path) -> None:
