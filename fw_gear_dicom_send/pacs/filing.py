@@ -3,16 +3,18 @@
 Path components come from the data set (PatientID, Study/Series/SOP Instance UIDs),
 so each is reduced to safe characters: nothing a peer sends can name a file
 outside the output folder. The mapping is injective: two different values never
-share a name (a value that had to be changed carries a hash of itself).
+share a name (a value that had to be changed carries a hash of itself). Each
+instance filed is accounted for as :class:`Received`.
 """
 
 import enum
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..atomic import replacing
 from ..sanitize import safe_component
 
-__all__ = ["Layout", "relative_path", "write_atomically"]
+__all__ = ["Layout", "Received", "relative_path", "write_atomically"]
 
 
 class Layout(enum.StrEnum):
@@ -54,3 +56,16 @@ def write_atomically(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with replacing(path, unique=True) as partial:
         partial.write_bytes(data)
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One instance the receiver stored."""
+
+    path: Path
+    """Where it was written."""
+    sop_instance_uid: str
+    transfer_syntax: str
+    """The transfer syntax it came in, and is written in."""
+    calling_ae: str
+    """The AE title of the peer that sent it."""

@@ -13,7 +13,6 @@ import re
 import ssl
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self, cast
@@ -32,7 +31,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from ..dicom.uids import VERIFICATION
 from ..transport.association import set_no_delay
-from .filing import Layout, relative_path, write_atomically
+from .filing import Layout, Received, relative_path, write_atomically
 from .server import AcceptorAE, arm_request_deadline
 
 log = logging.getLogger(__name__)
@@ -47,13 +46,13 @@ _FIRST = (
 PREFERRED_SYNTAXES: tuple[str, ...] = _FIRST + tuple(
     ts for ts in ALL_TRANSFER_SYNTAXES if ts not in _FIRST
 )
-_UID = re.compile(r"^[0-9.]{1,64}$")
-OUT_OF_RESOURCES = 0xA700
-_CANNOT_UNDERSTAND = 0xC210
 REQUEST_TIMEOUT = 10.0
 """Seconds a new connection has to send its association request."""
 IDLE_TIMEOUT = 60.0
 """Seconds an established association may stay silent before it is aborted."""
+_UID = re.compile(r"^[0-9.]{1,64}$")
+OUT_OF_RESOURCES = 0xA700
+_CANNOT_UNDERSTAND = 0xC210
 
 
 class StorageReceiver:
@@ -207,16 +206,6 @@ class StorageReceiver:
             stored,
             failed,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class Received:
-    """One instance the receiver stored."""
-
-    path: Path
-    sop_instance_uid: str
-    transfer_syntax: str
-    calling_ae: str
 
 
 class InstanceFiler:
