@@ -3,8 +3,9 @@
 
 The gear folder is ``$FLYWHEEL`` (``/flywheel/v0`` by default): ``config.json``,
 ``manifest.json``, ``input/``, ``output/``, ``work/``. A job with an api-key input
-talks to Flywheel through fw-gear's ``GearContext`` (:func:`.fwapi.connect`); one
-without (a local run) never imports fw-gear or the Flywheel SDK.
+talks to Flywheel through fw-gear's ``GearContext``
+(:func:`fw_gear_dicom_send.gear.flywheel.connect`, imported in :func:`main` for that
+job only); one without (a local run) never imports fw-gear or the Flywheel SDK.
 """
 
 import logging

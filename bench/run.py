@@ -41,13 +41,14 @@ from pathlib import Path
 
 import matplotlib
 
-from fw_gear_dicom_send.dicom.samples import write_multiframe, write_series
+from fw_gear_dicom_send.dicom.samples import write_series
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+from multiframe import write_multiframe  # the tests' large instance
 from standin import StandIn  # the tests' stand-in of the Flywheel API
 
 VENV_BIN = Path(sys.executable).parent

@@ -1,9 +1,10 @@
 """The garbage collector around large imports: off while importing, then frozen.
 
 Importing makes many objects and no garbage, yet the collector, counting the
-allocations, runs all along (fw-gear and the Flywheel SDK: 82,000 objects and 170 ms
-of collections). Every later full collection would scan them again, in this process
-and in each process forked from it; frozen, they are out of its sight for good.
+allocations, runs all along (fw-gear and the Flywheel SDK make tens of thousands of
+objects). Every later full collection would scan them again, in this process and in
+each process forked from it; frozen, they are out of its sight for good
+(``docs/performance.md`` has the measurement).
 """
 
 import gc

@@ -1,6 +1,7 @@
-r"""Outside text made safe where it goes: a CSV cell, a terminal, a log.
+r"""Outside text made safe where it goes: a CSV cell, a terminal, a log, a file name.
 
-Outside text: file and member names, Flywheel names, a PACS's answers.
+Outside text: file and member names, Flywheel names, a PACS's answers, the values
+of a data set received.
 
 - :class:`CsvWriter` writes every CSV of the package. A cell starting with ``=``,
   ``+``, ``-``, ``@``, a tab or a carriage return is a formula to a spreadsheet:
@@ -11,14 +12,25 @@ Outside text: file and member names, Flywheel names, a PACS's answers.
   is shown. Both also write a surrogate escape (a byte of a name that is not
   UTF-8, as Python decodes file names) as the byte, ``\xNN``: such text cannot
   be encoded for a file or a terminal.
+- :func:`safe_name` and :func:`safe_component` make a file name of it: safe
+  characters only, so that no text can name a file outside the folder it is
+  written to; :func:`safe_component` also keeps different texts apart.
 """
 
 import csv
+import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["CsvWriter", "csv_cell", "encodable", "printable"]
+__all__ = [
+    "CsvWriter",
+    "csv_cell",
+    "encodable",
+    "printable",
+    "safe_component",
+    "safe_name",
+]
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # C0 and C1 controls, DEL, and the bidirectional embeddings, overrides and isolates.
@@ -29,6 +41,10 @@ _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # Lone surrogates: U+DC80-U+DCFF are the undecodable bytes of os.fsdecode and the
 # "surrogateescape" handler; any other is as unencodable and written as its code.
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+_NOT_IN_NAME = re.compile(r"[^A-Za-z0-9._+-]+")
+_COMPONENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
+_MAX_COMPONENT = 64
+_HASH = 16
 
 
 def _unsurrogate(match: re.Match[str]) -> str:
@@ -93,3 +109,30 @@ def printable(text: str, *, keep: str = "") -> str:
             lambda m: m.group() if m.group() in keep else _escape(m), text
         )
     return _UNPRINTABLE.sub(_escape, text)
+
+
+def safe_name(text: str, fallback: str = "unnamed") -> str:
+    """``text`` as a file name: letters, digits, ``.``, ``_``, ``+`` and ``-``.
+
+    Each run of other characters becomes ``_``; ``.`` and ``_`` are stripped from
+    both ends (no hidden file, no ``..``); nothing left gives ``fallback``.
+    """
+    return _NOT_IN_NAME.sub("_", text).strip("._") or fallback
+
+
+def safe_component(text: str, fallback: str) -> str:
+    """``text`` as one path component, different for different texts.
+
+    Text of up to 64 letters, digits, ``.``, ``_`` and ``-``, not starting with
+    ``.``, is kept as it is; empty text gives ``fallback``. Any other text (``.``,
+    ``..``, other characters, longer, or ``fallback`` itself) becomes its
+    :func:`safe_name`, cut short, then ``~`` and a hash of the whole text: two
+    texts never give one name.
+    """
+    if not text:
+        return fallback
+    if _COMPONENT.fullmatch(text) and text != fallback:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    kept = safe_name(text, "")[: _MAX_COMPONENT - _HASH - 1]
+    return f"{kept}~{digest[:_HASH]}"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from faults import AnsweringReceiver
 from gearjob import Gear, Site
 from pki import Pki, make_pki
 from pydicom import dcmread
@@ -196,11 +197,15 @@ def receiver(tmp_path: Path) -> Iterator[StorageReceiver]:
 
 @pytest.fixture
 def make_receiver(tmp_path: Path) -> Iterator[Callable[..., StorageReceiver]]:
-    """Start receivers with other settings; all are stopped at the end."""
+    """Start receivers with other settings; all are stopped at the end.
+
+    ``status=`` makes an :class:`~faults.AnsweringReceiver` that answers it.
+    """
     started: list[StorageReceiver] = []
 
     def make(**kwargs: object) -> StorageReceiver:
-        scp = StorageReceiver(tmp_path / f"received-{len(started)}", **kwargs)  # type: ignore[arg-type]
+        kind = AnsweringReceiver if "status" in kwargs else StorageReceiver
+        scp = kind(tmp_path / f"received-{len(started)}", **kwargs)  # type: ignore[arg-type]
         started.append(scp.__enter__())
         return scp
 

@@ -1,5 +1,5 @@
-"""Misbehaving peers: a Storage SCP that answers badly on cue, and a TCP proxy that
-cuts, resets or refuses connections. Both on 127.0.0.1, port 0."""
+"""Misbehaving peers: Storage SCPs that answer badly (on cue, or always), and a TCP
+proxy that cuts, resets or refuses connections. All on 127.0.0.1, port 0."""
 
 import contextlib
 import socket
@@ -20,6 +20,8 @@ from fw_gear_dicom_send.pacs.receiver import StorageReceiver
 # A-ASSOCIATE-RJ: rejected-transient (2), by the service provider's presentation
 # layer (3), local limit exceeded (2). PS3.8 9.3.4.
 TRANSIENT_REJECT = bytes([0x03, 0, 0, 0, 0, 4, 0, 2, 3, 2])
+STORED = frozenset({0x0000, 0xB000, 0xB006, 0xB007})
+"""The C-STORE statuses of an instance stored: success and the warnings."""
 
 
 class FaultyReceiver(StorageReceiver):
@@ -74,6 +76,29 @@ class FaultyReceiver(StorageReceiver):
             answer.ErrorComment = self.comment
             return answer
         return super()._on_store(event)
+
+
+class AnsweringReceiver(StorageReceiver):
+    """A Storage SCP that answers every C-STORE with one status.
+
+    A success or warning status (0x0000, 0xB000, 0xB006, 0xB007) stores the
+    instance first; any other refuses it.
+
+    Args:
+        out_dir: Where stored instances go.
+        status: The status to answer.
+        **kwargs: As for :class:`StorageReceiver`.
+    """
+
+    def __init__(self, out_dir: Path, *, status: int, **kwargs: Any) -> None:
+        super().__init__(out_dir, **kwargs)
+        self.status = status
+
+    def _on_store(self, event: Any) -> int | Dataset:
+        if self.status not in STORED:
+            return self.status
+        stored = super()._on_store(event)
+        return self.status if stored == 0x0000 else stored
 
 
 class FaultProxy:

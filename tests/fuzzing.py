@@ -34,7 +34,8 @@ import pydicom.data
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 
-from fw_gear_dicom_send.dicom.probe import DicomInfo, Encoding, NotSendable, probe
+from fw_gear_dicom_send.dicom.elements import Encoding
+from fw_gear_dicom_send.dicom.probe import DicomInfo, NotSendable, probe
 from fw_gear_dicom_send.dicom.provenance import (
     ProvenanceTag,
     TaggingError,
@@ -44,7 +45,8 @@ from fw_gear_dicom_send.dicom.provenance import (
     tag_dataset,
 )
 from fw_gear_dicom_send.errors import MalformedDicomError
-from fw_gear_dicom_send.send.inputs import InputProblem, Limits, collect
+from fw_gear_dicom_send.send.budget import Limits
+from fw_gear_dicom_send.send.inputs import InputProblem, collect
 from fw_gear_dicom_send.status import InstanceStatus
 from fw_gear_dicom_send.transport.wire import Payload
 

@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 from conftest import ExternalPeer, need, run_storescp
 from faults import FaultProxy, FaultyReceiver
+from multiframe import write_multiframe
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from test_cli import run, send_args
 
-from fw_gear_dicom_send.dicom.samples import copy_as_new, write_multiframe, write_series
+from fw_gear_dicom_send.dicom.samples import copy_as_new, write_series
 from fw_gear_dicom_send.pacs.receiver import StorageReceiver
 from fw_gear_dicom_send.send.engine import RunResult, SendRequest, send
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from fw_gear_dicom_send.errors import UsageError
 from fw_gear_dicom_send.pacs.query import Level, Model, Query, date_windows, parse_keys
-from fw_gear_dicom_send.pacs.retrieve import Target, TimeWindow
+from fw_gear_dicom_send.pacs.retrieve import Target
+from fw_gear_dicom_send.pacs.window import TimeWindow
 
 D = datetime.date
 

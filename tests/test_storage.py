@@ -5,12 +5,8 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fw_gear_dicom_send.pacs.filing import (
-    Layout,
-    relative_path,
-    safe_component,
-    write_atomically,
-)
+from fw_gear_dicom_send.pacs.filing import Layout, relative_path, write_atomically
+from fw_gear_dicom_send.sanitize import safe_component
 
 
 def test_layouts() -> None:

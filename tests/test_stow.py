@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 from checks import provenance
 from conftest import CI, ExternalPeer, MixedZip, run_orthanc
+from multiframe import write_multiframe
 from pki import Pki
 from pydicom import dcmread
 from stowserver import StowServer
 from test_send import read_report
 
 from fw_gear_dicom_send.cli.main import main
-from fw_gear_dicom_send.dicom.samples import write_multiframe, write_series
+from fw_gear_dicom_send.dicom.samples import write_series
 from fw_gear_dicom_send.errors import UsageError
 from fw_gear_dicom_send.send.engine import SendRequest, send
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus

@@ -69,7 +69,8 @@ from ..transport.tls import (
 
 if TYPE_CHECKING:
     from ..pacs.receiver import StorageReceiver
-    from ..pacs.retrieve import RetrieveResult, SubOperations, Target, TimeWindow
+    from ..pacs.retrieve import RetrieveResult, SubOperations, Target
+    from ..pacs.window import TimeWindow
 
 log = logging.getLogger(__name__)
 
@@ -840,7 +841,7 @@ def _target(args: argparse.Namespace) -> "Target":
 
 def _window(args: argparse.Namespace) -> "TimeWindow | None":
     """``--window``, parsed before anything else happens."""
-    from ..pacs.retrieve import TimeWindow  # noqa: PLC0415 - see _COMMANDS
+    from ..pacs.window import TimeWindow  # noqa: PLC0415 - see _COMMANDS
 
     return TimeWindow.parse(args.window) if args.window else None
 

@@ -4,6 +4,9 @@ pydicom's own GDCM plugin declines JPEG Extended with 12-bit samples, and Pillow
 decodes only 8-bit JPEG; GDCM's 12-bit IJG codec decodes it (its output equals
 DCMTK's ``dcmdjpeg``). :func:`register` adds this plugin after pydicom's plugins for
 that syntax, so 8-bit JPEG Extended still goes the usual way.
+
+python-gdcm is imported only when a frame is decoded: every sending process
+imports this module, and few ever decode a 12-bit JPEG.
 """
 
 import logging
@@ -23,7 +26,7 @@ def is_available(uid: str) -> bool:
     if uid != JPEGExtended12Bit:
         return False
     try:
-        import gdcm  # noqa: F401, PLC0415 - optional until used
+        import gdcm  # noqa: F401, PLC0415 - see the module docstring
     except ImportError:
         return False
     return True
@@ -36,7 +39,7 @@ def decode_frame(src: bytes, runner: DecodeRunner) -> bytes:
         ValueError: Not 12-bit data (another plugin serves it), or GDCM cannot
             decode it.
     """
-    import gdcm  # noqa: PLC0415 - see is_available
+    import gdcm  # noqa: PLC0415 - see the module docstring
 
     bits_stored = runner.bits_stored
     if bits_stored <= 8:

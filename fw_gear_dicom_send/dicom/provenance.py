@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import DicomSendError, UsageError
-from .probe import DicomInfo, Encoding
+from .elements import Encoding
+from .probe import DicomInfo
 
 DEFAULT_GROUP = 0x0021
 DEFAULT_CREATOR = "Flywheel"

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
-import numpy as np
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -112,24 +111,6 @@ def write_series(
         dcmwrite(path, make_ct(index, seed, rows, columns), enforce_file_format=True)
         paths.append(path)
     return paths
-
-
-def write_multiframe(path: Path, megabytes: int, seed: str = DEFAULT_SEED) -> Path:
-    """Write one multi-frame CT instance of about ``megabytes`` MB (512 x 512, 16 bit).
-
-    For memory tests: the pixel data is held once while the file is written.
-    """
-    frames = max(1, megabytes * 1024 * 1024 // (512 * 512 * 2))
-    ds = make_ct(0, seed, 512, 512)
-    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2.1"  # Enhanced CT Image Storage
-    ds.SOPInstanceUID = generate_uid(entropy_srcs=[seed, "multiframe"])
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.NumberOfFrames = frames
-    frame = np.frombuffer(_pattern(512 * 512), dtype=np.uint16)
-    ds.PixelData = np.tile(frame, frames).tobytes()
-    dcmwrite(path, ds, enforce_file_format=True)
-    return path
 
 
 def zip_files(archive: Path, files: dict[str, Path]) -> Path:

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from ..sanitize import safe_name
 from ..send.report import write_table
-from .files import FlywheelFile, Session, safe_name
+from .files import FlywheelFile, Session
 
 COLUMNS = (
     "Acquisition ID",

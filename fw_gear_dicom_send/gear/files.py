@@ -1,16 +1,13 @@
 """Flywheel files as the gear names them in its reports (no SDK needed here).
 
-The values the gear and its report use for the files it sends; :mod:`.fwapi` makes
+The values the gear and its report use for the files it sends; :mod:`.flywheel` makes
 them from what the Flywheel API returns. Kept apart from it so that a job with no
 ``api-key`` input, which never talks to Flywheel, never imports the SDK.
 """
 
-import re
 from dataclasses import dataclass
 
 from ..errors import DicomSendError
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 
 
 class FlywheelError(DicomSendError):
@@ -43,8 +40,3 @@ class FlywheelFile:
         if self.session is None:
             return self.name
         return f"{self.session.path}/{self.acquisition_label}/files/{self.name}"
-
-
-def safe_name(text: str) -> str:
-    """``text`` made safe to use in a file name."""
-    return _UNSAFE.sub("_", text).strip("._") or "unnamed"

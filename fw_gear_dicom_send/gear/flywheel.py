@@ -2,7 +2,7 @@
 
 Calls go through the flywheel-sdk client that fw-gear's ``GearContext`` builds from
 the ``api-key`` input (:func:`connect`). Only a job with that input imports this
-module, and with it fw-gear and the SDK (0.3 s of imports).
+module, and with it fw-gear and the SDK, a large import.
 
 Downloads stream to disk (the SDK writes 64 KB chunks as they arrive) and are
 retried with exponential back-off on server errors (5xx), 429 and connection errors
@@ -24,6 +24,7 @@ from flywheel.rest import ApiException
 from fw_gear import GearContext
 from fw_gear.context import GearContextError
 
+from ..atomic import replacing
 from ..errors import UsageError
 from .config import ContainerRef
 from .files import FlywheelError, FlywheelFile, Session
@@ -194,10 +195,9 @@ class Hierarchy:
         Raises:
             FlywheelError: The download failed for good.
         """
-        partial = dest.with_name(dest.name + ".partial")
         extra = {} if file.version is None else {"version": file.version}
 
-        def attempt() -> None:
+        def attempt(partial: Path) -> None:
             self._client.download_file_from_acquisition(
                 file.acquisition_id, file.name, str(partial), **extra
             )
@@ -220,10 +220,9 @@ class Hierarchy:
             logger=None,
         )(attempt)
         try:
-            fetch()
-            partial.replace(dest)
+            with replacing(dest) as partial:
+                fetch(partial)
         except (ApiException, httpx2.HTTPError, OSError) as exc:
-            partial.unlink(missing_ok=True)
             raise FlywheelError(f"download failed: {describe(exc)}") from None
 
     def attach(self, session: Session, path: Path) -> None:

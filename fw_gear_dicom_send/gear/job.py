@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING
 
 from .. import stopping
 from ..errors import UsageError
-from ..sanitize import printable
+from ..sanitize import printable, safe_name
 from ..send.engine import RunResult, SendRequest, send
 from ..send.report import ReportError, Row, write_csv
 from ..status import ExitStatus, InstanceStatus
 from ..transport.tls import client_context
 from .completion import FileResult, FileStatus, report_name, write_report
 from .config import FileInput, GearSettings
-from .files import FlywheelError, FlywheelFile, safe_name
+from .files import FlywheelError, FlywheelFile
 
 if TYPE_CHECKING:
     from .flywheel import Hierarchy
@@ -52,7 +52,7 @@ def run(settings: GearSettings, hierarchy: Hierarchy | None) -> ExitStatus:
 
     Args:
         settings: The validated configuration.
-        hierarchy: The job's Flywheel (:func:`.fwapi.connect`), if it has an
+        hierarchy: The job's Flywheel (:func:`.flywheel.connect`), if it has an
             api-key input.
 
     Returns:

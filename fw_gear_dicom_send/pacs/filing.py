@@ -3,22 +3,18 @@
 Path components come from the data set (PatientID, Study/Series/SOP Instance UIDs),
 so each is reduced to safe characters: nothing a peer sends can name a file
 outside the output folder. The mapping is injective: two different values never
-share a name (a value that had to be changed carries a hash of itself).
+share a name (a value that had to be changed carries a hash of itself). Each
+instance filed is accounted for as :class:`Received`.
 """
 
 import enum
-import hashlib
-import os
-import re
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Layout", "relative_path", "safe_component", "write_atomically"]
+from ..atomic import replacing
+from ..sanitize import safe_component
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-_SAFE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
-_MAX_COMPONENT = 64
-_HASH = 16
+__all__ = ["Layout", "Received", "relative_path", "write_atomically"]
 
 
 class Layout(enum.StrEnum):
@@ -30,23 +26,6 @@ class Layout(enum.StrEnum):
     """``StudyInstanceUID/SeriesInstanceUID/SOPInstanceUID.dcm``."""
     FLAT = "flat"
     """``SOPInstanceUID.dcm``."""
-
-
-def safe_component(text: str, fallback: str) -> str:
-    """``text`` as one safe path component: letters, digits, ``.``, ``_``, ``-``.
-
-    Text of up to 64 such characters, not starting with ``.``, is kept as it is;
-    empty text gives ``fallback``. Any other text (``.``, ``..``, other characters,
-    longer, or ``fallback`` itself) becomes its safe characters, cut short, then
-    ``~`` and a hash of the whole text: different texts never give one name.
-    """
-    if not text:
-        return fallback
-    if _SAFE.fullmatch(text) and text != fallback:
-        return text
-    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    kept = _UNSAFE.sub("_", text).lstrip(".")[: _MAX_COMPONENT - _HASH - 1]
-    return f"{kept}~{digest[:_HASH]}"
 
 
 def relative_path(
@@ -75,11 +54,18 @@ def write_atomically(path: Path, data: bytes) -> None:
         OSError: The folder cannot be made, or the disk is full.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".partial")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(partial, path)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
+    with replacing(path, unique=True) as partial:
+        partial.write_bytes(data)
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One instance the receiver stored."""
+
+    path: Path
+    """Where it was written."""
+    sop_instance_uid: str
+    transfer_syntax: str
+    """The transfer syntax it came in, and is written in."""
+    calling_ae: str
+    """The AE title of the peer that sent it."""

@@ -8,18 +8,14 @@ it cannot be written (disk full, no permission) the peer is answered 0xA700 (Out
 Resources) and nothing partial is left. Every association ends with one log line.
 """
 
-import contextlib
 import logging
 import re
-import socket
 import ssl
-import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Self, cast
 
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -29,14 +25,14 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
-from pynetdicom.association import Association
+from pynetdicom import ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.transport import ThreadedAssociationServer
 
 from ..dicom.uids import VERIFICATION
 from ..transport.association import set_no_delay
-from .filing import Layout, relative_path, write_atomically
+from .filing import Layout, Received, relative_path, write_atomically
+from .server import AcceptorAE, arm_request_deadline
 
 log = logging.getLogger(__name__)
 
@@ -50,104 +46,13 @@ _FIRST = (
 PREFERRED_SYNTAXES: tuple[str, ...] = _FIRST + tuple(
     ts for ts in ALL_TRANSFER_SYNTAXES if ts not in _FIRST
 )
-_UID = re.compile(r"^[0-9.]{1,64}$")
-OUT_OF_RESOURCES = 0xA700
-_CANNOT_UNDERSTAND = 0xC210
 REQUEST_TIMEOUT = 10.0
 """Seconds a new connection has to send its association request."""
 IDLE_TIMEOUT = 60.0
 """Seconds an established association may stay silent before it is aborted."""
-# PS3.8 9.2: no request yet (Sta1: the transport's open event not yet handled;
-# Sta2: transport open, awaiting A-ASSOCIATE-RQ).
-_AWAITING_REQUEST = frozenset({"Sta1", "Sta2"})
-
-
-class _Server(ThreadedAssociationServer):
-    """pynetdicom's server, with each TLS handshake in its connection's thread.
-
-    pynetdicom handshakes in the thread that accepts connections, with no time
-    limit: one silent connection would stop every other. Here the handshake runs
-    in the connection's own thread, for at most the AE's ACSE timeout. Each read
-    and write of a connection waits at most the AE's network timeout (a peer that
-    stops in the middle of a PDU is let go). A failed connection is one log line,
-    not socketserver's traceback.
-    """
-
-    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
-        """Accept a connection; wrap it for TLS without handshaking yet."""
-        assert self.socket is not None
-        sock, address = self.socket.accept()
-        sock.settimeout(self.ae.network_timeout)
-        if self.ssl_context is not None:
-            sock = self.ssl_context.wrap_socket(
-                sock, server_side=True, do_handshake_on_connect=False
-            )
-        return sock, address
-
-    def process_request_thread(
-        self,
-        request: socket.socket | tuple[bytes, socket.socket],
-        client_address: tuple[str, int] | str,
-    ) -> None:
-        """Handshake (TLS), then serve the connection."""
-        if isinstance(request, ssl.SSLSocket):
-            before = request.gettimeout()
-            try:
-                request.settimeout(self.ae.acse_timeout)
-                request.do_handshake()
-                request.settimeout(before)
-            except (OSError, ValueError) as exc:
-                log.debug("TLS handshake with %s failed: %s", client_address, exc)
-                self.shutdown_request(request)
-                return
-        super().process_request_thread(request, client_address)
-
-    def handle_error(
-        self,
-        request: socket.socket | tuple[bytes, socket.socket],
-        client_address: tuple[str, int] | str,
-    ) -> None:
-        """Log a connection's failure in one line."""
-        log.warning("connection from %s failed: %s", client_address, sys.exc_info()[1])
-
-
-def _awaiting_request(assoc: Association) -> bool:
-    """Whether a connection has yet to deliver its whole A-ASSOCIATE-RQ."""
-    return bool(assoc.dul.state_machine.current_state in _AWAITING_REQUEST)
-
-
-class _AcceptorAE(AE):
-    """An AE whose association limit counts only connections that asked for one.
-
-    pynetdicom compares the number of its acceptor threads with
-    ``maximum_associations`` when a request arrives; a thread still awaiting its
-    peer's A-ASSOCIATE-RQ (a bare TCP connection, or one that sent part of a
-    PDU) is left out of that count. Its servers are :class:`_Server`.
-    """
-
-    def make_server(self, *args: Any, **kwargs: Any) -> Any:
-        """The server pynetdicom would make, as a :class:`_Server`."""
-        kwargs["server_class"] = _Server
-        return super().make_server(*args, **kwargs)
-
-    @property
-    def active_associations(self) -> list[Association]:
-        """The association threads, less those still awaiting a request."""
-        return [
-            assoc
-            for assoc in super().active_associations
-            if not _awaiting_request(assoc)
-        ]
-
-
-@dataclass(frozen=True, slots=True)
-class Received:
-    """One instance the receiver stored."""
-
-    path: Path
-    sop_instance_uid: str
-    transfer_syntax: str
-    calling_ae: str
+_UID = re.compile(r"^[0-9.]{1,64}$")
+OUT_OF_RESOURCES = 0xA700
+_CANNOT_UNDERSTAND = 0xC210
 
 
 class StorageReceiver:
@@ -157,7 +62,6 @@ class StorageReceiver:
         out_dir: Where to write received instances.
         ae_title: Its AE title; associations calling another title are rejected.
         transfer_syntaxes: The syntaxes it accepts, most preferred first.
-        status: The C-STORE status it answers (0x0000 stores the instance).
         tls: A server-side TLS context: it then speaks only TLS.
         max_associations: Associations at once; more are rejected as transient
             ("local limit exceeded").
@@ -177,7 +81,6 @@ class StorageReceiver:
         *,
         ae_title: str = "STORE-SCP",
         transfer_syntaxes: Sequence[str] = PREFERRED_SYNTAXES,
-        status: int = 0x0000,
         tls: ssl.SSLContext | None = None,
         max_associations: int = 16,
         layout: Layout = Layout.FLAT,
@@ -189,10 +92,9 @@ class StorageReceiver:
         self.out_dir = out_dir
         self.layout = layout
         self._address = (host, port)
-        self._filer = InstanceFiler(out_dir, layout, status)
+        self._filer = InstanceFiler(out_dir, layout)
         self._tls = tls
         self.ae_title = ae_title
-        self.status = status
         self.associations = 0
         """Associations accepted so far."""
         self.released = 0
@@ -200,7 +102,7 @@ class StorageReceiver:
         self.aborted = 0
         """Associations aborted (by either side)."""
         self._lock = threading.Lock()
-        self._ae = _AcceptorAE(ae_title=ae_title)
+        self._ae = AcceptorAE(ae_title=ae_title)
         self._ae.require_called_aet = True
         self._ae.maximum_associations = max_associations
         # The ARTIM timer: how long a new connection may stay silent.
@@ -267,13 +169,7 @@ class StorageReceiver:
     def _on_open(self, event: evt.Event) -> None:
         """Arm the connection's deadline for its association request."""
         set_no_delay(event)
-        deadline = threading.Timer(
-            self._ae.acse_timeout or REQUEST_TIMEOUT,
-            _close_if_no_request,
-            (event.assoc,),
-        )
-        deadline.daemon = True
-        deadline.start()
+        arm_request_deadline(event.assoc, self._ae.acse_timeout or REQUEST_TIMEOUT)
 
     def _on_accepted(self, event: evt.Event) -> None:
         with self._lock:
@@ -290,9 +186,10 @@ class StorageReceiver:
         self._log_association(event, "aborted")
 
     def _on_store(self, event: evt.Event) -> int | Dataset:
-        """File the instance; the status to answer (a hook for test receivers).
+        """File the instance; the status to answer.
 
-        A hook may answer a Dataset: the status with, say, an Error Comment.
+        A subclass may answer otherwise, or a Dataset: the status with, say, an
+        Error Comment.
         """
         return self._filer(event)
 
@@ -311,45 +208,17 @@ class StorageReceiver:
         )
 
 
-def _close_if_no_request(assoc: Association) -> None:
-    """Close a connection that has not delivered its A-ASSOCIATE-RQ by now.
-
-    The association's own timer (ARTIM) is not looked at while it waits for the
-    rest of a PDU, so a peer that sends a few bytes and stops would hold the
-    connection for ever: shutting the socket down ends that wait.
-    """
-    if not _awaiting_request(assoc):
-        return
-    wrapper = assoc.dul.socket
-    sock = wrapper.socket if wrapper is not None else None
-    if sock is None:
-        return
-    log.debug("closing %s: no association request in time", assoc.requestor.address)
-    # Reading only: the reader sees the end of the stream, and pynetdicom then
-    # shuts down and closes the socket as for a peer that hung up (a socket shut
-    # down both ways here would fail its shutdown, and be left open). The plain
-    # socket's shutdown: an SSLSocket's own would drop its TLS state under the
-    # thread reading from it. OSError: it is already closed.
-    with contextlib.suppress(OSError):
-        socket.socket.shutdown(sock, socket.SHUT_RD)
-
-
 class InstanceFiler:
     """An EVT_C_STORE handler that files each instance under ``out_dir``.
 
     Args:
         out_dir: The output folder.
         layout: How instances are filed in it.
-        status: The status to answer when an instance is stored (a test may
-            answer a warning, or a failure without storing).
     """
 
-    def __init__(
-        self, out_dir: Path, layout: Layout = Layout.FLAT, status: int = 0x0000
-    ) -> None:
+    def __init__(self, out_dir: Path, layout: Layout = Layout.FLAT) -> None:
         self.out_dir = out_dir
         self.layout = layout
-        self.status = status
         self.received: list[Received] = []
         self._lock = threading.Lock()
         self._per_association: dict[int, list[int]] = {}
@@ -370,9 +239,6 @@ class InstanceFiler:
 
     def __call__(self, event: evt.Event) -> int:
         """File the instance of a C-STORE request; the status to answer."""
-        if self.status not in (0x0000, 0xB000, 0xB006, 0xB007):
-            self._count(event, stored=False)
-            return self.status
         request = cast(C_STORE, event.request)
         uid = str(request.AffectedSOPInstanceUID)
         if not _UID.match(uid):
@@ -399,7 +265,7 @@ class InstanceFiler:
                     str(event.assoc.requestor.ae_title),
                 )
             )
-        return self.status
+        return 0x0000
 
     def _place(self, event: evt.Event, uid: str) -> Path:
         """Where an instance goes under ``out_dir``: named by its data set's values.

@@ -24,7 +24,8 @@ from ..transport.peer import AssociationSettings, Peer, StowSettings
 from ..transport.retry import Retrier, RetryPolicy
 from ..transport.tls import client_context, risks
 from ..transport.workers import Job, Sender, split
-from .inputs import InputFile, InputProblem, Limits, check_paths, collect
+from .budget import Limits
+from .inputs import InputFile, InputProblem, check_paths, collect
 from .report import Row, Summary, summarize
 
 if TYPE_CHECKING:

@@ -1,6 +1,5 @@
 """The per-file report: one row for every input file, and the run's summary."""
 
-import contextlib
 import csv
 import os
 import stat
@@ -9,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import partial_of, replacing
 from ..errors import DicomSendError, UsageError
 from ..sanitize import CsvWriter
 from ..status import ExitStatus, InstanceStatus
@@ -28,10 +28,6 @@ _REQUIRED_TO_RESUME = frozenset(COLUMNS) - {"verified"}
 _RESUME_MAX_BYTES = 1 << 30
 """A report to resume from larger than this (1 GiB, some 5 million rows) is
 refused rather than read."""
-
-
-class ReportError(DicomSendError):
-    """A report could not be written (disk full, no permission)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +76,10 @@ class Row:
         }
 
 
+class ReportError(DicomSendError):
+    """A report could not be written (disk full, no permission)."""
+
+
 def write_csv(rows: Iterable[Row], path: Path) -> None:
     """Write the report; the file is replaced only once it is complete."""
     write_table(path, COLUMNS, (row.as_csv() for row in rows))
@@ -105,7 +105,7 @@ def check_replaceable(path: Path) -> None:
         UsageError: ``path`` or its ``.partial`` exists and is neither a regular
             file nor a folder.
     """
-    for target in (path, path.with_name(path.name + ".partial")):
+    for target in (path, partial_of(path)):
         if target.is_dir() or _regular_or_missing(target):
             continue  # a folder: the caller's own check names it
         named = "" if target == path else f": {target}"
@@ -126,19 +126,18 @@ def write_table(
     Raises:
         ReportError: It cannot be written; nothing partial is left.
     """
-    partial = path.with_name(path.name + ".partial")
-    if not (_regular_or_missing(path) and _regular_or_missing(partial)):
+    if not (_regular_or_missing(path) and _regular_or_missing(partial_of(path))):
         raise ReportError(f"cannot write the report {path}: not a regular file")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(partial, "w", newline="", encoding="utf-8") as f:
+        with (
+            replacing(path) as partial,
+            open(partial, "w", newline="", encoding="utf-8") as f,
+        ):
             writer = CsvWriter(f, columns)
             writer.writeheader()
             writer.writerows(rows)
-        partial.replace(path)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            partial.unlink(missing_ok=True)
         raise ReportError(
             f"cannot write the report {path}: {exc.strerror or exc}"
         ) from None
