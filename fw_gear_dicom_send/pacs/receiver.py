@@ -35,6 +35,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.transport import ThreadedAssociationServer
 
 from ..dicom.uids import VERIFICATION
+from ..settings import LISTEN_IDLE_TIMEOUT, LISTEN_REQUEST_TIMEOUT
 from ..transport.association import set_no_delay
 from .filing import Layout, relative_path, write_atomically
 
@@ -53,9 +54,9 @@ PREFERRED_SYNTAXES: tuple[str, ...] = _FIRST + tuple(
 _UID = re.compile(r"^[0-9.]{1,64}$")
 OUT_OF_RESOURCES = 0xA700
 _CANNOT_UNDERSTAND = 0xC210
-REQUEST_TIMEOUT = 10.0
+REQUEST_TIMEOUT = LISTEN_REQUEST_TIMEOUT
 """Seconds a new connection has to send its association request."""
-IDLE_TIMEOUT = 60.0
+IDLE_TIMEOUT = LISTEN_IDLE_TIMEOUT
 """Seconds an established association may stay silent before it is aborted."""
 # PS3.8 9.2: no request yet (Sta1: the transport's open event not yet handled;
 # Sta2: transport open, awaiting A-ASSOCIATE-RQ).
