@@ -147,7 +147,7 @@ class AssociationSettings:
     def parse(
         cls,
         calling_ae: str = LIBRARY_CALLING_AE,
-        timeouts: Mapping[str, object] = _NO_LABELS,
+        timeouts: Mapping[str, object] | None = None,
         *,
         tls: TlsSettings | None = None,
         labels: Labels = _NO_LABELS,
@@ -164,9 +164,10 @@ class AssociationSettings:
         Raises:
             UsageError: A value is invalid; the message names it by ``labels``.
         """
+        values = timeouts or {}
         given = {
             name: seconds(
-                name, timeouts.get(name, default), labels.get(name, _own_label(name))
+                name, values.get(name, default), labels.get(name, _own_label(name))
             )
             for name, default in _TIMEOUTS.items()
         }
