@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from .tls import TlsSettings, section
 from .tls_context import ssl_reason
 
-if TYPE_CHECKING:  # cryptography is imported where used: it costs every start 50 ms
+if TYPE_CHECKING:  # cryptography is imported where used: only a diagnosis needs it
     from cryptography import x509
 
 _NOT_TLS = frozenset(
