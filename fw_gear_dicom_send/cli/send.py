@@ -7,6 +7,7 @@ from pathlib import Path
 from .. import stopping
 from ..dicom.provenance import (
     DEFAULT_CREATOR,
+    DEFAULT_GROUP,
     DEFAULT_VALUE,
     ProvenanceTag,
     parse_group,
@@ -63,7 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--report", type=options.path, help="write the CSV report here")
     tag = parser.add_argument_group("provenance element")
-    tag.add_argument("--group", default="0x0021", help="private group (0x0021)")
+    group = f"0x{DEFAULT_GROUP:04X}"
+    tag.add_argument("--group", default=group, help=f"private group ({group})")
     tag.add_argument(
         "--creator",
         "--identifier",

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..dicom.provenance import (
     DEFAULT_CREATOR,
+    DEFAULT_GROUP,
     DEFAULT_VALUE,
     ProvenanceTag,
     parse_group,
@@ -213,7 +214,7 @@ def parse_config(
         tls=_tls(options, inputs) if transport == "dimse" else None,
         labels=_LABELS,
     )
-    group = options.group("group", "0x0021")
+    group = options.group("group", f"0x{DEFAULT_GROUP:04X}")
     creator = options.text("identifier", DEFAULT_CREATOR)
     value = options.text("tag_value", DEFAULT_VALUE)
     try:
