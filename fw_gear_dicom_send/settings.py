@@ -1,11 +1,12 @@
-"""The one table of sane ranges for every number a user gives, and its checks.
+"""Every default and limit, once, and the checks of the numbers a user gives.
 
-The command line and the gear's config both check their numbers here, so a port,
-a timeout or a count is held to the same range whichever way it comes in. The
-highest values keep every timer within what the threads and sockets under it
-take (a timeout of 1e12 s overflows them); nothing useful is lost at a day. A
-timeout is at least a tenth of a second: below it, no answer can arrive and
-every attempt fails at once.
+The settings types (``Peer``, ``AssociationSettings``, ``StowSettings``,
+``TlsSettings``) check their values against these ranges, and the command line
+and the gear's config build those types, so a port, a timeout or a count is held
+to the same range whichever way it comes in. The highest values keep every timer
+within what the threads and sockets under it take (a timeout of 1e12 s overflows
+them); nothing useful is lost at a day. A timeout is at least a tenth of a second:
+below it, no answer can arrive and every attempt fails at once.
 """
 
 import math
@@ -16,7 +17,70 @@ from types import MappingProxyType
 
 from .errors import UsageError
 
-__all__ = ["BOUNDS", "Bounds", "seconds", "whole"]
+__all__ = [
+    "ACSE_TIMEOUT",
+    "AE_TITLE_MAX",
+    "BOUNDS",
+    "CONNECT_TIMEOUT",
+    "DEFAULT_ASSOCIATIONS",
+    "DIMSE_TIMEOUT",
+    "DOWNLOAD_RETRY_SECONDS",
+    "FIND_WINDOW_DAYS",
+    "GEAR_CALLING_AE",
+    "LIBRARY_CALLING_AE",
+    "LISTEN_AE_TITLE",
+    "LISTEN_IDLE_TIMEOUT",
+    "LISTEN_REQUEST_TIMEOUT",
+    "NETWORK_TIMEOUT",
+    "PORT",
+    "RETRIEVE_LISTEN_PORT",
+    "STOW_BATCH",
+    "STOW_TIMEOUT",
+    "Bounds",
+    "Labels",
+    "seconds",
+    "whole",
+]
+
+LIBRARY_CALLING_AE = "DICOM-SEND"
+"""Our AE title for the Python API and the command line (``--calling-ae``)."""
+GEAR_CALLING_AE = "flywheel"
+"""Our AE title for the gear (config ``calling_ae``, as its manifest says)."""
+AE_TITLE_MAX = 16
+"""Characters of an AE title, at most."""
+PORT = 104
+"""The receiver's port (``--port``, config ``port``)."""
+DEFAULT_ASSOCIATIONS = 4
+"""Associations (worker processes), or STOW-RS requests, at once."""
+CONNECT_TIMEOUT = 15.0
+"""Seconds to open the TCP connection."""
+ACSE_TIMEOUT = 30.0
+"""Seconds for the answer to an association request or release."""
+DIMSE_TIMEOUT = 120.0
+"""Seconds for the answer to one C-STORE (a large instance takes its time)."""
+NETWORK_TIMEOUT = 120.0
+"""Seconds of silence on an open connection."""
+STOW_BATCH = 20
+"""Instances per STOW-RS request."""
+STOW_TIMEOUT = DIMSE_TIMEOUT
+"""Seconds of silence on a STOW-RS connection before it counts as broken."""
+LISTEN_AE_TITLE = "DICOM-SEND"
+"""The AE title of ``dicom-send listen``."""
+LISTEN_REQUEST_TIMEOUT = 10.0
+"""Seconds a new connection to a listener of ours has to send its request."""
+LISTEN_IDLE_TIMEOUT = 60.0
+"""Seconds an association with a listener of ours may stay silent."""
+RETRIEVE_LISTEN_PORT = 11113
+"""The port of the listener ``retrieve --method move`` starts."""
+FIND_WINDOW_DAYS = 15
+"""Days per C-FIND of a date range."""
+DOWNLOAD_RETRY_SECONDS = 60
+"""The gear's ``file_download_retry_time``."""
+
+Labels = Mapping[str, str]
+"""How a front door names a settings type's fields in its messages, by field
+(``{"dimse_timeout": "--dimse-timeout"}``); a field left out keeps the type's
+own wording."""
 
 _DAY = 24 * 3600
 _HOUR = 3600

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from fw_gear_dicom_send.cli.main import ProgressPrinter
+from fw_gear_dicom_send.cli.progress import ProgressPrinter
 from fw_gear_dicom_send.send.engine import Progress
 
 
@@ -32,7 +32,7 @@ def test_log_lines_otherwise(
 ) -> None:
     stream = io.StringIO()
     show = ProgressPrinter(stream, interval=interval)
-    with caplog.at_level(logging.INFO, logger="fw_gear_dicom_send.cli.main"):
+    with caplog.at_level(logging.INFO, logger="fw_gear_dicom_send.cli.progress"):
         for done in range(1, 11):
             show(Progress(done, 10, done, 10, 1.0))
     assert stream.getvalue() == ""

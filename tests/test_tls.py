@@ -23,9 +23,9 @@ from fw_gear_dicom_send.transport.tls import (
     DEFAULT_PROFILE,
     Profile,
     TlsSettings,
-    client_context,
     section,
 )
+from fw_gear_dicom_send.transport.tls_context import client_context
 
 
 @pytest.fixture

@@ -4,8 +4,10 @@ Written for configurations made for the existing ``fw-gear-dicom-send`` 4.x gear
 its keys and value types are read as they are, and the spellings older versions
 used are accepted too (``tls_enabled`` as ``"enabled"``/``"disabled"``, ``group`` as
 ``0x0021``, ``0021`` or ``21``, numbers written as text, the input ``api_key``).
-Every value is checked here, so a bad one stops the job with a one-line
-:class:`~fw_gear_dicom_send.errors.UsageError` before anything is sent.
+Every value is checked, here or by the settings type it goes into (``Peer``,
+``AssociationSettings``, ``StowSettings``, ``TlsSettings``), so a bad one stops the
+job with a one-line :class:`~fw_gear_dicom_send.errors.UsageError` naming its key
+before anything is sent.
 """
 
 import json
@@ -17,28 +19,24 @@ from typing import Any
 
 from ..dicom.provenance import (
     DEFAULT_CREATOR,
+    DEFAULT_GROUP,
     DEFAULT_VALUE,
     ProvenanceTag,
     parse_group,
 )
 from ..errors import UsageError
-from ..send.engine import DEFAULT_ASSOCIATIONS
-from ..settings import seconds, whole
-from ..transport.peer import (
-    AssociationSettings,
-    Peer,
-    StowSettings,
-    check_ae_title,
-    parse_auth,
+from ..settings import (
+    DEFAULT_ASSOCIATIONS,
+    DOWNLOAD_RETRY_SECONDS,
+    GEAR_CALLING_AE,
+    PORT,
 )
+from ..transport.peer import AssociationSettings, Peer, StowSettings, parse_auth
 from ..transport.retry import RetryPolicy
-from ..transport.tls import DEFAULT_PROFILE, TlsSettings, check_password, parse_profile
+from ..transport.tls import DEFAULT_PROFILE, TlsSettings
+from .options import Options
 
 log = logging.getLogger(__name__)
-
-DEFAULT_CALLING_AE = "flywheel"
-DEFAULT_PORT = 104
-DEFAULT_RETRY_SECONDS = 60
 
 # Every key the gear reads, so that a key nobody reads is logged as ignored.
 KNOWN_KEYS = frozenset(
@@ -71,11 +69,17 @@ KNOWN_KEYS = frozenset(
     }
 )
 _TRANSPORTS = ("dimse", "stow-rs")
-_TRUE = frozenset({"true", "yes", "on", "1"})
-_FALSE = frozenset({"false", "no", "off", "0"})
 # tls_enabled as gear 3.x wrote it; "anonymous" meant TLS without a client
 # certificate, which is what TLS without the key and cert inputs is.
 _TLS_WORDS = {"enabled": True, "anonymous": True, "disabled": False}
+_TIMEOUTS = ("connect_timeout", "acse_timeout", "dimse_timeout")
+"""The association timeouts the config sets (by their field names)."""
+_LABELS = {
+    **{key: f"config {key}" for key in ("port", "called_ae", "calling_ae", *_TIMEOUTS)},
+    "profile": "config tls_security_profile",
+    "key_password": "config tls_key_password",
+}
+"""How the settings types name their fields in messages: by config key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +194,7 @@ def parse_config(
     """
     for key in sorted(set(config) - KNOWN_KEYS):
         log.warning("config key %r is not one of this gear's and is ignored", key)
-    options = _Options(config)
+    options = Options(config)
     transport = options.text("transport", "dimse").lower()
     if transport not in _TRANSPORTS:
         raise UsageError(
@@ -198,24 +202,19 @@ def parse_config(
         )
     peer = None
     if transport == "dimse":
-        peer = Peer(
-            host=options.text("destination"),
-            port=options.integer("port", DEFAULT_PORT),
-            called_ae=check_ae_title(options.text("called_ae"), "config called_ae"),
+        peer = Peer.parse(
+            options.text("destination"),
+            options.value("port", PORT),
+            options.text("called_ae"),
+            labels=_LABELS,
         )
-    defaults = AssociationSettings()
-    association = AssociationSettings(
-        calling_ae=check_ae_title(
-            options.text("calling_ae", DEFAULT_CALLING_AE, blank_is_default=False),
-            "config calling_ae",
-        ),
-        connect_timeout=options.seconds("connect_timeout", defaults.connect_timeout),
-        acse_timeout=options.seconds("acse_timeout", defaults.acse_timeout),
-        dimse_timeout=options.seconds("dimse_timeout", defaults.dimse_timeout),
-        network_timeout=defaults.network_timeout,
+    association = AssociationSettings.parse(
+        options.text("calling_ae", GEAR_CALLING_AE, blank_is_default=False),
+        options.given(_TIMEOUTS),
         tls=_tls(options, inputs) if transport == "dimse" else None,
+        labels=_LABELS,
     )
-    group = options.group("group", "0x0021")
+    group = options.group("group", f"0x{DEFAULT_GROUP:04X}")
     creator = options.text("identifier", DEFAULT_CREATOR)
     value = options.text("tag_value", DEFAULT_VALUE)
     try:
@@ -229,7 +228,7 @@ def parse_config(
         tag=tag,
         report=options.boolean("report", default=True),
         download_retry_seconds=options.integer(
-            "file_download_retry_time", DEFAULT_RETRY_SECONDS
+            "file_download_retry_time", DOWNLOAD_RETRY_SECONDS
         ),
         destination=_container_ref(destination),
         file=_the_file_input(inputs),
@@ -246,88 +245,8 @@ def parse_config(
     )
 
 
-class _Options:
-    """Typed reads of config options, each failure naming its key."""
-
-    def __init__(self, config: Mapping[str, Any]) -> None:
-        self._config = config
-
-    def _get(self, key: str, default: Any) -> Any:
-        value = self._config.get(key)
-        if value is None or value == "":
-            if default is None:
-                raise UsageError(f"config {key} is required")
-            return default
-        return value
-
-    def text(
-        self, key: str, default: str | None = None, *, blank_is_default: bool = True
-    ) -> str:
-        """Text; empty text means the default unless ``blank_is_default`` is false."""
-        if not blank_is_default and isinstance(self._config.get(key), str):
-            return str(self._config[key]).strip()
-        value = self._get(key, default)
-        if not isinstance(value, str):
-            raise UsageError(f"config {key} must be text, got {value!r}")
-        return value.strip()
-
-    def group(self, key: str, default: str) -> str:
-        """A group number as hexadecimal text; a JSON number is refused.
-
-        The text ``"21"`` is 0x0021 while the number 21 would be 0x0015: rather
-        than guess which a number means, the message says what to write.
-        """
-        value = self._config.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            hint = (
-                f'; for group {value} (decimal) write "0x{value:04X}"'
-                if isinstance(value, int) and 0 <= value <= 0xFFFF
-                else ""
-            )
-            raise UsageError(
-                f'config {key} must be text such as "0x0021" (hexadecimal), '
-                f"got the number {value!r}{hint}"
-            )
-        return self.text(key, default)
-
-    def optional_text(self, key: str) -> str | None:
-        value = self._config.get(key)
-        if value is None or value == "":
-            return None
-        if not isinstance(value, str):
-            raise UsageError(f"config {key} must be text")
-        return value
-
-    def integer(self, key: str, default: int) -> int:
-        """A whole number, in the range :data:`.bounds.BOUNDS` gives ``key``."""
-        return whole(key, self._get(key, default), f"config {key}")
-
-    def seconds(self, key: str, default: float) -> float:
-        """Seconds, in the range :data:`.bounds.BOUNDS` gives ``key``."""
-        return seconds(key, self._get(key, default), f"config {key}")
-
-    def boolean(
-        self, key: str, *, default: bool, words: Mapping[str, bool] | None = None
-    ) -> bool:
-        value = self._get(key, default)
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            word = value.strip().lower()
-            if words and word in words:
-                return words[word]
-            if word in _TRUE:
-                return True
-            if word in _FALSE:
-                return False
-        allowed = "true or false" + (
-            "".join(f", {w!r}" for w in words) if words else ""
-        )
-        raise UsageError(f"config {key} must be {allowed}, got {value!r}")
-
-
 def _stow(
-    options: "_Options", inputs: Mapping[str, Any], parallel: int, timeout: float
+    options: Options, inputs: Mapping[str, Any], parallel: int, timeout: float
 ) -> StowSettings:
     """STOW-RS settings.
 
@@ -357,7 +276,7 @@ def _stow(
 
 
 def _tls(
-    options: "_Options", inputs: Mapping[str, Any], *, always: bool = False
+    options: Options, inputs: Mapping[str, Any], *, always: bool = False
 ) -> TlsSettings | None:
     """TLS from the tls_* options and the key, cert and add_cert_file inputs.
 
@@ -372,23 +291,15 @@ def _tls(
     enabled = options.boolean("tls_enabled", default=False, words=_TLS_WORDS)
     if not (enabled or always):
         return None
-    try:
-        profile = parse_profile(
-            options.text("tls_security_profile", DEFAULT_PROFILE.value)
-        )
-    except UsageError as exc:
-        raise UsageError(f"config tls_security_profile: {exc}") from None
-    password = options.optional_text("tls_key_password")
-    if password is not None:
-        check_password(password, "config tls_key_password")
-    return TlsSettings(
-        profile=profile,
+    return TlsSettings.parse(
+        options.text("tls_security_profile", DEFAULT_PROFILE.value),
         verify_peer=options.boolean("tls_require_peer_cert", default=True),
         check_hostname=options.boolean("tls_check_hostname", default=True),
         ca_file=_file_input(inputs, "add_cert_file"),
         cert=_file_input(inputs, "cert"),
         key=_file_input(inputs, "key"),
-        key_password=password,
+        key_password=options.optional_text("tls_key_password"),
+        labels=_LABELS,
     )
 
 

@@ -23,7 +23,7 @@ from ..sanitize import printable, safe_name
 from ..send.engine import RunResult, SendRequest, send
 from ..send.report import ReportError, Row, write_csv
 from ..status import ExitStatus, InstanceStatus
-from ..transport.tls import client_context
+from ..transport.tls_context import client_context
 from .completion import FileResult, FileStatus, report_name, write_report
 from .config import FileInput, GearSettings
 from .files import FlywheelError, FlywheelFile

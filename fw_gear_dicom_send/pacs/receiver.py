@@ -30,6 +30,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.transport import ThreadedAssociationServer
 
 from ..dicom.uids import VERIFICATION
+from ..settings import LISTEN_IDLE_TIMEOUT, LISTEN_REQUEST_TIMEOUT
 from ..transport.association import set_no_delay
 from .filing import Layout, Received, relative_path, write_atomically
 from .server import AcceptorAE, arm_request_deadline
@@ -46,9 +47,9 @@ _FIRST = (
 PREFERRED_SYNTAXES: tuple[str, ...] = _FIRST + tuple(
     ts for ts in ALL_TRANSFER_SYNTAXES if ts not in _FIRST
 )
-REQUEST_TIMEOUT = 10.0
+REQUEST_TIMEOUT = LISTEN_REQUEST_TIMEOUT
 """Seconds a new connection has to send its association request."""
-IDLE_TIMEOUT = 60.0
+IDLE_TIMEOUT = LISTEN_IDLE_TIMEOUT
 """Seconds an established association may stay silent before it is aborted."""
 _UID = re.compile(r"^[0-9.]{1,64}$")
 OUT_OF_RESOURCES = 0xA700

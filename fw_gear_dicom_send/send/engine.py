@@ -17,12 +17,14 @@ from .. import stopping
 from ..dicom.probe import DicomInfo, NotSendable, dataset_digest, probe
 from ..dicom.provenance import ProvenanceTag, TaggingError, splice
 from ..errors import AssociationError, MalformedDicomError, UsageError
+from ..settings import DEFAULT_ASSOCIATIONS
 from ..status import ExitStatus, InstanceStatus
 from ..transport.contexts import plan_batches
 from ..transport.outcome import Outcome, SendItem
 from ..transport.peer import AssociationSettings, Peer, StowSettings
 from ..transport.retry import Retrier, RetryPolicy
-from ..transport.tls import client_context, risks
+from ..transport.tls import risks
+from ..transport.tls_context import client_context
 from ..transport.workers import Job, Sender, split
 from .budget import Limits
 from .inputs import InputFile, InputProblem, check_paths, collect
@@ -32,8 +34,6 @@ if TYPE_CHECKING:
     from ..transport.association import Client
 
 log = logging.getLogger(__name__)
-
-DEFAULT_ASSOCIATIONS = 4
 
 
 @dataclass(frozen=True, slots=True)

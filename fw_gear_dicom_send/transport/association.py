@@ -29,7 +29,8 @@ from .outcome import (
     SendItem,
 )
 from .peer import AssociationSettings, Peer
-from .tls import client_context, explain_failure, speaks_tls
+from .tls_context import client_context
+from .tls_diagnosis import explain_failure, speaks_tls
 
 log = logging.getLogger(__name__)
 

@@ -1,20 +1,45 @@
 """The receiver and how we reach it: a DICOM node by association, or STOW-RS.
 
 Values only: the main process of a send holds these without importing pynetdicom
-or the HTTP client.
+or the HTTP client. Each type checks its values when made, against the ranges of
+:mod:`~fw_gear_dicom_send.settings`; its ``parse`` constructor takes values as a
+front door read them (numbers as text) and names a bad one as that front door
+does (``--dimse-timeout``, ``config dimse_timeout``).
 """
 
 import base64
 import re
 import unicodedata
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..errors import UsageError
-from ..settings import BOUNDS, seconds
+from ..settings import (
+    ACSE_TIMEOUT,
+    AE_TITLE_MAX,
+    BOUNDS,
+    CONNECT_TIMEOUT,
+    DEFAULT_ASSOCIATIONS,
+    DIMSE_TIMEOUT,
+    LIBRARY_CALLING_AE,
+    NETWORK_TIMEOUT,
+    STOW_BATCH,
+    STOW_TIMEOUT,
+    Labels,
+    seconds,
+    whole,
+)
 from .tls import TlsSettings
 
-_AE_MAX = 16
+_NO_LABELS: Labels = {}
+_TIMEOUTS = {
+    "connect_timeout": CONNECT_TIMEOUT,
+    "acse_timeout": ACSE_TIMEOUT,
+    "dimse_timeout": DIMSE_TIMEOUT,
+    "network_timeout": NETWORK_TIMEOUT,
+}
+"""The association timeouts and their defaults, by field (as ``BOUNDS`` names them)."""
 _TOKEN = re.compile(r"[\x21-\x7e]+")
 # Whitespace and controls (and any non-ASCII): http.client refuses them, and its
 # message repeats the URL.
@@ -28,8 +53,10 @@ def check_ae_title(value: str, what: str) -> str:
         UsageError: The title is empty, too long, or has a forbidden character.
     """
     title = value.strip()
-    if not title or len(title) > _AE_MAX:
-        raise UsageError(f"{what} must be 1 to {_AE_MAX} characters, got {value!r}")
+    if not title or len(title) > AE_TITLE_MAX:
+        raise UsageError(
+            f"{what} must be 1 to {AE_TITLE_MAX} characters, got {value!r}"
+        )
     if "\\" in title or not title.isascii() or any(ord(c) < 32 for c in title):
         raise UsageError(
             f"{what} must be ASCII without backslash or control characters, "
@@ -40,7 +67,11 @@ def check_ae_title(value: str, what: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Peer:
-    """The receiving DICOM node."""
+    """The receiving DICOM node.
+
+    Raises:
+        UsageError: No host, a port out of range, or a bad AE title.
+    """
 
     host: str
     port: int
@@ -56,31 +87,104 @@ class Peer:
             )
         check_ae_title(self.called_ae, "called AE title")
 
+    @classmethod
+    def parse(
+        cls, host: str, port: object, called_ae: str, *, labels: Labels = _NO_LABELS
+    ) -> "Peer":
+        """The peer from values as given (the port as text or a number), checked.
+
+        Args:
+            host: The host name or address.
+            port: The port: an int, or ASCII digits.
+            called_ae: The receiver's AE title.
+            labels: How messages name ``port`` and ``called_ae``.
+
+        Raises:
+            UsageError: A value is invalid; the message names it by ``labels``.
+        """
+        return cls(
+            host,
+            whole("port", port, labels.get("port", "port")),
+            check_ae_title(called_ae, labels.get("called_ae", "called AE title")),
+        )
+
     def __str__(self) -> str:
         return f"{self.called_ae}@{self.host}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True)
 class AssociationSettings:
-    """How we associate: our AE title and the timeouts, in seconds."""
+    """How we associate: our AE title and the timeouts, in seconds.
 
-    calling_ae: str = "flywheel"
-    connect_timeout: float = 15.0
+    Raises:
+        UsageError: A bad AE title, or a timeout out of its range.
+    """
+
+    calling_ae: str = LIBRARY_CALLING_AE
+    connect_timeout: float = CONNECT_TIMEOUT
     """To open the TCP connection."""
-    acse_timeout: float = 30.0
+    acse_timeout: float = ACSE_TIMEOUT
     """For the answer to an association request or release."""
-    dimse_timeout: float = 120.0
+    dimse_timeout: float = DIMSE_TIMEOUT
     """For the answer to one C-STORE (a large instance takes its time)."""
-    network_timeout: float = 120.0
+    network_timeout: float = NETWORK_TIMEOUT
     """Of silence on an open connection."""
     tls: TlsSettings | None = None
     """TLS for every association (None: plain TCP)."""
 
     def __post_init__(self) -> None:
         check_ae_title(self.calling_ae, "calling AE title")
-        for kind in ("connect", "acse", "dimse", "network"):
-            name = f"{kind}_timeout"
-            seconds(name, getattr(self, name), f"the {kind} timeout")
+        given = (
+            self.connect_timeout,
+            self.acse_timeout,
+            self.dimse_timeout,
+            self.network_timeout,
+        )
+        for name, value in zip(_TIMEOUTS, given, strict=True):
+            seconds(name, value, _own_label(name))
+
+    @classmethod
+    def parse(
+        cls,
+        calling_ae: str = LIBRARY_CALLING_AE,
+        timeouts: Mapping[str, object] | None = None,
+        *,
+        tls: TlsSettings | None = None,
+        labels: Labels = _NO_LABELS,
+    ) -> "AssociationSettings":
+        """The settings from values as given (seconds as text or numbers), checked.
+
+        Args:
+            calling_ae: Our AE title.
+            timeouts: Seconds by field name (``dimse_timeout``); a field left out
+                keeps its default.
+            tls: TLS for every association, or None.
+            labels: How messages name ``calling_ae`` and each timeout.
+
+        Raises:
+            UsageError: A value is invalid; the message names it by ``labels``.
+        """
+        values = timeouts or {}
+        given = {
+            name: seconds(
+                name, values.get(name, default), labels.get(name, _own_label(name))
+            )
+            for name, default in _TIMEOUTS.items()
+        }
+        title = check_ae_title(calling_ae, labels.get("calling_ae", "calling AE title"))
+        return cls(
+            calling_ae=title,
+            connect_timeout=given["connect_timeout"],
+            acse_timeout=given["acse_timeout"],
+            dimse_timeout=given["dimse_timeout"],
+            network_timeout=given["network_timeout"],
+            tls=tls,
+        )
+
+
+def _own_label(timeout: str) -> str:
+    """How AssociationSettings names a timeout field (``the dimse timeout``)."""
+    return f"the {timeout.removesuffix('_timeout')} timeout"
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,11 +257,11 @@ class StowSettings:
     """The DICOMweb service root, e.g. ``https://pacs/dicom-web`` (``/studies`` is
     added unless the URL ends with it)."""
     auth: StowAuth | None = None
-    batch: int = 20
+    batch: int = STOW_BATCH
     """Instances per request (also capped at 256 MB per request)."""
-    parallel: int = 4
+    parallel: int = DEFAULT_ASSOCIATIONS
     """Requests at once."""
-    timeout: float = 120.0
+    timeout: float = STOW_TIMEOUT
     """Seconds of silence on a connection before it counts as broken."""
     tls: TlsSettings | None = None
     """For https: CA and client certificate options; verified by default."""
@@ -195,6 +299,41 @@ class StowSettings:
                 f"{parallel.high:g}"
             )
         seconds("dimse_timeout", self.timeout, "the STOW-RS timeout")
+
+    @classmethod
+    def parse(
+        cls,
+        url: str,
+        *,
+        auth: StowAuth | None = None,
+        batch: int = STOW_BATCH,
+        parallel: object = DEFAULT_ASSOCIATIONS,
+        timeout: object = STOW_TIMEOUT,
+        tls: TlsSettings | None = None,
+        labels: Labels = _NO_LABELS,
+    ) -> "StowSettings":
+        """The settings from values as given (numbers as text or numbers), checked.
+
+        ``parallel`` and ``timeout`` are held to the ranges of ``associations``
+        and ``dimse_timeout``, named by ``labels``; then the URL and the batch.
+
+        Raises:
+            UsageError: A value is invalid.
+        """
+        return cls(
+            url,
+            auth=auth,
+            batch=batch,
+            parallel=whole(
+                "associations",
+                parallel,
+                labels.get("parallel", "STOW-RS requests at once"),
+            ),
+            timeout=seconds(
+                "dimse_timeout", timeout, labels.get("timeout", "the STOW-RS timeout")
+            ),
+            tls=tls,
+        )
 
     @property
     def endpoint(self) -> urllib.parse.SplitResult:

@@ -44,7 +44,9 @@ from ..status import InstanceStatus
 from .outcome import Outcome, SendItem, outcome_of_status, with_history
 from .peer import StowSettings
 from .retry import Retrier, Retry, RetryPolicy
-from .tls import TlsSettings, client_context, speaks_tls
+from .tls import TlsSettings
+from .tls_context import client_context
+from .tls_diagnosis import speaks_tls
 from .wire import Payload
 
 log = logging.getLogger(__name__)

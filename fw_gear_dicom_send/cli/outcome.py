@@ -1,0 +1,93 @@
+"""What a command leaves: output paths checked first, a send's report and summary.
+
+A report path that cannot be written, or would replace an input, is refused
+before anything is sent; at the end the report is written and the summary printed.
+"""
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .. import stopping
+from ..errors import UsageError
+from ..send.engine import RunResult
+from ..send.report import ReportError, check_replaceable, is_report, write_csv
+from ..status import ExitStatus
+from . import PROG
+
+log = logging.getLogger(__name__)
+
+
+def check_writable(
+    report: Path | None, inputs: Sequence[Path] = (), *, replaced: bool = False
+) -> None:
+    """Fail before sending if the report cannot be written or would replace an input.
+
+    Args:
+        report: The path given, if any.
+        inputs: The inputs it may not replace.
+        replaced: The report is written beside and moved over the path: the path
+            must be a regular file or not exist (a device or FIFO would be
+            replaced by a file).
+    """
+    if report is None:
+        return
+    if replaced:
+        check_replaceable(report)
+    _check_not_an_input(report, inputs)
+    try:
+        report.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report {report}: {exc.strerror}") from None
+    if report.is_dir() or not os.access(report.parent, os.W_OK):
+        raise UsageError(f"cannot write the report {report}")
+
+
+def _check_not_an_input(report: Path, inputs: Sequence[Path]) -> None:
+    """Refuse a report path that would replace an input file.
+
+    The report and its ``.partial`` may not be an input, nor an existing file in
+    an input folder other than an earlier report; links count as the file they
+    name.
+
+    Raises:
+        UsageError: It is.
+    """
+    for target in (report, report.with_name(report.name + ".partial")):
+        if not target.is_file() or is_report(target):
+            continue
+        where = target.resolve()
+        for given in inputs:
+            if given.exists() and (
+                os.path.samefile(given, target)
+                or (given.is_dir() and where.is_relative_to(given.resolve()))
+            ):
+                raise UsageError(
+                    f"--report {report} would overwrite the input {target}"
+                )
+
+
+def finish(result: RunResult, report: Path | None) -> ExitStatus:
+    """Write the report, if asked for, and print the summary.
+
+    Returns:
+        The run's exit status; REPORT_FAILED if the report could not be written.
+    """
+    written = None
+    if report is not None:
+        try:
+            write_csv(result.rows, report)
+            written = report
+        except ReportError as exc:
+            log.error("%s", exc)
+    for line in result.summary.lines():
+        print(line)
+    if written is not None:
+        print(f"report: {written}")
+    if result.interrupted:
+        by = f" by {stopping.name()}" if stopping.name() else ""
+        print(f"{PROG}: interrupted{by}", file=sys.stderr)
+        return result.exit_status
+    return ExitStatus.REPORT_FAILED if report != written else result.exit_status
