@@ -59,7 +59,7 @@ class _Connections:
     Each is made when first needed, and this process imports pynetdicom and pydicom
     only for a client of its own: a send over one association, ``verify`` and
     ``skip_existing``. A send over several associations goes through a
-    :class:`.workers.Sender`, best started before the files are
+    :class:`..transport.processes.Sender`, best started before the files are
     listed and probed.
     """
 

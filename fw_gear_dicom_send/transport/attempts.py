@@ -30,11 +30,6 @@ class Verdict:
     wait: float | None = None
     """Seconds to wait before the next attempt; None when the outcome is final."""
 
-    @property
-    def final(self) -> bool:
-        """Whether the outcome is the one to report."""
-        return self.wait is None
-
 
 class Attempts:
     """The earlier attempts and back-off waits of the items of one sender.
@@ -68,10 +63,6 @@ class Attempts:
         if outcome.status.stored:
             self._retrier.stored()
         return Verdict(with_history(outcome, earlier, self._lost))
-
-    def tried(self, item: SendItem) -> bool:
-        """Whether the item has been tried before (and is waiting to be again)."""
-        return item.index in self._earlier
 
 
 def with_history(
