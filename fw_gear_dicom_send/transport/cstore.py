@@ -83,8 +83,8 @@ def store_all(
 ) -> Iterator[tuple[SendItem, Outcome]]:
     """Send batches, one association each; yield the final outcome of every item.
 
-    A transient or ambiguous outcome (see :mod:`.retry`) is
-    tried again after a back-off wait, while the retrier's budget lasts. An
+    A transient or ambiguous outcome is tried again after a back-off wait, while
+    the retrier's budget lasts (:mod:`.attempts`). An
     association lost mid-way (or after a response timeout) is aborted, never used
     again, and a new one is opened for the rest of its batch; so is one rejected
     as transient, after a wait. A batch whose contexts the receiver all rejects
@@ -98,7 +98,7 @@ def store_all(
         stop: Whether to stop: once true, no further instance is sent (nor
             waited for); the one on the wire is answered first.
         on_sent: Called when an instance's data set has gone out (see
-            :meth:`Client.store`).
+            :meth:`.fastpath.Channel.store`).
 
     Raises:
         AssociationError: An association could not be opened; the items not yet

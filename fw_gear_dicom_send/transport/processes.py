@@ -193,15 +193,17 @@ class Sender:
                 return stopped
 
     def close(self) -> None:
-        """Wait for it to end; unused, it is stopped mid-import.
+        """Wait for it to end; unused, it is killed (mid-import, likely).
 
-        After a stop, it is not waited for long: killed, it takes its workers
-        with it (:func:`.stopping.die_with_parent`).
+        Unused, it has forked no worker; a SIGTERM would only ask it to stop
+        (:func:`.stopping.install_child`), once its import is done. After a
+        stop, it is not waited for long: killed, it takes its workers with it
+        (:func:`.stopping.die_with_parent`).
         """
         self._jobs.close()
         self._messages.close()
         if not self._used:
-            self._process.terminate()
+            self._process.kill()
         with contextlib.suppress(KeyboardInterrupt):  # stop at once: it is killed
             self._process.join(timeout=0.5 if stopping.requested() else 5)
         if self._process.is_alive():
