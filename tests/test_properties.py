@@ -20,7 +20,7 @@ from fw_gear_dicom_send.dicom.provenance import (
 )
 from fw_gear_dicom_send.dicom.samples import bundled, make_ct
 from fw_gear_dicom_send.errors import MalformedDicomError
-from fw_gear_dicom_send.send.engine import _prepare
+from fw_gear_dicom_send.send.plan import prepare as _prepare
 from fw_gear_dicom_send.transport.wire import Payload
 
 SEEDS = [

@@ -27,7 +27,7 @@ from fw_gear_dicom_send.send.engine import SendRequest, send
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
 from fw_gear_dicom_send.transport.peer import StowSettings, parse_auth
 from fw_gear_dicom_send.transport.retry import RetryPolicy
-from fw_gear_dicom_send.transport.stow import parse_response
+from fw_gear_dicom_send.transport.stow_response import parse_response
 
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 

@@ -1,38 +1,75 @@
-"""C-STORE of a send: batches over associations, retries, one outcome per item."""
+"""C-STORE of a send: batches over associations, retries, one outcome per item.
 
-import dataclasses
+:class:`CStore` is the transport (:mod:`.interface`) over associations of this
+process; :func:`store_all` is its loop, which each worker process
+(:mod:`.workers`) runs too.
+"""
+
 import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 
 from pynetdicom.association import Association
 
+from .. import stopping
 from ..dicom.provenance import ProvenanceTag
 from ..errors import AssociationError
 from ..status import InstanceStatus
 from .association import Client, NoContextAccepted, discard, no_context_reason, release
-from .contexts import Batch, Proposal
+from .attempts import Attempts
+from .contexts import Batch, Proposal, plan_batches
 from .fastpath import connected, held
-from .outcome import (
-    Outcome,
-    SendItem,
-    with_history,
-)
-from .retry import Retrier, Retry
+from .interface import Ended, Events, unsent
+from .outcome import Outcome, SendItem
+from .retry import Retrier
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class _Attempts:
-    """An item on its way, with what became of its earlier attempts."""
+class CStore:
+    """The transport of C-STORE over associations of this process, one at a time.
 
-    item: SendItem
-    earlier: list[Outcome] = dataclasses.field(default_factory=list)
-    waits: Iterator[float] | None = None
+    Args:
+        client: Who sends.
+        tag: The provenance element.
+        retrier: The run's retry budget.
+    """
+
+    def __init__(self, client: Client, tag: ProvenanceTag, retrier: Retrier) -> None:
+        self._client = client
+        self._tag = tag
+        self._retrier = retrier
+
+    def send(self, items: Sequence[SendItem], events: Events) -> Ended:
+        """Send every item (:func:`store_all`), telling ``events``.
+
+        Returns:
+            If no association could be opened, that reason for the items not
+            reported.
+
+        Raises:
+            KeyboardInterrupt: Interrupted at once; the associations are aborted.
+        """
+        reported: set[int] = set()
+        try:
+            for item, outcome in store_all(
+                self._client,
+                plan_batches(list(items)),
+                self._tag,
+                self._retrier,
+                stop=stopping.requested,
+                on_sent=events.sent,
+            ):
+                reported.add(item.index)
+                events.outcome(item, outcome)
+        except AssociationError as exc:
+            return unsent(str(exc), [i for i in items if i.index not in reported])
+        except KeyboardInterrupt:
+            self._client.abort_all()  # else a negotiating association keeps us alive
+            raise
+        return Ended()
 
 
 def store_all(
@@ -46,8 +83,8 @@ def store_all(
 ) -> Iterator[tuple[SendItem, Outcome]]:
     """Send batches, one association each; yield the final outcome of every item.
 
-    A transient or ambiguous outcome (see :mod:`.retry`) is
-    tried again after a back-off wait, while the retrier's budget lasts. An
+    A transient or ambiguous outcome is tried again after a back-off wait, while
+    the retrier's budget lasts (:mod:`.attempts`). An
     association lost mid-way (or after a response timeout) is aborted, never used
     again, and a new one is opened for the rest of its batch; so is one rejected
     as transient, after a wait. A batch whose contexts the receiver all rejects
@@ -61,26 +98,24 @@ def store_all(
         stop: Whether to stop: once true, no further instance is sent (nor
             waited for); the one on the wire is answered first.
         on_sent: Called when an instance's data set has gone out (see
-            :meth:`Client.store`).
+            :meth:`.fastpath.Channel.store`).
 
     Raises:
         AssociationError: An association could not be opened; the items not yet
             yielded were not sent.
     """
+    attempts = Attempts(retrier)
     for batch in batches:
-        pending = deque(_Attempts(item) for item in batch.items)
+        pending = deque(batch.items)
         while pending:
             try:
                 assoc = _associate(client, list(batch.proposals), retrier, stop)
             except NoContextAccepted as exc:
                 log.warning("%s", exc)
-                for attempts in pending:
-                    outcome = Outcome(
-                        InstanceStatus.FAILED,
-                        None,
-                        no_context_reason(exc.rejected, attempts.item),
-                    )
-                    yield attempts.item, with_history(outcome, attempts.earlier)
+                for item in pending:
+                    reason = no_context_reason(exc.rejected, item)
+                    failed = Outcome(InstanceStatus.FAILED, None, reason)
+                    yield item, attempts.judge(item, failed).outcome
                 break
             if assoc is None:
                 return
@@ -91,20 +126,24 @@ def store_all(
                     # At least one item per association, so a peer that drops
                     # every association still lets the loop end.
                     while True:
-                        attempts = pending.popleft()
-                        outcome = channel.store(attempts.item, tag, on_sent)
+                        item = pending.popleft()
+                        outcome = channel.store(item, tag, on_sent)
                         usable = not outcome.association_lost
-                        wait = _again(attempts, outcome, retrier)
-                        if wait is None:
-                            if outcome.status.stored:
-                                retrier.stored()
-                            yield attempts.item, with_history(outcome, attempts.earlier)
+                        verdict = attempts.judge(item, outcome)
+                        if verdict.wait is None:
+                            yield item, verdict.outcome
                         else:
-                            pending.appendleft(attempts)
+                            log.warning(
+                                "%s: %s; trying again in %.1f s",
+                                os.path.basename(item.path),
+                                outcome.reason,
+                                verdict.wait,
+                            )
+                            pending.appendleft(item)
                             if usable:
-                                _pause(wait, stop)
+                                _pause(verdict.wait, stop)
                             else:
-                                wait_after = wait
+                                wait_after = verdict.wait
                         if stop() or not (usable and pending and connected(assoc)):
                             break
             finally:
@@ -159,20 +198,3 @@ def _associate(
             log.warning("%s; trying again in %.1f s", exc, wait)
             _pause(wait, stop)
     return None
-
-
-def _again(attempts: _Attempts, outcome: Outcome, retrier: Retrier) -> float | None:
-    """The wait before trying the item again, or None if this outcome is final."""
-    if outcome.retry is Retry.FINAL:
-        return None
-    attempts.waits = attempts.waits or retrier.waits()
-    wait = next(attempts.waits, None)
-    if wait is not None:
-        attempts.earlier.append(outcome)
-        log.warning(
-            "%s: %s; trying again in %.1f s",
-            os.path.basename(attempts.item.path),
-            outcome.reason,
-            wait,
-        )
-    return wait

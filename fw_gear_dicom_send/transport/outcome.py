@@ -5,7 +5,6 @@ the report; nothing here imports pydicom or pynetdicom, so that the process that
 lists, probes and reports starts fast.
 """
 
-import dataclasses
 from dataclasses import dataclass
 
 from ..dicom.probe import DicomInfo
@@ -79,37 +78,4 @@ def outcome_of_status(code: int, comment: str = "") -> Outcome:
         code,
         f"refused: {describe(code)}{said}",
         retry=retry_of_status(code),
-    )
-
-
-def with_history(
-    outcome: Outcome,
-    earlier: list[Outcome],
-    lost: str = "an association was lost after the data went out and before the "
-    "response",
-) -> Outcome:
-    """The final outcome, its reason telling of earlier attempts if there were.
-
-    Args:
-        outcome: The last attempt's outcome.
-        earlier: The outcomes of the attempts before it, first first.
-        lost: What an ambiguous earlier attempt means, for the report.
-    """
-    if not earlier:
-        return outcome
-    tries = f"{len(earlier) + 1} attempts"
-    if outcome.status.stored:
-        if any(o.retry is Retry.AMBIGUOUS for o in earlier):
-            note = (
-                f"sent again ({tries}): {lost}, so the receiver may have "
-                "received it twice"
-            )
-        else:
-            note = f"stored after {tries}; first: {earlier[0].reason}"
-        reason = f"{outcome.reason}; {note}" if outcome.reason else note
-        return dataclasses.replace(outcome, reason=reason)
-    if outcome.retry is Retry.FINAL:  # refused for good at the last attempt
-        return dataclasses.replace(outcome, reason=f"{outcome.reason} ({tries})")
-    return dataclasses.replace(
-        outcome, reason=f"{outcome.reason} ({tries}, retries given up)"
     )

@@ -1,0 +1,92 @@
+"""What a send is asked to do (:class:`SendRequest`) and what it returns.
+
+Values only: the front doors build a request without importing the transports.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..dicom.provenance import ProvenanceTag
+from ..errors import UsageError
+from ..settings import DEFAULT_ASSOCIATIONS
+from ..status import ExitStatus
+from ..transport.peer import AssociationSettings, Peer, StowSettings
+from ..transport.retry import RetryPolicy
+from .budget import Limits
+from .report import Row, Summary, summarize
+
+
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    """Everything a send needs."""
+
+    paths: tuple[Path, ...]
+    peer: Peer | None = None
+    """The DIMSE receiver (C-STORE); or ``stow`` instead."""
+    association: AssociationSettings = field(default_factory=AssociationSettings)
+    tag: ProvenanceTag = field(default_factory=ProvenanceTag)
+    limits: Limits = field(default_factory=Limits)
+    work_dir: Path | None = None
+    """Where archives are extracted (a temporary folder inside it); system temp if
+    None."""
+    labels: tuple[str, ...] = ()
+    """How the report names each path, in order (default: the path itself)."""
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    associations: int = DEFAULT_ASSOCIATIONS
+    """Associations at once (worker processes); fewer for small sends."""
+    already_stored: frozenset[str] = frozenset()
+    """SOP Instance UIDs stored by an earlier run: reported, not sent again."""
+    skip_existing: bool = False
+    """Ask the receiver first (C-FIND) and send only what it does not hold."""
+    verify: bool = False
+    """Afterwards, ask the receiver (C-FIND) whether it holds every instance
+    stored; an instance it does not show makes the run incomplete."""
+    stow: StowSettings | None = None
+    """Send by DICOMweb STOW-RS instead of C-STORE."""
+
+    def __post_init__(self) -> None:
+        if (self.peer is None) == (self.stow is None):
+            raise UsageError("send to a DIMSE receiver or by STOW-RS: one of the two")
+        if self.stow is not None and (self.verify or self.skip_existing):
+            raise UsageError("verify and skip-existing ask a DIMSE receiver (C-FIND)")
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a send has come."""
+
+    done: int
+    total: int
+    bytes_done: int
+    bytes_total: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """The rows of a run and what stopped it, if anything did."""
+
+    rows: tuple[Row, ...]
+    seconds: float
+    error: str | None = None
+    """Why sending stopped early, if it did: no association could be opened, or
+    the run was interrupted."""
+    interrupted: bool = False
+    """Stopped by SIGINT or SIGTERM (:mod:`~fw_gear_dicom_send.stopping`); the rows
+    not sent say so, and the entry point says which signal in its exit status."""
+
+    @property
+    def summary(self) -> Summary:
+        """Counts and speed."""
+        return summarize(self.rows, self.seconds)
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        """INTERRUPTED if stopped by the user, else what the rows say."""
+        if self.interrupted:
+            return ExitStatus.INTERRUPTED
+        return self.summary.exit_status
+
+
+ProgressCallback = Callable[[Progress], None]

@@ -1,0 +1,124 @@
+"""The attempts loop every transport shares, and the rows made once from outcomes."""
+
+from pathlib import Path
+
+import pytest
+
+from fw_gear_dicom_send.dicom.probe import probe
+from fw_gear_dicom_send.dicom.samples import write_series
+from fw_gear_dicom_send.send.outcomes import NOT_SENT, Tally, account, maybe_stored
+from fw_gear_dicom_send.send.report import Row
+from fw_gear_dicom_send.status import InstanceStatus
+from fw_gear_dicom_send.transport.attempts import LOST_ASSOCIATION, Attempts
+from fw_gear_dicom_send.transport.interface import Ended, Unsent, unsent
+from fw_gear_dicom_send.transport.outcome import Outcome, SendItem, association_lost
+from fw_gear_dicom_send.transport.retry import Retrier, Retry, RetryPolicy
+
+FAILED = InstanceStatus.FAILED
+SENT = InstanceStatus.SENT
+NO_WAIT = RetryPolicy(budget=60, first_wait=0.0, max_wait=0.0)
+
+
+@pytest.fixture(scope="module")
+def items(tmp_path_factory: pytest.TempPathFactory) -> list[SendItem]:
+    folder = tmp_path_factory.mktemp("series")
+    paths = write_series(folder, 4)
+    return [
+        SendItem(index, str(path), probe(path, 0x0021), ())
+        for index, path in enumerate(paths)
+    ]
+
+
+def rows_of(items: list[SendItem]) -> list[Row]:
+    return [
+        Row(Path(item.path).name, FAILED, "", item.info.sop_instance_uid)
+        for item in items
+    ]
+
+
+@pytest.mark.parametrize(
+    "lost",
+    [LOST_ASSOCIATION, "a connection broke after the request went out"],
+)
+def test_an_ambiguous_attempt_then_stored_says_it_may_have_arrived_twice(
+    items: list[SendItem], lost: str
+) -> None:
+    attempts = Attempts(Retrier(NO_WAIT), lost)
+    first = attempts.judge(items[0], association_lost("no answer", Retry.AMBIGUOUS))
+    assert first.wait is not None
+    final = attempts.judge(items[0], Outcome(SENT, 0x0000))
+    assert final.wait is None
+    assert final.outcome.reason == (
+        f"sent again (2 attempts): {lost}, so the receiver may have received it twice"
+    )
+
+
+def test_a_transient_failure_then_stored_names_the_first(items: list[SendItem]) -> None:
+    attempts = Attempts(Retrier(NO_WAIT))
+    busy = Outcome(FAILED, 0xA700, "refused: busy", retry=Retry.TRANSIENT)
+    assert attempts.judge(items[1], busy).wait is not None
+    assert attempts.judge(items[1], busy).wait is not None
+    final = attempts.judge(items[1], Outcome(SENT, 0x0000)).outcome
+    assert final.reason == "stored after 3 attempts; first: refused: busy"
+
+
+def test_retries_given_up_once_the_budget_is_spent(items: list[SendItem]) -> None:
+    attempts = Attempts(Retrier(RetryPolicy(budget=0)))
+    busy = Outcome(FAILED, 0xA700, "refused: busy", retry=Retry.TRANSIENT)
+    verdict = attempts.judge(items[2], busy)
+    assert verdict.wait is None
+    assert verdict.outcome.reason == "refused: busy"  # a single attempt: no history
+
+
+def test_a_final_refusal_is_not_tried_again(items: list[SendItem]) -> None:
+    attempts = Attempts(Retrier(NO_WAIT))
+    refused = Outcome(FAILED, 0xC000, "refused: 0xC000")
+    assert attempts.judge(items[0], refused).wait is None
+
+
+def test_rows_are_made_from_outcomes_and_the_reasons_of_each_group(
+    items: list[SendItem],
+) -> None:
+    rows = rows_of(items)
+    tally = Tally(rows, items, 0.0, None)
+    tally.sent(items[0])
+    tally.outcome(items[0], Outcome(SENT, 0x0000, transfer_syntax="1.2.840.10008.1.2"))
+    tally.sent(items[1])  # in flight when its worker died
+    ended = Ended(
+        (
+            Unsent("worker process 1 ended", frozenset({0, 1})),
+            Unsent("worker process 2 ended", frozenset({2})),
+        )
+    )
+    made = account(
+        rows, items, tally.outcomes, tally.in_flight, ended, error=ended.error,
+        interrupted=False,
+    )  # fmt: skip
+    assert [row.status for row in made] == [SENT, FAILED, FAILED, FAILED]
+    assert made[0].transfer_syntax == "1.2.840.10008.1.2"
+    assert made[1].reason == maybe_stored("worker process 1 ended")
+    assert made[2].reason == "worker process 2 ended"
+    assert made[3].reason == "worker process 1 ended"  # the run's error
+    assert rows[0].reason == ""  # the probed rows are left as they were
+
+
+def test_an_interrupted_run_ignores_the_transport_reasons(
+    items: list[SendItem],
+) -> None:
+    rows = rows_of(items)
+    tally = Tally(rows, items, 0.0, None)
+    tally.sent(items[2])
+    made = account(
+        rows, items, {}, tally.in_flight, Ended(), error="interrupted before it was "
+        "sent", interrupted=True,
+    )  # fmt: skip
+    assert made[2].reason == maybe_stored("interrupted")
+    assert made[0].reason == "interrupted before it was sent"
+
+
+def test_without_a_reason_an_unsent_item_says_not_sent(items: list[SendItem]) -> None:
+    made = account(
+        rows_of(items), items, {}, set(), unsent("no association", items[:1]),
+        error=None, interrupted=False,
+    )  # fmt: skip
+    assert [row.reason for row in made] == ["no association"] + [NOT_SENT] * 3
