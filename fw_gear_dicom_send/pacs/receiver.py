@@ -36,6 +36,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from ..dicom.uids import VERIFICATION
 from ..transport.association import set_no_delay
+from ..transport.fastpath import awaiting_request
 from .filing import Layout, relative_path, write_atomically
 
 log = logging.getLogger(__name__)
@@ -57,9 +58,6 @@ REQUEST_TIMEOUT = 10.0
 """Seconds a new connection has to send its association request."""
 IDLE_TIMEOUT = 60.0
 """Seconds an established association may stay silent before it is aborted."""
-# PS3.8 9.2: no request yet (Sta1: the transport's open event not yet handled;
-# Sta2: transport open, awaiting A-ASSOCIATE-RQ).
-_AWAITING_REQUEST = frozenset({"Sta1", "Sta2"})
 
 
 class _Server(ThreadedAssociationServer):
@@ -113,7 +111,7 @@ class _Server(ThreadedAssociationServer):
 
 def _awaiting_request(assoc: Association) -> bool:
     """Whether a connection has yet to deliver its whole A-ASSOCIATE-RQ."""
-    return bool(assoc.dul.state_machine.current_state in _AWAITING_REQUEST)
+    return awaiting_request(assoc)
 
 
 class _AcceptorAE(AE):

@@ -1,0 +1,295 @@
+"""C-STORE through pynetdicom's own ``send_c_store``: the fast path's fallback.
+
+Public pynetdicom API only, so that it keeps working across pynetdicom releases:
+``Association.send_c_store`` with a file path, sent in chunks as it lies
+(``pynetdicom._config.STORE_SEND_CHUNKED_DATASET``, its documented setting), event
+handlers bound with ``Association.bind``, the ``dimse_timeout`` property, and the
+socket of ``Association.dul.socket``. Each instance is written to a temporary Part
+10 file (in the system's temporary folder, ``TMPDIR``; removed once sent): a file
+meta header made for it, then the same bytes the fast path sends (the file's own
+data set with the provenance element spliced in, or its re-encoding), copied a
+megabyte at a time. pynetdicom queues the P-DATA of a data set as fast as it
+reads the file, ahead of the socket.
+
+The outcomes and reasons are the fast path's. The DIMSE timeout means the same:
+the socket's timeout while the data set goes out (a receiver that takes nothing in
+for that long), then the time the response may take once the last fragment has
+gone. ``on_sent`` is called just before the request is handed to pynetdicom: this
+thread waits in ``send_c_store`` until the answer, so the item counts as maybe
+received from then on.
+"""
+
+import contextlib
+import os
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pydicom.dataset import FileMetaDataset
+from pydicom.filewriter import write_file_meta_info
+from pydicom.multival import MultiValue
+from pydicom.uid import UID
+from pynetdicom import _config, evt
+from pynetdicom.association import Association
+from pynetdicom.pdu import A_ABORT_RQ, A_RELEASE_RQ
+from pynetdicom.presentation import PresentationContext
+
+from ..status import InstanceStatus
+from .channel import Channel, OnSent
+from .outcome import Outcome, SendItem, association_lost, outcome_of_status
+from .peer import AssociationSettings
+from .retry import Retry
+from .wire import Payload
+
+_COPY_SIZE = 1 << 20
+_P_DATA_TF = 0x04
+_PREAMBLE = bytes(128) + b"DICM"
+FAILED = InstanceStatus.FAILED
+
+
+class _Watch:
+    """What pynetdicom's DUL thread saw of one C-STORE (set by event handlers)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.progress = time.monotonic()
+        """When a PDU of ours last went out."""
+        self.data_out = False
+        """The data set's last fragment went out."""
+        self.timed_out = False
+        """No response came within the DIMSE timeout after it."""
+        self.ended = ""
+        """How the peer ended the association, if it did."""
+        self.answered = False
+        """A DIMSE message (the response) came."""
+        self.timer: threading.Timer | None = None
+
+
+class FallbackChannel(Channel):
+    """A channel that sends each C-STORE with pynetdicom's ``send_c_store``."""
+
+    def __init__(self, assoc: Association, settings: AssociationSettings) -> None:
+        """Wrap an established association (see :func:`fallback_held`)."""
+        super().__init__(assoc, settings)
+        self._watch = _Watch()
+        self._buffer = bytearray(_COPY_SIZE)
+
+    @property
+    def connected(self) -> bool:
+        """Whether the association can still carry data."""
+        return bool(self.assoc.is_established)
+
+    def send(
+        self,
+        context: PresentationContext,
+        item: SendItem,
+        payload: Payload,
+        on_sent: OnSent | None,
+    ) -> Outcome:
+        """Write ``item`` as a Part 10 file and send it with ``send_c_store``."""
+        if not self.assoc.is_established:
+            return association_lost("association lost before sending", Retry.TRANSIENT)
+        try:
+            fd, name = tempfile.mkstemp(prefix="dicom-send-", suffix=".dcm")
+        except OSError as exc:
+            return Outcome(FAILED, None, f"cannot write a copy to send: {exc}")
+        try:
+            with open(fd, "wb") as f:
+                why = self._write(f, item, str(context.transfer_syntax[0]), payload)
+            if why:
+                return Outcome(FAILED, None, why)
+            return self._send_file(name, on_sent, item)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+
+    def _write(self, f: Any, item: SendItem, syntax: str, payload: Payload) -> str:
+        """Write the Part 10 file: preamble, file meta for ``syntax``, the payload.
+
+        Returns:
+            Why it could not be written, or "".
+        """
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = UID(item.info.sop_class_uid)
+        meta.MediaStorageSOPInstanceUID = UID(item.info.sop_instance_uid)
+        meta.TransferSyntaxUID = UID(syntax)
+        view = memoryview(self._buffer)
+        remaining = payload.length
+        try:
+            f.write(_PREAMBLE)
+            write_file_meta_info(f, meta, enforce_standard=True)
+        except OSError as exc:
+            return f"cannot write a copy to send: {exc}"
+        while remaining:
+            try:
+                filled = payload.readinto(view[: min(remaining, len(view))])
+                if not filled:
+                    raise OSError("file changed while being sent (shorter than probed)")
+            except OSError as exc:
+                return f"cannot read file: {exc}"
+            try:
+                f.write(view[:filled])
+            except OSError as exc:
+                return f"cannot write a copy to send: {exc}"
+            remaining -= filled
+        return ""
+
+    def _send_file(self, path: str, on_sent: OnSent | None, item: SendItem) -> Outcome:
+        watch = self._watch = _Watch()
+        assoc = self.assoc
+        if on_sent is not None:
+            on_sent(item)
+        timeout = assoc.dimse_timeout
+        assoc.dimse_timeout = None  # the response's wait starts once the data is out
+        try:
+            status = assoc.send_c_store(path, msg_id=self.next_message_id())
+        except RuntimeError:  # no longer established
+            return association_lost("association lost before sending", Retry.TRANSIENT)
+        except (AttributeError, ValueError) as exc:
+            return Outcome(FAILED, None, f"pynetdicom cannot send it: {exc}")
+        finally:
+            assoc.dimse_timeout = timeout
+            with watch.lock:
+                if watch.timer is not None:
+                    watch.timer.cancel()
+        if "Status" in status:
+            comment = status.get("ErrorComment", "")
+            if isinstance(comment, MultiValue):
+                comment = "\\".join(str(c) for c in comment)
+            return outcome_of_status(int(status.Status), str(comment).strip(" \x00"))
+        return self._lost(watch)
+
+    def _lost(self, watch: _Watch) -> Outcome:
+        """The outcome of a C-STORE that got no response, from what was seen."""
+        limit = self.settings.dimse_timeout
+        with watch.lock:
+            data_out, timed_out, ended = watch.data_out, watch.timed_out, watch.ended
+            idle = time.monotonic() - watch.progress
+        if not data_out:
+            if idle >= limit * 0.9:
+                return association_lost(
+                    f"association lost while sending: the receiver took nothing in "
+                    f"for {limit:g} s (DIMSE timeout)",
+                    Retry.TRANSIENT,
+                )
+            return association_lost(
+                "association lost while sending (aborted by the peer or "
+                "connection closed)",
+                Retry.TRANSIENT,
+            )
+        if timed_out:
+            return association_lost(
+                f"no response within {limit:g} s (DIMSE timeout)", Retry.AMBIGUOUS
+            )
+        why = ended or "no valid C-STORE-RSP came"
+        return association_lost(
+            f"association lost before the response ({why})", Retry.AMBIGUOUS
+        )
+
+    # Event handlers: they run in pynetdicom's DUL thread.
+
+    def on_data_sent(self, event: evt.Event) -> None:
+        """EVT_DATA_SENT: note progress, and when the data set's end went out."""
+        data: bytes = event.data
+        watch = self._watch
+        with watch.lock:
+            watch.progress = time.monotonic()
+            if data[:1] != bytes([_P_DATA_TF]) or not _ends_data_set(data):
+                return
+            watch.data_out = True
+            watch.timer = threading.Timer(self.settings.dimse_timeout, self._expire)
+            watch.timer.daemon = True
+            watch.timer.start()
+
+    def on_pdu_recv(self, event: evt.Event) -> None:
+        """EVT_PDU_RECV: note an A-ABORT or A-RELEASE-RQ from the peer."""
+        pdu = event.pdu
+        with self._watch.lock:
+            if isinstance(pdu, A_ABORT_RQ) and not self._watch.ended:
+                self._watch.ended = (
+                    f"A-ABORT, source {pdu.source}, reason {pdu.reason_diagnostic}"
+                )
+            elif isinstance(pdu, A_RELEASE_RQ) and not self._watch.ended:
+                self._watch.ended = "the peer asked to release the association mid-way"
+
+    def on_dimse_recv(self, event: evt.Event) -> None:
+        """EVT_DIMSE_RECV: the response came; the timer must not end it now."""
+        with self._watch.lock:
+            self._watch.answered = True
+
+    def on_conn_close(self, event: evt.Event) -> None:
+        """EVT_CONN_CLOSE: note that the connection closed."""
+        with self._watch.lock:
+            if not self._watch.ended and not self._watch.timed_out:
+                self._watch.ended = "the connection closed"
+
+    def _expire(self) -> None:
+        """No response within the DIMSE timeout: end the connection.
+
+        Shutting the socket down makes pynetdicom see the connection close, which
+        ends its wait for the response. The plain socket's shutdown: an
+        SSLSocket's own would drop its TLS state under the thread reading it.
+        """
+        with self._watch.lock:
+            if self._watch.answered:
+                return
+            self._watch.timed_out = True
+        transport = self.assoc.dul.socket
+        sock = transport.socket if transport is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def _ends_data_set(pdu: bytes) -> bool:
+    """Whether a P-DATA-TF PDU carries the last fragment of a data set."""
+    offset = 6
+    while offset + 6 <= len(pdu):
+        length = int.from_bytes(pdu[offset : offset + 4], "big")
+        control = pdu[offset + 5]
+        if control & 0x03 == 0x02:  # a data set's, the last
+            return True
+        offset += 4 + length
+    return False
+
+
+@contextmanager
+def fallback_held(
+    assoc: Association, settings: AssociationSettings
+) -> Iterator[FallbackChannel]:
+    """A :class:`FallbackChannel` over ``assoc``, for as long as we send over it.
+
+    Meanwhile the association's socket has the DIMSE timeout (pynetdicom's has
+    none once connected), its event handlers watch the C-STOREs, and pynetdicom
+    sends a data set from its file in chunks, never decoded.
+    """
+    channel = FallbackChannel(assoc, settings)
+    handlers = [
+        (evt.EVT_DATA_SENT, channel.on_data_sent),
+        (evt.EVT_PDU_RECV, channel.on_pdu_recv),
+        (evt.EVT_DIMSE_RECV, channel.on_dimse_recv),
+        (evt.EVT_CONN_CLOSE, channel.on_conn_close),
+    ]
+    for event, handler in handlers:
+        assoc.bind(event, handler)
+    chunked = _config.STORE_SEND_CHUNKED_DATASET
+    _config.STORE_SEND_CHUNKED_DATASET = True
+    transport = assoc.dul.socket
+    sock = transport.socket if transport is not None else None
+    previous = sock.gettimeout() if sock is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.settimeout(settings.dimse_timeout)
+    try:
+        yield channel
+    finally:
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.settimeout(previous)
+        _config.STORE_SEND_CHUNKED_DATASET = chunked
+        for event, handler in handlers:
+            assoc.unbind(event, handler)
