@@ -170,19 +170,21 @@ class BytesReceiver:
         self._lock = threading.Lock()
         self._ae = AE(ae_title="STORE-SCP")
         for context in AllStoragePresentationContexts:
+            sop = str(context.abstract_syntax)
             if syntaxes is None:
-                self._ae.add_supported_context(context.abstract_syntax)
+                self._ae.add_supported_context(sop)
             else:
-                self._ae.add_supported_context(context.abstract_syntax, syntaxes)
+                self._ae.add_supported_context(sop, syntaxes)
         self.port = 0
 
     def __enter__(self) -> "BytesReceiver":
-        self._server = self._ae.start_server(
+        server = self._ae.start_server(
             ("127.0.0.1", 0),
             block=False,
             evt_handlers=[(evt.EVT_C_STORE, self._on_store)],
         )
-        assert self._server is not None
+        assert server is not None
+        self._server = server
         self.port = int(self._server.server_address[1])
         return self
 

@@ -14,9 +14,8 @@ reads the file, ahead of the socket.
 The outcomes and reasons are the fast path's. The DIMSE timeout means the same:
 the socket's timeout while the data set goes out (a receiver that takes nothing in
 for that long), then the time the response may take once the last fragment has
-gone. ``on_sent`` is called just before the request is handed to pynetdicom: this
-thread waits in ``send_c_store`` until the answer, so the item counts as maybe
-received from then on.
+gone. ``send_c_store`` runs in a thread of its own, so that the caller's thread
+calls ``on_sent`` once pynetdicom has written the data set's last fragment.
 """
 
 import contextlib
@@ -29,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from pydicom.dataset import FileMetaDataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import write_file_meta_info
 from pydicom.multival import MultiValue
 from pydicom.uid import UID
@@ -67,6 +66,8 @@ class _Watch:
         self.answered = False
         """A DIMSE message (the response) came."""
         self.timer: threading.Timer | None = None
+        self.settled = threading.Event()
+        """Set once the data set went out, or the C-STORE ended without it."""
 
 
 class FallbackChannel(Channel):
@@ -139,23 +140,44 @@ class FallbackChannel(Channel):
         return ""
 
     def _send_file(self, path: str, on_sent: OnSent | None, item: SendItem) -> Outcome:
+        """Send the file with ``send_c_store`` in a thread of its own; its outcome.
+
+        This thread waits for the data set to go out (then tells ``on_sent``), and
+        then for ``send_c_store`` to return; a signal's exception interrupts either
+        wait, and the association is then aborted, which ends the other thread.
+        """
         watch = self._watch = _Watch()
         assoc = self.assoc
-        if on_sent is not None:
-            on_sent(item)
+        answer: list[Dataset | Exception] = []
+        message_id = self.next_message_id()
+
+        def run() -> None:
+            try:
+                answer.append(assoc.send_c_store(path, msg_id=message_id))
+            except Exception as exc:  # handed to the caller
+                answer.append(exc)
+            finally:
+                watch.settled.set()
+
         timeout = assoc.dimse_timeout
         assoc.dimse_timeout = None  # the response's wait starts once the data is out
         try:
-            status = assoc.send_c_store(path, msg_id=self.next_message_id())
-        except RuntimeError:  # no longer established
-            return association_lost("association lost before sending", Retry.TRANSIENT)
-        except (AttributeError, ValueError) as exc:
-            return Outcome(FAILED, None, f"pynetdicom cannot send it: {exc}")
+            thread = threading.Thread(target=run, name="C-STORE", daemon=True)
+            thread.start()
+            watch.settled.wait()
+            if watch.data_out and on_sent is not None:
+                on_sent(item)
+            thread.join()
         finally:
             assoc.dimse_timeout = timeout
             with watch.lock:
                 if watch.timer is not None:
                     watch.timer.cancel()
+        status = answer[0]
+        if isinstance(status, RuntimeError):  # no longer established
+            return association_lost("association lost before sending", Retry.TRANSIENT)
+        if isinstance(status, Exception):
+            return Outcome(FAILED, None, f"pynetdicom cannot send it: {status}")
         if "Status" in status:
             comment = status.get("ErrorComment", "")
             if isinstance(comment, MultiValue):
@@ -201,6 +223,7 @@ class FallbackChannel(Channel):
             if data[:1] != bytes([_P_DATA_TF]) or not _ends_data_set(data):
                 return
             watch.data_out = True
+            watch.settled.set()
             watch.timer = threading.Timer(self.settings.dimse_timeout, self._expire)
             watch.timer.daemon = True
             watch.timer.start()
