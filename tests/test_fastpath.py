@@ -4,14 +4,17 @@ fallback, and a switch (``DICOM_SEND_FAST_PATH``) that forces the fallback."""
 
 import ast
 import logging
+import os
 import re
+import subprocess
+import sys
 import threading
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ExternalPeer
+from conftest import ExternalPeer, run_storescp
 from faults import FaultyReceiver
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
@@ -20,7 +23,7 @@ from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.dimse_primitives import C_STORE
 
 import fw_gear_dicom_send
-from fw_gear_dicom_send.dicom.samples import copy_as_new, write_series
+from fw_gear_dicom_send.dicom.samples import copy_as_new, write_multiframe, write_series
 from fw_gear_dicom_send.pacs.receiver import StorageReceiver
 from fw_gear_dicom_send.send.engine import RunResult, SendRequest, send
 from fw_gear_dicom_send.status import InstanceStatus
@@ -250,7 +253,7 @@ def test_the_switch_forces_the_fallback_and_the_same_bytes_arrive(
     arrived = {}
     for value in (None, "off"):
         switch(value)
-        with caplog.at_level(logging.INFO), BytesReceiver() as scp:
+        with caplog.at_level(logging.DEBUG), BytesReceiver() as scp:
             kind = channel_class(scp.port, mixed)
             result = send_to(mixed, scp.port)
             assert [r.status for r in result.rows] == [SENT] * 6, result.rows
@@ -424,4 +427,37 @@ def _no_leftover_copies(
 
     monkeypatch.setattr(tempfile, "tempdir", None)
     yield
+    assert list(copies.glob("dicom-send-*.dcm")) == []
+
+
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across execve, so a child would
+# report the peak of the test process it was forked from.
+_PEAK = """
+import sys
+from fw_gear_dicom_send.cli.main import main
+code = main(sys.argv[1:])
+status = open("/proc/self/status").read()
+print(status.split("VmHWM:")[1].split()[0])
+sys.exit(code)
+"""
+
+
+@pytest.mark.peer
+def test_the_fallback_streams_a_large_instance(tmp_path: Path) -> None:
+    """A 300 MB instance goes out through the fallback with the sender's peak RSS
+    far below its size, and its temporary copy is gone afterwards."""
+    path = write_multiframe(tmp_path / "in" / "big.dcm", 300)
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    env = {**os.environ, fastpath.SWITCH: "off", "TMPDIR": str(copies)}
+    for peer in run_storescp(tmp_path, "--ignore"):
+        done = subprocess.run(
+            [sys.executable, "-c", _PEAK, "-q", "send", str(path.parent),
+             "--host", "127.0.0.1", "--port", str(peer.port),
+             "--called-ae", peer.ae_title],
+            capture_output=True, text=True, check=False, env=env,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    peak_mb = int(done.stdout.split()[-1]) / 1024
+    assert peak_mb < 150, f"peak RSS {peak_mb:.0f} MB"
     assert list(copies.glob("dicom-send-*.dcm")) == []

@@ -9,7 +9,9 @@ socket of ``Association.dul.socket``. Each instance is written to a temporary Pa
 meta header made for it, then the same bytes the fast path sends (the file's own
 data set with the provenance element spliced in, or its re-encoding), copied a
 megabyte at a time. pynetdicom queues the P-DATA of a data set as fast as it
-reads the file, ahead of the socket.
+reads the file; the DUL's outgoing queue (its public ``to_provider_queue``) is
+replaced, while the channel lasts, by one that keeps a few megabytes waiting at
+most (with no maximum PDU length, pynetdicom reads the data set whole).
 
 The outcomes and reasons are the fast path's. The DIMSE timeout means the same:
 the socket's timeout while the data set goes out (a receiver that takes nothing in
@@ -20,6 +22,7 @@ calls ``on_sent`` once pynetdicom has written the data set's last fragment.
 
 import contextlib
 import os
+import queue
 import socket
 import tempfile
 import threading
@@ -35,6 +38,7 @@ from pydicom.uid import UID
 from pynetdicom import _config, evt
 from pynetdicom.association import Association
 from pynetdicom.pdu import A_ABORT_RQ, A_RELEASE_RQ
+from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.presentation import PresentationContext
 
 from ..status import InstanceStatus
@@ -45,6 +49,8 @@ from .retry import Retry
 from .wire import Payload
 
 _COPY_SIZE = 1 << 20
+_QUEUED_BYTES = 4 << 20
+"""About how many bytes of P-DATA may wait in pynetdicom's queue."""
 _P_DATA_TF = 0x04
 _PREAMBLE = bytes(128) + b"DICM"
 FAILED = InstanceStatus.FAILED
@@ -78,6 +84,8 @@ class FallbackChannel(Channel):
         super().__init__(assoc, settings)
         self._watch = _Watch()
         self._buffer = bytearray(_COPY_SIZE)
+        self.closed = False
+        """The connection closed."""
 
     @property
     def connected(self) -> bool:
@@ -246,6 +254,7 @@ class FallbackChannel(Channel):
 
     def on_conn_close(self, event: evt.Event) -> None:
         """EVT_CONN_CLOSE: note that the connection closed."""
+        self.closed = True
         with self._watch.lock:
             if not self._watch.ended and not self._watch.timed_out:
                 self._watch.ended = "the connection closed"
@@ -280,6 +289,49 @@ def _ends_data_set(pdu: bytes) -> bool:
     return False
 
 
+class _Throttle(queue.Queue[Any]):
+    """The DUL's outgoing queue, kept short while a data set goes out.
+
+    pynetdicom queues every P-DATA of a data set as fast as it reads the file;
+    with this queue in ``dul.to_provider_queue``, queueing waits once ``limit``
+    primitives are waiting to go, until half of them went, so that a data set is
+    never in memory whole. It never waits once the connection is gone (nor the
+    DUL thread), and then drops the P-DATA that could no longer go out.
+    """
+
+    def __init__(self, channel: FallbackChannel, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        """Primitives waiting before ``put`` waits; 0: no limit."""
+        self._channel = channel
+
+    def _gone(self) -> bool:
+        return self._channel.closed or not self._channel.assoc.dul.is_alive()
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        """Queue a primitive; once ``limit`` are waiting, first let half go."""
+        if self.limit:
+            with self.not_full:
+                if self._qsize() >= self.limit:
+                    while self._qsize() > self.limit // 2 and not self._gone():
+                        self.not_full.wait(0.05)
+            if isinstance(item, P_DATA) and self._gone():
+                return
+        super().put(item, block, timeout)
+
+
+def _throttled(channel: FallbackChannel, max_pdu: int) -> "_Throttle | None":
+    """Put a :class:`_Throttle` in place of the DUL's empty outgoing queue."""
+    dul = channel.assoc.dul
+    current = getattr(dul, "to_provider_queue", None)
+    if type(current) is not queue.Queue or current.qsize():
+        return None
+    limit = max(2, _QUEUED_BYTES // max_pdu) if max_pdu else 2
+    throttle = _Throttle(channel, limit)
+    dul.to_provider_queue = throttle
+    return throttle
+
+
 @contextmanager
 def fallback_held(
     assoc: Association, settings: AssociationSettings
@@ -287,8 +339,9 @@ def fallback_held(
     """A :class:`FallbackChannel` over ``assoc``, for as long as we send over it.
 
     Meanwhile the association's socket has the DIMSE timeout (pynetdicom's has
-    none once connected), its event handlers watch the C-STOREs, and pynetdicom
-    sends a data set from its file in chunks, never decoded.
+    none once connected), its event handlers watch the C-STOREs, pynetdicom
+    sends a data set from its file in chunks, never decoded, and its outgoing
+    queue is kept short (:class:`_Throttle`).
     """
     channel = FallbackChannel(assoc, settings)
     handlers = [
@@ -301,6 +354,7 @@ def fallback_held(
         assoc.bind(event, handler)
     chunked = _config.STORE_SEND_CHUNKED_DATASET
     _config.STORE_SEND_CHUNKED_DATASET = True
+    throttle = _throttled(channel, int(assoc.acceptor.maximum_length or 0))
     transport = assoc.dul.socket
     sock = transport.socket if transport is not None else None
     previous = sock.gettimeout() if sock is not None else None
@@ -314,5 +368,7 @@ def fallback_held(
             with contextlib.suppress(OSError):
                 sock.settimeout(previous)
         _config.STORE_SEND_CHUNKED_DATASET = chunked
+        if throttle is not None:
+            throttle.limit = 0
         for event, handler in handlers:
             assoc.unbind(event, handler)

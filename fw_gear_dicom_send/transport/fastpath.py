@@ -79,7 +79,9 @@ def switched_on() -> bool:
         value = os.environ.get(SWITCH, "").strip().lower()
         _Verdict.switched_on = value not in _OFF
         if not _Verdict.switched_on:
-            log.info("C-STORE through pynetdicom's send_c_store (%s=%s)", SWITCH, value)
+            log.debug(
+                "C-STORE through pynetdicom's send_c_store (%s=%s)", SWITCH, value
+            )
     return _Verdict.switched_on
 
 
