@@ -446,6 +446,7 @@ sys.exit(code)
 def test_the_fallback_streams_a_large_instance(tmp_path: Path) -> None:
     """A 300 MB instance goes out through the fallback with the sender's peak RSS
     far below its size, and its temporary copy is gone afterwards."""
+    (tmp_path / "in").mkdir()
     path = write_multiframe(tmp_path / "in" / "big.dcm", 300)
     copies = tmp_path / "copies"
     copies.mkdir()
