@@ -90,7 +90,7 @@ class FallbackChannel(Channel):
     @property
     def connected(self) -> bool:
         """Whether the association can still carry data."""
-        return bool(self.assoc.is_established)
+        return bool(self.assoc.is_established and not self.closed)
 
     def send(
         self,
@@ -100,7 +100,7 @@ class FallbackChannel(Channel):
         on_sent: OnSent | None,
     ) -> Outcome:
         """Write ``item`` as a Part 10 file and send it with ``send_c_store``."""
-        if not self.assoc.is_established:
+        if self.closed or not self.assoc.is_established:
             return association_lost("association lost before sending", Retry.TRANSIENT)
         try:
             fd, name = tempfile.mkstemp(prefix="dicom-send-", suffix=".dcm")
