@@ -17,13 +17,11 @@ from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.transport import ThreadedAssociationServer
 
+from ..transport.fastpath import awaiting_request
+
 log = logging.getLogger(__name__)
 
 __all__ = ["AcceptorAE", "arm_request_deadline"]
-
-# PS3.8 9.2: no request yet (Sta1: the transport's open event not yet handled;
-# Sta2: transport open, awaiting A-ASSOCIATE-RQ).
-_AWAITING_REQUEST = frozenset({"Sta1", "Sta2"})
 
 
 class _Server(ThreadedAssociationServer):
@@ -77,7 +75,7 @@ class _Server(ThreadedAssociationServer):
 
 def _awaiting_request(assoc: Association) -> bool:
     """Whether a connection has yet to deliver its whole A-ASSOCIATE-RQ."""
-    return bool(assoc.dul.state_machine.current_state in _AWAITING_REQUEST)
+    return awaiting_request(assoc)
 
 
 class AcceptorAE(AE):

@@ -168,8 +168,9 @@ class Client:
 
         Found by their DUL threads: an association still negotiating is not among
         pynetdicom's active ones, yet its thread would keep the process alive until
-        the ACSE timeout. Each gets an A-ABORT if its connection is up, then its
-        thread is stopped whatever state it is in.
+        the ACSE timeout. Each gets an A-ABORT if its connection is up; its thread
+        stops once idle (the abort sent, the connection closed), or after ``wait``
+        seconds whatever state it is in.
         """
         duls = [
             thread
@@ -179,9 +180,9 @@ class Client:
         for dul in duls:
             dul.assoc.abort(block=False)
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and any(
-            dul.state_machine.current_state != "Sta1" for dul in duls
-        ):
+        running = duls
+        while running and time.monotonic() < deadline:
+            running = [dul for dul in running if not dul.stop_dul()]  # idle: stopped
             time.sleep(0.01)
         for dul in duls:
             dul.kill_dul()

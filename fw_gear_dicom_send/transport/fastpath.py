@@ -1,69 +1,188 @@
-"""The fast path of C-STORE: we hold the association's socket while sending.
+"""The fast path of C-STORE, and the only module that touches pynetdicom's internals.
 
-While an association is held (:func:`held`), C-STORE goes through :mod:`.wire`: the
-request's fixed-layout command (the bytes pynetdicom would encode, property-tested),
-then the data set as P-DATA fragments read from a :class:`.wire.Payload` (the file's
-own bytes with the provenance element spliced in, never a decoded ``Dataset`` nor a
-path), then the response, read in the same thread. Only when the receiver refuses a
-file's own transfer syntax is the file decoded and re-encoded in one it accepted.
+:func:`held` is how a send gets a :class:`.channel.Channel` for an association.
+On the fast path (:class:`FastChannel`) we hold the association's socket while
+sending: C-STORE goes through :mod:`.wire`, the request's fixed-layout command (the
+bytes pynetdicom would encode, property-tested), then the data set as P-DATA
+fragments read from a :class:`.wire.Payload` (never a decoded ``Dataset`` nor a
+path), then the response, read in the same thread. Holding the socket takes
+private parts of pynetdicom (:data:`PRIVATE_NEEDS`), so the fast path checks itself
+at its first use in a process: pynetdicom must be the version it was built for
+(:data:`PINNED_PYNETDICOM`, the pin of ``pyproject.toml``) and a real association
+must have every private attribute it uses. If not, one warning says why, and every
+association of the process goes through :mod:`.fallback` (pynetdicom's own
+``send_c_store``), which has the same interface and outcomes. The environment
+variable ``DICOM_SEND_FAST_PATH=off`` (or ``0``, ``false``, ``no``) forces the
+fallback; it is read once per process.
+
+The DUL state names (PS3.8 9.2: ``Sta1`` idle, ``Sta2`` awaiting an association
+request, ``Sta6`` established) are read here too, for the receiver and the send.
 """
 
 import contextlib
-import dataclasses
+import logging
+import os
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
-from pydicom.uid import UID
+import pynetdicom
 from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext
 
-from ..dicom.pixels import decompress
-from ..dicom.provenance import ProvenanceTag, tag_dataset
-from ..dicom.transcode import encode, group_length_offsets, read_dataset
-from ..status import InstanceStatus
-from .association import no_context_reason
-from .contexts import FALLBACK_SYNTAXES
-from .outcome import (
-    Outcome,
-    SendItem,
-    association_lost,
-    outcome_of_status,
-)
+from .channel import Channel, OnSent
+from .fallback import FallbackChannel, fallback_held
+from .outcome import Outcome, SendItem, association_lost, outcome_of_status
 from .peer import AssociationSettings
 from .retry import Retry
 from .wire import Framer, Payload, PeerEnded, read_store_response, store_command
 
+log = logging.getLogger(__name__)
 
-def connected(assoc: Association) -> bool:
-    """Whether the association can carry data: its DUL is in state Sta6.
-
-    While its reactor is held, pynetdicom does not update ``is_established``
-    when the peer aborts or the connection closes; the DUL's state machine,
-    run by its own thread, always knows.
-    """
-    return bool(
-        assoc.is_established and assoc.dul.state_machine.current_state == "Sta6"
-    )
-
-
+PINNED_PYNETDICOM = "3.0.4"
+"""The pynetdicom version the fast path is built for (``pyproject.toml``'s pin)."""
+SWITCH = "DICOM_SEND_FAST_PATH"
+"""Environment variable: ``off``, ``0``, ``false`` or ``no`` forces the fallback."""
+_OFF = frozenset({"off", "0", "false", "no"})
+PRIVATE_NEEDS = (
+    "Association._reactor_checkpoint",
+    "Association._is_paused",
+    "Association._reactor_checkpoint._cond._waiters",
+    "DULServiceProvider._is_transport_event",
+    "DULServiceProvider._run_loop_delay",
+    "DULServiceProvider._idle_timer.restart",
+    "DULServiceProvider.state_machine.current_state == 'Sta6'",
+)
+"""What of pynetdicom the fast path relies on beyond its public API."""
+_ESTABLISHED = "Sta6"
+_IDLE = "Sta1"
+_AWAITING_REQUEST = frozenset({"Sta1", "Sta2"})
 _HELD_LOOP_DELAY = 0.01
 """Seconds between the DUL thread's idle loops while we hold the socket: at most
 this much later does it see the release or abort that follows."""
 
 
-def _nothing_to_read() -> bool:
-    return False
+class _Verdict:
+    """Whether this process sends on the fast path; decided at its first use."""
+
+    lock = threading.Lock()
+    switched_on: bool | None = None
+    """The switch, read once; None: not yet read."""
+    usable: bool | None = None
+    """The self-check's result; None: not yet checked."""
 
 
-class Channel:
-    """A held association: the object to send C-STOREs on (from :func:`held`)."""
+def switched_on() -> bool:
+    """Whether ``DICOM_SEND_FAST_PATH`` leaves the fast path on (read once)."""
+    if _Verdict.switched_on is None:
+        value = os.environ.get(SWITCH, "").strip().lower()
+        _Verdict.switched_on = value not in _OFF
+        if not _Verdict.switched_on:
+            log.debug(
+                "C-STORE through pynetdicom's send_c_store (%s=%s)", SWITCH, value
+            )
+    return _Verdict.switched_on
+
+
+def fast(assoc: Association) -> bool:
+    """Whether to send over this association on the fast path.
+
+    The first call of a process with the switch on checks pynetdicom's version
+    and this association's private attributes; a failed check is one warning,
+    and the fallback for the rest of the process.
+    """
+    if not switched_on():
+        return False
+    with _Verdict.lock:
+        if _Verdict.usable is None:
+            why = check(assoc)
+            _Verdict.usable = not why
+            if why:
+                log.warning(
+                    "the C-STORE fast path is off: %s; sending through pynetdicom's "
+                    "send_c_store instead",
+                    why,
+                )
+        return _Verdict.usable
+
+
+def check(assoc: Association) -> str:
+    """Why the fast path cannot hold this (established) association; "" if it can."""
+    version = str(getattr(pynetdicom, "__version__", "unknown"))
+    if version != PINNED_PYNETDICOM:
+        return f"pynetdicom is {version}, not {PINNED_PYNETDICOM} it is built for"
+    missing = [need for need in PRIVATE_NEEDS if not _has(assoc, need)]
+    if missing:
+        return f"pynetdicom {version} lacks {', '.join(missing)}"
+    return ""
+
+
+def _has(assoc: Association, need: str) -> bool:
+    """Whether ``need`` (an entry of :data:`PRIVATE_NEEDS`) holds for ``assoc``."""
+    path, _, expected = need.partition(" == ")
+    owner, *names = path.split(".")
+    value: object = assoc if owner == "Association" else getattr(assoc, "dul", None)
+    for name in names:
+        value = getattr(value, name, _MISSING)
+        if value is _MISSING:
+            return False
+    return not expected or value == expected.strip("'")
+
+
+_MISSING = object()
+
+
+def _state(assoc: Association) -> str | None:
+    """The DUL state name of an association, None if pynetdicom hides it."""
+    machine = getattr(assoc.dul, "state_machine", None)
+    state = getattr(machine, "current_state", None)
+    return state if isinstance(state, str) else None
+
+
+def connected(assoc: Association) -> bool:
+    """Whether the association can carry data.
+
+    While its reactor is held (the fast path), pynetdicom does not update
+    ``is_established`` when the peer aborts or the connection closes; the DUL's
+    state machine, run by its own thread, always knows. Otherwise
+    ``is_established`` is enough.
+    """
+    if not (_Verdict.usable and _Verdict.switched_on):
+        return bool(assoc.is_established)
+    return bool(assoc.is_established and _state(assoc) == _ESTABLISHED)
+
+
+def awaiting_request(assoc: Association) -> bool:
+    """Whether an acceptor's connection has yet to deliver its A-ASSOCIATE-RQ."""
+    return _state(assoc) in _AWAITING_REQUEST
+
+
+@contextmanager
+def held(assoc: Association, settings: AssociationSettings) -> Iterator[Channel]:
+    """The channel to send C-STOREs on over ``assoc``, for as long as it is held.
+
+    The fast path's (:class:`FastChannel`) if :func:`fast`, else the fallback's
+    (:class:`.fallback.FallbackChannel`). The channel serves only inside this
+    context.
+    """
+    if fast(assoc):
+        manager = _held_fast(assoc, settings)
+    else:
+        manager = fallback_held(assoc, settings)
+    with manager as channel:
+        try:
+            yield channel
+        finally:
+            channel.open = False
+
+
+class FastChannel(Channel):
+    """A channel that writes requests and reads responses on the socket itself."""
 
     def __init__(self, assoc: Association, settings: AssociationSettings) -> None:
         """Wrap an association whose socket :func:`held` has taken."""
-        self.assoc = assoc
-        self.settings = settings
-        self._message_id = 0
+        super().__init__(assoc, settings)
         self._framer = Framer()
 
     @property
@@ -71,92 +190,18 @@ class Channel:
         """Whether the association can still carry data."""
         return connected(self.assoc)
 
-    def store(
-        self,
-        item: SendItem,
-        tag: ProvenanceTag,
-        on_sent: Callable[[SendItem], None] | None = None,
-    ) -> Outcome:
-        """Send one instance over the held association.
-
-        Args:
-            item: The instance.
-            tag: The provenance element.
-            on_sent: Called once the whole data set went out, before the answer
-                is read: from then on, the receiver may have stored it.
-
-        Returns:
-            The outcome; a failure with its reason if it could not go out.
-        """
-        assoc = self.assoc
-        context = choose_context(assoc.accepted_contexts, item)
-        if context is None:
-            reason = no_context_reason(assoc.rejected_contexts, item)
-            return Outcome(InstanceStatus.FAILED, None, reason)
-        syntax = str(context.transfer_syntax[0])
-        if item.inserts is not None and syntax == item.transfer_syntax:
-            try:
-                f = open(item.path, "rb", buffering=0)  # noqa: SIM115 - closed below
-            except OSError as exc:  # gone or unreadable since it was probed
-                return Outcome(InstanceStatus.FAILED, None, f"cannot read: {exc}")
-            with f:
-                payload = Payload(
-                    f, item.info.dataset_offset, item.info.size, item.inserts
-                )
-                outcome = self._send(context, item, payload, on_sent)
-        else:
-            note = ""
-            try:
-                payload, note = self._decoded(item, syntax, tag)
-            except Exception as exc:
-                reason = (
-                    str(exc)
-                    if UID(item.transfer_syntax).is_compressed
-                    else f"cannot re-encode: {exc}"
-                )
-                return Outcome(InstanceStatus.FAILED, None, reason)
-            outcome = self._send(context, item, payload, on_sent)
-            if note and outcome.status.stored:
-                reason = f"{outcome.reason}; {note}" if outcome.reason else note
-                outcome = dataclasses.replace(outcome, reason=reason)
-        return dataclasses.replace(outcome, transfer_syntax=syntax)
-
-    @staticmethod
-    def _decoded(
-        item: SendItem, syntax: str, tag: ProvenanceTag
-    ) -> tuple[Payload, str]:
-        """Decode the file (decompressing it if needed), tag it, encode in ``syntax``.
-
-        Returns:
-            The payload, and a note for the report if the file was decompressed.
-        """
-        ds = read_dataset(item.path)
-        offsets = group_length_offsets(ds)
-        source = UID(item.transfer_syntax)
-        target = UID(syntax)
-        note = ""
-        if source.is_compressed and target != source:
-            decompress(ds)  # ValueError: cannot
-            note = (
-                f"decompressed from {source.name} to {target.name}: the receiver "
-                f"accepts no {source.name}"
-            )
-        tag_dataset(ds, tag)
-        return Payload.from_bytes(encode(ds, target, offsets)), note  # ValueError
-
-    def _send(
+    def send(
         self,
         context: PresentationContext,
         item: SendItem,
         payload: Payload,
-        on_sent: Callable[[SendItem], None] | None,
+        on_sent: OnSent | None,
     ) -> Outcome:
+        """Write the request and its data set on the socket; read the response."""
         assoc = self.assoc
         info = item.info
-        self._message_id = self._message_id % 0xFFFF + 1
-        command = store_command(
-            self._message_id, info.sop_class_uid, info.sop_instance_uid
-        )
+        message_id = self.next_message_id()
+        command = store_command(message_id, info.sop_class_uid, info.sop_instance_uid)
         context_id = int(context.context_id)  # type: ignore[arg-type]
         max_pdu = int(assoc.acceptor.maximum_length or 0)
 
@@ -196,36 +241,21 @@ class Channel:
             return association_lost(
                 f"association lost before the response ({why})", Retry.AMBIGUOUS
             )
-        if rsp.message_id != self._message_id:
+        if rsp.message_id != message_id:
             return association_lost(
                 f"a C-STORE-RSP to message {rsp.message_id} came for message "
-                f"{self._message_id}",
+                f"{message_id}",
                 Retry.AMBIGUOUS,
             )
         return outcome_of_status(rsp.status, rsp.error_comment)
 
 
-def choose_context(
-    accepted: list[PresentationContext], item: SendItem
-) -> PresentationContext | None:
-    """The accepted context to send an item in: its own syntax, else a fallback.
-
-    A fallback (an uncompressed syntax) serves a file pydicom can re-encode, and a
-    compressed file, which is then decompressed.
-    """
-    mine = [c for c in accepted if c.abstract_syntax == item.sop_class_uid]
-    for context in mine:
-        if context.transfer_syntax[0] == item.transfer_syntax:
-            return context
-    for syntax in FALLBACK_SYNTAXES:
-        for context in mine:
-            if context.transfer_syntax[0] == syntax:
-                return context
-    return None
+def _nothing_to_read() -> bool:
+    return False
 
 
 @contextmanager
-def held(assoc: Association, settings: AssociationSettings) -> Iterator[Channel]:
+def _held_fast(assoc: Association, settings: AssociationSettings) -> Iterator[Channel]:
     """Take the association's socket for as long as we send over it.
 
     While held, both pynetdicom threads keep off the socket: the association's
@@ -261,7 +291,7 @@ def held(assoc: Association, settings: AssociationSettings) -> Iterator[Channel]
         with contextlib.suppress(OSError):
             sock.settimeout(settings.dimse_timeout)
     try:
-        yield Channel(assoc, settings)
+        yield FastChannel(assoc, settings)
     finally:
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -270,3 +300,17 @@ def held(assoc: Association, settings: AssociationSettings) -> Iterator[Channel]
         dul._run_loop_delay = loop_delay
         dul._idle_timer.restart()
         checkpoint.set()
+
+
+__all__ = [
+    "PINNED_PYNETDICOM",
+    "SWITCH",
+    "Channel",
+    "FallbackChannel",
+    "FastChannel",
+    "awaiting_request",
+    "check",
+    "connected",
+    "held",
+    "switched_on",
+]

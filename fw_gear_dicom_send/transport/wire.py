@@ -1,17 +1,17 @@
 """C-STORE on the wire: the request's command, data set and framing; the response.
 
-The lean data path of :mod:`.association`. A C-STORE-RQ's
+The lean data path of :mod:`.fastpath`. A C-STORE-RQ's
 command set has a fixed layout (PS3.7 9.3.1.1): it is encoded here with ``struct``
-instead of through pydicom, which costs about 0.4 ms a message, as much as the rest
-of sending a 500 KB instance. ``tests/test_wire.py`` checks that the bytes are those
+instead of through pydicom, which would cost as much as the rest of sending a
+typical instance. ``tests/test_wire.py`` checks that the bytes are those
 pynetdicom's own ``C_STORE_RQ.encode_msg`` produces, for any UIDs, message IDs and
 PDU sizes. The data set is read from its file about a megabyte at a time into one
 reused buffer, and its P-DATA-TF PDUs go out as a scatter list of headers and
 views of that buffer: one ``readinto`` and one ``sendmsg`` per megabyte, no copy
 in Python. The C-STORE-RSP is read back by :func:`read_store_response`, in the same
 thread: pynetdicom's DUL thread would take it off the socket, decode it into a
-pydicom Dataset and hand it over through two queues, which costs more CPU than
-framing the 500 KB request and half a millisecond of wake-ups on every message.
+pydicom Dataset and hand it over through two queues, with thread wake-ups on
+every message.
 """
 
 import io
