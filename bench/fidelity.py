@@ -39,7 +39,7 @@ from fidelity import (  # noqa: E402
     without_inserts,
 )
 
-from fw_gear_dicom_send.send.engine import SendRequest, send  # noqa: E402
+from fw_gear_dicom_send.sending.engine import SendRequest, send  # noqa: E402
 from fw_gear_dicom_send.status import InstanceStatus  # noqa: E402
 from fw_gear_dicom_send.transport.peer import Peer  # noqa: E402
 from fw_gear_dicom_send.transport.retry import RetryPolicy  # noqa: E402

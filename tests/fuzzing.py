@@ -45,8 +45,8 @@ from fw_gear_dicom_send.dicom.provenance import (
     tag_dataset,
 )
 from fw_gear_dicom_send.errors import MalformedDicomError
-from fw_gear_dicom_send.send.budget import Limits
-from fw_gear_dicom_send.send.inputs import InputProblem, collect
+from fw_gear_dicom_send.sending.budget import Limits
+from fw_gear_dicom_send.sending.inputs import InputProblem, collect
 from fw_gear_dicom_send.status import InstanceStatus
 from fw_gear_dicom_send.transport.wire import Payload
 

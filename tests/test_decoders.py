@@ -15,7 +15,7 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian
 
 from fw_gear_dicom_send.dicom.pixels import decompress, missing_decoder
-from fw_gear_dicom_send.send.engine import SendRequest, send
+from fw_gear_dicom_send.sending.engine import SendRequest, send
 from fw_gear_dicom_send.status import InstanceStatus
 from fw_gear_dicom_send.transport.peer import Peer
 from fw_gear_dicom_send.transport.retry import RetryPolicy

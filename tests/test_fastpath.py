@@ -26,7 +26,7 @@ from pynetdicom.dimse_primitives import C_STORE
 import fw_gear_dicom_send
 from fw_gear_dicom_send.dicom.samples import copy_as_new, write_series
 from fw_gear_dicom_send.pacs.receiver import StorageReceiver
-from fw_gear_dicom_send.send.engine import RunResult, SendRequest, send
+from fw_gear_dicom_send.sending.engine import RunResult, SendRequest, send
 from fw_gear_dicom_send.status import InstanceStatus
 from fw_gear_dicom_send.transport import fastpath
 from fw_gear_dicom_send.transport.association import Client, release

@@ -30,7 +30,7 @@ from test_pacs import LISTENER, start_listener, stop_listener
 
 from fw_gear_dicom_send.dicom.samples import make_ct, zip_files
 from fw_gear_dicom_send.pacs.receiver import StorageReceiver
-from fw_gear_dicom_send.send.engine import SendRequest, send
+from fw_gear_dicom_send.sending.engine import SendRequest, send
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
 from fw_gear_dicom_send.transport.peer import Peer, StowSettings
 from fw_gear_dicom_send.transport.retry import RetryPolicy

@@ -22,7 +22,7 @@ from test_send import peer_of
 from fw_gear_dicom_send.dicom.probe import probe
 from fw_gear_dicom_send.dicom.samples import make_ct, write_series
 from fw_gear_dicom_send.pacs.receiver import StorageReceiver
-from fw_gear_dicom_send.send.engine import SendRequest, send
+from fw_gear_dicom_send.sending.engine import SendRequest, send
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
 
 

@@ -39,7 +39,7 @@ from fw_gear_dicom_send.dicom.provenance import (
 from fw_gear_dicom_send.dicom.samples import make_ct
 from fw_gear_dicom_send.errors import MalformedDicomError
 from fw_gear_dicom_send.pacs.receiver import StorageReceiver
-from fw_gear_dicom_send.send.engine import SendRequest, send
+from fw_gear_dicom_send.sending.engine import SendRequest, send
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
 from fw_gear_dicom_send.transport.peer import Peer
 from fw_gear_dicom_send.transport.wire import Payload

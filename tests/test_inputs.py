@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import sha256
 
-from fw_gear_dicom_send.send.budget import Limits
-from fw_gear_dicom_send.send.inputs import InputFile, InputProblem, Item, collect
+from fw_gear_dicom_send.sending.budget import Limits
+from fw_gear_dicom_send.sending.inputs import InputFile, InputProblem, Item, collect
 from fw_gear_dicom_send.status import InstanceStatus
 
 

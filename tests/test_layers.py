@@ -1,6 +1,6 @@
 """The package's layers: imports run one way, and no module grows past its size.
 
-Front doors (``cli``, ``gear``) -> ``send`` -> ``pacs`` -> ``transport`` -> ``dicom``
+Front doors (``cli``, ``gear``) -> ``sending`` -> ``pacs`` -> ``transport`` -> ``dicom``
 -> the package's root modules (settings, errors, statuses of the run, text safety,
 logging, stopping). A module imports from its own layer or a lower one; the two
 front doors do not import each other.
@@ -15,7 +15,7 @@ import fw_gear_dicom_send
 
 PACKAGE = Path(fw_gear_dicom_send.__file__).parent
 NAME = "fw_gear_dicom_send"
-RANKS = {"dicom": 1, "transport": 2, "pacs": 3, "send": 4, "cli": 5, "gear": 5}
+RANKS = {"dicom": 1, "transport": 2, "pacs": 3, "sending": 4, "cli": 5, "gear": 5}
 ENTRY_POINTS = {"__init__", "__main__"}
 MAX_LINES = 400
 
@@ -83,12 +83,12 @@ def test_imports_run_from_front_doors_down_to_dicom() -> None:
 
 
 def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
-    source = "from ..send.engine import send\nfrom .. import stopping\n"
+    source = "from ..sending.engine import send\nfrom .. import stopping\n"
     module = PACKAGE / "transport" / "_probe_layers.py"
     module.write_text(source)
     try:
         assert _violations() == [
-            "transport._probe_layers:1 imports send.engine",
+            "transport._probe_layers:1 imports sending.engine",
         ]
     finally:
         module.unlink()

@@ -6,7 +6,7 @@ import logging
 import pytest
 
 from fw_gear_dicom_send.cli.progress import ProgressPrinter
-from fw_gear_dicom_send.send.engine import Progress
+from fw_gear_dicom_send.sending.engine import Progress
 
 
 class Terminal(io.StringIO):

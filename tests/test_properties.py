@@ -20,7 +20,7 @@ from fw_gear_dicom_send.dicom.provenance import (
 )
 from fw_gear_dicom_send.dicom.samples import bundled, make_ct
 from fw_gear_dicom_send.errors import MalformedDicomError
-from fw_gear_dicom_send.send.plan import prepare as _prepare
+from fw_gear_dicom_send.sending.plan import prepare as _prepare
 from fw_gear_dicom_send.transport.wire import Payload
 
 SEEDS = [
@@ -82,7 +82,7 @@ def test_arbitrary_bytes_are_classified(data: bytes, tmp_path: Path) -> None:
 def test_every_member_gets_exactly_one_row(
     members: list[bytes], with_ct: bool, tmp_path: Path
 ) -> None:
-    from fw_gear_dicom_send.send.engine import SendRequest
+    from fw_gear_dicom_send.sending.engine import SendRequest
     from fw_gear_dicom_send.transport.peer import Peer
 
     archive = tmp_path / "in.zip"

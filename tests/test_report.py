@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from fw_gear_dicom_send.send.report import COLUMNS, Row, summarize, write_csv
+from fw_gear_dicom_send.sending.report import COLUMNS, Row, summarize, write_csv
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
 
 S = InstanceStatus

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from fw_gear_dicom_send.send.budget import Limits
-from fw_gear_dicom_send.send.inputs import InputProblem, collect
+from fw_gear_dicom_send.sending.budget import Limits
+from fw_gear_dicom_send.sending.inputs import InputProblem, collect
 from fw_gear_dicom_send.status import InstanceStatus
 
 _HOLE = 64 << 20  # four times the 16 MiB any input may extract

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..dicom.samples import write_demo_inputs
 from ..pacs.receiver import StorageReceiver
-from ..send.engine import SendRequest, send
+from ..sending.engine import SendRequest, send
 from ..status import ExitStatus
 from ..transport.peer import AssociationSettings, Peer
 from . import options

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from .. import stopping
 from ..errors import UsageError
-from ..send.engine import RunResult
-from ..send.report import ReportError, check_replaceable, is_report, write_csv
+from ..sending.engine import RunResult
+from ..sending.report import ReportError, check_replaceable, is_report, write_csv
 from ..status import ExitStatus
 from . import PROG
 

@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
-from ..send.engine import Progress
+from ..sending.engine import Progress
 
 if TYPE_CHECKING:
     from ..pacs.retrieve import SubOperations

@@ -13,8 +13,8 @@ from ..dicom.provenance import (
     parse_group,
 )
 from ..errors import UsageError
-from ..send.engine import SendRequest, send
-from ..send.report import read_stored
+from ..sending.engine import SendRequest, send
+from ..sending.report import read_stored
 from ..settings import DEFAULT_ASSOCIATIONS, STOW_BATCH, seconds, whole
 from ..status import ExitStatus
 from ..transport.peer import AssociationSettings, StowSettings, parse_auth

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..sanitize import safe_name
-from ..send.report import write_table
+from ..sending.report import write_table
 from .files import FlywheelFile, Session
 
 COLUMNS = (

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 from .. import stopping
 from ..errors import UsageError
 from ..sanitize import printable, safe_name
-from ..send.engine import RunResult, SendRequest, send
-from ..send.report import ReportError, Row, write_csv
+from ..sending.engine import RunResult, SendRequest, send
+from ..sending.report import ReportError, Row, write_csv
 from ..status import ExitStatus, InstanceStatus
 from ..transport.tls_context import client_context
 from .completion import FileResult, FileStatus, report_name, write_report

@@ -4,7 +4,7 @@ Archives are recognised by their content, not their name, and each member is
 extracted into the work folder under a name we make up (a counter): a member's own
 name is only a label in the report, so no name (``..``, absolute, a link) can ever
 make us write outside the work folder. Every byte is charged to the input's
-:class:`~fw_gear_dicom_send.send.budget.Budget` as it streams. Only regular files
+:class:`~fw_gear_dicom_send.sending.budget.Budget` as it streams. Only regular files
 are read: a named pipe, socket or device is reported, never opened for reading.
 """
 
