@@ -229,7 +229,7 @@ def _serve(jobs_in: Any, up: _Up, theirs: Any, parent: int | None) -> None:
         # end of the pipe of jobs tells that the main process is gone.
         stopping.die_with_parent(parent)
     theirs.close()
-    with collector.importing():  # 20 ms of collections; none scans them again
+    with collector.importing():  # no collection while importing, none scans them again
         from . import cstore  # noqa: F401, PLC0415 - what this process is for
 
     _log_up(up, ())

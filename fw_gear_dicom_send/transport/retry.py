@@ -82,7 +82,7 @@ class Retrier:
 
     def waits(self) -> Iterator[float]:
         """Waits before each further attempt, until the budget runs out."""
-        import backoff  # noqa: PLC0415 - it imports asyncio: 40 ms at every start
+        import backoff  # noqa: PLC0415 - it imports asyncio, which a send rarely needs
 
         policy = self.policy
         for wait in backoff.expo(factor=policy.first_wait, max_value=policy.max_wait):
