@@ -28,6 +28,7 @@ from fw_gear_dicom_send.dicom.samples import copy_as_new, write_series
 from fw_gear_dicom_send.pacs.receiver import StorageReceiver
 from fw_gear_dicom_send.sending.engine import RunResult, SendRequest, send
 from fw_gear_dicom_send.status import InstanceStatus
+from fw_gear_dicom_send.transport import fallback as fallback_module
 from fw_gear_dicom_send.transport import fastpath
 from fw_gear_dicom_send.transport.association import Client, release
 from fw_gear_dicom_send.transport.channel import ChannelClosed
@@ -420,13 +421,16 @@ def test_the_fallback_into_storescp_and_orthanc(
 def _no_leftover_copies(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[None]:
-    """The fallback's temporary copies go to TMPDIR, and none is left behind."""
+    """The fallback's temporary copies, made here, are all removed.
+
+    Not by setting TMPDIR in this process: multiprocessing keeps the first
+    temporary folder it sees for the life of the process (a later fork server
+    would need this test's folder). The test of the large instance, in a
+    subprocess, shows that TMPDIR is where the copies go.
+    """
     copies = tmp_path / "tmpdir"
     copies.mkdir()
-    monkeypatch.setenv("TMPDIR", str(copies))
-    import tempfile
-
-    monkeypatch.setattr(tempfile, "tempdir", None)
+    monkeypatch.setattr(fallback_module, "COPIES_DIR", str(copies))
     yield
     assert list(copies.glob("dicom-send-*.dcm")) == []
 

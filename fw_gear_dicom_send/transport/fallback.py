@@ -54,6 +54,8 @@ _QUEUED_BYTES = 4 << 20
 _P_DATA_TF = 0x04
 _PREAMBLE = bytes(128) + b"DICM"
 FAILED = InstanceStatus.FAILED
+COPIES_DIR: str | None = None
+"""Where the copies are written; None: the system's temporary folder (``TMPDIR``)."""
 
 
 class _Watch:
@@ -103,7 +105,7 @@ class FallbackChannel(Channel):
         if self.closed or not self.assoc.is_established:
             return association_lost("association lost before sending", Retry.TRANSIENT)
         try:
-            fd, name = tempfile.mkstemp(prefix="dicom-send-", suffix=".dcm")
+            fd, name = tempfile.mkstemp(".dcm", "dicom-send-", COPIES_DIR)
         except OSError as exc:
             return Outcome(FAILED, None, f"cannot write a copy to send: {exc}")
         try:
