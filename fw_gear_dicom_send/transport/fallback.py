@@ -54,6 +54,8 @@ _QUEUED_BYTES = 4 << 20
 _P_DATA_TF = 0x04
 _PREAMBLE = bytes(128) + b"DICM"
 FAILED = InstanceStatus.FAILED
+_MEDIA_STORAGE_SOP_CLASS_UID = 0x00020002
+_MEDIA_STORAGE_SOP_INSTANCE_UID = 0x00020003
 COPIES_DIR: str | None = None
 """Where the copies are written; None: the system's temporary folder (``TMPDIR``)."""
 
@@ -125,8 +127,14 @@ class FallbackChannel(Channel):
             Why it could not be written, or "".
         """
         meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = UID(item.info.sop_class_uid)
-        meta.MediaStorageSOPInstanceUID = UID(item.info.sop_instance_uid)
+        for tag, uid in (
+            (_MEDIA_STORAGE_SOP_CLASS_UID, item.info.sop_class_uid),
+            (_MEDIA_STORAGE_SOP_INSTANCE_UID, item.info.sop_instance_uid),
+        ):
+            # pynetdicom takes the C-STORE's UIDs from these: a value with a
+            # backslash, which pydicom would read back as several, goes as UT
+            # (read as one string), so that the request carries it as the file has it.
+            meta.add_new(tag, "UT" if "\\" in uid else "UI", uid)
         meta.TransferSyntaxUID = UID(syntax)
         view = memoryview(self._buffer)
         remaining = payload.length
