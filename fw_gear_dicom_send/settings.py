@@ -34,6 +34,7 @@ __all__ = [
     "NETWORK_TIMEOUT",
     "PORT",
     "RETRIEVE_LISTEN_PORT",
+    "RETRY_BUDGET",
     "STOW_BATCH",
     "STOW_TIMEOUT",
     "Bounds",
@@ -76,6 +77,9 @@ FIND_WINDOW_DAYS = 15
 """Days per C-FIND of a date range."""
 DOWNLOAD_RETRY_SECONDS = 60
 """The gear's ``file_download_retry_time``."""
+RETRY_BUDGET = 60.0
+"""Seconds without a stored instance after which a send retries nothing more
+(``--retry-time``, config ``retry_time``)."""
 
 Labels = Mapping[str, str]
 """How a front door names a settings type's fields in its messages, by field

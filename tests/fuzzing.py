@@ -1,12 +1,13 @@
 """A fuzzer over what reads untrusted bytes: the archive walk, the probe, the splice.
 
 Each input is a file as a user might name it. It goes through the archive walk
-(``inputs.collect``); every file that yields goes through the probe
-(``dicomfile.probe``) and the provenance element is added, spliced into the bytes
-(``tagging.splice``) or into the decoded data set (``tagging.tag_dataset``), as the
-senders do. :func:`check` asserts that every input either yields a row with a
-reason, or a well-formed data set: one the probe reads again, that pydicom reads
-back as the original plus exactly the provenance element. Anything else (an
+(``sending.inputs.collect``); every file that yields goes through the probe
+(``dicom.probe.probe``) and the provenance element is added, spliced into the
+bytes (``dicom.provenance.splice``) or into the decoded data set
+(``dicom.provenance.tag_dataset``), as the senders do. :func:`check` asserts that
+every input either yields a row with a reason, or a well-formed data set: one the
+probe reads again, that pydicom reads back as the original plus exactly the
+provenance element. Anything else (an
 exception, a failed assertion, a hang, a memory blow-up) is a bug.
 
 Run by hand (the default is 600 seconds)::

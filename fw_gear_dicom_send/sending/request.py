@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..dicom.provenance import ProvenanceTag
 from ..errors import UsageError
-from ..settings import DEFAULT_ASSOCIATIONS
+from ..settings import DEFAULT_ASSOCIATIONS, whole
 from ..status import ExitStatus
 from ..transport.peer import AssociationSettings, Peer, StowSettings
 from ..transport.retry import RetryPolicy
@@ -50,6 +50,7 @@ class SendRequest:
             raise UsageError("send to a DIMSE receiver or by STOW-RS: one of the two")
         if self.stow is not None and (self.verify or self.skip_existing):
             raise UsageError("verify and skip-existing ask a DIMSE receiver (C-FIND)")
+        whole("associations", self.associations, "associations")
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ..settings import RETRY_BUDGET, seconds
+
 
 class Retry(enum.Enum):
     """Whether an outcome is worth another try."""
@@ -40,11 +42,14 @@ def retry_of_status(code: int) -> Retry:
 class RetryPolicy:
     """How long and how patiently to retry."""
 
-    budget: float = 60.0
+    budget: float = RETRY_BUDGET
     """Seconds without a stored instance after which nothing is retried any more;
     0 turns retries off."""
     first_wait: float = 0.5
     max_wait: float = 10.0
+
+    def __post_init__(self) -> None:
+        seconds("retry_time", self.budget, "the retry budget")
 
 
 class Retrier:
