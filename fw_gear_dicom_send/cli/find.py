@@ -50,12 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     query.add_argument("--date-from", type=options.date, metavar="YYYY-MM-DD")
     query.add_argument("--date-to", type=options.date, metavar="YYYY-MM-DD")
-    query.add_argument(
+    options.add_count(
+        query,
         "--window-days",
-        type=options.integer,
-        default=FIND_WINDOW_DAYS,
-        metavar="N",
-        help=f"ask a date range in windows of N days ({FIND_WINDOW_DAYS})",
+        FIND_WINDOW_DAYS,
+        "N",
+        f"ask a date range in windows of N days ({FIND_WINDOW_DAYS})",
     )
     query.add_argument("--modality", help="e.g. CT, MR")
     out = parser.add_argument_group("output")

@@ -51,6 +51,13 @@ def integer(text: str) -> int:
     return int(text)
 
 
+def add_count(
+    group: argparse._ActionsContainer, flag: str, default: int, metavar: str, help: str
+) -> None:
+    """Add a whole-number option with a default (its range is checked later)."""
+    group.add_argument(flag, type=integer, default=default, metavar=metavar, help=help)
+
+
 def decimal(text: str) -> float:
     """A number argument in ASCII (``float()`` takes any script's digits, ``1_0``).
 

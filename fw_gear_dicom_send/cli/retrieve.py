@@ -48,12 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="move: C-MOVE to a listener of ours on --listen-port, which the "
         "PACS must know as --calling-ae (default); get: C-GET",
     )
-    where.add_argument(
+    options.add_count(
+        where,
         "--listen-port",
-        type=options.integer,
-        default=RETRIEVE_LISTEN_PORT,
-        metavar="P",
-        help=f"our listener's port for --method move ({RETRIEVE_LISTEN_PORT})",
+        RETRIEVE_LISTEN_PORT,
+        "P",
+        f"our listener's port for --method move ({RETRIEVE_LISTEN_PORT})",
     )
     where.add_argument(
         "--bind",

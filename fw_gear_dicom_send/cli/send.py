@@ -55,12 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="bearer:TOKEN|basic:USER:PASSWORD",
         help=f"the credential (better: set {STOW_AUTH_VARIABLE})",
     )
-    stow.add_argument(
+    options.add_count(
+        stow,
         "--batch",
-        type=options.integer,
-        default=STOW_BATCH,
-        metavar="N",
-        help=f"instances per request ({STOW_BATCH}); --associations requests at once",
+        STOW_BATCH,
+        "N",
+        f"instances per request ({STOW_BATCH}); --associations requests at once",
     )
     parser.add_argument("--report", type=options.path, help="write the CSV report here")
     tag = parser.add_argument_group("provenance element")
@@ -89,12 +89,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="retry transient failures until nothing has been stored for S seconds "
         f"({budget:g}; 0: no retries)",
     )
-    parser.add_argument(
+    options.add_count(
+        parser,
         "--associations",
-        type=options.integer,
-        default=DEFAULT_ASSOCIATIONS,
-        metavar="N",
-        help=f"associations at once, each in its own process ({DEFAULT_ASSOCIATIONS};"
+        DEFAULT_ASSOCIATIONS,
+        "N",
+        f"associations at once, each in its own process ({DEFAULT_ASSOCIATIONS};"
         " fewer for small sends)",
     )
     parser.add_argument(

@@ -89,6 +89,14 @@ class ContainerRef:
     type: str
     id: str
 
+    @classmethod
+    def of(cls, value: Mapping[str, Any]) -> "ContainerRef | None":
+        """The container a config.json object names (``type`` and ``id``), if any."""
+        kind, ident = value.get("type"), value.get("id")
+        if isinstance(kind, str) and isinstance(ident, str) and kind and ident:
+            return cls(kind, ident)
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class FileInput:
@@ -230,7 +238,7 @@ def parse_config(
         download_retry_seconds=options.integer(
             "file_download_retry_time", DOWNLOAD_RETRY_SECONDS
         ),
-        destination=_container_ref(destination),
+        destination=ContainerRef.of(destination),
         file=_the_file_input(inputs),
         output_dir=output_dir,
         work_dir=work_dir,
@@ -303,13 +311,6 @@ def _tls(
     )
 
 
-def _container_ref(value: Mapping[str, Any]) -> ContainerRef | None:
-    kind, ident = value.get("type"), value.get("id")
-    if isinstance(kind, str) and isinstance(ident, str) and kind and ident:
-        return ContainerRef(kind, ident)
-    return None
-
-
 def _file_input(inputs: Mapping[str, Any], name: str) -> Path | None:
     entry = inputs.get(name)
     if entry is None:
@@ -343,5 +344,5 @@ def _the_file_input(inputs: Mapping[str, Any]) -> FileInput | None:
     entry = inputs["file"]
     name = _location(entry, "file").get("name") or path.name
     hierarchy = entry.get("hierarchy")
-    parent = _container_ref(hierarchy) if isinstance(hierarchy, Mapping) else None
+    parent = ContainerRef.of(hierarchy) if isinstance(hierarchy, Mapping) else None
     return FileInput(path=path, name=str(name), parent=parent)

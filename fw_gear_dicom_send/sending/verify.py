@@ -27,7 +27,9 @@ class SeriesKey:
     """A series, with the study it belongs to (a study-root query needs both)."""
 
     study_uid: str
+    """Study Instance UID."""
     series_uid: str
+    """Series Instance UID."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,10 @@ refuses.
 """
 
 import abc
+import contextlib
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from pydicom.uid import UID
 from pynetdicom.association import Association
@@ -31,6 +33,19 @@ from .wire import Payload
 
 OnSent = Callable[[SendItem], None]
 """Told of an item once its data set has gone out, before its answer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    """One C-STORE for a channel to send."""
+
+    context: PresentationContext
+    """The accepted context it goes in."""
+    item: SendItem
+    payload: Payload
+    """Its data set, as it goes on the wire."""
+    on_sent: OnSent | None
+    """Told once the whole data set went out."""
 
 
 class ChannelClosed(RuntimeError):
@@ -96,7 +111,7 @@ class Channel(abc.ABC):
                 payload = Payload(
                     f, item.info.dataset_offset, item.info.size, item.inserts
                 )
-                outcome = self.send(context, item, payload, on_sent)
+                outcome = self.send(Store(context, item, payload, on_sent))
         else:
             note = ""
             try:
@@ -108,21 +123,15 @@ class Channel(abc.ABC):
                     else f"cannot re-encode: {exc}"
                 )
                 return Outcome(InstanceStatus.FAILED, None, reason)
-            outcome = self.send(context, item, payload, on_sent)
+            outcome = self.send(Store(context, item, payload, on_sent))
             if note and outcome.status.stored:
                 reason = f"{outcome.reason}; {note}" if outcome.reason else note
                 outcome = dataclasses.replace(outcome, reason=reason)
         return dataclasses.replace(outcome, transfer_syntax=syntax)
 
     @abc.abstractmethod
-    def send(
-        self,
-        context: PresentationContext,
-        item: SendItem,
-        payload: Payload,
-        on_sent: OnSent | None,
-    ) -> Outcome:
-        """Send the C-STORE-RQ of ``item`` with ``payload`` as its data set.
+    def send(self, store: Store) -> Outcome:
+        """Send the C-STORE-RQ of ``store.item`` with ``store.payload`` as its data set.
 
         Returns:
             What the response said, or why none came.
@@ -170,3 +179,20 @@ def choose_context(
             if context.transfer_syntax[0] == syntax:
                 return context
     return None
+
+
+@contextlib.contextmanager
+def socket_timeout(assoc: Association, seconds: float) -> Iterator[None]:
+    """The association's socket waits at most ``seconds`` inside; then as before."""
+    transport = assoc.dul.socket
+    sock = transport.socket if transport is not None else None
+    previous = sock.gettimeout() if sock is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.settimeout(seconds)
+    try:
+        yield
+    finally:
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.settimeout(previous)

@@ -39,10 +39,9 @@ from pynetdicom import _config, evt
 from pynetdicom.association import Association
 from pynetdicom.pdu import A_ABORT_RQ, A_RELEASE_RQ
 from pynetdicom.pdu_primitives import P_DATA
-from pynetdicom.presentation import PresentationContext
 
 from ..status import InstanceStatus
-from .channel import Channel, OnSent
+from .channel import Channel, OnSent, Store, socket_timeout
 from .outcome import Outcome, SendItem, association_lost, outcome_of_status
 from .peer import AssociationSettings
 from .retry import Retry
@@ -96,14 +95,9 @@ class FallbackChannel(Channel):
         """Whether the association can still carry data."""
         return bool(self.assoc.is_established and not self.closed)
 
-    def send(
-        self,
-        context: PresentationContext,
-        item: SendItem,
-        payload: Payload,
-        on_sent: OnSent | None,
-    ) -> Outcome:
+    def send(self, store: Store) -> Outcome:
         """Write ``item`` as a Part 10 file and send it with ``send_c_store``."""
+        item, on_sent = store.item, store.on_sent
         if self.closed or not self.assoc.is_established:
             return association_lost("association lost before sending", Retry.TRANSIENT)
         try:
@@ -112,7 +106,8 @@ class FallbackChannel(Channel):
             return Outcome(FAILED, None, f"cannot write a copy to send: {exc}")
         try:
             with open(fd, "wb") as f:
-                why = self._write(f, item, str(context.transfer_syntax[0]), payload)
+                syntax = str(store.context.transfer_syntax[0])
+                why = self._write(f, item, syntax, store.payload)
             if why:
                 return Outcome(FAILED, None, why)
             return self._send_file(name, on_sent, item)
@@ -365,18 +360,10 @@ def fallback_held(
     chunked = _config.STORE_SEND_CHUNKED_DATASET
     _config.STORE_SEND_CHUNKED_DATASET = True
     throttle = _throttled(channel, int(assoc.acceptor.maximum_length or 0))
-    transport = assoc.dul.socket
-    sock = transport.socket if transport is not None else None
-    previous = sock.gettimeout() if sock is not None else None
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.settimeout(settings.dimse_timeout)
     try:
-        yield channel
+        with socket_timeout(assoc, settings.dimse_timeout):
+            yield channel
     finally:
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.settimeout(previous)
         _config.STORE_SEND_CHUNKED_DATASET = chunked
         if throttle is not None:
             throttle.limit = 0

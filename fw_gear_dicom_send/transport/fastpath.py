@@ -19,7 +19,6 @@ The DUL state names (PS3.8 9.2: ``Sta1`` idle, ``Sta2`` awaiting an association
 request, ``Sta6`` established) are read here too, for the receiver and the send.
 """
 
-import contextlib
 import logging
 import os
 import threading
@@ -29,14 +28,13 @@ from contextlib import contextmanager
 
 import pynetdicom
 from pynetdicom.association import Association
-from pynetdicom.presentation import PresentationContext
 
-from .channel import Channel, OnSent
+from .channel import Channel, Store, socket_timeout
 from .fallback import FallbackChannel, fallback_held
-from .outcome import Outcome, SendItem, association_lost, outcome_of_status
+from .outcome import Outcome, association_lost, outcome_of_status
 from .peer import AssociationSettings
 from .retry import Retry
-from .wire import Framer, Payload, PeerEnded, read_store_response, store_command
+from .wire import Framer, PeerEnded, read_store_response, store_command
 
 log = logging.getLogger(__name__)
 
@@ -190,19 +188,14 @@ class FastChannel(Channel):
         """Whether the association can still carry data."""
         return connected(self.assoc)
 
-    def send(
-        self,
-        context: PresentationContext,
-        item: SendItem,
-        payload: Payload,
-        on_sent: OnSent | None,
-    ) -> Outcome:
+    def send(self, store: Store) -> Outcome:
         """Write the request and its data set on the socket; read the response."""
+        item = store.item
         assoc = self.assoc
         info = item.info
         message_id = self.next_message_id()
         command = store_command(message_id, info.sop_class_uid, info.sop_instance_uid)
-        context_id = int(context.context_id)  # type: ignore[arg-type]
+        context_id = int(store.context.context_id)  # type: ignore[arg-type]
         max_pdu = int(assoc.acceptor.maximum_length or 0)
 
         transport = assoc.dul.socket
@@ -211,7 +204,10 @@ class FastChannel(Channel):
             return association_lost("association lost before sending", Retry.TRANSIENT)
         try:
             sent = self._framer.write(
-                sock, lambda: connected(assoc), (command, context_id, max_pdu), payload
+                sock,
+                lambda: connected(assoc),
+                (command, context_id, max_pdu),
+                store.payload,
             )
         except TimeoutError:  # it has part of the data set, never the whole
             return association_lost(
@@ -227,8 +223,8 @@ class FastChannel(Channel):
                 "connection closed)",
                 Retry.TRANSIENT,
             )
-        if on_sent is not None:
-            on_sent(item)
+        if store.on_sent is not None:
+            store.on_sent(item)
         try:
             rsp = read_store_response(sock)
         except TimeoutError:
@@ -284,18 +280,10 @@ def _held_fast(assoc: Association, settings: AssociationSettings) -> Iterator[Ch
     # while held): it need not wake every millisecond meanwhile.
     loop_delay = dul._run_loop_delay
     dul._run_loop_delay = _HELD_LOOP_DELAY
-    transport = dul.socket
-    sock = transport.socket if transport is not None else None
-    previous = sock.gettimeout() if sock is not None else None
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.settimeout(settings.dimse_timeout)
     try:
-        yield FastChannel(assoc, settings)
+        with socket_timeout(assoc, settings.dimse_timeout):
+            yield FastChannel(assoc, settings)
     finally:
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.settimeout(previous)
         del dul._is_transport_event
         dul._run_loop_delay = loop_delay
         dul._idle_timer.restart()
