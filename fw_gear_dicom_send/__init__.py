@@ -38,23 +38,6 @@ if TYPE_CHECKING:
     from .transport.retry import RetryPolicy
     from .transport.tls import Profile, TlsSettings
 
-if TYPE_CHECKING:
-    from .dicom.provenance import ProvenanceTag
-    from .errors import AssociationError, DicomSendError, UsageError
-    from .pacs.filing import Layout
-    from .pacs.levels import Level, Model
-    from .pacs.query import Query, QueryError, find
-    from .pacs.receiver import StorageReceiver
-    from .pacs.retrieve import RetrieveError, RetrieveResult, Target, get, move
-    from .sending.engine import send
-    from .sending.report import Row, Summary, write_csv
-    from .sending.request import Progress, RunResult, SendRequest
-    from .status import ExitStatus, InstanceStatus
-    from .transport.association import Client
-    from .transport.peer import AssociationSettings, Peer, StowSettings
-    from .transport.retry import RetryPolicy
-    from .transport.tls import Profile, TlsSettings
-
 _WHERE = {
     "send": ".sending.engine",
     "SendRequest": ".sending.request",
@@ -133,7 +116,7 @@ def __getattr__(name: str) -> Any:
     imported only then).
     """
     if name == "__version__":
-        from importlib import metadata  # noqa: PLC0415 - see the module docstring
+        from importlib import metadata  # noqa: PLC0415 - only --version asks
 
         try:
             return metadata.version("fw-gear-dicom-send")

@@ -33,6 +33,8 @@ __all__ = [
     "LISTEN_REQUEST_TIMEOUT",
     "NETWORK_TIMEOUT",
     "PORT",
+    "RECEIVER_AE_TITLE",
+    "RECEIVER_ASSOCIATIONS",
     "RETRIEVE_LISTEN_PORT",
     "RETRY_BUDGET",
     "STOW_BATCH",
@@ -65,12 +67,16 @@ STOW_BATCH = 20
 """Instances per STOW-RS request."""
 STOW_TIMEOUT = DIMSE_TIMEOUT
 """Seconds of silence on a STOW-RS connection before it counts as broken."""
-LISTEN_AE_TITLE = "DICOM-SEND"
-"""The AE title of ``dicom-send listen``."""
+LISTEN_AE_TITLE = LIBRARY_CALLING_AE
+"""The AE title of ``dicom-send listen``: the one we call with."""
 LISTEN_REQUEST_TIMEOUT = 10.0
 """Seconds a new connection to a listener of ours has to send its request."""
 LISTEN_IDLE_TIMEOUT = 60.0
 """Seconds an association with a listener of ours may stay silent."""
+RECEIVER_AE_TITLE = "STORE-SCP"
+"""The AE title of an embedded receiver of the Python API (the demo's, the tests')."""
+RECEIVER_ASSOCIATIONS = 16
+"""Associations an embedded receiver or listener takes at once."""
 RETRIEVE_LISTEN_PORT = 11113
 """The port of the listener ``retrieve --method move`` starts."""
 FIND_WINDOW_DAYS = 15

@@ -22,10 +22,10 @@ from gearjob import Gear, Site, old_gear_config
 from pydicom.filewriter import dcmwrite
 from test_send import peer_of
 
+from fw_gear_dicom_send import SendRequest, send
 from fw_gear_dicom_send.dicom.samples import make_ct
 from fw_gear_dicom_send.pacs.receiver import StorageReceiver
 from fw_gear_dicom_send.sending.budget import Limits
-from fw_gear_dicom_send.sending.engine import SendRequest, send
 from fw_gear_dicom_send.sending.inputs import InputFile, InputProblem, Item, collect
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
 

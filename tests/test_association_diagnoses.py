@@ -15,10 +15,10 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
 
+from fw_gear_dicom_send import SendRequest, send
 from fw_gear_dicom_send.dicom.samples import copy_as_new
 from fw_gear_dicom_send.dicom.uids import VERIFICATION
 from fw_gear_dicom_send.errors import AssociationError
-from fw_gear_dicom_send.sending.engine import SendRequest, send
 from fw_gear_dicom_send.status import InstanceStatus
 from fw_gear_dicom_send.transport.association import Client
 from fw_gear_dicom_send.transport.contexts import Proposal

@@ -14,8 +14,8 @@ from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian
 
+from fw_gear_dicom_send import SendRequest, send
 from fw_gear_dicom_send.dicom.pixels import decompress, missing_decoder
-from fw_gear_dicom_send.sending.engine import SendRequest, send
 from fw_gear_dicom_send.status import InstanceStatus
 from fw_gear_dicom_send.transport.peer import Peer
 from fw_gear_dicom_send.transport.retry import RetryPolicy

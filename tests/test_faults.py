@@ -19,9 +19,9 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from test_cli import run, send_args
 
+from fw_gear_dicom_send import RunResult, SendRequest, send
 from fw_gear_dicom_send.dicom.samples import copy_as_new, write_series
 from fw_gear_dicom_send.pacs.receiver import StorageReceiver
-from fw_gear_dicom_send.sending.engine import RunResult, SendRequest, send
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
 from fw_gear_dicom_send.transport.association import Client, release
 from fw_gear_dicom_send.transport.contexts import Proposal

@@ -28,9 +28,9 @@ from stowserver import StowServer
 from test_cli import run, send_args
 from test_pacs import LISTENER, start_listener, stop_listener
 
+from fw_gear_dicom_send import SendRequest, send
 from fw_gear_dicom_send.dicom.samples import make_ct, zip_files
 from fw_gear_dicom_send.pacs.receiver import StorageReceiver
-from fw_gear_dicom_send.sending.engine import SendRequest, send
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
 from fw_gear_dicom_send.transport.peer import Peer, StowSettings
 from fw_gear_dicom_send.transport.retry import RetryPolicy

@@ -19,10 +19,10 @@ from pydicom.uid import ImplicitVRLittleEndian
 from test_cli import run, send_args
 from test_send import peer_of
 
+from fw_gear_dicom_send import SendRequest, send
 from fw_gear_dicom_send.dicom.probe import probe
 from fw_gear_dicom_send.dicom.samples import make_ct, write_series
 from fw_gear_dicom_send.pacs.receiver import StorageReceiver
-from fw_gear_dicom_send.sending.engine import SendRequest, send
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
 
 

@@ -29,6 +29,7 @@ from test_cli import send_args
 from test_properties import private_blocks
 from test_send import peer_of, read_report
 
+from fw_gear_dicom_send import SendRequest, send
 from fw_gear_dicom_send.dicom.probe import MAX_INFLATED_BYTES, probe
 from fw_gear_dicom_send.dicom.provenance import (
     ProvenanceTag,
@@ -39,7 +40,6 @@ from fw_gear_dicom_send.dicom.provenance import (
 from fw_gear_dicom_send.dicom.samples import make_ct
 from fw_gear_dicom_send.errors import MalformedDicomError
 from fw_gear_dicom_send.pacs.receiver import StorageReceiver
-from fw_gear_dicom_send.sending.engine import SendRequest, send
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
 from fw_gear_dicom_send.transport.peer import Peer
 from fw_gear_dicom_send.transport.wire import Payload

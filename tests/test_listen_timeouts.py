@@ -17,9 +17,9 @@ from pynetdicom.association import Association
 from test_cli import run, send_args
 from test_pacs import LISTENER, start_listener, stop_listener
 
+from fw_gear_dicom_send import SendRequest, send
 from fw_gear_dicom_send.dicom.samples import make_ct
 from fw_gear_dicom_send.pacs.receiver import StorageReceiver
-from fw_gear_dicom_send.sending.engine import SendRequest, send
 from fw_gear_dicom_send.status import ExitStatus
 from fw_gear_dicom_send.transport.peer import Peer
 from fw_gear_dicom_send.transport.retry import RetryPolicy

@@ -24,11 +24,11 @@ from pydicom import dcmread
 from pydicom.filewriter import dcmwrite
 from test_send import read_report
 
+from fw_gear_dicom_send import SendRequest, send
 from fw_gear_dicom_send.cli.main import main
 from fw_gear_dicom_send.dicom.samples import write_series
 from fw_gear_dicom_send.pacs.query import Level, Query, find
 from fw_gear_dicom_send.pacs.retrieve import SubOperations, Target, get
-from fw_gear_dicom_send.sending.engine import SendRequest, send
 from fw_gear_dicom_send.sending.report import read_stored
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
 from fw_gear_dicom_send.transport.association import Client

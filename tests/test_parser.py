@@ -10,11 +10,11 @@ import pytest
 
 from fw_gear_dicom_send.errors import UsageError
 from fw_gear_dicom_send.gear.config import (
-    ContainerRef,
     GearSettings,
     parse_config,
     read_config,
 )
+from fw_gear_dicom_send.gear.files import ContainerRef
 from fw_gear_dicom_send.transport.tls import DEFAULT_PROFILE, Profile
 
 BASE = {"destination": "pacs.example.org", "called_ae": "PACS"}

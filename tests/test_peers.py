@@ -11,8 +11,8 @@ from conftest import ExternalPeer, MixedZip, run_storescp
 from pydicom import dcmread
 from pydicom.filewriter import dcmwrite
 
+from fw_gear_dicom_send import SendRequest, send
 from fw_gear_dicom_send.dicom.samples import make_ct, write_series
-from fw_gear_dicom_send.sending.engine import SendRequest, send
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
 from fw_gear_dicom_send.transport.association import Client
 from fw_gear_dicom_send.transport.peer import AssociationSettings, Peer

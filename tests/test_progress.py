@@ -5,8 +5,8 @@ import logging
 
 import pytest
 
+from fw_gear_dicom_send import Progress
 from fw_gear_dicom_send.cli.progress import ProgressPrinter
-from fw_gear_dicom_send.sending.engine import Progress
 
 
 class Terminal(io.StringIO):

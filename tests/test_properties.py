@@ -82,7 +82,7 @@ def test_arbitrary_bytes_are_classified(data: bytes, tmp_path: Path) -> None:
 def test_every_member_gets_exactly_one_row(
     members: list[bytes], with_ct: bool, tmp_path: Path
 ) -> None:
-    from fw_gear_dicom_send.sending.engine import SendRequest
+    from fw_gear_dicom_send import SendRequest
     from fw_gear_dicom_send.transport.peer import Peer
 
     archive = tmp_path / "in.zip"

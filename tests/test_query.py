@@ -79,7 +79,10 @@ def test_identifiers_carry_keys_dates_and_modality() -> None:
             ),
             "a date range needs",
         ),
-        (lambda: Query(Level.STUDY, window_days=0), "at least 1 day"),
+        (
+            lambda: Query(Level.STUDY, window_days=0),
+            r"the date window \(days\) must be a whole number from 1 to 36600, got 0",
+        ),
         (lambda: Target(Level.IMAGE, "1.2"), "a patient, a study or a series"),
         (lambda: Target(Level.STUDY, " "), "is empty"),
         (lambda: TimeWindow.parse("20:00"), "HH:MM-HH:MM"),

@@ -11,9 +11,9 @@ from pydicom.filewriter import dcmwrite
 from pydicom.uid import generate_uid
 from test_pacs import LISTENER, Pacs
 
+from fw_gear_dicom_send import SendRequest, send
 from fw_gear_dicom_send.cli.main import main
 from fw_gear_dicom_send.dicom.samples import bundled, copy_as_new
-from fw_gear_dicom_send.sending.engine import SendRequest, send
 from fw_gear_dicom_send.status import ExitStatus
 from fw_gear_dicom_send.transport.peer import AssociationSettings, Peer
 

@@ -22,11 +22,11 @@ from pydicom.uid import (
 )
 from pynetdicom import AllStoragePresentationContexts
 
+from fw_gear_dicom_send import SendRequest, send
 from fw_gear_dicom_send.cli.main import main
 from fw_gear_dicom_send.dicom.probe import probe
 from fw_gear_dicom_send.dicom.samples import make_ct
 from fw_gear_dicom_send.pacs.receiver import StorageReceiver
-from fw_gear_dicom_send.sending.engine import SendRequest, send
 from fw_gear_dicom_send.sending.report import COLUMNS
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
 from fw_gear_dicom_send.transport.association import Client, release

@@ -12,10 +12,10 @@ from pki import PASSWORD, Pki
 from test_cli import run, send_args
 from test_send import AbortingReceiver
 
+from fw_gear_dicom_send import RunResult, SendRequest, send
 from fw_gear_dicom_send.dicom.samples import write_series
 from fw_gear_dicom_send.errors import UsageError
 from fw_gear_dicom_send.pacs.receiver import StorageReceiver
-from fw_gear_dicom_send.sending.engine import RunResult, SendRequest, send
 from fw_gear_dicom_send.status import ExitStatus
 from fw_gear_dicom_send.transport.association import Client
 from fw_gear_dicom_send.transport.peer import AssociationSettings, Peer

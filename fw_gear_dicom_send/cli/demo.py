@@ -7,12 +7,13 @@ from pathlib import Path
 
 from ..dicom.samples import write_demo_inputs
 from ..pacs.receiver import StorageReceiver
-from ..sending.engine import SendRequest, send
+from ..sending.engine import send
+from ..sending.request import SendRequest
 from ..status import ExitStatus
 from ..transport.peer import AssociationSettings, Peer
 from . import options
-from .outcome import finish
 from .progress import ProgressPrinter
+from .report import finish
 
 log = logging.getLogger(__name__)
 

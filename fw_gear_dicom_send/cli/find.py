@@ -8,12 +8,12 @@ import sys
 from ..errors import AssociationError
 from ..pacs.levels import Level, Model
 from ..pacs.query import Query, QueryError, find, parse_keys
-from ..pacs.results import Format, RowWriter, SqliteWriter, open_writer, sqlite_path
 from ..settings import FIND_WINDOW_DAYS, whole
 from ..status import ExitStatus
 from ..transport.association import Client
 from . import options
-from .outcome import check_writable
+from .report import check_writable
+from .results import Format, RowWriter, SqliteWriter, open_writer, sqlite_path
 
 log = logging.getLogger(__name__)
 

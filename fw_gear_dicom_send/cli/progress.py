@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
-from ..sending.engine import Progress
+from ..sending.request import Progress
 
 if TYPE_CHECKING:
     from ..pacs.retrieve import SubOperations

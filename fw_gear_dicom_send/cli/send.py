@@ -13,15 +13,16 @@ from ..dicom.provenance import (
     parse_group,
 )
 from ..errors import UsageError
-from ..sending.engine import SendRequest, send
+from ..sending.engine import send
 from ..sending.report import read_stored
-from ..settings import DEFAULT_ASSOCIATIONS, STOW_BATCH, seconds, whole
+from ..sending.request import SendRequest
+from ..settings import DEFAULT_ASSOCIATIONS, RETRY_BUDGET, STOW_BATCH, seconds, whole
 from ..status import ExitStatus
 from ..transport.peer import AssociationSettings, StowSettings, parse_auth
 from ..transport.retry import RetryPolicy
 from . import options
-from .outcome import check_writable, finish
 from .progress import ProgressPrinter
+from .report import check_writable, finish
 
 DESCRIPTION = (
     "Send every DICOM instance under PATH... with the provenance "
@@ -80,7 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=options.path,
         help="where archives are extracted (system temp)",
     )
-    budget = RetryPolicy().budget
+    budget = RETRY_BUDGET
     parser.add_argument(
         "--retry-time",
         type=options.decimal,

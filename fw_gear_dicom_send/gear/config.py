@@ -30,10 +30,12 @@ from ..settings import (
     DOWNLOAD_RETRY_SECONDS,
     GEAR_CALLING_AE,
     PORT,
+    RETRY_BUDGET,
 )
 from ..transport.peer import AssociationSettings, Peer, StowSettings, parse_auth
 from ..transport.retry import RetryPolicy
 from ..transport.tls import DEFAULT_PROFILE, TlsSettings
+from .files import ContainerRef
 from .options import Options
 
 log = logging.getLogger(__name__)
@@ -80,22 +82,6 @@ _LABELS = {
     "key_password": "config tls_key_password",
 }
 """How the settings types name their fields in messages: by config key."""
-
-
-@dataclass(frozen=True, slots=True)
-class ContainerRef:
-    """A Flywheel container named by type and id."""
-
-    type: str
-    id: str
-
-    @classmethod
-    def of(cls, value: Mapping[str, Any]) -> "ContainerRef | None":
-        """The container a config.json object names (``type`` and ``id``), if any."""
-        kind, ident = value.get("type"), value.get("id")
-        if isinstance(kind, str) and isinstance(ident, str) and kind and ident:
-            return cls(kind, ident)
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +228,7 @@ def parse_config(
         file=_the_file_input(inputs),
         output_dir=output_dir,
         work_dir=work_dir,
-        retry=RetryPolicy(budget=options.seconds("retry_time", RetryPolicy().budget)),
+        retry=RetryPolicy(budget=options.seconds("retry_time", RETRY_BUDGET)),
         associations=associations,
         verify=options.boolean("verify", default=False),
         skip_existing=options.boolean("skip_existing", default=False),

@@ -1,11 +1,13 @@
-"""Flywheel files as the gear names them in its reports (no SDK needed here).
+"""Flywheel containers and files as the gear names them (no SDK needed here).
 
 The values the gear and its report use for the files it sends; :mod:`.flywheel` makes
 them from what the Flywheel API returns. Kept apart from it so that a job with no
 ``api-key`` input, which never talks to Flywheel, never imports the SDK.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import DicomSendError
 
@@ -40,3 +42,19 @@ class FlywheelFile:
         if self.session is None:
             return self.name
         return f"{self.session.path}/{self.acquisition_label}/files/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerRef:
+    """A Flywheel container named by type and id."""
+
+    type: str
+    id: str
+
+    @classmethod
+    def of(cls, value: Mapping[str, Any]) -> "ContainerRef | None":
+        """The container a config.json object names (``type`` and ``id``), if any."""
+        kind, ident = value.get("type"), value.get("id")
+        if isinstance(kind, str) and isinstance(ident, str) and kind and ident:
+            return cls(kind, ident)
+        return None

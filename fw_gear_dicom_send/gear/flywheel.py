@@ -26,8 +26,7 @@ from fw_gear.context import GearContextError
 
 from ..atomic import replacing
 from ..errors import UsageError
-from .config import ContainerRef
-from .files import FlywheelError, FlywheelFile, Session
+from .files import ContainerRef, FlywheelError, FlywheelFile, Session
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING
 from .. import stopping
 from ..errors import UsageError
 from ..sanitize import printable, safe_name
-from ..sending.engine import RunResult, SendRequest, send
+from ..sending.engine import send
 from ..sending.report import ReportError, Row, write_csv
+from ..sending.request import RunResult, SendRequest
 from ..status import ExitStatus, InstanceStatus
 from ..transport.tls_context import client_context
 from .completion import FileResult, FileStatus, report_name, write_report

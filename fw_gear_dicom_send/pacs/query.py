@@ -19,6 +19,7 @@ from pynetdicom.association import Association
 
 from ..dicom.statuses import Service, describe
 from ..errors import DicomSendError, UsageError
+from ..settings import FIND_WINDOW_DAYS, whole
 from ..transport.association import Client, discard, release
 from ..transport.contexts import FALLBACK_SYNTAXES, Proposal
 from .levels import Level, Model
@@ -110,7 +111,7 @@ class Query:
     """Last study date to match, inclusive."""
     modality: str | None = None
     """Matches ModalitiesInStudy at study level, Modality below."""
-    window_days: int = 15
+    window_days: int = FIND_WINDOW_DAYS
     """A date range is asked in windows of this many days."""
 
     def __post_init__(self) -> None:
@@ -121,8 +122,7 @@ class Query:
             raise UsageError("the study root model has no patient level")
         if self.date_from and self.date_to and self.date_from > self.date_to:
             raise UsageError("--date-from is after --date-to")
-        if self.window_days < 1:
-            raise UsageError("the date window must be at least 1 day")
+        whole("window_days", self.window_days, "the date window (days)")
         if self.level is Level.PATIENT and (self.date_from or self.date_to):
             raise UsageError("a date range needs a study, series or image level")
 

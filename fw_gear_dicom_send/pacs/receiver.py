@@ -30,7 +30,12 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.transport import ThreadedAssociationServer
 
 from ..dicom.uids import VERIFICATION
-from ..settings import LISTEN_IDLE_TIMEOUT, LISTEN_REQUEST_TIMEOUT
+from ..settings import (
+    LISTEN_IDLE_TIMEOUT,
+    LISTEN_REQUEST_TIMEOUT,
+    RECEIVER_AE_TITLE,
+    RECEIVER_ASSOCIATIONS,
+)
 from ..transport.association import set_no_delay
 from .filing import Layout, Received, relative_path, write_atomically
 from .server import AcceptorAE, arm_request_deadline
@@ -80,10 +85,10 @@ class StorageReceiver:
         self,
         out_dir: Path,
         *,
-        ae_title: str = "STORE-SCP",
+        ae_title: str = RECEIVER_AE_TITLE,
         transfer_syntaxes: Sequence[str] = PREFERRED_SYNTAXES,
         tls: ssl.SSLContext | None = None,
-        max_associations: int = 16,
+        max_associations: int = RECEIVER_ASSOCIATIONS,
         layout: Layout = Layout.FLAT,
         host: str = "127.0.0.1",
         port: int = 0,

@@ -30,7 +30,7 @@ from pynetdicom import StoragePresentationContexts, evt
 from ..dicom.statuses import Service, describe
 from ..errors import AssociationError, DicomSendError, UsageError
 from ..transport.association import Client, discard, release
-from ..transport.contexts import FALLBACK_SYNTAXES, Proposal
+from ..transport.contexts import FALLBACK_SYNTAXES, MAX_CONTEXTS, Proposal
 from ..transport.peer import check_ae_title
 from .filing import Layout
 from .query import Level, Model, Query, QueryError, find
@@ -49,7 +49,6 @@ __all__ = [
 
 _PENDING = frozenset({0xFF00, 0xFF01})
 _WARNING = 0xB000
-_MAX_CONTEXTS = 128
 """Presentation contexts an association may propose."""
 COMPRESSED_SYNTAXES = (
     JPEG2000Lossless,
@@ -329,7 +328,7 @@ def storage_proposals(classes: list[str]) -> list[Proposal]:
     the 128 an association may propose, and the PACS picks one per class.
     """
     per_class = 1 + len(COMPRESSED_SYNTAXES)
-    if classes and len(classes) * per_class < _MAX_CONTEXTS:
+    if classes and len(classes) * per_class < MAX_CONTEXTS:
         return [
             proposal
             for uid in classes

@@ -73,11 +73,6 @@ class _Server(ThreadedAssociationServer):
         log.warning("connection from %s failed: %s", client_address, sys.exc_info()[1])
 
 
-def _awaiting_request(assoc: Association) -> bool:
-    """Whether a connection has yet to deliver its whole A-ASSOCIATE-RQ."""
-    return awaiting_request(assoc)
-
-
 class AcceptorAE(AE):
     """An AE whose association limit counts only connections that asked for one.
 
@@ -98,7 +93,7 @@ class AcceptorAE(AE):
         return [
             assoc
             for assoc in super().active_associations
-            if not _awaiting_request(assoc)
+            if not awaiting_request(assoc)
         ]
 
 
@@ -116,7 +111,7 @@ def _close_if_no_request(assoc: Association) -> None:
     rest of a PDU, so a peer that sends a few bytes and stops would hold the
     connection for ever: shutting the socket down ends that wait.
     """
-    if not _awaiting_request(assoc):
+    if not awaiting_request(assoc):
         return
     wrapper = assoc.dul.socket
     sock = wrapper.socket if wrapper is not None else None

@@ -3,8 +3,9 @@
 Used by the command line and the gear alike. Nothing is sent until every input has
 been listed and probed (:mod:`.plan`): that is when the presentation contexts are
 known, and it lets bad input be reported before the first association. Then one
-transport (:mod:`..transport.interface`) sends the items: C-STORE in this process
-over one association, worker processes over several, or STOW-RS. The outcomes are
+transport (:mod:`~fw_gear_dicom_send.transport.interface`) sends the items:
+C-STORE in this process over one association, worker processes over several, or
+STOW-RS. The outcomes are
 kept by item (:class:`.outcomes.Tally`) and the rows made once the send has ended
 (:func:`.outcomes.account`), then verified if asked.
 """
@@ -58,8 +59,8 @@ class _Connections:
     Each is made when first needed, and this process imports pynetdicom and pydicom
     only for a client of its own: a send over one association, ``verify`` and
     ``skip_existing``. A send over several associations goes through a
-    :class:`..transport.processes.Sender`, best started before the files are
-    listed and probed.
+    :class:`~fw_gear_dicom_send.transport.processes.Sender`, best started before
+    the files are listed and probed.
     """
 
     def __init__(self, request: SendRequest, sender: Sender | None) -> None:

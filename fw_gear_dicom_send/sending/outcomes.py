@@ -1,6 +1,7 @@
 """The outcomes of a send, kept by item, and the report's rows made from them.
 
-While a transport sends, :class:`Tally` (its :class:`.interface.Events`) keeps each
+While a transport sends, :class:`Tally` (its
+:class:`~fw_gear_dicom_send.transport.interface.Events`) keeps each
 item's final outcome and the items in flight (their data went out, their answer
 has not come), logs failures and reports progress. Once the send has ended,
 :func:`account` makes every row at once: the probed rows, each item's outcome, and

@@ -3,8 +3,9 @@
 A file that is not DICOM is skipped, one that cannot be read or tagged fails, a
 second file with a SOP Instance UID seen before is skipped as a duplicate (or fails,
 if its data set differs), and an instance an earlier run stored is reported, not
-sent again. Each remaining instance becomes a :class:`.outcome.SendItem`, whose
-row the engine completes once the send has ended.
+sent again. Each remaining instance becomes a send item
+(:class:`~fw_gear_dicom_send.transport.outcome.SendItem`), whose row the engine
+completes once the send has ended.
 """
 
 import logging
@@ -154,7 +155,7 @@ def skip_existing(
     why).
     """
     from ..pacs.query import QueryError  # noqa: PLC0415 - pynetdicom, when asked
-    from .verify import present  # noqa: PLC0415
+    from .verify import present  # noqa: PLC0415 - pynetdicom, for skip-existing only
 
     try:
         held = present(client, (rows[item.index] for item in items))

@@ -19,7 +19,7 @@ from .report import Row
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Holding", "SeriesKey", "holdings", "present", "series_of", "verify_rows"]
+__all__ = ["present", "verify_rows"]
 
 
 @dataclass(frozen=True, slots=True)

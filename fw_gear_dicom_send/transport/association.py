@@ -25,9 +25,7 @@ from pynetdicom.presentation import PresentationContext
 from ..dicom.uids import VERIFICATION
 from ..errors import AssociationError
 from .contexts import FALLBACK_SYNTAXES, Proposal, syntax_name
-from .outcome import (
-    SendItem,
-)
+from .outcome import SendItem
 from .peer import AssociationSettings, Peer
 from .tls_context import client_context
 from .tls_diagnosis import explain_failure, speaks_tls
@@ -73,7 +71,7 @@ def set_no_delay(event: evt.Event) -> None:
 
 
 class Client:
-    """Opens associations to one peer and sends over them."""
+    """Opens associations to one peer; C-ECHO; aborts what it opened."""
 
     def __init__(self, peer: Peer, settings: AssociationSettings) -> None:
         """Set up; nothing is sent yet.

@@ -30,7 +30,7 @@ import pynetdicom
 from pynetdicom.association import Association
 
 from .channel import Channel, Store, socket_timeout
-from .fallback import FallbackChannel, fallback_held
+from .fallback import fallback_held
 from .outcome import Outcome, association_lost, outcome_of_status
 from .peer import AssociationSettings
 from .retry import Retry
@@ -54,7 +54,6 @@ PRIVATE_NEEDS = (
 )
 """What of pynetdicom the fast path relies on beyond its public API."""
 _ESTABLISHED = "Sta6"
-_IDLE = "Sta1"
 _AWAITING_REQUEST = frozenset({"Sta1", "Sta2"})
 _HELD_LOOP_DELAY = 0.01
 """Seconds between the DUL thread's idle loops while we hold the socket: at most
@@ -293,8 +292,6 @@ def _held_fast(assoc: Association, settings: AssociationSettings) -> Iterator[Ch
 __all__ = [
     "PINNED_PYNETDICOM",
     "SWITCH",
-    "Channel",
-    "FallbackChannel",
     "FastChannel",
     "awaiting_request",
     "check",

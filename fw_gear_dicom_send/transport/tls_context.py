@@ -123,7 +123,7 @@ def _load_client_certificate(context: ssl.SSLContext, settings: TlsSettings) -> 
 
 def _check_key(key: Path, password: str | None) -> None:
     """Open the private key, to tell a wrong password from a broken file."""
-    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - TLS only
 
     data = key.read_bytes()
     secret = password.encode() if password is not None else None

@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import stopping
+from ..atomic import partial_of
 from ..errors import UsageError
-from ..sending.engine import RunResult
 from ..sending.report import ReportError, check_replaceable, is_report, write_csv
+from ..sending.request import RunResult
 from ..status import ExitStatus
 from . import PROG
 
@@ -55,7 +56,7 @@ def _check_not_an_input(report: Path, inputs: Sequence[Path]) -> None:
     Raises:
         UsageError: It is.
     """
-    for target in (report, report.with_name(report.name + ".partial")):
+    for target in (report, partial_of(report)):
         if not target.is_file() or is_report(target):
             continue
         where = target.resolve()
