@@ -22,8 +22,8 @@ class SendItem:
     index: int
     """Its row in the report."""
     path: str
-    """The file, as text: a ``Path`` costs some 450 bytes more, and a send keeps
-    every item until it ends."""
+    """The file, as text: smaller than a ``Path``, and a send keeps every item
+    until it ends."""
     info: DicomInfo
     inserts: tuple[tuple[int, bytes], ...] | None
     """Bytes to splice in when streaming; None when it must be decoded to send."""
