@@ -3,7 +3,7 @@
 import argparse
 import logging
 
-from ..dicom.statuses import Service, describe
+from ..dicom.status_codes import Service, describe
 from ..errors import AssociationError
 from ..status import ExitStatus
 from ..transport.association import Client

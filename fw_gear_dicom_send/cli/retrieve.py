@@ -9,7 +9,7 @@ import contextlib
 import dataclasses
 import logging
 
-from ..dicom.statuses import Service, describe
+from ..dicom.status_codes import Service, describe
 from ..errors import AssociationError
 from ..pacs.filing import Layout
 from ..pacs.levels import Level

@@ -17,7 +17,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pynetdicom.association import Association
 
-from ..dicom.statuses import Service, describe
+from ..dicom.status_codes import Service, describe
 from ..errors import DicomSendError, UsageError
 from ..settings import FIND_WINDOW_DAYS, whole
 from ..transport.association import Client, discard, release

@@ -27,7 +27,7 @@ from pydicom.uid import (
 )
 from pynetdicom import StoragePresentationContexts, evt
 
-from ..dicom.statuses import Service, describe
+from ..dicom.status_codes import Service, describe
 from ..errors import AssociationError, DicomSendError, UsageError
 from ..transport.association import Client, discard, release
 from ..transport.contexts import FALLBACK_SYNTAXES, MAX_CONTEXTS, Proposal

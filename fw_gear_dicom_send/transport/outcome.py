@@ -8,7 +8,7 @@ lists, probes and reports starts fast.
 from dataclasses import dataclass
 
 from ..dicom.probe import DicomInfo
-from ..dicom.statuses import describe
+from ..dicom.status_codes import describe
 from ..status import InstanceStatus
 from .retry import Retry, retry_of_status
 

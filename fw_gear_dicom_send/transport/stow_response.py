@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from email.utils import parsedate_to_datetime
 
-from ..dicom.statuses import Service, describe
+from ..dicom.status_codes import Service, describe
 from ..status import InstanceStatus
 from .outcome import Outcome, outcome_of_status
 from .retry import Retry
