@@ -36,7 +36,7 @@ def check_writable(
     if report is None:
         return
     if replaced:
-        check_replaceable(report)
+        check_replaceable(report, "--report")
     _check_not_an_input(report, inputs)
     try:
         report.parent.mkdir(parents=True, exist_ok=True)

@@ -137,7 +137,9 @@ def run(args: argparse.Namespace) -> ExitStatus:
         retry=RetryPolicy(
             budget=seconds("retry_time", args.retry_time, "--retry-time")
         ),
-        already_stored=read_stored(args.resume) if args.resume else frozenset(),
+        already_stored=read_stored(args.resume, "--resume")
+        if args.resume
+        else frozenset(),
         associations=whole("associations", args.associations, "--associations"),
         skip_existing=args.skip_existing,
         verify=args.verify,

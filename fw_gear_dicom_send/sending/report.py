@@ -95,11 +95,15 @@ def _regular_or_missing(path: Path) -> bool:
         return True
 
 
-def check_replaceable(path: Path) -> None:
+def check_replaceable(path: Path, label: str = "the report") -> None:
     """Refuse a report path that is a device, FIFO or anything but a regular file.
 
     A report is written beside its path and moved over it: a device such as
     ``/dev/full`` or a FIFO there would be replaced by a file.
+
+    Args:
+        path: Where the report goes.
+        label: How the message names it (the command line: ``--report``).
 
     Raises:
         UsageError: ``path`` or its ``.partial`` exists and is neither a regular
@@ -110,7 +114,7 @@ def check_replaceable(path: Path) -> None:
             continue  # a folder: the caller's own check names it
         named = "" if target == path else f": {target}"
         raise UsageError(
-            f"--report {path}{named} is not a regular file (a device or FIFO "
+            f"{label} {path}{named} is not a regular file (a device or FIFO "
             "would be replaced)"
         )
 
@@ -153,8 +157,12 @@ def is_report(path: Path) -> bool:
         return False
 
 
-def read_stored(path: Path) -> frozenset[str]:
+def read_stored(path: Path, label: str = "the report") -> frozenset[str]:
     """SOP Instance UIDs that a report says were stored (sent or warning).
+
+    Args:
+        path: The report of an earlier run.
+        label: How messages name it (the command line: ``--resume``).
 
     Raises:
         UsageError: The report cannot be read, is not a regular file, is larger
@@ -167,10 +175,10 @@ def read_stored(path: Path) -> frozenset[str]:
         with open(fd, newline="", encoding="utf-8") as f:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
-                raise UsageError(f"--resume {path} is not a regular file")
+                raise UsageError(f"{label} {path} is not a regular file")
             if info.st_size > _RESUME_MAX_BYTES:
                 raise UsageError(
-                    f"--resume {path} is larger than 1 GiB: not a dicom-send report"
+                    f"{label} {path} is larger than 1 GiB: not a dicom-send report"
                 )
             os.set_blocking(fd, True)
             reader = csv.DictReader(f)
