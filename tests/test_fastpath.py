@@ -3,6 +3,7 @@ first use, with pynetdicom's own ``send_c_store`` behind the same interface as i
 fallback, and a switch (``DICOM_SEND_FAST_PATH``) that forces the fallback."""
 
 import ast
+import io
 import logging
 import os
 import re
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import tomllib
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from pynetdicom.dimse_primitives import C_STORE
 
 import fw_gear_dicom_send
 from fw_gear_dicom_send.dicom.samples import copy_as_new, write_series
+from fw_gear_dicom_send.dicom.transcode import part10_header
 from fw_gear_dicom_send.pacs.receiver import StorageReceiver
 from fw_gear_dicom_send.sending.engine import RunResult, SendRequest, send
 from fw_gear_dicom_send.status import InstanceStatus
@@ -41,6 +44,12 @@ from fw_gear_dicom_send.transport.retry import RetryPolicy
 ROOT = Path(fw_gear_dicom_send.__file__).parent.parent
 PACKAGE = ROOT / "fw_gear_dicom_send"
 FASTPATH = PACKAGE / "transport" / "fastpath.py"
+FALLBACK = PACKAGE / "transport" / "fallback.py"
+FALLBACK_SETTINGS = {"STORE_SEND_CHUNKED_DATASET", "dimse_timeout"}
+"""pynetdicom's documented settings that the fallback changes (and puts back)."""
+FALLBACK_SWAPS = {"to_provider_queue"}
+"""The one attribute of pynetdicom's that the fallback swaps for an object of its
+own: the DUL's outgoing queue (a ``_Throttle``)."""
 SENT = InstanceStatus.SENT
 FAILED = InstanceStatus.FAILED
 WARNING = InstanceStatus.WARNING
@@ -136,12 +145,100 @@ def test_only_the_fast_path_touches_pynetdicom_internals() -> None:
     assert len(_violations(FASTPATH, private)) >= 6
 
 
+def _pynetdicom_attributes() -> set[str]:
+    """Names that pynetdicom gives its objects: attributes it sets, methods and
+    properties; not those every thread has (``daemon``...)."""
+    import pynetdicom
+
+    names: set[str] = set()
+    for path in Path(pynetdicom.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                names.add(node.attr)
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                names.add(node.name)
+    return names - set(dir(threading.Thread))
+
+
+def _set_on_pynetdicom(path: Path) -> set[str]:
+    """Attributes one module of ours sets on pynetdicom's objects and modules.
+
+    An attribute set (``x.name = ...`` or ``setattr(x, "name", ...)``) on anything
+    but ``self``, whose name pynetdicom gives its objects and the module's own
+    classes do not; or anything set on ``_config``, pynetdicom's settings.
+    """
+    tree = ast.parse(path.read_text())
+    ours = {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.ctx, ast.Store)
+        and isinstance(node.value, ast.Name)
+        and node.value.id in ("self", "cls")
+    }
+    theirs = _pynetdicom_attributes() - ours
+    found = set()
+    for node in ast.walk(tree):
+        target: tuple[ast.expr, str] | None = None
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            target = (node.value, node.attr)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "setattr"
+            and isinstance(node.args[1], ast.Constant)
+        ):
+            target = (node.args[0], str(node.args[1].value))
+        if target is None:
+            continue
+        owner, name = target
+        on_self = isinstance(owner, ast.Name) and owner.id in ("self", "cls")
+        on_config = isinstance(owner, ast.Name) and owner.id == "_config"
+        if on_config or (not on_self and name in theirs):
+            found.add(name)
+    return found
+
+
+def test_the_fallback_swaps_one_attribute_of_pynetdicom() -> None:
+    """Besides documented settings, the fallback replaces one public attribute of
+    pynetdicom's (the DUL's outgoing queue), and its docstring says so: a second
+    one would be noticed here."""
+    assert "to_provider_queue" in _pynetdicom_attributes()  # the check sees it
+    assert _set_on_pynetdicom(FALLBACK) == FALLBACK_SETTINGS | FALLBACK_SWAPS
+    doc = fallback_module.__doc__ or ""
+    for name in FALLBACK_SETTINGS | FALLBACK_SWAPS:
+        assert name in doc, name
+    assert "swaps one public attribute" in " ".join(doc.split())
+
+
 def test_the_pinned_version_is_the_one_the_project_pins() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     pins = [d for d in project["project"]["dependencies"] if d.startswith("pynetdicom")]
     assert pins == [f"pynetdicom=={fastpath.PINNED_PYNETDICOM}"]
     lock = (ROOT / "docker" / "requirements.lock").read_text().splitlines()
     assert f"pynetdicom=={fastpath.PINNED_PYNETDICOM}" in lock
+
+
+def test_one_part10_header_for_the_fallback_and_stow() -> None:
+    """The header of the fallback's copies and of STOW-RS's parts: the same bytes,
+    but a UID with a backslash, which only the fallback writes as UT (one value
+    read back, as pynetdicom takes it)."""
+    plain = ("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4", "1.2.840.10008.1.2.1")
+    assert part10_header(*plain) == part10_header(*plain, whole_uids=True)
+    header = part10_header(*plain)
+    assert header[:132] == bytes(128) + b"DICM"
+    odd = ("1.2.840.10008.5.1.4.1.1.2", "1.2.3\\4.5", "1.2.840.10008.1.2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom's on the UI value
+        as_ui = part10_header(*odd)
+    as_ut = part10_header(*odd, whole_uids=True)
+    assert b"UI" + len(b"1.2.3\\4.5\0").to_bytes(2, "little") in as_ui
+    for header, kept in ((as_ut, "1.2.3\\4.5"), (as_ui, ["1.2.3", "4.5"])):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            meta = dcmread(io.BytesIO(header)).file_meta
+        assert meta.MediaStorageSOPInstanceUID == kept
+        assert meta.TransferSyntaxUID == "1.2.840.10008.1.2"
 
 
 # Switch and self-check -------------------------------------------------------

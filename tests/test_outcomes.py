@@ -1,5 +1,7 @@
 """The attempts loop every transport shares, and the rows made once from outcomes."""
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,7 @@ from fw_gear_dicom_send.dicom.samples import write_series
 from fw_gear_dicom_send.sending.outcomes import NOT_SENT, Tally, account, maybe_stored
 from fw_gear_dicom_send.sending.report import Row
 from fw_gear_dicom_send.status import InstanceStatus
-from fw_gear_dicom_send.transport.attempts import LOST_ASSOCIATION, Attempts
+from fw_gear_dicom_send.transport.attempts import LOST_ASSOCIATION, Attempts, pause
 from fw_gear_dicom_send.transport.interface import Ended, Unsent, unsent
 from fw_gear_dicom_send.transport.outcome import Outcome, SendItem, association_lost
 from fw_gear_dicom_send.transport.retry import Retrier, Retry, RetryPolicy
@@ -74,6 +76,38 @@ def test_a_final_refusal_is_not_tried_again(items: list[SendItem]) -> None:
     attempts = Attempts(Retrier(NO_WAIT))
     refused = Outcome(FAILED, 0xC000, "refused: 0xC000")
     assert attempts.judge(items[0], refused).wait is None
+
+
+def test_a_pause_ends_once_stop_turns_true() -> None:
+    assert pause(0.05, lambda: False) is False
+    assert pause(60, lambda: True) is True  # at once: no wait at all
+    stop = threading.Event()
+    threading.Timer(0.1, stop.set).start()
+    started = time.monotonic()
+    assert pause(60, stop.is_set) is True
+    assert time.monotonic() - started < 1
+
+
+def test_a_wait_asked_for_is_cut_to_the_budget_left(items: list[SendItem]) -> None:
+    attempts = Attempts(Retrier(RetryPolicy(budget=5, first_wait=0, max_wait=0)))
+    assert attempts.asked_wait(None) == 0
+    assert attempts.asked_wait(1.5) == 1.5
+    assert 4 < attempts.asked_wait(300) <= 5
+    assert Attempts(Retrier(RetryPolicy(budget=0))).asked_wait(300) == 0
+
+
+def test_an_item_left_waiting_after_an_ambiguous_attempt_may_have_arrived(
+    items: list[SendItem],
+) -> None:
+    attempts = Attempts(Retrier(NO_WAIT))
+    busy = Outcome(FAILED, None, "HTTP 503", retry=Retry.TRANSIENT)
+    attempts.judge(items[0], association_lost("broke", Retry.AMBIGUOUS))
+    attempts.judge(items[0], busy)  # an ambiguous attempt, then a refused one
+    attempts.judge(items[1], busy)
+    assert attempts.may_have_arrived(items[0])
+    assert not attempts.may_have_arrived(items[1])
+    attempts.judge(items[0], Outcome(SENT, 0x0000))  # final: nothing waits
+    assert not attempts.may_have_arrived(items[0])
 
 
 def test_rows_are_made_from_outcomes_and_the_reasons_of_each_group(

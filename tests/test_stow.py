@@ -137,6 +137,32 @@ def test_a_server_error_that_lasts_fails_the_batch_with_its_status(
         ), row.reason
 
 
+def test_a_retry_after_longer_than_the_budget_left_is_cut_to_it(
+    tmp_path: Path,
+) -> None:
+    """503 with Retry-After: 300 and a 2 s budget: tried again once the budget
+    ends (about 2 s), not 300 s later."""
+    write_series(tmp_path / "in", 2, seed="stow-cut", rows=16, columns=16)
+    with StowServer(errors=[(503, 300.0)]) as server:
+        started = time.monotonic()
+        result = send(
+            SendRequest(
+                paths=(tmp_path / "in",),
+                stow=StowSettings(server.url),
+                retry=RetryPolicy(budget=2.0, first_wait=0.1, max_wait=0.2),
+            )
+        )
+        took = time.monotonic() - started
+    assert [r.status for r in server.requests] == [503, 200]
+    assert 1.0 < took < 10
+    assert result.exit_status is ExitStatus.SUCCESS
+    for row in result.rows:
+        assert row.status is InstanceStatus.SENT
+        assert row.reason == (
+            "stored after 2 attempts; first: HTTP 503 Service Unavailable"
+        )
+
+
 def test_the_token_is_sent_and_never_logged(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

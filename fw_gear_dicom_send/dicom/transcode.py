@@ -1,5 +1,10 @@
 """Read a file and encode it again: the decoding paths of C-STORE and STOW-RS.
 
+Both transports make what they send here: :func:`decoded_payload` (the file
+decoded, tagged with the provenance element and encoded again) and
+:func:`part10_header` (the preamble and file meta group that make a data set a
+Part 10 file: the fallback's copies, STOW-RS's parts).
+
 pydicom reads a data set whose VR encoding contradicts its transfer syntax (implicit
 VR under an explicit syntax, say) in the encoding it finds, but then records the
 declared one as the data set's own: its elements, which carry no VR, would then be
@@ -18,16 +23,93 @@ from collections.abc import Iterator, Mapping
 from pydicom import dcmread
 from pydicom.charset import default_encoding
 from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset, FileDataset
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import correct_ambiguous_vr, write_data_element
+from pydicom.filewriter import (
+    correct_ambiguous_vr,
+    write_data_element,
+    write_file_meta_info,
+)
 from pydicom.tag import Tag
-from pydicom.uid import UID
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
+
+from .pixels import decompress
+from .provenance import ProvenanceTag, tag_dataset
 
 log = logging.getLogger(__name__)
 
 _META_GROUP = 6
 """pydicom writes the Group Length of no group above this one."""
+_PREAMBLE = bytes(128) + b"DICM"
+_MEDIA_STORAGE_SOP_CLASS_UID = 0x00020002
+_MEDIA_STORAGE_SOP_INSTANCE_UID = 0x00020003
+
+
+def part10_header(
+    sop_class: str, sop_instance: str, syntax: str, *, whole_uids: bool = False
+) -> bytes:
+    """The preamble, ``DICM`` and a file meta group naming an instance and its syntax.
+
+    What precedes a data set to make it a Part 10 file (pydicom's Implementation
+    Class UID and Version Name).
+
+    Args:
+        sop_class: Media Storage SOP Class UID.
+        sop_instance: Media Storage SOP Instance UID.
+        syntax: Transfer Syntax UID, the data set's.
+        whole_uids: Write a SOP Class or Instance UID that has a backslash as UT,
+            not UI: pydicom reads such a UI value back as several values, a UT
+            value as one string (for pynetdicom, which takes the C-STORE's UIDs
+            from the file it sends). Without, every UID is UI.
+    """
+    meta = FileMetaDataset()
+    for tag, uid in (
+        (_MEDIA_STORAGE_SOP_CLASS_UID, sop_class),
+        (_MEDIA_STORAGE_SOP_INSTANCE_UID, sop_instance),
+    ):
+        meta.add_new(tag, "UT" if whole_uids and "\\" in uid else "UI", uid)
+    meta.TransferSyntaxUID = UID(syntax)
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    out = _buffer(False, True)  # file meta: explicit VR little endian
+    out.write(_PREAMBLE)
+    write_file_meta_info(out, meta, enforce_standard=True)
+    return out.getvalue()
+
+
+def decoded_payload(
+    path: str, source: str, target: str, tag: ProvenanceTag
+) -> tuple[bytes, str]:
+    """The file decoded, tagged with the provenance element, encoded in ``target``.
+
+    A compressed file sent in another syntax is decompressed first.
+
+    Args:
+        path: The file.
+        source: The file's transfer syntax.
+        target: The syntax to encode the data set in.
+        tag: The provenance element.
+
+    Returns:
+        The data set's bytes (no file meta), and a note for the report if the file
+        was decompressed ("" if not).
+
+    Raises:
+        ValueError: It cannot be decompressed or encoded.
+        Exception: pydicom cannot read it (:func:`read_dataset`), or the element
+            has no place (:func:`.provenance.tag_dataset`).
+    """
+    ds = read_dataset(path)
+    offsets = group_length_offsets(ds)
+    was, wanted = UID(source), UID(target)
+    note = ""
+    if was.is_compressed and wanted != was:
+        decompress(ds)  # ValueError: cannot
+        note = (
+            f"decompressed from {was.name} to {wanted.name}: the receiver "
+            f"accepts no {was.name}"
+        )
+    tag_dataset(ds, tag)
+    return encode(ds, wanted, offsets), note  # ValueError
 
 
 def read_dataset(path: str) -> FileDataset:

@@ -4,11 +4,14 @@ One loop of retries for every transport (C-STORE and STOW-RS): after each attemp
 the transport asks :meth:`Attempts.judge` whether the outcome is final. A transient
 or ambiguous one (:mod:`.retry`) is tried again after a back-off wait while the run's
 budget (:class:`.retry.Retrier`) lasts; the final outcome's reason then tells of
-the earlier attempts (:func:`with_history`).
+the earlier attempts (:func:`with_history`). Every wait between attempts is a
+:func:`pause`, which a stop asked for
+(:func:`~fw_gear_dicom_send.stopping.requested`) ends at once.
 """
 
 import dataclasses
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .outcome import Outcome, SendItem
@@ -18,6 +21,25 @@ LOST_ASSOCIATION = (
     "an association was lost after the data went out and before the response"
 )
 """What an ambiguous attempt of C-STORE was, in the report."""
+_POLL = 0.05
+"""Seconds between two looks at the stop predicate while pausing."""
+
+
+def pause(seconds: float, stop: Callable[[], bool]) -> bool:
+    """Wait ``seconds``, ending early once ``stop()`` is true; whether it is.
+
+    Every transport waits between attempts here, so that a stop (the
+    transport's ``stop``: :func:`~fw_gear_dicom_send.stopping.requested`) never
+    waits out a back-off or a server's Retry-After. A stop asked for already
+    ends it before any wait.
+    """
+    deadline = time.monotonic() + seconds
+    while not stop():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(left, _POLL))
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +85,29 @@ class Attempts:
         if outcome.status.stored:
             self._retrier.stored()
         return Verdict(with_history(outcome, earlier, self._lost))
+
+    def asked_wait(self, seconds: float | None) -> float:
+        """A wait the receiver asked for (Retry-After), cut to the budget left.
+
+        A receiver that asks for more than the budget left gets its next try when
+        the budget ends, not long after it. 0 if none was asked for.
+        """
+        if seconds is None:
+            return 0.0
+        retrier = self._retrier
+        # As Retrier.waits counts it: from the last stored instance (_progress).
+        left = retrier.policy.budget - (time.monotonic() - retrier._progress)
+        return max(0.0, min(seconds, left))
+
+    def may_have_arrived(self, item: SendItem) -> bool:
+        """Whether an attempt of an item still to be tried again was ambiguous.
+
+        Its data went out and no answer came: if the item is never tried again
+        (a stop), the receiver may have stored it.
+        """
+        return any(
+            o.retry is Retry.AMBIGUOUS for o in self._earlier.get(item.index, ())
+        )
 
 
 def with_history(

@@ -21,9 +21,8 @@ from pydicom.uid import UID
 from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext
 
-from ..dicom.pixels import decompress
-from ..dicom.provenance import ProvenanceTag, tag_dataset
-from ..dicom.transcode import encode, group_length_offsets, read_dataset
+from ..dicom.provenance import ProvenanceTag
+from ..dicom.transcode import decoded_payload
 from ..status import InstanceStatus
 from .association import no_context_reason
 from .contexts import FALLBACK_SYNTAXES
@@ -70,7 +69,14 @@ class Channel(abc.ABC):
     @property
     @abc.abstractmethod
     def connected(self) -> bool:
-        """Whether the association can still carry data."""
+        """Whether the association can still carry data: what a sender asks.
+
+        False once the peer aborted or released it, or its connection closed,
+        whichever way the subclass learns of it (pynetdicom's ``is_established``
+        alone lags behind while the fast path holds the socket). It stays
+        meaningful after the context ends, for the choice between releasing the
+        association and discarding it.
+        """
 
     def next_message_id(self) -> int:
         """The Message ID of the next request: 1 to 65535, then 1 again."""
@@ -113,9 +119,10 @@ class Channel(abc.ABC):
                 )
                 outcome = self.send(Store(context, item, payload, on_sent))
         else:
-            note = ""
             try:
-                payload, note = decoded(item, syntax, tag)
+                data, note = decoded_payload(
+                    item.path, item.transfer_syntax, syntax, tag
+                )
             except Exception as exc:
                 reason = (
                     str(exc)
@@ -123,6 +130,7 @@ class Channel(abc.ABC):
                     else f"cannot re-encode: {exc}"
                 )
                 return Outcome(InstanceStatus.FAILED, None, reason)
+            payload = Payload.from_bytes(data)
             outcome = self.send(Store(context, item, payload, on_sent))
             if note and outcome.status.stored:
                 reason = f"{outcome.reason}; {note}" if outcome.reason else note
@@ -136,30 +144,6 @@ class Channel(abc.ABC):
         Returns:
             What the response said, or why none came.
         """
-
-
-def decoded(item: SendItem, syntax: str, tag: ProvenanceTag) -> tuple[Payload, str]:
-    """Decode the file (decompressing it if needed), tag it, encode in ``syntax``.
-
-    Returns:
-        The payload, and a note for the report if the file was decompressed.
-
-    Raises:
-        ValueError: It cannot be decompressed or encoded.
-    """
-    ds = read_dataset(item.path)
-    offsets = group_length_offsets(ds)
-    source = UID(item.transfer_syntax)
-    target = UID(syntax)
-    note = ""
-    if source.is_compressed and target != source:
-        decompress(ds)  # ValueError: cannot
-        note = (
-            f"decompressed from {source.name} to {target.name}: the receiver "
-            f"accepts no {source.name}"
-        )
-    tag_dataset(ds, tag)
-    return Payload.from_bytes(encode(ds, target, offsets)), note  # ValueError
 
 
 def choose_context(

@@ -7,7 +7,6 @@ process; :func:`store_all` is its loop, which each worker process
 
 import logging
 import os
-import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 
@@ -18,9 +17,10 @@ from ..dicom.provenance import ProvenanceTag
 from ..errors import AssociationError
 from ..status import InstanceStatus
 from .association import Client, NoContextAccepted, discard, no_context_reason, release
-from .attempts import Attempts
+from .attempts import Attempts, pause
+from .channel import Channel
 from .contexts import Batch, Proposal, plan_batches
-from .fastpath import connected, held
+from .fastpath import held
 from .interface import Ended, Events, unsent
 from .outcome import Outcome, SendItem
 from .retry import Retrier
@@ -121,6 +121,7 @@ def store_all(
                 return
             usable = False
             wait_after = 0.0
+            channel: Channel | None = None
             try:
                 with held(assoc, client.settings) as channel:
                     # At least one item per association, so a peer that drops
@@ -141,31 +142,20 @@ def store_all(
                             )
                             pending.appendleft(item)
                             if usable:
-                                _pause(verdict.wait, stop)
+                                pause(verdict.wait, stop)
                             else:
                                 wait_after = verdict.wait
-                        if stop() or not (usable and pending and connected(assoc)):
+                        if stop() or not (usable and pending and channel.connected):
                             break
             finally:
                 # Release only a healthy association: releasing a dead one, or one
                 # interrupted mid-message, would wait for an answer that never comes.
-                if usable and connected(assoc):
+                if usable and channel is not None and channel.connected:
                     release(assoc)
                 else:
                     discard(assoc)
-            if stop() or _pause(wait_after, stop):
+            if stop() or pause(wait_after, stop):
                 return
-
-
-def _pause(seconds: float, stop: Callable[[], bool]) -> bool:
-    """Sleep, ending early once ``stop()`` is true; whether it is."""
-    deadline = time.monotonic() + seconds
-    while not stop():
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
-        time.sleep(min(left, 0.05))
-    return True
 
 
 def _associate(
@@ -196,5 +186,5 @@ def _associate(
             if wait is None:
                 raise
             log.warning("%s; trying again in %.1f s", exc, wait)
-            _pause(wait, stop)
+            pause(wait, stop)
     return None

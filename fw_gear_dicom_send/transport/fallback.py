@@ -1,17 +1,24 @@
 """C-STORE through pynetdicom's own ``send_c_store``: the fast path's fallback.
 
-Public pynetdicom API only, so that it keeps working across pynetdicom releases:
-``Association.send_c_store`` with a file path, sent in chunks as it lies
-(``pynetdicom._config.STORE_SEND_CHUNKED_DATASET``, its documented setting), event
-handlers bound with ``Association.bind``, the ``dimse_timeout`` property, and the
-socket of ``Association.dul.socket``. Each instance is written to a temporary Part
-10 file (in the system's temporary folder, ``TMPDIR``; removed once sent): a file
-meta header made for it, then the same bytes the fast path sends (the file's own
-data set with the provenance element spliced in, or its re-encoding), copied a
-megabyte at a time. pynetdicom queues the P-DATA of a data set as fast as it
-reads the file; the DUL's outgoing queue (its public ``to_provider_queue``) is
-replaced, while the channel lasts, by one that keeps a few megabytes waiting at
-most (with no maximum PDU length, pynetdicom reads the data set whole).
+Only pynetdicom's public API, so that it keeps working across pynetdicom releases.
+It calls ``Association.send_c_store`` with a file path and binds event handlers
+with ``Association.bind``; it takes the socket of ``Association.dul.socket`` (for
+its timeout); it sets two documented settings, and puts them back:
+``pynetdicom._config.STORE_SEND_CHUNKED_DATASET`` (a data set is sent in chunks as
+it lies in the file) and the ``dimse_timeout`` property. And it swaps one public
+attribute: the DUL's outgoing queue, ``dul.to_provider_queue``, is replaced for the
+rest of the association by a queue of its own (:class:`_Throttle`). That relies on
+pynetdicom looking the attribute up at each use, which it does not document; a
+queue there that is not a plain, empty ``queue.Queue`` is left in place, and the
+data set then goes unthrottled.
+
+Each instance is written to a temporary Part 10 file (in the system's temporary
+folder, ``TMPDIR``; removed once sent): a file meta header made for it, then the
+same bytes the fast path sends (the file's own data set with the provenance
+element spliced in, or its re-encoding), copied a megabyte at a time. pynetdicom
+queues the P-DATA of a data set as fast as it reads the file; the swapped queue
+keeps a few megabytes waiting at most while the channel lasts (with no maximum PDU
+length, pynetdicom reads the data set whole).
 
 The outcomes and reasons are the fast path's. The DIMSE timeout means the same:
 the socket's timeout while the data set goes out (a receiver that takes nothing in
@@ -31,15 +38,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.filewriter import write_file_meta_info
+from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pydicom.uid import UID
 from pynetdicom import _config, evt
 from pynetdicom.association import Association
 from pynetdicom.pdu import A_ABORT_RQ, A_RELEASE_RQ
 from pynetdicom.pdu_primitives import P_DATA
 
+from ..dicom.transcode import part10_header
 from ..status import InstanceStatus
 from .channel import Channel, OnSent, Store, socket_timeout
 from .outcome import Outcome, SendItem, association_lost, outcome_of_status
@@ -51,10 +57,7 @@ _COPY_SIZE = 1 << 20
 _QUEUED_BYTES = 4 << 20
 """About how many bytes of P-DATA may wait in pynetdicom's queue."""
 _P_DATA_TF = 0x04
-_PREAMBLE = bytes(128) + b"DICM"
 FAILED = InstanceStatus.FAILED
-_MEDIA_STORAGE_SOP_CLASS_UID = 0x00020002
-_MEDIA_STORAGE_SOP_INSTANCE_UID = 0x00020003
 COPIES_DIR: str | None = None
 """Where the copies are written; None: the system's temporary folder (``TMPDIR``)."""
 
@@ -121,21 +124,15 @@ class FallbackChannel(Channel):
         Returns:
             Why it could not be written, or "".
         """
-        meta = FileMetaDataset()
-        for tag, uid in (
-            (_MEDIA_STORAGE_SOP_CLASS_UID, item.info.sop_class_uid),
-            (_MEDIA_STORAGE_SOP_INSTANCE_UID, item.info.sop_instance_uid),
-        ):
-            # pynetdicom takes the C-STORE's UIDs from these: a value with a
-            # backslash, which pydicom would read back as several, goes as UT
-            # (read as one string), so that the request carries it as the file has it.
-            meta.add_new(tag, "UT" if "\\" in uid else "UI", uid)
-        meta.TransferSyntaxUID = UID(syntax)
+        # pynetdicom takes the C-STORE's UIDs from the copy's file meta: a UID with
+        # a backslash must read back as the one value the file has.
+        header = part10_header(
+            item.info.sop_class_uid, item.info.sop_instance_uid, syntax, whole_uids=True
+        )
         view = memoryview(self._buffer)
         remaining = payload.length
         try:
-            f.write(_PREAMBLE)
-            write_file_meta_info(f, meta, enforce_standard=True)
+            f.write(header)
         except OSError as exc:
             return f"cannot write a copy to send: {exc}"
         while remaining:

@@ -5,7 +5,8 @@ type="application/dicom"`` body to ``{url}/studies`` (PS3.18 10.5), streamed
 (:mod:`.stow_request`); each instance's outcome comes from the response
 (:mod:`.stow_response`). Any other answer than 200, 202 or 409 fails the whole
 batch with its HTTP status. 5xx, 429 and broken connections are retried with
-back-off while the retry budget lasts (:mod:`.attempts`), honouring Retry-After.
+back-off while the retry budget lasts (:mod:`.attempts`), honouring Retry-After
+as far as the budget goes; a stop asked for ends these waits at once.
 Requests run in parallel, one keep-alive connection per thread. TLS (https)
 verifies the server by default, with the same CA options as DIMSE.
 """
@@ -15,15 +16,14 @@ import logging
 import socket
 import ssl
 import threading
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from .. import stopping
 from ..dicom.provenance import ProvenanceTag
 from ..status import InstanceStatus
-from .attempts import Attempts
+from .attempts import Attempts, pause
 from .interface import Ended, Events
 from .outcome import Outcome, SendItem
 from .peer import StowSettings
@@ -65,15 +65,17 @@ class Stow:
         self, settings: StowSettings, tag: ProvenanceTag, retrier: Retrier
     ) -> None:
         self._settings = settings
-        self._batches = _Batches(settings, tag, retrier)
+        self._batches = _Batches(settings, tag, retrier, stopping.requested)
 
     def send(self, items: Sequence[SendItem], events: Events) -> Ended:
         """Send every item; tell each final outcome as its batch finishes.
 
         A stop asked for (:mod:`~fw_gear_dicom_send.stopping`) cancels the
-        batches not yet started; those under way are answered first. Interrupted
-        at once, the items of the requests under way are said to be sent (the
-        server may have stored them).
+        batches not yet started; those under way are answered first, and those
+        waiting to be tried again are not (not sent; or said to be sent, if an
+        earlier request of theirs broke after it went out). Interrupted at once,
+        the items of the requests under way are said to be sent (the server may
+        have stored them).
 
         Raises:
             KeyboardInterrupt: Interrupted at once.
@@ -83,7 +85,7 @@ class Stow:
             with ThreadPoolExecutor(
                 max_workers=settings.parallel, thread_name_prefix="stow"
             ) as pool:
-                futures: dict[Future[list[tuple[SendItem, Outcome]]], list[SendItem]]
+                futures: dict[Future[_Answers], list[SendItem]]
                 futures = {
                     pool.submit(self._batches.send, batch): batch
                     for batch in batches(items, settings.batch)
@@ -98,8 +100,11 @@ class Stow:
                     for future in futures:
                         if future.cancelled():
                             continue
-                        for item, outcome in future.result():
+                        answers = future.result()
+                        for item, outcome in answers.outcomes:
                             events.outcome(item, outcome)
+                        for item in answers.maybe_stored:
+                            events.sent(item)
                 except KeyboardInterrupt:
                     cancel()
                     for future, batch in futures.items():
@@ -114,15 +119,38 @@ class Stow:
         return Ended()
 
 
+@dataclass(frozen=True, slots=True)
+class _Answers:
+    """What became of a batch's items."""
+
+    outcomes: list[tuple[SendItem, Outcome]]
+    """The final outcome of each item that has one: all, unless a stop came."""
+    maybe_stored: list[SendItem]
+    """Items a stop left without one whose earlier request may have reached the
+    server (its connection broke after the request went out)."""
+
+
 class _Batches:
-    """Sends batches over per-thread connections, retrying what may work later."""
+    """Sends batches over per-thread connections, retrying what may work later.
+
+    Args:
+        settings: Where and how.
+        tag: The provenance element.
+        retrier: The run's retry budget.
+        stop: Whether to stop: once true, nothing is tried again (nor waited for).
+    """
 
     def __init__(
-        self, settings: StowSettings, tag: ProvenanceTag, retrier: Retrier
+        self,
+        settings: StowSettings,
+        tag: ProvenanceTag,
+        retrier: Retrier,
+        stop: Callable[[], bool],
     ) -> None:
         self._settings = settings
         self._tag = tag
         self._retrier = retrier
+        self._stop = stop
         self._lock = threading.Lock()
         self._local = threading.local()
         self._context = (
@@ -146,13 +174,17 @@ class _Batches:
         for conn in self._connections:
             conn.close()
 
-    def send(self, batch: list[SendItem]) -> list[tuple[SendItem, Outcome]]:
-        """Send one batch until every item has a final outcome."""
+    def send(self, batch: list[SendItem]) -> _Answers:
+        """Send one batch until every item has a final outcome, or a stop comes.
+
+        A stop ends the wait before another request; the items waiting for it
+        get no outcome.
+        """
         attempts = Attempts(self._retrier, lost=_LOST_REQUEST)
         final: dict[int, Outcome] = {}
         pending = list(batch)
         while pending:
-            outcomes, wait_at_least = self._attempt(pending)
+            outcomes, asked = self._attempt(pending)
             again = []
             longest = 0.0
             for item in pending:
@@ -161,8 +193,10 @@ class _Batches:
                     final[item.index] = verdict.outcome
                 else:
                     again.append(item)
-                    longest = max(longest, verdict.wait, wait_at_least or 0.0)
+                    longest = max(longest, verdict.wait)
+            pending = again
             if again:
+                longest = max(longest, attempts.asked_wait(asked))
                 log.warning(
                     "STOW-RS to %s: %s; trying %d instances again in %.1f s",
                     self._settings,
@@ -170,9 +204,12 @@ class _Batches:
                     len(again),
                     longest,
                 )
-                time.sleep(longest)
-            pending = again
-        return [(item, final[item.index]) for item in batch]
+                if pause(longest, self._stop):
+                    break
+        return _Answers(
+            [(item, final[item.index]) for item in batch if item.index in final],
+            [item for item in pending if attempts.may_have_arrived(item)],
+        )
 
     def _attempt(
         self, items: list[SendItem]

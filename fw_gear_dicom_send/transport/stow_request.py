@@ -13,7 +13,7 @@ import ssl
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from ..dicom.provenance import ProvenanceTag, tag_dataset
+from ..dicom.provenance import ProvenanceTag
 from .outcome import SendItem
 from .peer import StowSettings
 from .wire import Payload
@@ -39,24 +39,14 @@ class Part:
 
 
 def _part10_header(item: SendItem) -> bytes:
-    """A preamble, ``DICM`` and a file meta group naming the item."""
+    """A preamble, ``DICM`` and a file meta group naming the item in its syntax."""
     # pydicom only once sending starts: ``dicom-send`` starts without it.
-    from pydicom.dataset import FileMetaDataset  # noqa: PLC0415
-    from pydicom.filebase import DicomBytesIO  # noqa: PLC0415
-    from pydicom.filewriter import write_file_meta_info  # noqa: PLC0415
-    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID  # noqa: PLC0415
+    from ..dicom.transcode import part10_header  # noqa: PLC0415
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = UID(item.sop_class_uid)
-    meta.MediaStorageSOPInstanceUID = UID(item.info.sop_instance_uid)
-    meta.TransferSyntaxUID = UID(item.transfer_syntax)
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    out = DicomBytesIO()
-    out.is_little_endian = True
-    out.is_implicit_VR = False
-    out.write(b"\x00" * 128 + b"DICM")
-    write_file_meta_info(out, meta, enforce_standard=True)
-    return out.getvalue()
+    info = item.info
+    return part10_header(
+        info.sop_class_uid, info.sop_instance_uid, item.transfer_syntax
+    )
 
 
 def _decoded(item: SendItem, tag: ProvenanceTag) -> bytes:
@@ -64,16 +54,11 @@ def _decoded(item: SendItem, tag: ProvenanceTag) -> bytes:
 
     For deflated files, and files whose bytes contradict their syntax.
     """
-    from ..dicom.transcode import (  # noqa: PLC0415 - see _part10_header
-        encode,
-        group_length_offsets,
-        read_dataset,
-    )
+    from ..dicom.transcode import decoded_payload  # noqa: PLC0415 - see _part10_header
 
-    ds = read_dataset(item.path)
-    offsets = group_length_offsets(ds)
-    tag_dataset(ds, tag)
-    return _part10_header(item) + encode(ds, item.transfer_syntax, offsets)
+    syntax = item.transfer_syntax
+    data, _ = decoded_payload(item.path, syntax, syntax, tag)
+    return _part10_header(item) + data
 
 
 def part_of(item: SendItem, tag: ProvenanceTag) -> Part:
