@@ -22,6 +22,7 @@ from test_cli import run, send_args
 from fw_gear_dicom_send import RunResult, SendRequest, send
 from fw_gear_dicom_send.dicom.samples import copy_as_new, write_series
 from fw_gear_dicom_send.pacs.receiver import StorageReceiver
+from fw_gear_dicom_send.settings import DEFAULT_ASSOCIATIONS
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
 from fw_gear_dicom_send.transport.association import Client, release
 from fw_gear_dicom_send.transport.contexts import Proposal
@@ -284,7 +285,10 @@ def test_a_receiver_killed_mid_run_then_resumed(tmp_path: Path) -> None:
     rows = read_rows(report)
     assert len(rows) == len(paths)
     sent = [r for r in rows if r["status"] == "sent"]
-    assert 30 <= len(sent) < len(paths)
+    # When the 30th file appeared, each association may have had one instance
+    # written by the receiver whose answer had not come back: not counted as sent.
+    held = sum(1 for _ in peer.out_dir.iterdir())
+    assert 30 - DEFAULT_ASSOCIATIONS <= len(sent) <= held < len(paths)
     assert all(r["reason"] for r in rows if r["status"] != "sent")
 
     second = tmp_path / "second.csv"

@@ -260,6 +260,10 @@ class FallbackChannel(Channel):
         with self._watch.lock:
             if not self._watch.ended and not self._watch.timed_out:
                 self._watch.ended = "the connection closed"
+        # send_c_store waits for its response with no time limit (the timer keeps
+        # the DIMSE timeout, once the data set is out): nothing more can come, so
+        # end that wait as pynetdicom's own timeout would.
+        self.assoc.dimse.msg_queue.put((None, None))
 
     def _expire(self) -> None:
         """No response within the DIMSE timeout: end the connection.
