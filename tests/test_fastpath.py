@@ -26,10 +26,10 @@ from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.dimse_primitives import C_STORE
 
 import fw_gear_dicom_send
+from fw_gear_dicom_send import RunResult, SendRequest, send
 from fw_gear_dicom_send.dicom.samples import copy_as_new, write_series
 from fw_gear_dicom_send.dicom.transcode import part10_header
 from fw_gear_dicom_send.pacs.receiver import StorageReceiver
-from fw_gear_dicom_send.sending.engine import RunResult, SendRequest, send
 from fw_gear_dicom_send.status import InstanceStatus
 from fw_gear_dicom_send.transport import fallback as fallback_module
 from fw_gear_dicom_send.transport import fastpath

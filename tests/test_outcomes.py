@@ -8,8 +8,8 @@ import pytest
 
 from fw_gear_dicom_send.dicom.probe import probe
 from fw_gear_dicom_send.dicom.samples import write_series
-from fw_gear_dicom_send.sending.outcomes import NOT_SENT, Tally, account, maybe_stored
 from fw_gear_dicom_send.sending.report import Row
+from fw_gear_dicom_send.sending.tally import NOT_SENT, Tally, account, maybe_stored
 from fw_gear_dicom_send.status import InstanceStatus
 from fw_gear_dicom_send.transport.attempts import LOST_ASSOCIATION, Attempts, pause
 from fw_gear_dicom_send.transport.interface import Ended, Unsent, unsent

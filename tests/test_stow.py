@@ -20,10 +20,10 @@ from pydicom import dcmread
 from stowserver import StowServer
 from test_send import read_report
 
+from fw_gear_dicom_send import SendRequest, send
 from fw_gear_dicom_send.cli.main import main
 from fw_gear_dicom_send.dicom.samples import write_series
 from fw_gear_dicom_send.errors import UsageError
-from fw_gear_dicom_send.sending.engine import SendRequest, send
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
 from fw_gear_dicom_send.transport.peer import StowSettings, parse_auth
 from fw_gear_dicom_send.transport.retry import RetryPolicy

@@ -12,10 +12,11 @@ from faults import FaultyReceiver
 from pki import Pki
 from test_tls import mutual
 
-from fw_gear_dicom_send import SendRequest, maybe_stored, send
+from fw_gear_dicom_send import SendRequest, send
 from fw_gear_dicom_send.dicom.probe import probe
 from fw_gear_dicom_send.dicom.samples import write_series
 from fw_gear_dicom_send.pacs.receiver import StorageReceiver
+from fw_gear_dicom_send.sending.tally import maybe_stored
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
 from fw_gear_dicom_send.transport.outcome import SendItem
 from fw_gear_dicom_send.transport.peer import AssociationSettings, Peer

@@ -6,8 +6,8 @@ known, and it lets bad input be reported before the first association. Then one
 transport (:mod:`~fw_gear_dicom_send.transport.interface`) sends the items:
 C-STORE in this process over one association, worker processes over several, or
 STOW-RS. The outcomes are
-kept by item (:class:`.outcomes.Tally`) and the rows made once the send has ended
-(:func:`.outcomes.account`), then verified if asked.
+kept by item (:class:`.tally.Tally`) and the rows made once the send has ended
+(:func:`.tally.account`), then verified if asked.
 """
 
 import logging
@@ -25,29 +25,21 @@ from ..transport.tls import risks
 from ..transport.tls_context import client_context
 from ..transport.workers import Workers
 from .inputs import check_paths
-from .outcomes import Tally, account, maybe_stored
 from .plan import prepare, skip_existing
 from .report import Row
 from .request import (
-    Progress,
     ProgressCallback,
     RunResult,
     SendRequest,
 )
+from .tally import Tally, account, maybe_stored
 
 if TYPE_CHECKING:
     from ..transport.association import Client
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "Progress",
-    "ProgressCallback",
-    "RunResult",
-    "SendRequest",
-    "maybe_stored",
-    "send",
-]
+__all__ = ["maybe_stored", "send"]
 
 _ITEMS_PER_WORKER = 16
 _LARGE_INPUT = 32 << 20

@@ -94,10 +94,7 @@ class Attempts:
         """
         if seconds is None:
             return 0.0
-        retrier = self._retrier
-        # As Retrier.waits counts it: from the last stored instance (_progress).
-        left = retrier.policy.budget - (time.monotonic() - retrier._progress)
-        return max(0.0, min(seconds, left))
+        return max(0.0, min(seconds, self._retrier.left))
 
     def may_have_arrived(self, item: SendItem) -> bool:
         """Whether an attempt of an item still to be tried again was ambiguous.

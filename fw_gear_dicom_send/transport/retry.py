@@ -69,6 +69,11 @@ class Retrier:
         self._stored = False
 
     @property
+    def left(self) -> float:
+        """Seconds of the budget left: from the last stored instance (or the start)."""
+        return self.policy.budget - (time.monotonic() - self._progress)
+
+    @property
     def has_stored(self) -> bool:
         """Whether this run stored an instance.
 

@@ -43,8 +43,8 @@ from pydicom.uid import (
 )
 from stowserver import StowServer
 
+from fw_gear_dicom_send import SendRequest, send
 from fw_gear_dicom_send.dicom.provenance import ProvenanceTag
-from fw_gear_dicom_send.sending.engine import SendRequest, send
 from fw_gear_dicom_send.sending.report import Row
 from fw_gear_dicom_send.status import InstanceStatus
 from fw_gear_dicom_send.transport.peer import Peer, StowSettings
