@@ -97,5 +97,5 @@ def test_a_command_imports_only_its_own_module() -> None:
         [sys.executable, "-c", check], capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == (
-        "['main', 'options', 'outcome', 'progress', 'send'] []"
+        "['main', 'options', 'progress', 'report', 'send'] []"
     )
