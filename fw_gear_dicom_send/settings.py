@@ -21,6 +21,9 @@ __all__ = [
     "ACSE_TIMEOUT",
     "AE_TITLE_MAX",
     "BOUNDS",
+    "COMMIT_BATCH",
+    "COMMIT_LISTEN_PORT",
+    "COMMIT_TIMEOUT",
     "CONNECT_TIMEOUT",
     "DEFAULT_ASSOCIATIONS",
     "DIMSE_TIMEOUT",
@@ -79,6 +82,13 @@ RECEIVER_ASSOCIATIONS = 16
 """Associations an embedded receiver or listener takes at once."""
 RETRIEVE_LISTEN_PORT = 11113
 """The port of the listener ``retrieve --method move`` starts."""
+COMMIT_LISTEN_PORT = 11114
+"""The port on which ``--commit`` listens for a receiver's Storage Commitment
+reports (``--commit-port``)."""
+COMMIT_TIMEOUT = 600.0
+"""Seconds ``--commit`` waits for the Storage Commitment reports."""
+COMMIT_BATCH = 500
+"""Instances per Storage Commitment request (N-ACTION)."""
 FIND_WINDOW_DAYS = 15
 """Days per C-FIND of a date range."""
 DOWNLOAD_RETRY_SECONDS = 60
@@ -144,6 +154,7 @@ BOUNDS: Mapping[str, Bounds] = MappingProxyType(
         "acse_timeout": Bounds(_SHORTEST_TIMEOUT, _HOUR),
         "dimse_timeout": Bounds(_SHORTEST_TIMEOUT, _DAY),
         "network_timeout": Bounds(_SHORTEST_TIMEOUT, _DAY),
+        "commit_timeout": Bounds(_SHORTEST_TIMEOUT, _DAY),
     }
 )
 """Each number's range, by its name (the gear's config key)."""

@@ -33,6 +33,7 @@ COMMANDS = {
     "move": "C-MOVE a patient, study or series to another AE",
     "retrieve": "fetch a patient, study or series into a folder",
     "listen": "a Storage SCP filing what it receives",
+    "commit": "ask the receiver to commit to what a report stored",
     "demo": "send sample data to an embedded receiver",
 }
 """Each command, in the order of ``dicom-send -h``, with its line there; its

@@ -13,8 +13,11 @@ from pathlib import Path
 from ..errors import UsageError
 from ..pacs.filing import Layout
 from ..pacs.levels import Level
+from ..sending.request import CommitSettings
 from ..settings import (
     ACSE_TIMEOUT,
+    COMMIT_LISTEN_PORT,
+    COMMIT_TIMEOUT,
     CONNECT_TIMEOUT,
     DIMSE_TIMEOUT,
     LIBRARY_CALLING_AE,
@@ -308,4 +311,43 @@ def add_filing_options(group: argparse._ActionsContainer) -> None:
         choices=[lay.value for lay in Layout],
         default=Layout.PATIENT.value,
         help="patient: PatientID/Study/Series/SOP.dcm (default); study; flat",
+    )
+
+
+# -- Storage Commitment
+
+
+def add_commit_options(parser: argparse.ArgumentParser, *, flag: bool) -> None:
+    """``--commit-port`` and ``--commit-timeout``, and ``--commit`` if ``flag``."""
+    group = parser.add_argument_group("Storage Commitment")
+    if flag:
+        group.add_argument(
+            "--commit",
+            action="store_true",
+            help="afterwards, ask the receiver to commit to every instance stored "
+            "(Storage Commitment, N-ACTION); fail if one is not committed",
+        )
+    group.add_argument(
+        "--commit-port",
+        type=integer,
+        default=COMMIT_LISTEN_PORT,
+        metavar="PORT",
+        help="listen here for the receiver's event reports: the port it knows our "
+        f"AE title by ({COMMIT_LISTEN_PORT}; 0: only on our own association)",
+    )
+    group.add_argument(
+        "--commit-timeout",
+        type=decimal,
+        default=COMMIT_TIMEOUT,
+        metavar="S",
+        help=f"seconds to wait for the event reports ({COMMIT_TIMEOUT:g})",
+    )
+
+
+def commit(args: argparse.Namespace) -> CommitSettings:
+    """``--commit-port`` and ``--commit-timeout``."""
+    return CommitSettings.parse(
+        args.commit_port,
+        args.commit_timeout,
+        {"port": "--commit-port", "timeout": "--commit-timeout"},
     )

@@ -115,6 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="afterwards, ask the receiver (C-FIND) for every instance stored; "
         "fail if one is missing",
     )
+    options.add_commit_options(parser, flag=True)
 
 
 def run(args: argparse.Namespace) -> ExitStatus:
@@ -143,8 +144,13 @@ def run(args: argparse.Namespace) -> ExitStatus:
         associations=whole("associations", args.associations, "--associations"),
         skip_existing=args.skip_existing,
         verify=args.verify,
+        commit=options.commit(args) if args.commit else None,
     )
     check_writable(args.report, request.paths, replaced=True)
+    if request.commit is not None:
+        from ..sending.commit import check_commitment  # noqa: PLC0415 - pynetdicom
+
+        check_commitment(request)
     with stopping.handling():
         result = send(request, ProgressPrinter())
         return finish(result, args.report)

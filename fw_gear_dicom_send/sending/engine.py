@@ -130,5 +130,12 @@ def _run(
                 rows = verify_rows(connections.client(), rows)
             except KeyboardInterrupt:
                 interrupted = True
+        if request.commit is not None and stored and not interrupted:
+            from .commit import commit_rows  # noqa: PLC0415 - see Connections
+
+            try:
+                rows = commit_rows(connections.client(), rows, request.commit)
+            except KeyboardInterrupt:
+                interrupted = True
         stopping.settle()
     return RunResult(tuple(rows), time.monotonic() - started, error, interrupted)

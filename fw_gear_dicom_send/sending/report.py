@@ -1,15 +1,17 @@
 """The per-file report: one row for every input file, and the run's summary."""
 
+import contextlib
 import csv
 import os
 import stat
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..atomic import partial_of, replacing
 from ..errors import DicomSendError, UsageError
+from ..pacs.commit_results import Committed, Verdict
 from ..sanitize import CsvWriter
 from ..status import ExitStatus, InstanceStatus
 
@@ -23,8 +25,9 @@ COLUMNS = (
     "reason",
     "bytes",
     "verified",
+    "committed",
 )
-_REQUIRED_TO_RESUME = frozenset(COLUMNS) - {"verified"}
+_REQUIRED_TO_RESUME = frozenset(COLUMNS) - {"verified", "committed"}
 _RESUME_MAX_BYTES = 1 << 30
 """A report to resume from larger than this (1 GiB, some 5 million rows) is
 refused rather than read."""
@@ -54,6 +57,9 @@ class Row:
     verified: bool | None = None
     """Whether the receiver, asked afterwards, holds the instance; None if not
     asked (or not stored)."""
+    committed: Verdict | None = None
+    """Whether the receiver committed to keep the instance (Storage
+    Commitment); None if not asked (or not stored)."""
 
     def as_csv(self) -> dict[str, str]:
         """The row as the CSV writes it."""
@@ -73,6 +79,7 @@ class Row:
             else "yes"
             if self.verified
             else "no",
+            "committed": "" if self.committed is None else self.committed.text,
         }
 
 
@@ -168,6 +175,27 @@ def read_stored(path: Path, label: str = "the report") -> frozenset[str]:
         UsageError: The report cannot be read, is not a regular file, is larger
             than 1 GiB, or is not one of ours.
     """
+    with reading(path, label) as reader:
+        return frozenset(
+            row["sop_instance_uid"]
+            for row in reader
+            if row["sop_instance_uid"]
+            and row["status"] in (InstanceStatus.SENT, InstanceStatus.WARNING)
+        )
+
+
+@contextlib.contextmanager
+def reading(path: Path, label: str = "the report") -> Iterator[csv.DictReader[str]]:
+    """The rows of a report of ours, read as they are iterated.
+
+    Args:
+        path: The report of an earlier run.
+        label: How messages name it (the command line: ``--resume``).
+
+    Raises:
+        UsageError: The report cannot be read, is not a regular file, is larger
+            than 1 GiB, or is not one of ours.
+    """
     try:
         # Not blocking: opening a FIFO to read waits for a writer. fstat of the
         # open file: what is read is what was checked.
@@ -184,12 +212,7 @@ def read_stored(path: Path, label: str = "the report") -> frozenset[str]:
             reader = csv.DictReader(f)
             if not set(reader.fieldnames or ()) >= _REQUIRED_TO_RESUME:
                 raise UsageError(f"{path} is not a dicom-send report")
-            return frozenset(
-                row["sop_instance_uid"]
-                for row in reader
-                if row["sop_instance_uid"]
-                and row["status"] in (InstanceStatus.SENT, InstanceStatus.WARNING)
-            )
+            yield reader
     except OSError as exc:
         raise UsageError(f"cannot read the report {path}: {exc.strerror}") from None
     except (csv.Error, UnicodeDecodeError) as exc:
@@ -208,6 +231,11 @@ class Summary:
     """Stored instances the receiver was found to hold, when asked."""
     unverified: int = 0
     """Stored instances the receiver was asked for and did not show."""
+    committed: int = 0
+    """Stored instances the receiver committed to keep (Storage Commitment)."""
+    uncommitted: int = 0
+    """Stored instances the receiver did not commit to keep (Storage Commitment:
+    failed, or no answer)."""
 
     @property
     def instances(self) -> int:
@@ -226,7 +254,7 @@ class Summary:
         """SUCCESS only when every instance was stored and there was one."""
         if self.stored == 0:
             return ExitStatus.NOTHING_SENT
-        if self.stored < self.instances or self.unverified:
+        if self.stored < self.instances or self.unverified or self.uncommitted:
             return ExitStatus.INCOMPLETE
         return ExitStatus.SUCCESS
 
@@ -248,7 +276,15 @@ class Summary:
                 f"{self.verified} verified on the receiver, "
                 f"{self.unverified} not verified"
             )
+        lines += commitment_lines(self.committed, self.uncommitted)
         return lines
+
+
+def commitment_lines(committed: int, uncommitted: int) -> list[str]:
+    """The summary's line on Storage Commitment, if the receiver was asked."""
+    if not (committed or uncommitted):
+        return []
+    return [f"{committed} committed by the receiver, {uncommitted} not committed"]
 
 
 def summarize(rows: Sequence[Row], seconds: float) -> Summary:
@@ -260,4 +296,13 @@ def summarize(rows: Sequence[Row], seconds: float) -> Summary:
         seconds=seconds,
         verified=sum(1 for row in rows if row.verified is True),
         unverified=sum(1 for row in rows if row.verified is False),
+        committed=sum(1 for row in rows if _committed(row) is True),
+        uncommitted=sum(1 for row in rows if _committed(row) is False),
     )
+
+
+def _committed(row: Row) -> bool | None:
+    """Whether the receiver committed to the row's instance; None if not asked."""
+    if row.committed is None:
+        return None
+    return row.committed.state is Committed.YES

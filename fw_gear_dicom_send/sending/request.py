@@ -9,12 +9,51 @@ from pathlib import Path
 
 from ..dicom.provenance import ProvenanceTag
 from ..errors import UsageError
-from ..settings import DEFAULT_ASSOCIATIONS, whole
+from ..settings import (
+    COMMIT_LISTEN_PORT,
+    COMMIT_TIMEOUT,
+    DEFAULT_ASSOCIATIONS,
+    Labels,
+    seconds,
+    whole,
+)
 from ..status import ExitStatus
 from ..transport.peer import AssociationSettings, Peer, StowSettings
 from ..transport.retry import RetryPolicy
 from .budget import Limits
 from .report import Row, Summary, summarize
+
+
+@dataclass(frozen=True, slots=True)
+class CommitSettings:
+    """How to ask for Storage Commitment, and where its answers come.
+
+    Use :meth:`parse` to build it from what a user gave: the values are checked
+    against ``settings.BOUNDS``.
+    """
+
+    port: int | None = COMMIT_LISTEN_PORT
+    """Where we listen for the event reports a receiver sends on an association
+    of its own; None: only on the association of the request."""
+    timeout: float = COMMIT_TIMEOUT
+    """Seconds to wait for the event reports."""
+    host: str = "0.0.0.0"  # noqa: S104 - a listener a PACS must reach
+    """The address to listen on."""
+
+    @classmethod
+    def parse(
+        cls, port: object, timeout: object, labels: Labels | None = None
+    ) -> "CommitSettings":
+        """Checked settings; ``port`` 0 or None: no listener.
+
+        Raises:
+            UsageError: A value out of range.
+        """
+        named = {"port": "commit port", "timeout": "commit timeout", **(labels or {})}
+        return cls(
+            port=None if port in (0, "0", None) else whole("port", port, named["port"]),
+            timeout=seconds("commit_timeout", timeout, named["timeout"]),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +83,17 @@ class SendRequest:
     stored; an instance it does not show makes the run incomplete."""
     stow: StowSettings | None = None
     """Send by DICOMweb STOW-RS instead of C-STORE."""
+    commit: CommitSettings | None = None
+    """Afterwards, ask the receiver for Storage Commitment of every instance
+    stored; an instance it does not commit to makes the run incomplete."""
 
     def __post_init__(self) -> None:
         if (self.peer is None) == (self.stow is None):
             raise UsageError("send to a DIMSE receiver or by STOW-RS: one of the two")
         if self.stow is not None and (self.verify or self.skip_existing):
             raise UsageError("verify and skip-existing ask a DIMSE receiver (C-FIND)")
+        if self.stow is not None and self.commit is not None:
+            raise UsageError("Storage Commitment asks a DIMSE receiver (N-ACTION)")
         whole("associations", self.associations, "associations")
 
 
