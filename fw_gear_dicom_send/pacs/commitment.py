@@ -250,7 +250,7 @@ class CommitListener:
                 f"cannot listen for Storage Commitment reports on {host}:{port}: "
                 f"{exc.strerror}"
             ) from None
-        log.info("listening for Storage Commitment reports on port %d", self.port)
+        log.debug("listening for Storage Commitment reports on port %d", self.port)
         return self
 
     def __exit__(
@@ -328,7 +328,12 @@ def request_commitment(
                 verdicts |= {r.sop_instance_uid: _unknown(why) for r in chunk}
                 continue
             verdicts |= _ask(assoc, chunk, inbox)
-        inbox.wait(deadline)
+        if not inbox.wait(deadline):
+            log.warning(
+                "no Storage Commitment report for %d transactions within %g s",
+                inbox.pending(),
+                timeout,
+            )
     finally:
         if assoc.is_established:
             release(assoc)

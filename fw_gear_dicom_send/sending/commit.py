@@ -66,7 +66,15 @@ def commit_stored(
     inbox = Inbox()
     if settings.port is None:
         return request_commitment(client, references, inbox, timeout=settings.timeout)
-    with _listener(inbox, client, settings):
+    with _listener(inbox, client, settings) as listener:
+        log.info(
+            "asking %s for Storage Commitment of %d instances; its reports come on "
+            "our association or to %s on port %d",
+            client.peer,
+            len(references),
+            client.settings.calling_ae,
+            listener.port,
+        )
         return request_commitment(client, references, inbox, timeout=settings.timeout)
 
 

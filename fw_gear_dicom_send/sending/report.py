@@ -185,7 +185,7 @@ def read_stored(path: Path, label: str = "the report") -> frozenset[str]:
 
 
 @contextlib.contextmanager
-def reading(path: Path, label: str = "the report") -> Iterator[csv.DictReader[str]]:
+def reading(path: Path, label: str = "the report") -> Iterator["csv.DictReader[str]"]:
     """The rows of a report of ours, read as they are iterated.
 
     Args:

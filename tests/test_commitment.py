@@ -1,0 +1,280 @@
+"""Storage Commitment (``send --commit``, ``dicom-send commit``) against real peers.
+
+Orthanc (>= 1.6) is the SCP: it answers the N-ACTION, then opens an association of
+its own to the AE its ``DicomModalities`` names for our AE title, our listener on
+``--commit-port``, and sends the N-EVENT-REPORT there. DCMTK's storescp has no
+Storage Commitment. Two in-process pynetdicom SCPs stand for PACSs Orthanc does
+not imitate: one that never reports, one that reports on the association of the
+request.
+"""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import ExternalPeer, free_port, run_orthanc
+from pydicom.dataset import Dataset
+from pynetdicom import evt
+
+from fw_gear_dicom_send.dicom.samples import write_series
+from fw_gear_dicom_send.pacs.commitment import STORAGE_COMMITMENT_PUSH
+from fw_gear_dicom_send.pacs.receiver import StorageReceiver
+from fw_gear_dicom_send.status import ExitStatus
+
+ME = "DICOM-SEND"
+NOT_SUPPORTED = "Storage Commitment Push Model SOP Class (1.2.840.10008.1.20.1)"
+
+
+def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "fw_gear_dicom_send", "-v", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def send_args(folder: Path, port: int, called_ae: str, *extra: str) -> list[str]:
+    return [
+        "send",
+        str(folder),
+        "--host=127.0.0.1",
+        f"--port={port}",
+        f"--called-ae={called_ae}",
+        f"--calling-ae={ME}",
+        *extra,
+    ]
+
+
+def report_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture
+def commit_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def pacs(tmp_path: Path, commit_port: int) -> Iterator[ExternalPeer]:
+    """Orthanc that knows our AE title, and reports commitment to our listener."""
+    yield from run_orthanc(
+        tmp_path,
+        DicomModalities={"dicom-send": [ME, "127.0.0.1", commit_port]},
+    )
+
+
+@pytest.fixture
+def twenty(tmp_path: Path) -> Path:
+    folder = tmp_path / "series"
+    write_series(folder, 20, seed="commit", rows=16, columns=16)
+    return folder
+
+
+def test_orthanc_commits_to_all_twenty(
+    pacs: ExternalPeer, twenty: Path, tmp_path: Path, commit_port: int
+) -> None:
+    report = tmp_path / "report.csv"
+    result = cli(
+        *send_args(twenty, pacs.port, pacs.ae_title),
+        "--commit",
+        f"--commit-port={commit_port}",
+        f"--report={report}",
+    )
+    assert result.returncode == ExitStatus.SUCCESS, result.stderr
+    rows = report_rows(report)
+    assert len(rows) == 20
+    assert [row["committed"] for row in rows] == ["yes"] * 20
+    assert "20 committed by the receiver, 0 not committed" in result.stdout
+    # The transaction, the N-ACTION's status, the event report, in the log.
+    assert "transaction 1." in result.stderr
+    assert "N-ACTION status 0x0000 (Success)" in result.stderr
+    assert "event report (type 1)" in result.stderr
+    assert "Retrieve AE Title" in result.stderr
+
+
+def _delete_instance(pacs: ExternalPeer, sop_instance_uid: str) -> None:
+    lookup = urllib.request.Request(
+        f"http://127.0.0.1:{pacs.http_port}/tools/lookup",
+        data=sop_instance_uid.encode(),
+        method="POST",
+    )
+    with urllib.request.urlopen(lookup, timeout=30) as response:
+        found = [r for r in json.load(response) if r["Type"] == "Instance"]
+    assert len(found) == 1
+    delete = urllib.request.Request(
+        f"http://127.0.0.1:{pacs.http_port}/instances/{found[0]['ID']}",
+        method="DELETE",
+    )
+    with urllib.request.urlopen(delete, timeout=30):
+        pass
+
+
+def test_commit_later_names_the_instance_orthanc_lost(
+    pacs: ExternalPeer, twenty: Path, tmp_path: Path, commit_port: int
+) -> None:
+    report = tmp_path / "report.csv"
+    sent = cli(*send_args(twenty, pacs.port, pacs.ae_title), f"--report={report}")
+    assert sent.returncode == ExitStatus.SUCCESS, sent.stderr
+    before = report_rows(report)
+    assert {row["committed"] for row in before} == {""}  # not asked
+    lost = before[7]["sop_instance_uid"]
+    _delete_instance(pacs, lost)
+
+    result = cli(
+        "commit",
+        "--host=127.0.0.1",
+        f"--port={pacs.port}",
+        f"--called-ae={pacs.ae_title}",
+        f"--calling-ae={ME}",
+        f"--commit-port={commit_port}",
+        f"--report={report}",
+    )
+    assert result.returncode == ExitStatus.INCOMPLETE, result.stderr
+    rows = report_rows(report)
+    assert len(rows) == 20
+    by_uid = {row["sop_instance_uid"]: row["committed"] for row in rows}
+    assert by_uid.pop(lost) == "no: 0x0112 (No such object instance)"
+    assert set(by_uid.values()) == {"yes"}
+    assert "19 committed by the receiver, 1 not committed" in result.stdout
+    assert "event report (type 2)" in result.stderr
+    # The rest of the report is as the send wrote it.
+    assert [{k: v for k, v in r.items() if k != "committed"} for r in rows] == [
+        {k: v for k, v in r.items() if k != "committed"} for r in before
+    ]
+
+
+def test_storescp_has_no_storage_commitment_nothing_is_sent(
+    storescp: ExternalPeer, twenty: Path, tmp_path: Path
+) -> None:
+    report = tmp_path / "report.csv"
+    result = cli(
+        *send_args(twenty, storescp.port, storescp.ae_title),
+        "--commit",
+        f"--commit-port={free_port()}",
+        f"--report={report}",
+    )
+    assert result.returncode == ExitStatus.USAGE
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1, result.stderr
+    assert NOT_SUPPORTED in errors[0]
+    assert not list(storescp.out_dir.iterdir())  # nothing sent
+    assert not report.exists()
+
+
+class CommitmentReceiver(StorageReceiver):
+    """A Storage SCP that takes Storage Commitment requests too.
+
+    ``reply`` None: it answers every N-ACTION with success and never reports.
+    ``reply`` "same": it reports, after answering, on the association of the
+    request, every instance committed but those in ``lost``.
+    """
+
+    def __init__(
+        self, out_dir: Path, reply: str | None, lost: frozenset[str] = frozenset()
+    ) -> None:
+        super().__init__(out_dir)
+        self._ae.add_supported_context(STORAGE_COMMITMENT_PUSH)
+        self.reply = reply
+        self.lost = lost
+        self.actions: list[Dataset] = []
+
+    def _handlers(self) -> list[evt.EventHandlerType]:
+        return [*super()._handlers(), (evt.EVT_N_ACTION, self._on_action)]
+
+    def _on_action(self, event: evt.Event) -> tuple[int, None]:
+        request = event.action_information  # type: ignore[attr-defined]
+        self.actions.append(request)
+        if self.reply == "same":
+            threading.Thread(
+                target=self._report, args=(event.assoc, request), daemon=True
+            ).start()
+        return 0x0000, None
+
+    def _report(self, assoc: object, request: Dataset) -> None:
+        time.sleep(0.3)  # after the N-ACTION's answer
+        info = Dataset()
+        info.TransactionUID = request.TransactionUID
+        info.RetrieveAETitle = "STORE-SCP"
+        done, failed = [], []
+        for ref in request.ReferencedSOPSequence:
+            item = Dataset()
+            item.ReferencedSOPClassUID = ref.ReferencedSOPClassUID
+            item.ReferencedSOPInstanceUID = ref.ReferencedSOPInstanceUID
+            if ref.ReferencedSOPInstanceUID in self.lost:
+                item.FailureReason = 0x0110
+                failed.append(item)
+            else:
+                done.append(item)
+        info.ReferencedSOPSequence = done
+        if failed:
+            info.FailedSOPSequence = failed
+        assoc.send_n_event_report(  # type: ignore[attr-defined]
+            info, 2 if failed else 1, STORAGE_COMMITMENT_PUSH, "1.2.840.10008.1.20.1.1"
+        )
+
+
+def test_a_pacs_that_never_reports_leaves_unknown_rows_without_hanging(
+    tmp_path: Path, twenty: Path
+) -> None:
+    report = tmp_path / "report.csv"
+    with CommitmentReceiver(tmp_path / "scp", reply=None) as scp:
+        started = time.monotonic()
+        result = cli(
+            *send_args(twenty, scp.port, scp.ae_title),
+            "--commit",
+            f"--commit-port={free_port()}",
+            "--commit-timeout=1.5",
+            f"--report={report}",
+            timeout=60,
+        )
+        elapsed = time.monotonic() - started
+    assert result.returncode == ExitStatus.INCOMPLETE, result.stderr
+    assert len(scp.received) == 20
+    assert len(scp.actions) == 1
+    assert len(scp.actions[0].ReferencedSOPSequence) == 20
+    rows = report_rows(report)
+    assert [row["status"] for row in rows] == ["sent"] * 20
+    assert {row["committed"] for row in rows} == {"unknown: no answer within 1.5 s"}
+    assert "0 committed by the receiver, 20 not committed" in result.stdout
+    assert elapsed < 30
+
+
+def test_a_report_on_the_association_of_the_request(
+    tmp_path: Path, twenty: Path
+) -> None:
+    report = tmp_path / "report.csv"
+    with CommitmentReceiver(tmp_path / "scp", reply="same") as scp:
+        first = cli(*send_args(twenty, scp.port, scp.ae_title), f"--report={report}")
+        assert first.returncode == ExitStatus.SUCCESS, first.stderr
+        uids = [row["sop_instance_uid"] for row in report_rows(report)]
+        scp.lost = frozenset(uids[:2])
+        result = cli(
+            "commit",
+            "--host=127.0.0.1",
+            f"--port={scp.port}",
+            f"--called-ae={scp.ae_title}",
+            f"--calling-ae={ME}",
+            "--commit-port=0",
+            "--commit-timeout=30",
+            f"--report={report}",
+            timeout=60,
+        )
+    assert result.returncode == ExitStatus.INCOMPLETE, result.stderr
+    by_uid = {r["sop_instance_uid"]: r["committed"] for r in report_rows(report)}
+    assert [by_uid[uid] for uid in uids[:2]] == ["no: 0x0110 (Processing failure)"] * 2
+    assert {by_uid[uid] for uid in uids[2:]} == {"yes"}
+    assert "Retrieve AE Title STORE-SCP" in result.stderr
