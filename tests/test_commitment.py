@@ -16,11 +16,14 @@ import sys
 import threading
 import time
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import ExternalPeer, free_port, run_orthanc
+from gearjob import Gear, Site, old_gear_config, series_zip
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom import evt
 
@@ -196,7 +199,7 @@ class CommitmentReceiver(StorageReceiver):
         return [*super()._handlers(), (evt.EVT_N_ACTION, self._on_action)]
 
     def _on_action(self, event: evt.Event) -> tuple[int, None]:
-        request = event.action_information  # type: ignore[attr-defined]
+        request = event.action_information
         self.actions.append(request)
         if self.reply == "same":
             threading.Thread(
@@ -278,3 +281,35 @@ def test_a_report_on_the_association_of_the_request(
     assert [by_uid[uid] for uid in uids[:2]] == ["no: 0x0110 (Processing failure)"] * 2
     assert {by_uid[uid] for uid in uids[2:]} == {"yes"}
     assert "Retrieve AE Title STORE-SCP" in result.stderr
+
+
+def test_gear_counts_only_committed_images(
+    gear: Gear, site: Site, tmp_path: Path
+) -> None:
+    """``storage_commitment: true``: an instance the receiver stored but did not
+    commit to is not counted in Images Sent, and the job is incomplete."""
+    acquisition = site.standin.acquisition(site.session, "Committed")
+    series = series_zip(gear.folder.parent, 6, "committed")
+    gear.add_file_input("file", series, acquisition)
+    gear.destination = {"type": "acquisition", "id": acquisition}
+    with zipfile.ZipFile(series) as z:
+        lost = str(dcmread(z.open(sorted(z.namelist())[1])).SOPInstanceUID)
+    with CommitmentReceiver(
+        tmp_path / "scp", reply="same", lost=frozenset({lost})
+    ) as scp:
+        gear.config = old_gear_config(
+            scp.port, storage_commitment=True, commit_port=0, commit_timeout=30
+        )
+        result = gear.run()
+    assert result.returncode == ExitStatus.INCOMPLETE, result.stdout
+    assert len(scp.received) == 6
+    (row,) = gear.report_rows()
+    assert (row["Images in Series"], row["Images Sent"], row["Status"]) == (
+        "6",
+        "5",
+        "Incomplete",
+    )
+    committed = {r["sop_instance_uid"]: r["committed"] for r in gear.instance_rows()}
+    assert committed.pop(lost) == "no: 0x0110 (Processing failure)"
+    assert set(committed.values()) == {"yes"}
+    assert "1 instances not committed by the receiver" in result.stdout

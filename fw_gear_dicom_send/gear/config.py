@@ -25,7 +25,10 @@ from ..dicom.provenance import (
     parse_group,
 )
 from ..errors import UsageError
+from ..sending.request import CommitSettings
 from ..settings import (
+    COMMIT_LISTEN_PORT,
+    COMMIT_TIMEOUT,
     DEFAULT_ASSOCIATIONS,
     DOWNLOAD_RETRY_SECONDS,
     GEAR_CALLING_AE,
@@ -53,6 +56,9 @@ KNOWN_KEYS = frozenset(
         "tag_value",
         "report",
         "verify",
+        "storage_commitment",
+        "commit_port",
+        "commit_timeout",
         "skip_existing",
         "tls_enabled",
         "tls_security_profile",
@@ -112,6 +118,8 @@ class GearSettings:
     associations: int = DEFAULT_ASSOCIATIONS
     verify: bool = False
     """Ask the receiver afterwards (C-FIND) for every instance stored."""
+    commit: CommitSettings | None = None
+    """Ask the receiver afterwards for Storage Commitment (``storage_commitment``)."""
     skip_existing: bool = False
     """Ask the receiver first, and send only what it lacks."""
     stow: StowSettings | None = None
@@ -231,6 +239,13 @@ def parse_config(
         retry=RetryPolicy(budget=options.seconds("retry_time", RETRY_BUDGET)),
         associations=associations,
         verify=options.boolean("verify", default=False),
+        commit=CommitSettings.parse(
+            options.value("commit_port", COMMIT_LISTEN_PORT),
+            options.value("commit_timeout", COMMIT_TIMEOUT),
+            {"port": "config commit_port", "timeout": "config commit_timeout"},
+        )
+        if options.boolean("storage_commitment", default=False)
+        else None,
         skip_existing=options.boolean("skip_existing", default=False),
         stow=_stow(options, inputs, associations, association.dimse_timeout)
         if transport == "stow-rs"

@@ -168,7 +168,12 @@ def _send(settings: GearSettings, sources: Sequence[Source]) -> RunResult | None
         verify=settings.verify,
         skip_existing=settings.skip_existing,
         stow=settings.stow,
+        commit=settings.commit,
     )
+    if request.commit is not None:
+        from ..sending.commit import check_commitment  # noqa: PLC0415 - pynetdicom
+
+        check_commitment(request)
     return send(request)
 
 
@@ -209,12 +214,19 @@ def _tally(sources: Sequence[Source], result: RunResult | None) -> list[FileResu
         unverified = sum(row.verified is False for row in images)
         if unverified and not reason:
             reason = f"{unverified} instances not verified on the receiver"
+        # With storage_commitment on, only if the receiver commits to it.
+        uncommitted = sum(not r.committed.ok for r in images if r.committed)
+        if uncommitted and not reason:
+            reason = f"{uncommitted} instances not committed by the receiver"
         results.append(
             FileResult(
                 source.file,
                 images=len(images),
                 sent=sum(
-                    row.status.stored and row.verified is not False for row in images
+                    row.status.stored
+                    and row.verified is not False
+                    and (row.committed is None or row.committed.ok)
+                    for row in images
                 ),
                 reason=reason,
             )

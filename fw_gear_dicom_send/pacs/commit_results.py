@@ -39,6 +39,11 @@ class Verdict:
     why: str = ""
 
     @property
+    def ok(self) -> bool:
+        """Whether the receiver committed to the instance."""
+        return self.state is Committed.YES
+
+    @property
     def text(self) -> str:
         """The ``committed`` column: ``yes``, ``no: 0x0112 (...)``, ``unknown: ...``."""
         return f"{self.state.value}: {self.why}" if self.why else self.state.value

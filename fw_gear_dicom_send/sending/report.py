@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..atomic import partial_of, replacing
 from ..errors import DicomSendError, UsageError
-from ..pacs.commit_results import Committed, Verdict
+from ..pacs.commit_results import Verdict
 from ..sanitize import CsvWriter
 from ..status import ExitStatus, InstanceStatus
 
@@ -296,13 +296,6 @@ def summarize(rows: Sequence[Row], seconds: float) -> Summary:
         seconds=seconds,
         verified=sum(1 for row in rows if row.verified is True),
         unverified=sum(1 for row in rows if row.verified is False),
-        committed=sum(1 for row in rows if _committed(row) is True),
-        uncommitted=sum(1 for row in rows if _committed(row) is False),
+        committed=sum(1 for r in rows if r.committed and r.committed.ok),
+        uncommitted=sum(1 for r in rows if r.committed and not r.committed.ok),
     )
-
-
-def _committed(row: Row) -> bool | None:
-    """Whether the receiver committed to the row's instance; None if not asked."""
-    if row.committed is None:
-        return None
-    return row.committed.state is Committed.YES
