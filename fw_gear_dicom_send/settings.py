@@ -154,6 +154,7 @@ BOUNDS: Mapping[str, Bounds] = MappingProxyType(
         "acse_timeout": Bounds(_SHORTEST_TIMEOUT, _HOUR),
         "dimse_timeout": Bounds(_SHORTEST_TIMEOUT, _DAY),
         "network_timeout": Bounds(_SHORTEST_TIMEOUT, _DAY),
+        "commit_port": Bounds(0, 65535, integer=True),
         "commit_timeout": Bounds(_SHORTEST_TIMEOUT, _DAY),
     }
 )

@@ -44,14 +44,15 @@ class CommitSettings:
     def parse(
         cls, port: object, timeout: object, labels: Labels | None = None
     ) -> "CommitSettings":
-        """Checked settings; ``port`` 0 or None: no listener.
+        """Checked settings; ``port`` 0: no listener.
 
         Raises:
             UsageError: A value out of range.
         """
         named = {"port": "commit port", "timeout": "commit timeout", **(labels or {})}
+        listen = whole("commit_port", port, named["port"])
         return cls(
-            port=None if port in (0, "0", None) else whole("port", port, named["port"]),
+            port=listen or None,
             timeout=seconds("commit_timeout", timeout, named["timeout"]),
         )
 
