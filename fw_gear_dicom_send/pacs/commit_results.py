@@ -7,7 +7,17 @@ can hold and print them without importing the network.
 import enum
 from dataclasses import dataclass
 
-__all__ = ["FAILURE_REASONS", "Committed", "Reference", "Verdict", "failure_text"]
+__all__ = [
+    "FAILURE_REASONS",
+    "STORAGE_COMMITMENT_PUSH",
+    "Committed",
+    "Reference",
+    "Verdict",
+    "failure_text",
+]
+
+STORAGE_COMMITMENT_PUSH = "1.2.840.10008.1.20.1"
+"""Storage Commitment Push Model SOP Class UID."""
 
 FAILURE_REASONS = {
     0x0110: "Processing failure",

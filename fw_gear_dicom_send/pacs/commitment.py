@@ -7,33 +7,26 @@ instance UID of each); the receiver answers, usually later, with an N-EVENT-REPO
 naming the transaction: event type 1 when it committed to every instance, 2 when
 some failed (the Failed SOP Sequence, each with its Failure Reason). The report
 comes on the association of the N-ACTION if that is still open, else on one the
-receiver opens to us: :class:`CommitListener` accepts those, for the Storage
-Commitment SOP class with the peer in the SCP role (SCP/SCU role selection).
-Either way the report goes to the same :class:`Inbox`.
+receiver opens to us (:mod:`.commit_inbox`). Either way the report goes to the
+same :class:`~.commit_inbox.Inbox`.
 """
 
 import logging
-import threading
 import time
 from collections.abc import Iterator, Sequence
-from types import TracebackType
-from typing import Self, cast
 
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom import evt
 from pynetdicom.association import Association
-from pynetdicom.dimse_primitives import N_EVENT_REPORT
 from pynetdicom.status import GENERAL_STATUS, STORAGE_COMMITMENT_SERVICE_CLASS_STATUS
 
-from .. import stopping
 from ..errors import AssociationError, UsageError
-from ..settings import COMMIT_BATCH, LISTEN_REQUEST_TIMEOUT
+from ..settings import COMMIT_BATCH
 from ..transport.association import Client, NoContextAccepted, discard, release
-from ..transport.association import set_no_delay as _set_no_delay
 from ..transport.contexts import FALLBACK_SYNTAXES, Proposal
-from .commit_results import Committed, Reference, Verdict, failure_text
-from .server import AcceptorAE, arm_request_deadline
+from .commit_inbox import CommitListener, Inbox
+from .commit_results import STORAGE_COMMITMENT_PUSH, Committed, Reference, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +38,11 @@ __all__ = [
     "request_commitment",
 ]
 
-STORAGE_COMMITMENT_PUSH = "1.2.840.10008.1.20.1"
-"""Storage Commitment Push Model SOP Class UID."""
 _WELL_KNOWN_INSTANCE = "1.2.840.10008.1.20.1.1"
 """Storage Commitment Push Model SOP Instance UID (the one instance)."""
 _NAME = f"the Storage Commitment Push Model SOP Class ({STORAGE_COMMITMENT_PUSH})"
 _REQUEST_COMMITMENT = 1
 """Action Type ID of the request for storage commitment."""
-_ALL_COMMITTED = 1
-_SOME_FAILED = 2
-_NO_SUCH_ACTION = 0x0123
-_INVALID_ARGUMENT = 0x0115
-_POLL = 0.2
 
 
 def _proposal() -> Proposal:
@@ -92,180 +78,6 @@ def _status_text(code: int) -> str:
         if code in table and table[code][1]:
             return f"0x{code:04X} ({table[code][1]})"
     return f"0x{code:04X} (unknown status)"
-
-
-def _references(info: Dataset, keyword: str) -> Iterator[tuple[str, int | None]]:
-    """(SOP Instance UID, Failure Reason) of each item of a sequence of ``info``."""
-    for item in info.get(keyword) or ():
-        uid = str(item.get("ReferencedSOPInstanceUID", "") or "")
-        reason = item.get("FailureReason")
-        if uid:
-            yield uid, None if reason is None else int(reason)
-
-
-class Inbox:
-    """The event reports of our transactions, from whichever association brings them.
-
-    Reports for a transaction not asked for here are answered and ignored.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Condition()
-        self._waiting: set[str] = set()
-        self._verdicts: dict[str, Verdict] = {}
-
-    def expect(self, transaction_uid: str) -> None:
-        """Await a report for this transaction."""
-        with self._lock:
-            self._waiting.add(transaction_uid)
-
-    def forget(self, transaction_uid: str) -> None:
-        """Await no report for this transaction (its request was refused)."""
-        with self._lock:
-            self._waiting.discard(transaction_uid)
-
-    def pending(self) -> int:
-        """Transactions still without a report."""
-        with self._lock:
-            return len(self._waiting)
-
-    def verdicts(self) -> dict[str, Verdict]:
-        """What the reports so far said, by SOP Instance UID."""
-        with self._lock:
-            return dict(self._verdicts)
-
-    def wait(self, deadline: float) -> bool:
-        """Wait until every transaction is reported or ``deadline`` (monotonic).
-
-        Returns:
-            Whether every transaction was reported.
-
-        Raises:
-            stopping.Interrupted: A stop signal came.
-        """
-        with self._lock:
-            while self._waiting:
-                if stopping.requested():
-                    raise stopping.Interrupted(stopping.received())
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._lock.wait(min(left, _POLL))
-            return True
-
-    def on_report(self, event: evt.Event) -> tuple[int, Dataset | None]:
-        """EVT_N_EVENT_REPORT handler: record the verdicts of one report."""
-        request = cast(N_EVENT_REPORT, event.request)
-        event_type = int(request.EventTypeID or 0)
-        if str(request.AffectedSOPClassUID or "") != STORAGE_COMMITMENT_PUSH:
-            return _NO_SUCH_ACTION, None
-        try:  # decoded here: a malformed data set raises anything
-            info = event.event_information
-            transaction = str(info.get("TransactionUID", "") or "")
-            committed = list(_references(info, "ReferencedSOPSequence"))
-            failed = list(_references(info, "FailedSOPSequence"))
-            retrieve_ae = str(info.get("RetrieveAETitle", "") or "")
-        except Exception as exc:
-            log.warning("unreadable Storage Commitment event report: %s", exc)
-            return _INVALID_ARGUMENT, None
-        log.info(
-            "Storage Commitment event report (type %d) for transaction %s from %s: "
-            "%d committed, %d failed; Retrieve AE Title %s",
-            event_type,
-            transaction,
-            event.assoc.requestor.ae_title
-            if event.assoc.is_acceptor
-            else event.assoc.acceptor.ae_title,
-            len(committed),
-            len(failed),
-            retrieve_ae or "not given",
-        )
-        with self._lock:
-            if transaction not in self._waiting:
-                log.warning("event report for unknown transaction %s", transaction)
-                return 0x0000, None
-            self._waiting.discard(transaction)
-            for uid, _ in committed:
-                self._verdicts[uid] = Verdict(Committed.YES)
-            for uid, reason in failed:
-                self._verdicts[uid] = Verdict(Committed.NO, failure_text(reason))
-            self._lock.notify_all()
-        return 0x0000, None
-
-
-class CommitListener:
-    """Accepts the associations a receiver opens to send its event reports.
-
-    Its AE title is ours (the receiver calls the AE it was configured with); it
-    takes the Storage Commitment SOP class only, with the peer as SCP, for use
-    in a ``with`` block.
-
-    Args:
-        inbox: Where the reports go.
-        ae_title: Our AE title; a call to another is rejected.
-        port: The port to listen on (0: any free port).
-        host: The address to listen on.
-    """
-
-    def __init__(self, inbox: Inbox, ae_title: str, port: int, host: str) -> None:
-        self._inbox = inbox
-        self._address = (host, port)
-        self._ae = AcceptorAE(ae_title=ae_title)
-        self._ae.require_called_aet = True
-        self._ae.acse_timeout = LISTEN_REQUEST_TIMEOUT
-        self._ae.add_supported_context(
-            STORAGE_COMMITMENT_PUSH,
-            list(FALLBACK_SYNTAXES),
-            scu_role=True,
-            scp_role=True,
-        )
-        self._server: object | None = None
-
-    @property
-    def port(self) -> int:
-        """The port it listens on."""
-        server = self._server
-        if server is None:
-            raise RuntimeError("the listener is not running")
-        return int(server.server_address[1])  # type: ignore[attr-defined]
-
-    def __enter__(self) -> Self:
-        """Listen.
-
-        Raises:
-            UsageError: The port cannot be listened on.
-        """
-        try:
-            self._server = self._ae.start_server(
-                self._address,
-                block=False,
-                evt_handlers=[
-                    (evt.EVT_N_EVENT_REPORT, self._inbox.on_report),
-                    (evt.EVT_CONN_OPEN, self._on_open),
-                ],
-            )
-        except OSError as exc:
-            host, port = self._address
-            raise UsageError(
-                f"cannot listen for Storage Commitment reports on {host}:{port}: "
-                f"{exc.strerror}"
-            ) from None
-        log.debug("listening for Storage Commitment reports on port %d", self.port)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._server is not None:
-            self._server.shutdown()  # type: ignore[attr-defined]
-            self._server = None
-
-    def _on_open(self, event: evt.Event) -> None:
-        _set_no_delay(event)
-        arm_request_deadline(event.assoc, LISTEN_REQUEST_TIMEOUT)
 
 
 def _batches(references: Sequence[Reference], size: int) -> Iterator[list[Reference]]:
