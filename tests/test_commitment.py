@@ -95,6 +95,7 @@ def test_orthanc_commits_to_all_twenty(
         *send_args(twenty, pacs.port, pacs.ae_title),
         "--commit",
         f"--commit-port={commit_port}",
+        "--commit-timeout=30",
         f"--report={report}",
     )
     assert result.returncode == ExitStatus.SUCCESS, result.stderr
@@ -144,6 +145,7 @@ def test_commit_later_names_the_instance_orthanc_lost(
         f"--called-ae={pacs.ae_title}",
         f"--calling-ae={ME}",
         f"--commit-port={commit_port}",
+        "--commit-timeout=30",
         f"--report={report}",
     )
     assert result.returncode == ExitStatus.INCOMPLETE, result.stderr
