@@ -28,11 +28,12 @@ from pydicom.dataset import Dataset
 from pynetdicom import evt
 
 from fw_gear_dicom_send.dicom.samples import write_series
-from fw_gear_dicom_send.pacs.commitment import STORAGE_COMMITMENT_PUSH
 from fw_gear_dicom_send.pacs.receiver import StorageReceiver
 from fw_gear_dicom_send.status import ExitStatus
 
 ME = "DICOM-SEND"
+STORAGE_COMMITMENT_PUSH = "1.2.840.10008.1.20.1"
+WELL_KNOWN_INSTANCE = "1.2.840.10008.1.20.1.1"
 NOT_SUPPORTED = "Storage Commitment Push Model SOP Class (1.2.840.10008.1.20.1)"
 
 
@@ -228,7 +229,7 @@ class CommitmentReceiver(StorageReceiver):
         if failed:
             info.FailedSOPSequence = failed
         assoc.send_n_event_report(  # type: ignore[attr-defined]
-            info, 2 if failed else 1, STORAGE_COMMITMENT_PUSH, "1.2.840.10008.1.20.1.1"
+            info, 2 if failed else 1, STORAGE_COMMITMENT_PUSH, WELL_KNOWN_INSTANCE
         )
 
 
