@@ -316,3 +316,37 @@ def test_gear_counts_only_committed_images(
     assert committed.pop(lost) == "no: 0x0110 (Processing failure)"
     assert set(committed.values()) == {"yes"}
     assert "1 instances not committed by the receiver" in result.stdout
+
+
+def test_batches_each_with_its_transaction_and_association(
+    tmp_path: Path, twenty: Path
+) -> None:
+    """20 instances, 7 per N-ACTION: three transactions, each on an association
+    of its own and reported there."""
+    from fw_gear_dicom_send.pacs.commit_inbox import Inbox
+    from fw_gear_dicom_send.pacs.commit_results import Reference
+    from fw_gear_dicom_send.pacs.commitment import request_commitment
+    from fw_gear_dicom_send.transport.association import Client
+    from fw_gear_dicom_send.transport.peer import (
+        AssociationSettings,
+        Peer,
+    )
+
+    references = [
+        Reference(str(ds.SOPClassUID), str(ds.SOPInstanceUID))
+        for ds in (dcmread(path) for path in sorted(twenty.iterdir()))
+    ]
+    lost = references[9].sop_instance_uid
+    with CommitmentReceiver(
+        tmp_path / "scp", reply="same", lost=frozenset({lost})
+    ) as scp:
+        client = Client(
+            Peer("127.0.0.1", scp.port, scp.ae_title), AssociationSettings()
+        )
+        verdicts = request_commitment(client, references, Inbox(), timeout=30, batch=7)
+    assert [len(a.ReferencedSOPSequence) for a in scp.actions] == [7, 7, 6]
+    assert len({a.TransactionUID for a in scp.actions}) == 3
+    assert scp.associations == 3
+    assert list(verdicts) == [r.sop_instance_uid for r in references]
+    assert verdicts.pop(lost).text == "no: 0x0110 (Processing failure)"
+    assert {v.text for v in verdicts.values()} == {"yes"}

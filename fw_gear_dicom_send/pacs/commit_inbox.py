@@ -18,6 +18,7 @@ from typing import Self, cast
 from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.dimse_primitives import N_EVENT_REPORT
+from pynetdicom.transport import ThreadedAssociationServer
 
 from .. import stopping
 from ..errors import UsageError
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["CommitListener", "Inbox"]
 
-_NO_SUCH_ACTION = 0x0123
+_NO_SUCH_SOP_CLASS = 0x0118
 _INVALID_ARGUMENT = 0x0115
 _POLL = 0.2
 
@@ -100,7 +101,7 @@ class Inbox:
         request = cast(N_EVENT_REPORT, event.request)
         event_type = int(request.EventTypeID or 0)
         if str(request.AffectedSOPClassUID or "") != STORAGE_COMMITMENT_PUSH:
-            return _NO_SUCH_ACTION, None
+            return _NO_SUCH_SOP_CLASS, None
         try:  # decoded here: a malformed data set raises anything
             info = event.event_information
             transaction = str(info.get("TransactionUID", "") or "")
@@ -161,7 +162,7 @@ class CommitListener:
             scu_role=True,
             scp_role=True,
         )
-        self._server: object | None = None
+        self._server: ThreadedAssociationServer | None = None
 
     @property
     def port(self) -> int:
@@ -169,7 +170,7 @@ class CommitListener:
         server = self._server
         if server is None:
             raise RuntimeError("the listener is not running")
-        return int(server.server_address[1])  # type: ignore[attr-defined]
+        return int(server.server_address[1])
 
     def __enter__(self) -> Self:
         """Listen.
@@ -202,7 +203,7 @@ class CommitListener:
         tb: TracebackType | None,
     ) -> None:
         if self._server is not None:
-            self._server.shutdown()  # type: ignore[attr-defined]
+            self._server.shutdown()
             self._server = None
 
     def _on_open(self, event: evt.Event) -> None:

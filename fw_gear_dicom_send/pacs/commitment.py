@@ -19,7 +19,13 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom import evt
 from pynetdicom.association import Association
-from pynetdicom.status import GENERAL_STATUS, STORAGE_COMMITMENT_SERVICE_CLASS_STATUS
+from pynetdicom.status import (
+    GENERAL_STATUS,
+    STATUS_SUCCESS,
+    STATUS_WARNING,
+    STORAGE_COMMITMENT_SERVICE_CLASS_STATUS,
+    code_to_category,
+)
 
 from ..errors import AssociationError, UsageError
 from ..settings import COMMIT_BATCH
@@ -108,11 +114,12 @@ def request_commitment(
 ) -> dict[str, Verdict]:
     """Ask the receiver to commit to these instances; wait for its answers.
 
-    One association carries an N-ACTION per batch; it stays open while the
-    answers are awaited (the receiver may report on it), until every transaction
-    is reported or ``timeout`` seconds have passed since the first N-ACTION.
-    Reports on associations the receiver opens reach ``inbox`` through a
-    :class:`CommitListener` the caller runs.
+    Each batch has its own association carrying its one N-ACTION: a report that
+    comes on it while the next N-ACTION awaits its answer would be taken for that
+    answer. Each stays open while the answers are awaited (the receiver may
+    report on it), until every transaction is reported or ``timeout`` seconds
+    have passed since the first request. Reports on associations the receiver
+    opens reach ``inbox`` through a :class:`CommitListener` the caller runs.
 
     Returns:
         A verdict for every reference, by SOP Instance UID.
@@ -124,21 +131,20 @@ def request_commitment(
     if not references:
         return verdicts
     waited = f"no answer within {timeout:g} s"
-    try:
-        assoc = client.associate(
-            [_proposal()], handlers=[(evt.EVT_N_EVENT_REPORT, inbox.on_report)]
-        )
-    except AssociationError as exc:
-        log.error("cannot ask for Storage Commitment: %s", exc)
-        why = f"cannot ask for Storage Commitment: {exc}"
-        return {r.sop_instance_uid: _unknown(why) for r in references}
     deadline = time.monotonic() + timeout
+    opened: list[Association] = []
     try:
         for chunk in _batches(references, batch):
-            if not assoc.is_established:
-                why = "the association ended before the N-ACTION"
+            try:
+                assoc = client.associate(
+                    [_proposal()], handlers=[(evt.EVT_N_EVENT_REPORT, inbox.on_report)]
+                )
+            except AssociationError as exc:
+                log.error("cannot ask for Storage Commitment: %s", exc)
+                why = f"cannot ask for Storage Commitment: {exc}"
                 verdicts |= {r.sop_instance_uid: _unknown(why) for r in chunk}
                 continue
+            opened.append(assoc)
             verdicts |= _ask(assoc, chunk, inbox)
         if not inbox.wait(deadline):
             log.warning(
@@ -147,16 +153,16 @@ def request_commitment(
                 timeout,
             )
     finally:
-        if assoc.is_established:
-            release(assoc)
-        else:
-            discard(assoc)
+        for assoc in opened:
+            if assoc.is_established:
+                release(assoc)
+            else:
+                discard(assoc)
     reported = inbox.verdicts()
     for ref in references:
         uid = ref.sop_instance_uid
-        if uid in verdicts:
-            continue
-        verdicts[uid] = reported.get(uid, _unknown(waited))
+        if uid not in verdicts:
+            verdicts[uid] = reported.get(uid, _unknown(waited))
     return verdicts
 
 
@@ -179,7 +185,7 @@ def _ask(
     code = int(status.Status) if "Status" in status else None
     if code is None:
         why = "no answer to the N-ACTION"
-    elif code == 0x0000:
+    elif code_to_category(code) in (STATUS_SUCCESS, STATUS_WARNING):
         log.info(
             "Storage Commitment requested for %d instances: transaction %s, "
             "N-ACTION status %s",
