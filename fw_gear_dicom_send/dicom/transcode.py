@@ -15,8 +15,6 @@ leaves out Group Lengths when it writes; :func:`encode` puts them back.
 
 import itertools
 import logging
-import os
-import warnings
 import zlib
 from collections.abc import Iterator, Mapping
 
@@ -34,6 +32,7 @@ from pydicom.tag import Tag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 
 from .pixels import decompress
+from .probe import warnings_of
 from .provenance import ProvenanceTag, tag_dataset
 
 log = logging.getLogger(__name__)
@@ -118,11 +117,8 @@ def read_dataset(path: str) -> FileDataset:
     Raises:
         Exception: pydicom cannot read it (whatever pydicom raises).
     """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with warnings_of(path):  # e.g. the meta contradicts the data set
         ds = dcmread(path, force=True)
-    for warning in caught:  # e.g. the meta contradicts the data set
-        log.debug("%s: %s", os.path.basename(path), warning.message)
     raw = next(
         (e for e in ds._dict.values() if isinstance(e, RawDataElement)),
         None,
