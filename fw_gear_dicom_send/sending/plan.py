@@ -174,7 +174,7 @@ def skip_existing(
 def _problem(
     entry: InputFile | InputProblem, status: InstanceStatus, reason: str
 ) -> Row:
-    size = 0
+    size = entry.size if isinstance(entry, InputProblem) else 0
     if isinstance(entry, InputFile):  # the report's bytes: the file's size
         with contextlib.suppress(OSError):
             size = entry.path.stat().st_size
