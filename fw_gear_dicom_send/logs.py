@@ -24,10 +24,11 @@ logging.addLevelName(VERBOSE, "VERBOSE")
 
 _FLYWHEEL_LIBRARIES = ("flywheel", "fw_gear", "httpx2", "httpcore2")
 """The Flywheel SDK and its HTTP client: at DEBUG too in the gear's debug log."""
-_QUIET_LIBRARIES = ("pydicom",)
-"""Libraries whose warnings are also Python warnings, which the code reading a
-file catches and logs once with the file's name: their own log records would
-repeat them without it."""
+_FLOORS = {"pydicom": logging.ERROR}
+"""The least level shown of these libraries' records. pydicom's warnings are
+also Python warnings, which the code reading a file catches and logs once with
+the file's name; its own records would repeat them without it. (pydicom sets
+its logger's level when imported: the floor is the handler's.)"""
 
 
 class OneLine(logging.Filter):
@@ -60,7 +61,7 @@ class OneLine(logging.Filter):
 
 
 class _AtItsLevel(logging.Filter):
-    """Drop a record below its logger's level here.
+    """Drop a record below its logger's level here, or below its library's floor.
 
     A worker process's records arrive already made and are handled without the
     check of their logger's level (:meth:`logging.Logger.handle`): this applies
@@ -69,6 +70,8 @@ class _AtItsLevel(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Whether the record's logger, here, would have made it."""
+        if record.levelno < _FLOORS.get(record.name.split(".")[0], 0):
+            return False
         return logging.getLogger(record.name).isEnabledFor(record.levelno)
 
 
@@ -110,8 +113,6 @@ def configure_logging(
         logging.getLogger(flywheel).setLevel(
             logging.DEBUG if verbose > 1 else logging.WARNING
         )
-    for library in _QUIET_LIBRARIES:
-        logging.getLogger(library).setLevel(logging.ERROR)
     logging.getLogger("pynetdicom").setLevel(
         logging.DEBUG
         if verbose > 1
