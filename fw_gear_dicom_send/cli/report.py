@@ -93,7 +93,7 @@ def finish(result: RunResult, report: Path | None) -> ExitStatus:
             written = report
         except ReportError as exc:
             log.error("%s", exc)
-    log_outcomes(result.rows, written)
+    log_outcomes(result.rows, written, result.error)
     for line in result.summary.lines():
         print(line)
     if written is not None:
@@ -105,15 +105,19 @@ def finish(result: RunResult, report: Path | None) -> ExitStatus:
     return ExitStatus.REPORT_FAILED if report != written else result.exit_status
 
 
-def log_outcomes(rows: Sequence[Row], report: Path | None) -> None:
+def log_outcomes(
+    rows: Sequence[Row], report: Path | None, error: str | None = None
+) -> None:
     """Name the failed files in the log, each with its reason.
 
     The first :data:`SHOWN_FAILURES`, then how many more; with ``-v`` (VERBOSE)
-    every file's decision instead, whatever it was.
+    every file's decision instead, whatever it was. A file that failed for the
+    error that stopped the run (logged once already) refers to it.
 
     Args:
         rows: The run's rows.
         report: The report written, if one was (where the rest are).
+        error: Why the run stopped early, if it did.
     """
     if log.isEnabledFor(VERBOSE):
         for row in rows:
@@ -122,7 +126,8 @@ def log_outcomes(rows: Sequence[Row], report: Path | None) -> None:
         return
     failed = [row for row in rows if row.status is InstanceStatus.FAILED]
     for row in failed[:SHOWN_FAILURES]:
-        log.warning("failed: %s: %s", row.file, row.reason)
+        why = "not sent (the error above)" if row.reason == error else row.reason
+        log.warning("failed: %s: %s", row.file, why)
     more = len(failed) - SHOWN_FAILURES
     if more > 0:
         where = f"the report {report} names" if report else "--report FILE names"
