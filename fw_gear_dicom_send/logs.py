@@ -60,6 +60,29 @@ class OneLine(logging.Filter):
         return True
 
 
+_said: set[str] = set()
+"""The messages of our warnings and errors logged so far (see :func:`said`)."""
+
+
+def said(message: str) -> bool:
+    """Whether a warning or error of ours with this message was logged already.
+
+    So that a summary at the end names what the log has not named yet (a failed
+    file), once.
+    """
+    return message in _said
+
+
+class _Said(logging.Filter):
+    """Keep the messages of our warnings and errors, for :func:`said`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Note the record's message if it is a warning or error of ours."""
+        if record.levelno >= logging.WARNING and record.name.startswith(_PACKAGE):
+            _said.add(record.getMessage())
+        return True
+
+
 class _AtItsLevel(logging.Filter):
     """Drop a record below its logger's level here, or below its library's floor.
 
@@ -95,6 +118,7 @@ def configure_logging(
     """
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(_AtItsLevel())
+    handler.addFilter(_Said())
     handler.addFilter(OneLine())
     when = "%(asctime)s " if timestamps else ""
     handler.setFormatter(

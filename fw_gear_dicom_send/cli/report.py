@@ -13,7 +13,7 @@ from pathlib import Path
 from .. import stopping
 from ..atomic import partial_of
 from ..errors import UsageError
-from ..logs import VERBOSE
+from ..logs import VERBOSE, said
 from ..sending.report import (
     ReportError,
     Row,
@@ -111,7 +111,8 @@ def log_outcomes(
     """Name the failed files in the log, each with its reason.
 
     The first :data:`SHOWN_FAILURES`, then how many more; with ``-v`` (VERBOSE)
-    every file's decision instead, whatever it was. A file that failed for the
+    every file's decision instead, whatever it was. A failure the log has named
+    already (as it happened) is not named again; a file that failed for the
     error that stopped the run (logged once already) refers to it.
 
     Args:
@@ -124,7 +125,11 @@ def log_outcomes(
             why = f": {row.reason}" if row.reason else ""
             log.log(VERBOSE, "%s: %s%s", row.file, row.status.value, why)
         return
-    failed = [row for row in rows if row.status is InstanceStatus.FAILED]
+    failed = [
+        row
+        for row in rows
+        if row.status is InstanceStatus.FAILED and not said(f"{row.file}: {row.reason}")
+    ]
     for row in failed[:SHOWN_FAILURES]:
         why = "not sent (the error above)" if row.reason == error else row.reason
         log.warning("failed: %s: %s", row.file, why)
