@@ -24,11 +24,13 @@ logging.addLevelName(VERBOSE, "VERBOSE")
 
 _FLYWHEEL_LIBRARIES = ("flywheel", "fw_gear", "httpx2", "httpcore2")
 """The Flywheel SDK and its HTTP client: at DEBUG too in the gear's debug log."""
-_FLOORS = {"pydicom": logging.ERROR}
-"""The least level shown of these libraries' records. pydicom's warnings are
-also Python warnings, which the code reading a file catches and logs once with
-the file's name; its own records would repeat them without it. (pydicom sets
-its logger's level when imported: the floor is the handler's.)"""
+_FLOORS = {"pydicom": logging.ERROR, "py": logging.ERROR}
+"""The least level shown of these loggers' records, below ``-vv``. pydicom's
+warnings are also Python warnings, which the code reading a file catches and
+logs once with the file's name; its own records would repeat them without it
+(pydicom sets its logger's level when imported: the floor is the handler's).
+Python warnings raised elsewhere (``py.warnings``) are libraries' notes, with
+the line of code that raised them: shown with ``-vv`` only."""
 
 
 class OneLine(logging.Filter):
@@ -89,11 +91,18 @@ class _AtItsLevel(logging.Filter):
     A worker process's records arrive already made and are handled without the
     check of their logger's level (:meth:`logging.Logger.handle`): this applies
     the levels of this process to them too.
+
+    Args:
+        floors: The least level shown, by the first part of a logger's name.
     """
+
+    def __init__(self, floors: dict[str, int]) -> None:
+        super().__init__()
+        self._floors = floors
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Whether the record's logger, here, would have made it."""
-        if record.levelno < _FLOORS.get(record.name.split(".")[0], 0):
+        if record.levelno < self._floors.get(record.name.split(".")[0], 0):
             return False
         return logging.getLogger(record.name).isEnabledFor(record.levelno)
 
@@ -117,7 +126,7 @@ def configure_logging(
         stream: Where the log goes (``sys.stderr`` as it is at the call).
     """
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.addFilter(_AtItsLevel())
+    handler.addFilter(_AtItsLevel(_FLOORS if verbose < 2 else {}))
     handler.addFilter(_Said())
     handler.addFilter(OneLine())
     when = "%(asctime)s " if timestamps else ""
@@ -128,6 +137,7 @@ def configure_logging(
             else f"{when}{prefix}: %(message)s"
         )
     )
+    logging.captureWarnings(True)  # as log records (py.warnings), one a line
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)  # other libraries: warnings and errors only

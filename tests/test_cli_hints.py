@@ -235,6 +235,24 @@ def test_verbose_before_or_after_the_verb(
     assert f"dicom-send: {mixed / 'README.txt'}: skipped: not DICOM" in lines
 
 
+def test_a_garbled_transfer_syntax_at_verbose_is_no_traceback(
+    storescp: ExternalPeer, tmp_path: Path
+) -> None:
+    """A file whose meta names no transfer syntax pydicom knows (a trailing dot)
+    is decoded for a syntax the receiver accepts: sent, with pydicom's notes on
+    it named after the file, and no traceback (the fixture checks) nor Python
+    warning with its line of code."""
+    data = bundled("MR_small_implicit.dcm").read_bytes()
+    garbled = tmp_path / "garbled.dcm"
+    garbled.write_bytes(data.replace(b"1.2.840.10008.1.2\0", b"1.2.840.10008.1.2.", 1))
+    result = run("-v", "send", str(garbled), *peer_args(storescp.port, "STORESCP"))
+    assert result.returncode == ExitStatus.SUCCESS, result.stderr
+    lines = result.stderr.splitlines()
+    assert f"dicom-send: {garbled}: {VR_WARNING}" in lines
+    assert f"dicom-send: {garbled}: sent" in lines
+    assert not [line for line in lines if "Warning:" in line or "warn" in line]
+
+
 def test_quiet_after_the_verb_and_on_every_verb(
     receiver: StorageReceiver, mixed: Path
 ) -> None:

@@ -101,7 +101,7 @@ def decoded_payload(
     offsets = group_length_offsets(ds)
     was, wanted = UID(source), UID(target)
     note = ""
-    if was.is_compressed and wanted != was:
+    if is_compressed(was) and wanted != was:
         decompress(ds)  # ValueError: cannot
         note = (
             f"decompressed from {was.name} to {wanted.name}: the receiver "
@@ -109,6 +109,16 @@ def decoded_payload(
         )
     tag_dataset(ds, tag)
     return encode(ds, wanted, offsets), note  # ValueError
+
+
+def is_compressed(syntax: str) -> bool:
+    """Whether a transfer syntax is a compressed one.
+
+    False for a UID pydicom does not know as a transfer syntax (a private or
+    garbled one), where ``UID.is_compressed`` raises.
+    """
+    uid = UID(syntax)
+    return uid.is_transfer_syntax and uid.is_compressed
 
 
 def read_dataset(path: str) -> FileDataset:
