@@ -75,6 +75,14 @@ def said(message: str) -> bool:
     return message in _said
 
 
+def mentioned(text: str) -> bool:
+    """Whether a warning or error of ours logged already contains ``text``.
+
+    So that the same cause is explained once per run.
+    """
+    return any(text in message for message in _said)
+
+
 class _Said(logging.Filter):
     """Keep the messages of our warnings and errors, for :func:`said`."""
 
@@ -137,6 +145,7 @@ def configure_logging(
             else f"{when}{prefix}: %(message)s"
         )
     )
+    _said.clear()
     logging.captureWarnings(True)  # as log records (py.warnings), one a line
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -151,6 +151,36 @@ def test_verify_against_a_receiver_without_c_find_says_so_once(
     assert rows_of(report)["CT_small.dcm"]["verified"] == "no"
 
 
+def test_skip_existing_and_verify_from_an_unknown_ae_say_the_cause_once(
+    orthanc_knowing_us: ExternalPeer, tmp_path: Path
+) -> None:
+    """Orthanc stores from anyone but answers C-FIND only to the AE titles it
+    knows: asked before and after the send, the cause is said once."""
+    port = orthanc_knowing_us.port
+    series = tmp_path / "series"
+    write_series(series, 2, seed="stranger")
+    result = run(
+        "send",
+        str(series),
+        *peer_args(port, "ORTHANC", "--calling-ae=STRANGER"),
+        "--skip-existing",
+        "--verify",
+    )
+    assert result.returncode == ExitStatus.INCOMPLETE, result.stderr
+    cause = (
+        f"ORTHANC@127.0.0.1:{port} aborted the association (A-ABORT) when asked to "
+        "C-FIND: " + UNKNOWN.format(ae="STRANGER", asked="C-FIND")
+    )
+    lines = result.stderr.splitlines()
+    assert [line for line in lines if cause in line] == [
+        f"dicom-send: cannot ask the receiver what it holds ({cause}): sending all"
+    ]
+    assert "dicom-send: cannot verify: the receiver cannot be asked, as said above" in (
+        lines
+    )
+    assert "2 files: 2 sent, 0 warning, 0 failed, 0 skipped" in result.stdout
+
+
 # 2. Every failed file named in the log
 
 
