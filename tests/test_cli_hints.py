@@ -37,6 +37,7 @@ MIXED = (
     "SC_rgb_jpeg.dcm",  # read by pydicom, which warns about its VR
 )
 """pydicom's test files: sent, failed (a duplicate UID, two truncated), skipped."""
+CT_SMALL_STUDY = "1.3.6.1.4.1.5962.1.2.1.20040119072730.12322"
 VR_WARNING = (
     "Expected explicit VR, but found implicit VR - using implicit VR for reading"
 )
@@ -117,7 +118,7 @@ def test_retrieve_from_an_unknown_ae_says_the_pacs_aborted_and_why(
         "retrieve",
         *peer_args(port, "ORTHANC", "--calling-ae=FOO"),
         "--level=study",
-        "--uid=1.3.6.1.4.1.5962.1.2.1.20040119072730.12322",
+        f"--uid={CT_SMALL_STUDY}",
         f"--out={tmp_path / 'out'}",
         f"--listen-port={free_port()}",
     )
@@ -381,6 +382,7 @@ def test_one_is_singular(
         "find",
         *peer_args(orthanc_knowing_us.port, "ORTHANC"),
         "--level=study",
+        f"-kStudyInstanceUID={CT_SMALL_STUDY}",  # others may have stored more
         "--format=json",
     )
     assert found.returncode == ExitStatus.SUCCESS, found.stderr

@@ -112,8 +112,9 @@ def log_outcomes(
 
     The first :data:`SHOWN_FAILURES`, then how many more; with ``-v`` (VERBOSE)
     every file's decision instead, whatever it was. A failure the log has named
-    already (as it happened) is not named again; a file that failed for the
-    error that stopped the run (logged once already) refers to it.
+    already (as it happened) is not named again, nor are the files that failed
+    for the error that stopped the run: that one line says why for them all (a
+    receiver that cannot be reached), and the summary counts them.
 
     Args:
         rows: The run's rows.
@@ -128,11 +129,12 @@ def log_outcomes(
     failed = [
         row
         for row in rows
-        if row.status is InstanceStatus.FAILED and not said(f"{row.file}: {row.reason}")
+        if row.status is InstanceStatus.FAILED
+        and row.reason != error
+        and not said(f"{row.file}: {row.reason}")
     ]
     for row in failed[:SHOWN_FAILURES]:
-        why = "not sent (the error above)" if row.reason == error else row.reason
-        log.warning("failed: %s: %s", row.file, why)
+        log.warning("failed: %s: %s", row.file, row.reason)
     more = len(failed) - SHOWN_FAILURES
     if more > 0:
         where = f"the report {report} names" if report else "--report FILE names"
