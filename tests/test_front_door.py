@@ -385,7 +385,7 @@ def test_a_full_disk_for_the_report(
     assert errors == [
         f"dicom-send: cannot write the report {report}: No space left on device"
     ]
-    assert "1 of 1 instances stored" in result.stdout
+    assert "1 of 1 instance stored" in result.stdout
     assert result.stdout.splitlines()[-1].strip() == "left: fill"
 
 
@@ -410,7 +410,7 @@ def test_a_full_disk_for_the_gear_reports(
     assert len(errors) == 1, result.stdout
     assert errors[0].endswith(": No space left on device")
     assert "cannot write the report" in errors[0]
-    assert "summary: 1 files: 1 Complete" in result.stdout
+    assert "summary: 1 file: 1 Complete" in result.stdout
     assert result.stdout.splitlines()[-1].strip() == "left: fill"
 
 

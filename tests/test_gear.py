@@ -58,7 +58,7 @@ def test_file_input_zip_as_configured_for_the_old_gear(
     assert sha256(gear.folder / "input" / "file" / series.name) == before
     assert len(gear.instance_rows()) == 12
     *_, files, instances, stored = result.stdout.splitlines()  # the log ends so
-    assert files.endswith("summary: 1 files: 1 Complete, 0 Incomplete, 0 Failed")
+    assert files.endswith("summary: 1 file: 1 Complete, 0 Incomplete, 0 Failed")
     assert "summary: 12 files: 12 sent" in instances
     assert "summary: 12 of 12 instances stored" in stored
 

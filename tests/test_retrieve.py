@@ -92,6 +92,6 @@ def test_get_of_a_jpeg2000_study_files_every_instance_as_stored_or_counts_it(
     (again / f"{next(iter(got))}.dcm").mkdir()
     args[args.index(str(out))] = str(again)
     assert main(args) == ExitStatus.INCOMPLETE
-    assert "retrieve: 1 completed, 1 failed, 0 warning; 1 files written" in (
+    assert "retrieve: 1 completed, 1 failed, 0 warning; 1 file written" in (
         capsys.readouterr().out
     )

@@ -11,6 +11,7 @@ from ..pacs.query import Query, QueryError, find, parse_keys
 from ..settings import FIND_WINDOW_DAYS, whole
 from ..status import ExitStatus
 from ..transport.association import Client
+from ..words import count as counted
 from . import options
 from .report import check_writable
 from .results import Format, RowWriter, SqliteWriter, open_writer, sqlite_path
@@ -117,7 +118,10 @@ def run(args: argparse.Namespace) -> ExitStatus:
         finally:
             for writer in writers:
                 writer.close()
-    log.info("%d matches", count)
+    log.info("%s", counted(count, "match"))
     if db is not None:
-        print(f"{count} matches into {db} (table {_TABLES[level]})", file=sys.stderr)
+        print(
+            f"{counted(count, 'match')} into {db} (table {_TABLES[level]})",
+            file=sys.stderr,
+        )
     return ExitStatus.SUCCESS

@@ -16,6 +16,7 @@ from ..settings import LISTEN_AE_TITLE, whole
 from ..status import ExitStatus
 from ..transport.peer import check_ae_title
 from ..transport.tls_context import server_context
+from ..words import count
 from . import options
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> ExitStatus:
                 time.sleep(3600)
         except KeyboardInterrupt:
             received = len(listener.received)
-            print(f"stopped: {received} instances received", file=sys.stderr)
+            print(f"stopped: {count(received, 'instance')} received", file=sys.stderr)
             return ExitStatus.SUCCESS
 
 

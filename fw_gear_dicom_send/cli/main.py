@@ -92,15 +92,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         description="Send DICOM files, folders and zip/tar archives to a PACS.",
     )
     parser.add_argument("--version", action=_Version, nargs=0, help="show the version")
-    parser.add_argument(
-        "-v", "--verbose", action="count", default=0, help="more log (-vv: debug)"
-    )
-    parser.add_argument("-q", "--quiet", action="store_true", help="errors only")
+    add_log_options(parser)
     subparsers = parser.add_subparsers(
         dest="command", required=True, parser_class=_Parser
     )
     for name, line in COMMANDS.items():
         subparser = subparsers.add_parser(name, help=line)
+        add_log_options(subparser, after_command=True)
         if name == command:
             module = load(name)
             module.add_arguments(subparser)
@@ -108,11 +106,37 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def add_log_options(
+    parser: argparse.ArgumentParser, *, after_command: bool = False
+) -> None:
+    """``-v``/``-vv`` and ``-q``, before the command or after it.
+
+    Given after the command they count apart (``verbose_after``, ``quiet_after``):
+    a command's parser would otherwise overwrite what was given before it.
+    """
+    suffix = "_after" if after_command else ""
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        dest=f"verbose{suffix}",
+        action="count",
+        default=0,
+        help="more log: each file's decision, association events (-vv: debug)",
+    )
+    parser.add_argument(
+        "-q", "--quiet", dest=f"quiet{suffix}", action="store_true", help="errors only"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``dicom-send``; return the exit status."""
     words = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(command_of(words)).parse_args(words)
-    configure_logging(args.verbose, args.quiet, prefix=PROG)
+    configure_logging(
+        args.verbose + args.verbose_after,
+        args.quiet or args.quiet_after,
+        prefix=PROG,
+    )
     try:
         return int(stopping.exit_status(args.run(args)))
     except UsageError as exc:

@@ -13,12 +13,22 @@ from pathlib import Path
 from .. import stopping
 from ..atomic import partial_of
 from ..errors import UsageError
-from ..sending.report import ReportError, check_replaceable, is_report, write_csv
+from ..logs import VERBOSE, said
+from ..sending.report import (
+    ReportError,
+    Row,
+    check_replaceable,
+    is_report,
+    write_csv,
+)
 from ..sending.request import RunResult
-from ..status import ExitStatus
+from ..status import ExitStatus, InstanceStatus
 from . import PROG
 
 log = logging.getLogger(__name__)
+
+SHOWN_FAILURES = 20
+"""Failed files named in the log at the end of a run; the rest are counted."""
 
 
 def check_writable(
@@ -83,6 +93,7 @@ def finish(result: RunResult, report: Path | None) -> ExitStatus:
             written = report
         except ReportError as exc:
             log.error("%s", exc)
+    log_outcomes(result.rows, written, result.error)
     for line in result.summary.lines():
         print(line)
     if written is not None:
@@ -92,3 +103,39 @@ def finish(result: RunResult, report: Path | None) -> ExitStatus:
         print(f"{PROG}: interrupted{by}", file=sys.stderr)
         return result.exit_status
     return ExitStatus.REPORT_FAILED if report != written else result.exit_status
+
+
+def log_outcomes(
+    rows: Sequence[Row], report: Path | None, error: str | None = None
+) -> None:
+    """Name the failed files in the log, each with its reason.
+
+    The first :data:`SHOWN_FAILURES`, then how many more; with ``-v`` (VERBOSE)
+    every file's decision instead, whatever it was. A failure the log has named
+    already (as it happened) is not named again, nor are the files that failed
+    for the error that stopped the run: that one line says why for them all (a
+    receiver that cannot be reached), and the summary counts them.
+
+    Args:
+        rows: The run's rows.
+        report: The report written, if one was (where the rest are).
+        error: Why the run stopped early, if it did.
+    """
+    if log.isEnabledFor(VERBOSE):
+        for row in rows:
+            why = f": {row.reason}" if row.reason else ""
+            log.log(VERBOSE, "%s: %s%s", row.file, row.status.value, why)
+        return
+    failed = [
+        row
+        for row in rows
+        if row.status is InstanceStatus.FAILED
+        and row.reason != error
+        and not said(f"{row.file}: {row.reason}")
+    ]
+    for row in failed[:SHOWN_FAILURES]:
+        log.warning("failed: %s: %s", row.file, row.reason)
+    more = len(failed) - SHOWN_FAILURES
+    if more > 0:
+        where = f"the report {report} names" if report else "--report FILE names"
+        log.warning("… and %d more failed (%s every file)", more, where)

@@ -48,11 +48,16 @@ class RowWriter(Protocol):
 
 
 class _Table:
+    """Aligned columns, the header with the first row.
+
+    No row, no header: a query that fails leaves no lone header before its error.
+    """
+
     def __init__(self, out: TextIO, columns: Sequence[str]) -> None:
         self._out = out
+        self._columns = list(columns)
         self._widths = [min(max(len(c), _MIN_WIDTH), _MAX_WIDTH) for c in columns]
-        self._line(list(columns))
-        self._line(["-" * w for w in self._widths])
+        self._headed = False
 
     def _line(self, values: list[str]) -> None:
         cells = [
@@ -61,6 +66,10 @@ class _Table:
         self._out.write("  ".join(cells).rstrip() + "\n")
 
     def write(self, row: dict[str, str]) -> None:
+        if not self._headed:
+            self._line(self._columns)
+            self._line(["-" * w for w in self._widths])
+            self._headed = True
         self._line(list(row.values()))
 
     def close(self) -> None:

@@ -25,6 +25,7 @@ from ..pacs.window import TimeWindow
 from ..settings import RETRIEVE_LISTEN_PORT, whole
 from ..status import ExitStatus
 from ..transport.association import Client
+from ..words import count
 from . import options
 from .listen import start_listener
 from .progress import RetrieveProgress
@@ -105,7 +106,7 @@ def outcome(result: RetrieveResult, verb: str) -> ExitStatus:
     """Print the counts of a move or retrieve; its exit status."""
     print(
         f"{verb}: {result.counts}"
-        + (f"; {result.received} files written" if verb == "retrieve" else "")
+        + (f"; {count(result.received, 'file')} written" if verb == "retrieve" else "")
     )
     if result.complete:
         return ExitStatus.SUCCESS

@@ -16,11 +16,14 @@ The walk over the elements is :mod:`.elements`; a deflated data set is walked as
 is inflated (:mod:`.inflated`).
 """
 
+import contextlib
 import hashlib
 import logging
 import os
 import struct
 import sys
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -218,6 +221,23 @@ def probe(
             raise MalformedDicomError(
                 "truncated: an element runs past the end of the file"
             ) from None
+
+
+@contextlib.contextmanager
+def warnings_of(path: Path | str) -> Iterator[None]:
+    """Log the warnings raised while a file is read, each once, with its path.
+
+    pydicom warns about what it finds in a file (``Expected explicit VR, but
+    found implicit VR``) without naming the file; inside this block its warnings
+    are caught and logged as ``path: message`` when the block ends.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for message in dict.fromkeys(str(w.message) for w in caught):
+                log.warning("%s: %s", path, message)
 
 
 def dataset_digest(path: Path | str, info: DicomInfo) -> bytes:

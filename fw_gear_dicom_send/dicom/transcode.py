@@ -15,8 +15,6 @@ leaves out Group Lengths when it writes; :func:`encode` puts them back.
 
 import itertools
 import logging
-import os
-import warnings
 import zlib
 from collections.abc import Iterator, Mapping
 
@@ -34,6 +32,7 @@ from pydicom.tag import Tag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 
 from .pixels import decompress
+from .probe import warnings_of
 from .provenance import ProvenanceTag, tag_dataset
 
 log = logging.getLogger(__name__)
@@ -102,7 +101,7 @@ def decoded_payload(
     offsets = group_length_offsets(ds)
     was, wanted = UID(source), UID(target)
     note = ""
-    if was.is_compressed and wanted != was:
+    if is_compressed(was) and wanted != was:
         decompress(ds)  # ValueError: cannot
         note = (
             f"decompressed from {was.name} to {wanted.name}: the receiver "
@@ -112,17 +111,24 @@ def decoded_payload(
     return encode(ds, wanted, offsets), note  # ValueError
 
 
+def is_compressed(syntax: str) -> bool:
+    """Whether a transfer syntax is a compressed one.
+
+    False for a UID pydicom does not know as a transfer syntax (a private or
+    garbled one), where ``UID.is_compressed`` raises.
+    """
+    uid = UID(syntax)
+    return uid.is_transfer_syntax and uid.is_compressed
+
+
 def read_dataset(path: str) -> FileDataset:
     """The whole file, decoded by pydicom (forced: a bare data set too).
 
     Raises:
         Exception: pydicom cannot read it (whatever pydicom raises).
     """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with warnings_of(path):  # e.g. the meta contradicts the data set
         ds = dcmread(path, force=True)
-    for warning in caught:  # e.g. the meta contradicts the data set
-        log.debug("%s: %s", os.path.basename(path), warning.message)
     raw = next(
         (e for e in ds._dict.values() if isinstance(e, RawDataElement)),
         None,

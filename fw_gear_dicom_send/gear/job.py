@@ -25,6 +25,7 @@ from ..sending.report import ReportError, Row, write_csv
 from ..sending.request import RunResult, SendRequest
 from ..status import ExitStatus, InstanceStatus
 from ..transport.tls_context import client_context
+from ..words import count
 from .completion import FileResult, FileStatus, report_name, write_report
 from .config import FileInput, GearSettings
 from .files import FlywheelError, FlywheelFile
@@ -301,8 +302,8 @@ def _log_summary(results: Sequence[FileResult], result: RunResult | None) -> Non
     for file_result in results:
         counts[file_result.status] += 1
     log.info(
-        "summary: %d files: %s",
-        len(results),
+        "summary: %s: %s",
+        count(len(results), "file"),
         ", ".join(f"{n} {status.value}" for status, n in counts.items()),
     )
     if result is not None:

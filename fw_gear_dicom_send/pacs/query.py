@@ -251,7 +251,11 @@ class Finder:
         try:
             for identifier in query.identifiers():
                 yield from _matches(
-                    self._assoc, identifier, self._model, query.return_keys
+                    self._client,
+                    self._assoc,
+                    identifier,
+                    self._model,
+                    query.return_keys,
                 )
         except QueryError as exc:
             self._clean = exc.answered
@@ -271,17 +275,23 @@ def find(client: Client, query: Query) -> Iterator[dict[str, str]]:
 
 
 def _matches(
-    assoc: Association, identifier: Dataset, model: str, keys: Sequence[str]
+    client: Client,
+    assoc: Association,
+    identifier: Dataset,
+    model: str,
+    keys: Sequence[str],
 ) -> Iterator[dict[str, str]]:
-    """One C-FIND's matches."""
+    """One C-FIND's matches.
+
+    Raises:
+        QueryError: A failure status, or the association ended first (saying
+            what the peer did: :meth:`.Client.ended`).
+    """
     responses = assoc.send_c_find(identifier, model)
     for status, match in responses:
         code = int(status.Status) if "Status" in status else None
         if code is None:
-            raise QueryError(
-                "the association ended before the query was answered",
-                answered=False,
-            )
+            raise QueryError(client.ended(assoc, "C-FIND"), answered=False)
         if code in _PENDING:
             if match is not None:
                 yield {k: text_of(match.get(k, "")) for k in keys}

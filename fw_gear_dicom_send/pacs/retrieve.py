@@ -172,12 +172,20 @@ def resolve(client: Client, target: Target) -> Target:
 def _follow(
     responses: Iterator[tuple[Dataset, Dataset | None]],
     on_progress: ProgressCallback | None,
+    ended: Callable[[], str],
 ) -> tuple[int, SubOperations]:
-    """Read a retrieve's responses to the end; its final status and counts."""
+    """Read a retrieve's responses to the end; its final status and counts.
+
+    Args:
+        responses: The retrieve's responses.
+        on_progress: Called with the counts of each pending response.
+        ended: What the peer did, if the association ends before the last
+            response (:meth:`.Client.ended`).
+    """
     last = SubOperations(None, 0, 0, 0)
     for status, _ in responses:
         if "Status" not in status:
-            raise RetrieveError("the association ended before the retrieve did")
+            raise RetrieveError(ended())
         code = int(status.Status)
         counts = _sub_operations(status)
         if code in _PENDING:
@@ -251,7 +259,9 @@ def move(
     finished = False
     try:
         responses = assoc.send_c_move(target.identifier(), destination_ae, model)
-        code, counts = _follow(responses, on_progress)
+        code, counts = _follow(
+            responses, on_progress, lambda: client.ended(assoc, "C-MOVE")
+        )
         finished = True
     finally:
         release(assoc) if finished else discard(assoc)
@@ -289,7 +299,9 @@ def get(
     finished = False
     try:
         responses = assoc.send_c_get(target.identifier(), model)
-        code, counts = _follow(responses, on_progress)
+        code, counts = _follow(
+            responses, on_progress, lambda: client.ended(assoc, "C-GET")
+        )
         finished = True
     finally:
         release(assoc) if finished else discard(assoc)

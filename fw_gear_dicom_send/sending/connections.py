@@ -14,6 +14,7 @@ from ..transport.outcome import SendItem
 from ..transport.processes import Sender
 from ..transport.retry import Retrier
 from ..transport.workers import Workers
+from ..words import count
 from .request import SendRequest
 
 if TYPE_CHECKING:
@@ -69,9 +70,9 @@ def transport_for(
     if request.stow is not None:
         stow = request.stow
         log.info(
-            "sending %d instances (%.1f MB) by STOW-RS to %s, %d per request, "
+            "sending %s (%.1f MB) by STOW-RS to %s, %d per request, "
             "%d requests at once",
-            len(items),
+            count(len(items), "instance"),
             size,
             stow,
             stow.batch,
@@ -84,8 +85,8 @@ def transport_for(
     tls = request.association.tls
     workers = min(request.associations, max(1, len(items) // _ITEMS_PER_WORKER))
     log.info(
-        "sending %d instances (%.1f MB) to %s%s%s",
-        len(items),
+        "sending %s (%.1f MB) to %s%s%s",
+        count(len(items), "instance"),
         size,
         request.peer,
         f" over TLS ({tls.profile.value})" if tls is not None else "",

@@ -8,6 +8,7 @@ members read before the damage. The inputs themselves are only read, never chang
 or moved.
 """
 
+import contextlib
 import logging
 import os
 import stat
@@ -51,6 +52,8 @@ class InputProblem:
     reason: str
     source: int = 0
     """Index of the named input it came from."""
+    size: int = 0
+    """The file's size, when the problem is a file's (an archive's), else 0."""
 
 
 Item = InputFile | InputProblem
@@ -109,7 +112,16 @@ def collect(
                     and item.status is InstanceStatus.FAILED
                 ):
                     log.warning("%s: %s", item.name, item.reason)
+                if isinstance(item, InputProblem) and item.name == name:
+                    item = replace(item, size=_size(file))  # noqa: PLW2901
                 yield replace(item, source=source)
+
+
+def _size(file: Path) -> int:
+    """The report's bytes of a file with a problem (0 if it cannot be read)."""
+    with contextlib.suppress(OSError):
+        return file.stat().st_size
+    return 0
 
 
 def _walk(folder: Path) -> Iterator[tuple[Path, tuple[InstanceStatus, str] | None]]:

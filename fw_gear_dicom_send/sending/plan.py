@@ -8,6 +8,7 @@ sent again. Each remaining instance becomes a send item
 completes once the send has ended.
 """
 
+import contextlib
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +21,7 @@ from ..errors import AssociationError, MalformedDicomError
 from ..status import InstanceStatus
 from ..transport.outcome import Outcome, SendItem
 from .inputs import InputFile, InputProblem, collect
-from .report import Row
+from .report import ON_RECEIVER, RESUMED, Row
 from .request import SendRequest
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ def prepare(
                 replace(
                     row,
                     status=InstanceStatus.SENT,
-                    reason="stored by an earlier run (resumed), not sent again",
+                    reason=RESUMED,
                 )
             )
             continue
@@ -165,7 +166,7 @@ def skip_existing(
     log.info("%d of %d instances are already on the receiver", len(held), len(items))
     there = Outcome(
         InstanceStatus.SENT,
-        reason="already on the receiver (C-FIND), not sent again",
+        reason=ON_RECEIVER,
     )
     return {item.index: there for item in items if item.info.sop_instance_uid in held}
 
@@ -173,4 +174,8 @@ def skip_existing(
 def _problem(
     entry: InputFile | InputProblem, status: InstanceStatus, reason: str
 ) -> Row:
-    return Row(entry.name, status, reason, source=entry.source)
+    size = entry.size if isinstance(entry, InputProblem) else 0
+    if isinstance(entry, InputFile):  # the report's bytes: the file's size
+        with contextlib.suppress(OSError):
+            size = entry.path.stat().st_size
+    return Row(entry.name, status, reason, bytes=size, source=entry.source)

@@ -14,6 +14,7 @@ from ..errors import DicomSendError, UsageError
 from ..pacs.commit_results import Verdict
 from ..sanitize import CsvWriter
 from ..status import ExitStatus, InstanceStatus
+from ..words import count
 
 COLUMNS = (
     "file",
@@ -27,6 +28,10 @@ COLUMNS = (
     "verified",
     "committed",
 )
+RESUMED = "stored by an earlier run (resumed), not sent again"
+"""The reason of an instance an earlier run's report says was stored."""
+ON_RECEIVER = "already on the receiver (C-FIND), not sent again"
+"""The reason of an instance the receiver said it held before the send."""
 _REQUIRED_TO_RESUME = frozenset(COLUMNS) - {"verified", "committed"}
 _RESUME_MAX_BYTES = 1 << 30
 """A report to resume from larger than this (1 GiB, some 5 million rows) is
@@ -60,6 +65,11 @@ class Row:
     committed: Verdict | None = None
     """Whether the receiver committed to keep the instance (Storage
     Commitment); None if not asked (or not stored)."""
+
+    @property
+    def stored_before(self) -> bool:
+        """Stored before this run (resumed, or found on the receiver): not sent."""
+        return self.status.stored and self.reason.startswith((RESUMED, ON_RECEIVER))
 
     def as_csv(self) -> dict[str, str]:
         """The row as the CSV writes it."""
@@ -226,6 +236,7 @@ class Summary:
     files: int
     counts: dict[InstanceStatus, int]
     bytes_stored: int
+    """Bytes of the instances this run stored (not those stored before)."""
     seconds: float
     verified: int = 0
     """Stored instances the receiver was found to hold, when asked."""
@@ -236,6 +247,9 @@ class Summary:
     uncommitted: int = 0
     """Stored instances the receiver did not commit to keep (Storage Commitment:
     failed, or no answer)."""
+    already: int = 0
+    """Instances stored before this run (``--resume``, ``--skip-existing``),
+    counted in ``stored`` but not in this run's rate and bytes."""
 
     @property
     def instances(self) -> int:
@@ -259,18 +273,34 @@ class Summary:
         return ExitStatus.SUCCESS
 
     def lines(self) -> list[str]:
-        """The summary as printed at the end of a run."""
-        rate = self.stored / self.seconds if self.seconds > 0 else 0.0
+        """The summary as printed at the end of a run.
+
+        The rate and megabytes are this run's transfers; instances stored before
+        it are counted apart (``; 134 already stored``), and a run that
+        transferred nothing gives no rate.
+        """
+        now = self.stored - self.already
+        to_send = self.instances - self.already
         megabytes = self.bytes_stored / 1e6
         counts = ", ".join(
             f"{self.counts.get(status, 0)} {status.value}" for status in InstanceStatus
         )
-        lines = [
-            f"{self.files} files: {counts}",
-            f"{self.stored} of {self.instances} instances stored, "
-            f"{megabytes:.1f} MB in {self.seconds:.2f} s "
-            f"({rate:.1f} images/s, {megabytes / max(self.seconds, 1e-9):.1f} MB/s)",
-        ]
+        stored = (
+            f"{count(now, 'instance')} stored"
+            if self.already and now == to_send
+            else f"{now} of {count(to_send, 'instance')} stored"
+        )
+        if now:
+            rate = now / max(self.seconds, 1e-9)
+            stored += (
+                f", {megabytes:.1f} MB in {self.seconds:.2f} s ({rate:.1f} "
+                f"images/s, {megabytes / max(self.seconds, 1e-9):.1f} MB/s)"
+            )
+        else:
+            stored += f" in {self.seconds:.2f} s"
+        if self.already:
+            stored += f"; {self.already} already stored"
+        lines = [f"{count(self.files, 'file')}: {counts}", stored]
         if self.verified or self.unverified:
             lines.append(
                 f"{self.verified} verified on the receiver, "
@@ -292,10 +322,13 @@ def summarize(rows: Sequence[Row], seconds: float) -> Summary:
     return Summary(
         files=len(rows),
         counts=dict(Counter(row.status for row in rows)),
-        bytes_stored=sum(row.bytes for row in rows if row.status.stored),
+        bytes_stored=sum(
+            row.bytes for row in rows if row.status.stored and not row.stored_before
+        ),
         seconds=seconds,
         verified=sum(1 for row in rows if row.verified is True),
         unverified=sum(1 for row in rows if row.verified is False),
         committed=sum(1 for r in rows if r.committed and r.committed.ok),
         uncommitted=sum(1 for r in rows if r.committed and not r.committed.ok),
+        already=sum(1 for row in rows if row.stored_before),
     )

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from ..errors import AssociationError
+from ..logs import mentioned
 from ..pacs.query import Finder, Level, Query, QueryError
 from ..transport.association import Client
 from .report import Row
@@ -107,7 +108,10 @@ def verify_rows(client: Client, rows: Sequence[Row]) -> list[Row]:
     try:
         held = holdings(client, series_of(stored))
     except (AssociationError, QueryError) as exc:
-        log.error("cannot verify: %s", exc)
+        if mentioned(str(exc)):  # when asked before sending (skip-existing)
+            log.error("cannot verify: the receiver cannot be asked, as said above")
+        else:
+            log.error("cannot verify: %s", exc)
         return [_mark(row, False, f"cannot verify: {exc}") for row in rows]
     sent_per_series = Counter(
         SeriesKey(r.study_instance_uid, r.series_instance_uid) for r in stored

@@ -12,6 +12,7 @@ import logging
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,19 @@ from pynetdicom.presentation import PresentationContext
 
 from ..dicom.uids import VERIFICATION
 from ..errors import AssociationError
+from ..logs import VERBOSE
 from .contexts import FALLBACK_SYNTAXES, Proposal, syntax_name
+from .hints import (
+    ABSTRACT_SYNTAX_NOT_SUPPORTED,
+    PEER_ENDS,
+    WE,
+    WE_END,
+    describe_rejected,
+    ended_line,
+    no_service_hint,
+    rejection_hint,
+    unknown_ae,
+)
 from .outcome import SendItem
 from .peer import AssociationSettings, Peer
 from .tls_context import client_context
@@ -36,7 +49,6 @@ _REJECTED_TRANSIENT = 2
 _TLS_PROBE_TIMEOUT = 5.0
 _INVALID_PDU = "Evt19"
 """The state machine's event for an unrecognised or invalid PDU."""
-_ABSTRACT_SYNTAX_NOT_SUPPORTED = 0x03
 
 
 class NoContextAccepted(AssociationError):
@@ -61,6 +73,10 @@ class _Watch:
     """An A-ASSOCIATE-AC came (though perhaps with no context accepted)."""
     invalid_pdu: bool = False
     """The peer sent something that is not a DICOM Upper Layer PDU."""
+    ended_by: str = ""
+    """Who ended the association first: ``we``, or how the peer did
+    (a value of :data:`.hints.PEER_ENDS`)."""
+    end_logged: bool = False
 
 
 def set_no_delay(event: evt.Event) -> None:
@@ -88,6 +104,9 @@ class Client:
         self._ae.acse_timeout = settings.acse_timeout
         self._ae.dimse_timeout = settings.dimse_timeout
         self._ae.network_timeout = settings.network_timeout
+        self._watches: weakref.WeakKeyDictionary[Association, _Watch] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def associate(
         self,
@@ -120,8 +139,13 @@ class Client:
                     watch.accepted = True
 
         def on_transition(event: evt.Event) -> None:
-            if event.fsm_event == _INVALID_PDU:
+            fsm_event = event.fsm_event
+            if fsm_event == _INVALID_PDU:
                 watch.invalid_pdu = True
+            if not watch.ended_by and fsm_event in WE_END:
+                watch.ended_by = WE
+            elif not watch.ended_by and fsm_event in PEER_ENDS:
+                watch.ended_by = PEER_ENDS[fsm_event]
 
         def on_connect(event: evt.Event) -> None:
             watch.connected = True
@@ -144,22 +168,72 @@ class Client:
                 (evt.EVT_CONN_OPEN, on_connect),
                 (evt.EVT_ACSE_RECV, on_acse),
                 (evt.EVT_FSM_TRANSITION, on_transition),
+                (evt.EVT_RELEASED, self._log_end),
+                (evt.EVT_ABORTED, self._log_end),
                 *handlers,
             ],
         )
         if assoc.is_established:
+            self._watches[assoc] = watch
+            log.log(
+                VERBOSE,
+                "association with %s opened: %d of %d presentation contexts accepted",
+                self.peer,
+                len(assoc.accepted_contexts),
+                len(contexts),
+            )
             return assoc
         _close_socket(assoc)  # pynetdicom leaves it open when the peer hangs up
         if watch.accepted and not assoc.accepted_contexts:
             rejected = list(assoc.rejected_contexts)
             raise NoContextAccepted(
                 f"{self.peer} accepts no presentation context for "
-                + "; ".join(_describe_rejected(rejected)),
+                + "; ".join(describe_rejected(rejected))
+                + no_service_hint(rejected),
                 rejected,
             )
         reason, transient = self._failure_reason(watch, time.monotonic() - started)
         unreachable = not watch.connected and watch.rejection is None
         raise AssociationError(reason, transient=transient, unreachable=unreachable)
+
+    def _log_end(self, event: evt.Event) -> None:
+        """EVT_RELEASED, EVT_ABORTED: say so at VERBOSE, and who ended it."""
+        watch = self._watches.get(event.assoc)
+        if watch is None or watch.end_logged:
+            return
+        watch.end_logged = True
+        how = "released" if event.event is evt.EVT_RELEASED else "aborted"
+        by_peer = watch.ended_by not in ("", WE)
+        log.log(
+            VERBOSE,
+            "association with %s %s%s",
+            self.peer,
+            how,
+            " by the peer" if by_peer else "",
+        )
+
+    def ended(self, assoc: Association, asked: str) -> str:
+        """What the peer did when an association ended before an answer, in a line.
+
+        Args:
+            assoc: The association that ended.
+            asked: What it was asked (``C-FIND``, ``C-MOVE``, ``C-GET``).
+
+        Returns:
+            Who ended it and how (the peer's A-ABORT or A-RELEASE, the connection
+            closing, or no answer in time), and the likely cause: a peer that
+            accepted us and then ends the association at the first request
+            refuses that request from our calling AE title.
+        """
+        watch = self._watches.get(assoc)
+        return ended_line(
+            self.peer,
+            self.settings.calling_ae,
+            watch.ended_by if watch is not None else "",
+            asked,
+            aborted=assoc.is_aborted,
+            dimse_timeout=self.settings.dimse_timeout,
+        )
 
     def abort_all(self, wait: float = 1.0) -> None:
         """Abort every association of this client, established or still connecting.
@@ -207,7 +281,8 @@ class Client:
             r = watch.rejection
             return (
                 f"association rejected by {peer} ({r.result_str}, "
-                f"{r.source_str}: {r.reason_str})",
+                f"{r.source_str}: {r.reason_str})"
+                + rejection_hint(r, self.settings.calling_ae),
                 r.result == _REJECTED_TRANSIENT,
             )
         tls = self._tls_problem(watch, elapsed)
@@ -232,6 +307,12 @@ class Client:
             return (
                 f"no answer to the association request from {peer} within "
                 f"{self.settings.acse_timeout:g} s",
+                True,
+            )
+        if watch.ended_by == "aborted":
+            return (
+                f"{peer} aborted the association request: "
+                + unknown_ae(self.settings.calling_ae),
                 True,
             )
         return f"association with {peer} aborted during negotiation", True
@@ -280,32 +361,11 @@ class Client:
         return int(status.Status)
 
 
-def _describe_rejected(rejected: list[PresentationContext]) -> list[str]:
-    """Each SOP class of rejected contexts, with its syntaxes or why it was refused."""
-    syntaxes: dict[str, list[str]] = {}
-    results: dict[str, set[int]] = {}
-    for context in rejected:
-        sop = str(context.abstract_syntax)
-        names = syntaxes.setdefault(sop, [])
-        names.extend(
-            syntax_name(str(ts))
-            for ts in context.transfer_syntax
-            if syntax_name(str(ts)) not in names
-        )
-        results.setdefault(sop, set()).add(int(context.result or 0))
-    return [
-        f"{syntax_name(sop)} (abstract syntax not supported)"
-        if results[sop] == {_ABSTRACT_SYNTAX_NOT_SUPPORTED}
-        else f"{syntax_name(sop)} in {', '.join(names)}"
-        for sop, names in syntaxes.items()
-    ]
-
-
 def no_context_reason(rejected: list[PresentationContext], item: SendItem) -> str:
     """Why an item has no context among those accepted: its class or its syntax."""
     results = {c.result for c in rejected if c.abstract_syntax == item.sop_class_uid}
     sop = syntax_name(item.sop_class_uid)
-    if results == {_ABSTRACT_SYNTAX_NOT_SUPPORTED}:
+    if results == {ABSTRACT_SYNTAX_NOT_SUPPORTED}:
         return f"receiver does not support {sop} (abstract syntax not supported)"
     return (
         f"receiver accepted no presentation context for {sop} in "

@@ -17,12 +17,11 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from pydicom.uid import UID
 from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext
 
 from ..dicom.provenance import ProvenanceTag
-from ..dicom.transcode import decoded_payload
+from ..dicom.transcode import decoded_payload, is_compressed
 from ..status import InstanceStatus
 from .association import no_context_reason
 from .contexts import FALLBACK_SYNTAXES
@@ -126,7 +125,7 @@ class Channel(abc.ABC):
             except Exception as exc:
                 reason = (
                     str(exc)
-                    if UID(item.transfer_syntax).is_compressed
+                    if is_compressed(item.transfer_syntax)
                     else f"cannot re-encode: {exc}"
                 )
                 return Outcome(InstanceStatus.FAILED, None, reason)
