@@ -32,9 +32,12 @@ def run(args: argparse.Namespace) -> ExitStatus:
     client = Client(peer, settings)
     if window is not None:
         window.wait_until_open()
+    progress = RetrieveProgress()
     try:
-        result = move(client, what, args.dest_ae, RetrieveProgress(), verb="move")
+        result = move(client, what, args.dest_ae, progress, verb="move")
     except (AssociationError, RetrieveError, QueryError) as exc:
+        progress.close()
         log.error("%s", exc)
         return ExitStatus.NOTHING_SENT
+    progress.finish(result.counts)
     return outcome(result, "move")

@@ -11,7 +11,7 @@ import logging
 
 from ..dicom.status_codes import Service, describe
 from ..errors import AssociationError
-from ..pacs.filing import Layout
+from ..pacs.filing import Layout, bytes_filed
 from ..pacs.levels import Level
 from ..pacs.query import QueryError
 from ..pacs.retrieve import (
@@ -77,17 +77,18 @@ def run(args: argparse.Namespace) -> ExitStatus:
             listener = start_listener(
                 stack, args.out, layout, args.bind, port, ae_title=calling_ae
             )
+        progress = RetrieveProgress(bytes_filed)
         try:
             if listener is None:
-                result = get(client, what, args.out, layout, RetrieveProgress())
+                result = get(client, what, args.out, layout, progress)
             else:
-                result = move(
-                    client, what, calling_ae, RetrieveProgress(), verb="retrieve"
-                )
+                result = move(client, what, calling_ae, progress, verb="retrieve")
                 result = dataclasses.replace(result, received=len(listener.received))
         except (AssociationError, RetrieveError, QueryError) as exc:
+            progress.close()
             log.error("%s", exc)
             return ExitStatus.NOTHING_SENT
+        progress.finish(result.counts)
     return outcome(result, "retrieve")
 
 
