@@ -14,7 +14,7 @@ from ..pacs.query import Query, QueryError, find, parse_keys
 from ..settings import FIND_WINDOW_DAYS, whole
 from ..status import ExitStatus
 from ..transport.association import Client
-from . import options
+from . import options, targets
 from .find_output import TABLES, AlignedTable, SqliteTable, database_path
 from .report import check_writable
 from .results import Format, RowWriter, open_writer
@@ -28,11 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Query the PACS; JSON and CSV are written as the matches arrive, a table "
         "and --out once the query has answered."
     )
-    options.add_peer_options(parser)
+    options.add_peer_options(parser, awaits="each C-FIND response")
     query = parser.add_argument_group("query")
-    query.add_argument(
-        "--level", required=True, type=str.upper, choices=[lv.value for lv in Level]
-    )
+    targets.add_level(query, list(Level))
     query.add_argument(
         "--model",
         choices=[m.value for m in Model],
@@ -82,7 +80,7 @@ def run(args: argparse.Namespace) -> ExitStatus:
     into place only once the query has answered, so a failed query leaves it
     as it was.
     """
-    level = Level(args.level)
+    level = targets.level(args)
     model = Model(args.model) if args.model else None
     query = Query(
         level,

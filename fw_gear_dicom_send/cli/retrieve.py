@@ -12,7 +12,6 @@ import logging
 from ..dicom.status_codes import Service, describe
 from ..errors import AssociationError
 from ..pacs.filing import Layout, bytes_filed
-from ..pacs.levels import Level
 from ..pacs.query import QueryError
 from ..pacs.retrieve import (
     RetrieveError,
@@ -25,7 +24,7 @@ from ..pacs.window import TimeWindow
 from ..settings import RETRIEVE_LISTEN_PORT, whole
 from ..status import ExitStatus
 from ..transport.association import Client
-from . import options
+from . import options, targets
 from .listen import start_listener
 from .progress import RetrieveProgress
 
@@ -37,10 +36,10 @@ HELP = "fetch a patient, study or series into a folder"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``retrieve``: the receiver's, what, and where to file it."""
     parser.description = HELP
-    options.add_peer_options(parser)
-    options.add_target_options(parser)
+    options.add_peer_options(parser, awaits="each C-MOVE or C-GET response")
+    targets.add_target_options(parser)
     where = parser.add_argument_group("where")
-    options.add_filing_options(where)
+    targets.add_filing_options(where)
     where.add_argument(
         "--method",
         choices=["move", "get"],
@@ -94,7 +93,7 @@ def run(args: argparse.Namespace) -> ExitStatus:
 
 def target(args: argparse.Namespace) -> Target:
     """``--level``, ``--uid`` and ``--study-uid``."""
-    return Target(Level(args.level), args.uid, args.study_uid)
+    return Target(targets.level(args), args.uid, args.study_uid)
 
 
 def time_window(args: argparse.Namespace) -> TimeWindow | None:
