@@ -1,6 +1,6 @@
 """Progress of a run with a count to reach: a bar on a terminal, log lines otherwise.
 
-On a terminal one bar (tqdm) shows instances, MB, the rate and the time left; the
+On a terminal one bar (rich) shows instances, MB, the rate and the time left; the
 library is imported only when a bar is shown, so a run that shows none (``-h``, a
 log, CI) does not pay for it. Elsewhere (the gear's log, CI) a log line says the
 same every few seconds. The command line's send and retrieve, and any download
@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TextIO
 
 __all__ = ["LOG_INTERVAL", "Meter", "Reading"]
 
@@ -54,7 +54,7 @@ class Reading:
 
 
 class Meter:
-    """Shows readings: a tqdm bar on a terminal, a log line every few seconds else.
+    """Shows readings: a rich bar on a terminal, a log line every few seconds else.
 
     Args:
         unit: What is counted (``instances``); the rate is in ``images/s``.
@@ -77,7 +77,7 @@ class Meter:
         self._log = logger
         self._started = time.monotonic()
         self._last = self._started
-        self._bar: Any = None
+        self._bar: _Bar | None = None
 
     @property
     def on_terminal(self) -> bool:
@@ -124,31 +124,56 @@ class Meter:
         )
 
     def _draw(self, reading: Reading) -> None:
+        now = time.monotonic()
+        elapsed = reading.seconds or now - self._started
+        left = _left(reading, elapsed)
+        text = f"{self.line(reading, elapsed)}, {left} left"
         if self._bar is None:
-            from tqdm import tqdm  # noqa: PLC0415 - only when a bar is shown
-
-            columns, lines = _size(self._stream)
-
-            self._bar = tqdm(
-                total=reading.total,
-                unit=" images",
-                file=self._stream,
-                dynamic_ncols=columns > 0,
-                ncols=columns or _FALLBACK_SIZE[0],
-                nrows=lines or _FALLBACK_SIZE[1],
-                mininterval=0.1,
-                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} "
-                + self._unit
-                + "{postfix} [{elapsed}<{remaining}, {rate_fmt}]",
-            )
-        bar = self._bar
-        if reading.total != bar.total:
-            bar.total = reading.total
-        size = reading.megabytes()
-        bar.set_postfix_str(size, refresh=False)
-        bar.update(reading.done - bar.n)
+            self._bar = _Bar(self._stream)
+        self._bar.show(reading.done, reading.total, text)
         if reading.final:
             self.close()
+
+
+class _Bar:
+    """One rich progress bar on a terminal, with our text beside it."""
+
+    def __init__(self, stream: TextIO) -> None:
+        from rich.console import Console  # noqa: PLC0415 - only when a bar is shown
+        from rich.progress import BarColumn, Progress, TextColumn  # noqa: PLC0415
+
+        columns, lines = _size(stream)
+        console = Console(
+            file=stream,
+            width=columns or _FALLBACK_SIZE[0],
+            height=lines or _FALLBACK_SIZE[1],
+        )
+        self._progress = Progress(
+            BarColumn(),
+            TextColumn("{task.description}"),
+            console=console,
+            refresh_per_second=10,
+        )
+        self._task = self._progress.add_task("", total=None)
+        self._progress.start()
+
+    def show(self, done: int, total: int | None, text: str) -> None:
+        """Redraw with these numbers."""
+        self._progress.update(self._task, completed=done, total=total, description=text)
+
+    def close(self) -> None:
+        """Draw the last state and leave it on the terminal."""
+        self._progress.stop()
+
+
+def _left(reading: Reading, elapsed: float) -> str:
+    """``0:01:05``: the time left at the rate so far; ``?`` when it cannot be told."""
+    if reading.total is None or reading.done <= 0 or elapsed <= 0:
+        return "?"
+    seconds = round(max(reading.total - reading.done, 0) * elapsed / reading.done)
+    minutes, second = divmod(seconds, 60)
+    hours, minute = divmod(minutes, 60)
+    return f"{hours}:{minute:02d}:{second:02d}"
 
 
 def _size(stream: TextIO) -> tuple[int, int]:
