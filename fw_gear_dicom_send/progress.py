@@ -7,6 +7,7 @@ same every few seconds. The command line's send and retrieve, and any download
 with a count and a size, report through :class:`Meter`.
 """
 
+import atexit
 import logging
 import os
 import sys
@@ -156,13 +157,17 @@ class _Bar:
         )
         self._task = self._progress.add_task("", total=None)
         self._progress.start()
+        # A run that ends before its count (an error, Ctrl-C) still ends the bar
+        # and shows the cursor again.
+        atexit.register(self.close)
 
     def show(self, done: int, total: int | None, text: str) -> None:
         """Redraw with these numbers."""
         self._progress.update(self._task, completed=done, total=total, description=text)
 
     def close(self) -> None:
-        """Draw the last state and leave it on the terminal."""
+        """Draw the last state and leave it on the terminal (once)."""
+        atexit.unregister(self.close)
         self._progress.stop()
 
 
