@@ -183,6 +183,21 @@ def test_find_db_twice_keeps_one_row_per_key(pacs: Pacs, tmp_path: Path) -> None
     assert count == len(pacs.files) == 8
 
 
+def test_find_db_keeps_one_row_per_key_of_a_table_written_with_repeats(
+    pacs: Pacs, tmp_path: Path
+) -> None:
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as con:  # as an earlier dicom-send left it
+        con.execute('CREATE TABLE "studies" (_id INTEGER, "StudyInstanceUID" TEXT)')
+        con.executemany(
+            'INSERT INTO "studies" ("StudyInstanceUID") VALUES (?)',
+            [(pacs.study_a,), (pacs.study_a,), ("1.2.3",), ("1.2.3",)],
+        )
+    result = cli("find", *pacs.peer_args(), "--level", "study", "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    assert studies_in(db) == sorted([pacs.study_a, pacs.study_b, "1.2.3"])
+
+
 # -- the progress bar
 
 
