@@ -2,6 +2,7 @@
 
 import io
 import logging
+import re
 
 import pytest
 
@@ -19,11 +20,12 @@ def test_a_bar_on_a_terminal() -> None:
     show = ProgressPrinter(stream)
     show(Progress(1, 4, 1_000_000, 4_000_000, 0.5))
     show(Progress(4, 4, 4_000_000, 4_000_000, 1.0))
-    text = stream.getvalue()
-    assert text.startswith("\r[######..................] 1/4 instances, 1.0/4.0 MB")
-    assert text.endswith(
-        "\r[########################] 4/4 instances, 4.0/4.0 MB, 4 images/s\n"
+    drawn = re.split(
+        r"[\r\n]+", re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", stream.getvalue())
     )
+    last = [line for line in drawn if "instances" in line][-1]
+    assert last.endswith(" 4/4 instances, 4.0/4.0 MB, 4 images/s, 0:00:00 left")
+    assert last.startswith("━")
 
 
 @pytest.mark.parametrize(("interval", "lines"), [(3600, 0), (0, 9)])

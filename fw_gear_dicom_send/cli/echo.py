@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``echo``: the receiver's."""
-    options.add_peer_options(parser)
+    parser.description = "C-ECHO the receiver: is it there, and does it accept us?"
+    options.add_peer_options(parser, awaits="the C-ECHO response")
 
 
 def run(args: argparse.Namespace) -> ExitStatus:

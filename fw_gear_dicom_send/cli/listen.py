@@ -17,7 +17,7 @@ from ..status import ExitStatus
 from ..transport.peer import check_ae_title
 from ..transport.tls_context import server_context
 from ..words import count
-from . import options
+from . import options, targets
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +30,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--port", type=options.integer, required=True, help="port to listen on"
     )
-    parser.add_argument("--ae-title", default=LISTEN_AE_TITLE, help="our AE title")
+    parser.add_argument(
+        "--ae-title", default=LISTEN_AE_TITLE, help=f"our AE title ({LISTEN_AE_TITLE})"
+    )
     parser.add_argument(
         "--bind",
         default=options.ALL_INTERFACES,
         help="address to listen on (0.0.0.0: all)",
     )
-    options.add_filing_options(parser)
+    targets.add_filing_options(parser)
     options.add_tls_options(parser, listener=True)
 
 

@@ -51,10 +51,14 @@ class Command(Protocol):
 
 
 class _Parser(argparse.ArgumentParser):
+    help_of: str | None = None
+    """The command whose help an error points to (the parser's own if None)."""
+
     def error(self, message: str) -> NoReturn:
         self.exit(
             ExitStatus.USAGE,
-            f"{self.prog}: error: {printable(message)} (see {self.prog} -h)\n",
+            f"{self.prog}: error: {printable(message)} "
+            f"(see {self.help_of or self.prog} -h)\n",
         )
 
 
@@ -103,6 +107,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             module = load(name)
             module.add_arguments(subparser)
             subparser.set_defaults(run=module.run)
+            parser.help_of = subparser.prog
     return parser
 
 

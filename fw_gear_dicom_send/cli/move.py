@@ -8,7 +8,7 @@ from ..pacs.query import QueryError
 from ..pacs.retrieve import RetrieveError, move
 from ..status import ExitStatus
 from ..transport.association import Client
-from . import options
+from . import options, targets
 from .progress import RetrieveProgress
 from .retrieve import outcome, target, time_window
 
@@ -20,8 +20,8 @@ HELP = "C-MOVE a patient, study or series to another AE"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``move``: the receiver's, what, and where it goes."""
     parser.description = HELP
-    options.add_peer_options(parser)
-    what = options.add_target_options(parser)
+    options.add_peer_options(parser, awaits="each C-MOVE response")
+    what = targets.add_target_options(parser)
     what.add_argument("--dest-ae", required=True, help="the AE title the PACS sends to")
 
 
@@ -32,9 +32,12 @@ def run(args: argparse.Namespace) -> ExitStatus:
     client = Client(peer, settings)
     if window is not None:
         window.wait_until_open()
+    progress = RetrieveProgress()
     try:
-        result = move(client, what, args.dest_ae, RetrieveProgress(), verb="move")
+        result = move(client, what, args.dest_ae, progress, verb="move")
     except (AssociationError, RetrieveError, QueryError) as exc:
+        progress.close()
         log.error("%s", exc)
         return ExitStatus.NOTHING_SENT
+    progress.finish(result.counts)
     return outcome(result, "move")

@@ -11,8 +11,8 @@ import re
 from pathlib import Path
 
 from ..errors import UsageError
-from ..pacs.filing import Layout
-from ..pacs.levels import Level
+from ..gear_reports import instance_report_of, is_completion_report
+from ..sending.report import read_stored
 from ..sending.request import CommitSettings
 from ..settings import (
     ACSE_TIMEOUT,
@@ -36,6 +36,11 @@ TIMEOUT_OPTIONS = {
     "network_timeout": "--network-timeout",
 }
 """How ``AssociationSettings`` timeouts are named on the command line."""
+PATHS_HELP = (
+    "DICOM files, folders (searched recursively) and zip/tar archives, "
+    "also inside folders and archives"
+)
+"""The help of ``send``'s ``PATH...``."""
 
 # -- argument types
 
@@ -54,11 +59,38 @@ def integer(text: str) -> int:
     return int(text)
 
 
+class _Noted(argparse.Action):
+    """Stores the value, and notes in ``given_options`` that the option was given."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, values)
+        given: frozenset[str] = getattr(namespace, "given_options", frozenset())
+        namespace.given_options = given | {self.option_strings[0]}
+
+
+def given(args: argparse.Namespace, option: str) -> bool:
+    """Whether a whole-number option (:func:`add_count`) was given, not defaulted."""
+    return option in getattr(args, "given_options", frozenset())
+
+
 def add_count(
     group: argparse._ActionsContainer, flag: str, default: int, metavar: str, help: str
 ) -> None:
     """Add a whole-number option with a default (its range is checked later)."""
-    group.add_argument(flag, type=integer, default=default, metavar=metavar, help=help)
+    group.add_argument(
+        flag,
+        type=integer,
+        default=default,
+        metavar=metavar,
+        help=help,
+        action=_Noted,
+    )
 
 
 def decimal(text: str) -> float:
@@ -87,8 +119,20 @@ def date(text: str) -> datetime.date:
 # -- the receiver and the association
 
 
-def add_peer_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
-    """The receiver, how we associate with it, and TLS."""
+def add_peer_options(
+    parser: argparse.ArgumentParser,
+    *,
+    required: bool = True,
+    awaits: str = "each C-STORE response",
+) -> None:
+    """The receiver, how we associate with it, and TLS.
+
+    Args:
+        parser: The command's parser.
+        required: ``--host`` and ``--called-ae`` must be given.
+        awaits: What ``--dimse-timeout`` waits for in this command
+            (``the C-ECHO response``).
+    """
     peer = parser.add_argument_group("receiver and association")
     peer.add_argument("--host", required=required, help="receiver host name or address")
     peer.add_argument(
@@ -103,7 +147,7 @@ def add_peer_options(parser: argparse.ArgumentParser, *, required: bool = True) 
     for option, default, what in (
         ("--connect-timeout", CONNECT_TIMEOUT, "to open the TCP connection"),
         ("--acse-timeout", ACSE_TIMEOUT, "for association answers"),
-        ("--dimse-timeout", DIMSE_TIMEOUT, "for each C-STORE response"),
+        ("--dimse-timeout", DIMSE_TIMEOUT, f"for {awaits}"),
         ("--network-timeout", NETWORK_TIMEOUT, "of silence on a connection"),
     ):
         peer.add_argument(
@@ -121,8 +165,23 @@ def peer(args: argparse.Namespace) -> Peer:
     return Peer(args.host, args.port, args.called_ae)
 
 
+STOW_ONLY = ("--batch",)
+"""Options of a STOW-RS send, refused with a DIMSE association."""
+
+
 def association(args: argparse.Namespace) -> AssociationSettings:
-    """``--calling-ae``, the timeouts and TLS."""
+    """``--calling-ae``, the timeouts and TLS.
+
+    Raises:
+        UsageError: A STOW-RS option given (``--batch`` without ``--stow``), or a
+            bad value.
+    """
+    for option in STOW_ONLY:
+        if given(args, option):
+            raise UsageError(
+                f"{option} needs --stow (instances per STOW-RS request); "
+                "C-STORE sends each instance in a request of its own"
+            )
     return AssociationSettings.parse(
         args.calling_ae,
         {
@@ -155,8 +214,7 @@ def add_tls_options(parser: argparse.ArgumentParser, *, listener: bool = False) 
     group.add_argument(
         "--tls-profile",
         metavar="NAME",
-        help="PS3.15 Annex B profile"
-        + ("" if listener else f" ({DEFAULT_PROFILE.value}): {names}"),
+        help=f"PS3.15 Annex B profile ({DEFAULT_PROFILE.value}): {names}",
     )
     if not listener:
         group.add_argument(
@@ -271,46 +329,27 @@ def read_password(file: Path) -> str:
     return password
 
 
-# -- what to retrieve, and where to file it
+# -- resuming
 
 
-def add_target_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
-    """``--level``, ``--uid``, ``--study-uid`` and ``--window`` of move and retrieve.
+def stored(report: Path) -> frozenset[str]:
+    """``--resume``: the SOP Instance UIDs an earlier run's report says were stored.
 
-    Returns:
-        The group, for a command's own options of what to retrieve.
+    Raises:
+        UsageError: The report cannot be read or is not one of ours; given the
+            gear's completion report, the error names the per-instance report
+            written with it.
     """
-    what = parser.add_argument_group("what")
-    what.add_argument(
-        "--level",
-        required=True,
-        type=str.upper,
-        choices=[Level.PATIENT.value, Level.STUDY.value, Level.SERIES.value],
-    )
-    what.add_argument(
-        "--uid",
-        required=True,
-        help="PatientID, StudyInstanceUID or SeriesInstanceUID",
-    )
-    what.add_argument(
-        "--study-uid", default="", help="a series' study (else looked up)"
-    )
-    what.add_argument(
-        "--window",
-        metavar="HH:MM-HH:MM",
-        help="start only inside this daily window of local time",
-    )
-    return what
-
-
-def add_filing_options(group: argparse._ActionsContainer) -> None:
-    """``--out`` and ``--layout``: where received instances are filed."""
-    group.add_argument("--out", type=path, required=True, help="folder to file into")
-    group.add_argument(
-        "--layout",
-        choices=[lay.value for lay in Layout],
-        default=Layout.PATIENT.value,
-        help="patient: PatientID/Study/Series/SOP.dcm (default); study; flat",
+    try:
+        return read_stored(report, "--resume")
+    except UsageError:
+        if not is_completion_report(report):
+            raise
+    instead = instance_report_of(report)
+    there = "beside it" if instead.is_file() else "written with it (not found)"
+    raise UsageError(
+        f"--resume {report} is the gear's completion report (a row per Flywheel "
+        f"file); give the per-instance report {there}: {instead}"
     )
 
 

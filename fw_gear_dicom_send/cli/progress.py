@@ -1,11 +1,18 @@
-"""Progress on stderr: of a send, and of a retrieve's sub-operations."""
+"""Progress on stderr: of a send, and of a retrieve's sub-operations.
+
+On a terminal each shows one bar (:class:`~fw_gear_dicom_send.progress.Meter`);
+otherwise a send logs a line every few seconds and a retrieve prints the PACS's
+counts every second.
+"""
 
 import logging
 import math
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
+from ..progress import LOG_INTERVAL, Meter, Reading
 from ..sending.request import Progress
 
 if TYPE_CHECKING:
@@ -15,51 +22,83 @@ log = logging.getLogger(__name__)
 
 
 class ProgressPrinter:
-    """A progress line on a terminal; a log line every few seconds otherwise."""
+    """A send's progress: a bar on a terminal; a log line every few seconds otherwise.
 
-    def __init__(self, stream: TextIO = sys.stderr, interval: float = 5.0) -> None:
-        self._stream = stream
-        self._tty = stream.isatty()
-        self._interval = 0.1 if self._tty else interval
-        # A terminal shows the first instance at once; a log waits one interval.
-        self._last = -math.inf if self._tty else time.monotonic()
-        self._shown = False
+    Args:
+        stream: Where the bar goes (if it is a terminal).
+        interval: Seconds between two log lines without a bar (the first comes
+            after one interval; the final count is left to the summary).
+    """
+
+    def __init__(
+        self, stream: TextIO = sys.stderr, interval: float = LOG_INTERVAL
+    ) -> None:
+        self._meter = Meter(stream=stream, interval=interval, logger=log)
 
     def __call__(self, progress: Progress) -> None:
-        """Show progress, at most every interval (always the final count)."""
-        now = time.monotonic()
-        final = progress.done == progress.total
-        if not final and now - self._last < self._interval:
-            return
-        self._last = now
-        rate = progress.done / progress.seconds if progress.seconds > 0 else 0.0
-        text = (
-            f"{progress.done}/{progress.total} instances, "
-            f"{progress.bytes_done / 1e6:.1f}/{progress.bytes_total / 1e6:.1f} MB, "
-            f"{rate:.0f} images/s"
+        """Show how far the send has come."""
+        self._meter(
+            Reading(
+                progress.done,
+                progress.total,
+                progress.bytes_done,
+                progress.bytes_total,
+                progress.seconds,
+            )
         )
-        if self._tty:
-            width = 24
-            filled = width * progress.done // max(progress.total, 1)
-            bar = "#" * filled + "." * (width - filled)
-            self._stream.write(f"\r[{bar}] {text}")
-            if final:
-                self._stream.write("\n")
-            self._stream.flush()
-        elif not final:
-            log.info("progress: %s", text)
 
 
 class RetrieveProgress:
-    """Shows a retrieve's sub-operation counts: the first, then every second."""
+    """A retrieve's progress from the PACS's pending responses.
 
-    def __init__(self, interval: float = 1.0) -> None:
+    On a terminal a bar of the sub-operations done (completed, failed or
+    warning) out of those done and remaining, with the MB filed so far when
+    ``filed_bytes`` counts them; otherwise the counts, the first at once, then
+    at most every ``interval`` seconds.
+
+    Args:
+        filed_bytes: The bytes filed so far (None for a move to another AE).
+        stream: Where the bar or the counts go.
+        interval: Seconds between two printed counts without a bar.
+    """
+
+    def __init__(
+        self,
+        filed_bytes: Callable[[], int] | None = None,
+        stream: TextIO | None = None,
+        interval: float = 1.0,
+    ) -> None:
+        self._stream = sys.stderr if stream is None else stream
+        self._filed_bytes = filed_bytes
+        self._start = filed_bytes() if filed_bytes is not None else 0
+        self._meter = Meter(stream=self._stream, logger=log)
         self._interval = interval
         self._last = -math.inf
 
     def __call__(self, counts: "SubOperations") -> None:
-        """Show the counts, at most every interval."""
+        """Show the counts: on the bar, or printed at most every interval."""
+        if self._meter.on_terminal:
+            done = counts.completed + counts.failed + counts.warning
+            total = None if counts.remaining is None else done + counts.remaining
+            self._meter(Reading(done, total, self._size()))
+            return
         now = time.monotonic()
         if now - self._last >= self._interval:
             self._last = now
-            print(f"progress: {counts}", file=sys.stderr, flush=True)
+            print(f"progress: {counts}", file=self._stream, flush=True)
+
+    def finish(self, counts: "SubOperations") -> None:
+        """Show the final counts on the bar, and end it (nothing without a bar)."""
+        if self._meter.on_terminal:
+            done = counts.completed + counts.failed + counts.warning
+            self._meter(Reading(done, done, self._size()))
+        self._meter.close()
+
+    def close(self) -> None:
+        """End the bar, if one is shown, where it stands."""
+        self._meter.close()
+
+    def _size(self) -> int | None:
+        if self._filed_bytes is None:
+            return None
+        return self._filed_bytes() - self._start

@@ -11,8 +11,7 @@ import logging
 
 from ..dicom.status_codes import Service, describe
 from ..errors import AssociationError
-from ..pacs.filing import Layout
-from ..pacs.levels import Level
+from ..pacs.filing import Layout, bytes_filed
 from ..pacs.query import QueryError
 from ..pacs.retrieve import (
     RetrieveError,
@@ -26,7 +25,7 @@ from ..settings import RETRIEVE_LISTEN_PORT, whole
 from ..status import ExitStatus
 from ..transport.association import Client
 from ..words import count
-from . import options
+from . import options, targets
 from .listen import start_listener
 from .progress import RetrieveProgress
 
@@ -38,10 +37,10 @@ HELP = "fetch a patient, study or series into a folder"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``retrieve``: the receiver's, what, and where to file it."""
     parser.description = HELP
-    options.add_peer_options(parser)
-    options.add_target_options(parser)
+    options.add_peer_options(parser, awaits="each C-MOVE or C-GET response")
+    targets.add_target_options(parser)
     where = parser.add_argument_group("where")
-    options.add_filing_options(where)
+    targets.add_filing_options(where)
     where.add_argument(
         "--method",
         choices=["move", "get"],
@@ -78,23 +77,24 @@ def run(args: argparse.Namespace) -> ExitStatus:
             listener = start_listener(
                 stack, args.out, layout, args.bind, port, ae_title=calling_ae
             )
+        progress = RetrieveProgress(bytes_filed)
         try:
             if listener is None:
-                result = get(client, what, args.out, layout, RetrieveProgress())
+                result = get(client, what, args.out, layout, progress)
             else:
-                result = move(
-                    client, what, calling_ae, RetrieveProgress(), verb="retrieve"
-                )
+                result = move(client, what, calling_ae, progress, verb="retrieve")
                 result = dataclasses.replace(result, received=len(listener.received))
         except (AssociationError, RetrieveError, QueryError) as exc:
+            progress.close()
             log.error("%s", exc)
             return ExitStatus.NOTHING_SENT
+        progress.finish(result.counts)
     return outcome(result, "retrieve")
 
 
 def target(args: argparse.Namespace) -> Target:
     """``--level``, ``--uid`` and ``--study-uid``."""
-    return Target(Level(args.level), args.uid, args.study_uid)
+    return Target(targets.level(args), args.uid, args.study_uid)
 
 
 def time_window(args: argparse.Namespace) -> TimeWindow | None:

@@ -14,7 +14,6 @@ from ..dicom.provenance import (
 )
 from ..errors import UsageError
 from ..sending.engine import send
-from ..sending.report import read_stored
 from ..sending.request import SendRequest
 from ..settings import DEFAULT_ASSOCIATIONS, RETRY_BUDGET, STOW_BATCH, seconds, whole
 from ..status import ExitStatus
@@ -40,7 +39,9 @@ STOW_AUTH_VARIABLE = "DICOM_SEND_STOW_AUTH"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``send``."""
     parser.description = DESCRIPTION
-    parser.add_argument("paths", nargs="+", type=options.path, metavar="PATH")
+    parser.add_argument(
+        "paths", nargs="+", type=options.path, metavar="PATH", help=options.PATHS_HELP
+    )
     options.add_peer_options(parser, required=False)
     stow = parser.add_argument_group(
         "DICOMweb STOW-RS (instead of --host and --called-ae)"
@@ -74,7 +75,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"private creator ({DEFAULT_CREATOR})",
     )
     tag.add_argument(
-        "--value", "--tag-value", default=DEFAULT_VALUE, help=f"({DEFAULT_VALUE})"
+        "--value",
+        "--tag-value",
+        default=DEFAULT_VALUE,
+        help=f"the value written into the element ({DEFAULT_VALUE})",
     )
     parser.add_argument(
         "--work-dir",
@@ -138,9 +142,7 @@ def run(args: argparse.Namespace) -> ExitStatus:
         retry=RetryPolicy(
             budget=seconds("retry_time", args.retry_time, "--retry-time")
         ),
-        already_stored=read_stored(args.resume, "--resume")
-        if args.resume
-        else frozenset(),
+        already_stored=options.stored(args.resume) if args.resume else frozenset(),
         associations=whole("associations", args.associations, "--associations"),
         skip_existing=args.skip_existing,
         verify=args.verify,

@@ -7,24 +7,21 @@ beside this one.
 """
 
 import enum
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from ..gear_reports import COMPLETION_COLUMNS, COMPLETION_PREFIX, TIME_FORMAT
 from ..sanitize import safe_name
 from ..sending.report import write_table
 from .files import FlywheelFile, Session
 
-COLUMNS = (
-    "Acquisition ID",
-    "FW Path",
-    "Filename",
-    "Images in Series",
-    "Images Sent",
-    "Status",
-)
-PREFIX = "dicom-send_report-"
+log = logging.getLogger(__name__)
+
+COLUMNS = COMPLETION_COLUMNS
+PREFIX = COMPLETION_PREFIX
 
 
 class FileStatus(enum.StrEnum):
@@ -78,13 +75,47 @@ class FileResult:
         )
 
 
-def report_name(session: Session | None, acquisition_label: str, when: datetime) -> str:
-    """``dicom-send_report-<session>[_<acquisition>]_<YYYY-MM-DD_HH-MM-SS>.csv``."""
+def report_name(
+    session: Session | None,
+    acquisition_label: str,
+    when: datetime,
+    file_name: str = "",
+) -> str:
+    """``dicom-send_report-<session>[_<acquisition>]_<YYYY-MM-DD_HH-MM-SS>.csv``.
+
+    A run that knows no session or acquisition (a local run, without an
+    ``api-key``) is named after the file it sent: ``dicom-send_report-<file>_…``.
+    """
     parts = [session.label if session else "", acquisition_label]
-    labels = "_".join(safe_name(part) for part in parts if part) or "files"
-    return f"{PREFIX}{labels}_{when:%Y-%m-%d_%H-%M-%S}.csv"
+    labels = "_".join(safe_name(part) for part in parts if part)
+    labels = labels or safe_name(file_name) or "files"
+    return f"{PREFIX}{labels}_{when.strftime(TIME_FORMAT)}.csv"
 
 
 def write_report(results: Iterable[FileResult], path: Path) -> None:
-    """Write the report; the file is replaced only once it is complete."""
-    write_table(path, COLUMNS, (result.as_csv() for result in results))
+    """Write the report; the file is replaced only once it is complete.
+
+    Files that name no acquisition (a local run, or an input without a
+    ``hierarchy``) leave ``Acquisition ID`` empty: the log says so, once.
+    """
+    rows = list(results)
+    unnamed = [r for r in rows if not r.file.acquisition_id]
+    if unnamed:
+        log.info(
+            "%s: Acquisition ID left empty for %d %s: %s",
+            path.name,
+            len(unnamed),
+            "file" if len(unnamed) == 1 else "files",
+            _why_no_acquisition(unnamed[0].file),
+        )
+    write_table(path, COLUMNS, (result.as_csv() for result in rows))
+
+
+def _why_no_acquisition(file: FlywheelFile) -> str:
+    """Why a file has no acquisition ID."""
+    if file.session is None:
+        return (
+            "the file input names no Flywheel acquisition (no api-key input, or "
+            "no hierarchy on the file input in config.json)"
+        )
+    return "its parent in Flywheel is not an acquisition"

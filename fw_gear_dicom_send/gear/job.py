@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from .. import stopping
 from ..errors import UsageError
+from ..gear_reports import INSTANCE_REPORT_PREFIX
 from ..sanitize import printable, safe_name
 from ..sending.engine import send
 from ..sending.report import ReportError, Row, write_csv
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-INSTANCE_REPORT_PREFIX = "dicom-send_instances_"
 _DOWNLOADS = "downloads"
 _SHOWN_FAILURES = 20
 
@@ -274,7 +274,9 @@ def _write_reports(
     for session_results in by_session.values():
         first = session_results[0].file
         acquisition = first.acquisition_label if acquisition_level else ""
-        path = settings.output_dir / report_name(first.session, acquisition, started)
+        path = settings.output_dir / report_name(
+            first.session, acquisition, started, first.name
+        )
         write_report(session_results, path)
         log.info("report: %s", path.name)
         destination = settings.destination

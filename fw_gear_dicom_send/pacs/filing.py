@@ -8,13 +8,23 @@ instance filed is accounted for as :class:`Received`.
 """
 
 import enum
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..atomic import replacing
 from ..sanitize import safe_component
 
-__all__ = ["Layout", "Received", "relative_path", "write_atomically"]
+__all__ = [
+    "Layout",
+    "Received",
+    "bytes_filed",
+    "relative_path",
+    "write_atomically",
+]
+
+_filed = [0]
+_filed_lock = threading.Lock()
 
 
 class Layout(enum.StrEnum):
@@ -56,6 +66,17 @@ def write_atomically(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with replacing(path, unique=True) as partial:
         partial.write_bytes(data)
+    with _filed_lock:
+        _filed[0] += len(data)
+
+
+def bytes_filed() -> int:
+    """The bytes :func:`write_atomically` has written in this process so far.
+
+    A retrieve's progress counts its MB as the difference of two readings.
+    """
+    with _filed_lock:
+        return _filed[0]
 
 
 @dataclass(frozen=True, slots=True)
