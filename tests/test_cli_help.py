@@ -133,6 +133,7 @@ def test_path_and_value_have_help_texts() -> None:
         ("find", "each C-FIND response"),
         ("move", "each C-MOVE response"),
         ("retrieve", "each C-MOVE or C-GET response"),
+        ("commit", "each N-ACTION response"),
     ],
 )
 def test_dimse_timeout_says_what_each_command_waits_for(

@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "instance --report lists as stored; write its answers into the report's "
         "committed column. Exit 0 only if it committed to every one."
     )
-    options.add_peer_options(parser)
+    options.add_peer_options(parser, awaits="each N-ACTION response")
     parser.add_argument(
         "--report",
         type=options.path,
