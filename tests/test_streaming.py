@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import (
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -99,8 +100,8 @@ def write_item(
     """A CT (or another class) instance in ``syntax``, ready to send."""
     ds = make_ct(index, seed="streaming")
     if sop_class is not None:
-        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class
-    ds.file_meta.TransferSyntaxUID = syntax
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = UID(sop_class)
+    ds.file_meta.TransferSyntaxUID = UID(syntax)
     path = folder / f"{index}.dcm"
     folder.mkdir(parents=True, exist_ok=True)
     dcmwrite(path, ds, enforce_file_format=True)

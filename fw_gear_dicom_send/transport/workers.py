@@ -12,7 +12,7 @@ own items only.
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from ..dicom.provenance import ProvenanceTag
 from .interface import Ended, Events, Unsent
@@ -57,7 +57,7 @@ class Workers:
         self._retry = retry
         self._workers = workers
 
-    def send(self, items: Sequence[SendItem], events: Events) -> Ended:
+    def send(self, items: Iterable[SendItem], events: Events) -> Ended:
         """Share the items out (:func:`split`) and have the workers send them.
 
         Returns:
@@ -79,7 +79,7 @@ class Workers:
                 tuple(share),
                 levels,
             )
-            for number, share in enumerate(split(items, self._workers), start=1)
+            for number, share in enumerate(split(list(items), self._workers), start=1)
         ]
         stopped = self._sender.run(jobs, events)
         shares = {job.number: job.items for job in jobs}
