@@ -149,7 +149,9 @@ def store_stream(
     *,
     stop: Callable[[], bool] = lambda: False,
     on_sent: Callable[[SendItem], None] | None = None,
-    first_refused: Callable[[AssociationError], bool] | None = None,
+    first_refused: Callable[[AssociationError], None] | None = None,
+    give_up: Callable[[], bool] = lambda: False,
+    on_retry: Callable[[SendItem, Outcome], None] | None = None,
 ) -> Iterator[_Done]:
     """Send items as the feed gives them; yield the final outcome of every item.
 
@@ -175,15 +177,18 @@ def store_stream(
             waited for); the one on the wire is answered first.
         on_sent: Called when an instance's data set has gone out (see
             :meth:`.channel.Channel.store`).
-        first_refused: Told when the first association is refused as transient;
-            it returns whether to wait and try again (else the items taken are
-            left unsent, not reported).
+        first_refused: Told when the first association is refused as transient
+            (before it waits and tries again).
+        give_up: Whether to give up opening the first association (then the
+            items taken are left unsent, not reported).
+        on_retry: Told of an attempt whose outcome is tried again.
 
     Raises:
         AssociationError: An association could not be opened; the items taken
             and not yet yielded were not sent.
     """
-    loop = _Loop(client, tag, retrier, Attempts(retrier), stop, on_sent, first_refused)
+    loop = _Loop(client, tag, retrier, Attempts(retrier), stop, on_sent)
+    loop.first_refused, loop.give_up, loop.on_retry = first_refused, give_up, on_retry
     yield from loop.run(feed, Growing())
 
 
@@ -201,7 +206,9 @@ class _Loop:
     attempts: Attempts
     stop: Callable[[], bool]
     on_sent: Callable[[SendItem], None] | None
-    first_refused: Callable[[AssociationError], bool] | None = None
+    first_refused: Callable[[AssociationError], None] | None = None
+    give_up: Callable[[], bool] = lambda: False
+    on_retry: Callable[[SendItem, Outcome], None] | None = None
 
     def run(self, feed: Feed, plan: Fixed | Growing) -> Iterator[_Done]:
         """Send what the feed gives over associations that ``plan`` proposes."""
@@ -226,7 +233,7 @@ class _Loop:
                     self.client,
                     plan.proposals(pending[0]),
                     self.retrier,
-                    self.stop,
+                    self.stop if opened else self._stop_or_give_up,
                     None if opened else self.first_refused,
                 )
             except NoContextAccepted as exc:
@@ -239,6 +246,9 @@ class _Loop:
             wait_after = yield from self._over(assoc, pending, feed, plan)
             if self.stop() or pause(wait_after, self.stop):
                 return
+
+    def _stop_or_give_up(self) -> bool:
+        return self.stop() or self.give_up()
 
     def _over(
         self,
@@ -271,6 +281,8 @@ class _Loop:
                             verdict.wait,
                         )
                         pending.appendleft(item)
+                        if self.on_retry is not None:
+                            self.on_retry(item, outcome)
                         if usable:
                             pause(verdict.wait, stop)
                         else:
@@ -299,7 +311,7 @@ def _associate(
     proposals: list[Proposal],
     retrier: Retrier,
     stop: Callable[[], bool],
-    refused: Callable[[AssociationError], bool] | None = None,
+    refused: Callable[[AssociationError], None] | None = None,
 ) -> Association | None:
     """Open an association; wait and try again while it is refused as transient.
 
@@ -313,11 +325,10 @@ def _associate(
         proposals: The contexts to propose.
         retrier: The run's retry budget.
         stop: Whether to stop.
-        refused: Told of a transient refusal; whether to try again.
+        refused: Told of a transient refusal, before the wait.
 
     Returns:
-        The association; None if ``stop()`` turned true meanwhile, or ``refused``
-        said not to try again.
+        The association; None if ``stop()`` turned true meanwhile.
     """
     waits: Iterator[float] | None = None
     while not stop():
@@ -326,8 +337,8 @@ def _associate(
         except AssociationError as exc:
             if not (exc.transient or (exc.unreachable and retrier.has_stored)):
                 raise
-            if exc.transient and refused is not None and not refused(exc):
-                return None
+            if exc.transient and refused is not None:
+                refused(exc)
             waits = waits or retrier.waits()
             wait = next(waits, None)
             if wait is None:
