@@ -163,10 +163,10 @@ class PipeFeed:
         except (EOFError, OSError):  # the main process (or the sender) is gone
             self._finished = True
 
-    def retired(self) -> bool:
-        """Whether the worker was told to retire."""
+    def given_up(self) -> bool:
+        """Whether the worker was told to retire, or to finish with nothing left."""
         self._read(0.0)
-        return self._retired
+        return self._retired or (self._finished and not self._items)
 
     def take(self, wait: float | None) -> SendItem | Gap:
         """The next item given; IDLE after ``wait`` seconds; or END."""

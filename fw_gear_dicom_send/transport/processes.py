@@ -50,6 +50,9 @@ class Job:
     tag: ProvenanceTag
     retry: RetryPolicy
     log_levels: tuple[tuple[str, int], ...]
+    known: tuple[tuple[str, str], ...] = ()
+    """(SOP Class, transfer syntax) pairs of the send seen so far: its first
+    association proposes them, before it is given an item."""
 
 
 def _context() -> Any:
@@ -155,10 +158,11 @@ class Sender:
         return self._messages
 
     def receive(self) -> tuple[Any, ...]:
-        """The next message up: a log record is handled here, and None returned.
+        """The next message up: a log record is handled here (and ``()`` returned).
 
-        Messages: ``("sent", index)``, ``("outcome", index, outcome, seconds)``,
-        ``("retry", index, status)``, ``("refused", number, reason)``,
+        Messages: ``("ready", number)``, ``("sent", index)``,
+        ``("outcome", index, outcome, seconds)``, ``("retry", index, status)``,
+        ``("refused", number, reason)``, ``("closed", number)``,
         ``("stopped", number, why)``, ``("exited", number, exit code)``, and
         ``("end",)`` once every worker has ended.
 

@@ -90,8 +90,8 @@ class Workers:
         )
         peer, association, tag, retry = self._job
 
-        def job(number: int) -> Job:
-            return Job(number, peer, association, tag, retry, levels)
+        def job(number: int, known: tuple[tuple[str, str], ...]) -> Job:
+            return Job(number, peer, association, tag, retry, levels, known)
 
         run = _Run(self._sender, self._pacing, events, job)
         with self._sender.session():
@@ -108,7 +108,7 @@ class _Run:
         sender: Sender,
         pacing: Pacing,
         events: Events,
-        job: Callable[[int], Job],
+        job: Callable[[int, tuple[tuple[str, str], ...]], Job],
     ) -> None:
         self._sender = sender
         self._pacing = pacing
@@ -206,6 +206,10 @@ class _Run:
                 self._response += seconds
                 self._busy += _busy(outcome.dimse_status)
                 events.outcome(item, outcome)
+        elif kind == "closed":
+            queue.shares[int(rest[0])].closed = True  # type: ignore[call-overload]
+        elif kind == "ready":
+            queue.ready(int(rest[0]))  # type: ignore[call-overload]
         elif kind == "retry":
             self._busy += _busy(rest[1])
         elif kind == "refused":
@@ -213,8 +217,9 @@ class _Run:
             share = queue.shares[number]
             if share.state is State.STARTING:
                 share.state = State.REFUSED
+            # Open for sure: those negotiating may be refused too.
             shares = queue.shares.values()
-            open_ = sum(1 for s in shares if s.open and s.number != number)
+            open_ = sum(1 for s in shares if s.ready and s.open)
             self._target = max(1, self._pacing.refused(Refusal(reason, open_)))
         elif kind == "stopped":
             self._why.setdefault(int(rest[0]), str(rest[1]))  # type: ignore[call-overload]
@@ -243,7 +248,8 @@ class _Run:
             warrant = max(1, queue.unsent // ITEMS_PER_WORKER)
             while len(alive) < min(self._target, warrant) and queue.waiting:
                 alive.append(queue.start(self._next))
-                self._sender.command("start", self._job(self._next))
+                known = tuple(queue.pairs)
+                self._sender.command("start", self._job(self._next, known))
                 self._next += 1
         # The refused first, then those not yet sending, the newest first.
         order = {State.REFUSED: 0, State.STARTING: 1, State.SENDING: 2}
