@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from .outcome import SendItem
 
 HOLD = 4
-"""Items a worker holds at most (none until its first association is open)."""
+"""Items a worker holds at most (none until its first association is open); it
+is given more once it holds half as many."""
 
 
 class State(enum.Enum):
@@ -120,8 +121,8 @@ class WorkQueue:
     def top_up(self, number: int) -> list[SendItem]:
         """Items to give the worker now, up to what it may hold; noted as held."""
         share = self.shares[number]
-        if share.state is not State.SENDING:
-            return []
+        if share.state is not State.SENDING or len(share.held) > self._hold // 2:
+            return []  # not open yet, or enough for now: a few at a time
         given: list[SendItem] = []
         while len(share.held) < self._hold and self._count:
             run = self._waiting.get(share.series)
