@@ -12,6 +12,7 @@ that the loop can wait for it with a timeout and still see a stop.
 import contextlib
 import enum
 import os
+import pickle
 import queue
 import threading
 import time
@@ -152,7 +153,7 @@ class PipeFeed:
         try:
             while not self._finished and self._conn.poll(wait):
                 wait = 0.0
-                kind, *rest = self._conn.recv()
+                kind, *rest = pickle.loads(self._conn.recv_bytes())  # noqa: S301 - ours
                 if kind == "give":
                     self._items.extend(rest[0])
                 elif kind == "retire":

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from .outcome import SendItem
 
-HOLD = 4
+HOLD = 8
 """Items a worker holds at most (none until its first association is open); it
 is given more once it holds half as many."""
 

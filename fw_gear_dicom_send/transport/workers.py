@@ -22,7 +22,7 @@ when none is left the rest are not sent, for the first failure's reason.
 """
 
 import logging
-import multiprocessing.connection
+import selectors
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -137,23 +137,29 @@ class _Run:
             arrivals = Arrivals(items)
         due = self._started + SAMPLE_EVERY
         messages = self._sender.messages
+        selector = selectors.DefaultSelector()  # one for the run: no set-up per wake
+        selector.register(messages, selectors.EVENT_READ)
+        if arrivals is not None:
+            selector.register(arrivals.fileno(), selectors.EVENT_READ)
         try:
             while True:
                 self._steer()
                 reading = arrivals is not None and not self._input_done
                 if reading and (stopping.requested() or self._done_said):
-                    reading = False
-                waiting_on = [messages]
-                if reading and arrivals is not None:
-                    waiting_on.append(arrivals.fileno())
-                ready = multiprocessing.connection.wait(
-                    waiting_on, timeout=max(0.0, due - time.monotonic())
-                )
-                if arrivals is not None and reading and arrivals.fileno() in ready:
+                    assert arrivals is not None
+                    selector.unregister(arrivals.fileno())
+                    self._input_done = True  # nothing more is read
+                ready = {
+                    key.fd
+                    for key, _ in selector.select(max(0.0, due - time.monotonic()))
+                }
+                if arrivals is not None and arrivals.fileno() in ready:
                     for item in arrivals.take():
                         self._queue.add(item)
-                    self._input_done = arrivals.ended
-                while messages in ready and messages.poll():
+                    if arrivals.ended:
+                        selector.unregister(arrivals.fileno())
+                        self._input_done = True
+                while messages.fileno() in ready and messages.poll():
                     try:
                         message = self._sender.receive()
                     except EOFError:  # it died: its workers account for nothing more
@@ -168,6 +174,7 @@ class _Run:
                     self._sample()
                     due = time.monotonic() + SAMPLE_EVERY
         finally:
+            selector.close()
             if arrivals is not None:
                 arrivals.close()
 
