@@ -138,4 +138,6 @@ def _run(
             except KeyboardInterrupt:
                 interrupted = True
         stopping.settle()
-    return RunResult(tuple(rows), time.monotonic() - started, error, interrupted)
+    return RunResult(
+        tuple(rows), time.monotonic() - started, error, interrupted, ended.associations
+    )
