@@ -15,6 +15,7 @@ from ..pacs.filing import Layout
 from ..pacs.levels import Level
 from ..settings import (
     ACSE_TIMEOUT,
+    AUTO_ASSOCIATIONS,
     CONNECT_TIMEOUT,
     DIMSE_TIMEOUT,
     LIBRARY_CALLING_AE,
@@ -56,6 +57,18 @@ def add_count(
 ) -> None:
     """Add a whole-number option with a default (its range is checked later)."""
     group.add_argument(flag, type=integer, default=default, metavar=metavar, help=help)
+
+
+def associations(text: str) -> int | str:
+    """``--associations``: ``auto``, or a whole number (its range is checked later)."""
+    if text.strip().lower() == AUTO_ASSOCIATIONS:
+        return AUTO_ASSOCIATIONS
+    try:
+        return integer(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"not a whole number or auto: {text!r}"
+        ) from None
 
 
 def decimal(text: str) -> float:

@@ -82,7 +82,7 @@ def transport_for(
         return Stow(stow, request.tag, Retrier(request.retry))
     assert request.peer is not None
     tls = request.association.tls
-    workers = min(request.associations, max(1, len(items) // _ITEMS_PER_WORKER))
+    workers = min(request.most_associations, max(1, len(items) // _ITEMS_PER_WORKER))
     log.info(
         "sending %d instances (%.1f MB) to %s%s%s",
         len(items),
@@ -111,7 +111,7 @@ def likely_parallel(request: SendRequest, paths: list[Path]) -> bool:
     A few small files go over one association; a folder, many files or a large
     file (an archive, probably) likely over several.
     """
-    if request.peer is None or request.associations < 2:
+    if request.peer is None or request.most_associations < 2:
         return False
     if len(paths) >= 2 * _ITEMS_PER_WORKER:
         return True

@@ -9,7 +9,13 @@ from pathlib import Path
 
 from ..dicom.provenance import ProvenanceTag
 from ..errors import UsageError
-from ..settings import DEFAULT_ASSOCIATIONS, whole
+from ..settings import (
+    DEFAULT_ASSOCIATIONS,
+    MAX_ASSOCIATIONS,
+    Associations,
+    association_count,
+    whole,
+)
 from ..status import ExitStatus
 from ..transport.peer import AssociationSettings, Peer, StowSettings
 from ..transport.retry import RetryPolicy
@@ -33,8 +39,11 @@ class SendRequest:
     labels: tuple[str, ...] = ()
     """How the report names each path, in order (default: the path itself)."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    associations: int = DEFAULT_ASSOCIATIONS
-    """Associations at once (worker processes); fewer for small sends."""
+    associations: Associations = DEFAULT_ASSOCIATIONS
+    """Associations at once (worker processes); fewer for small sends. ``auto``:
+    as many as the receiver rewards, up to ``max_associations``."""
+    max_associations: int = MAX_ASSOCIATIONS
+    """The most associations ``auto`` opens."""
     already_stored: frozenset[str] = frozenset()
     """SOP Instance UIDs stored by an earlier run: reported, not sent again."""
     skip_existing: bool = False
@@ -50,7 +59,15 @@ class SendRequest:
             raise UsageError("send to a DIMSE receiver or by STOW-RS: one of the two")
         if self.stow is not None and (self.verify or self.skip_existing):
             raise UsageError("verify and skip-existing ask a DIMSE receiver (C-FIND)")
-        whole("associations", self.associations, "associations")
+        association_count(self.associations, "associations", typed=True)
+        whole("max_associations", self.max_associations, "max_associations")
+
+    @property
+    def most_associations(self) -> int:
+        """The most associations open at once: the number, or ``auto``'s ceiling."""
+        if isinstance(self.associations, int):
+            return self.associations
+        return self.max_associations
 
 
 @dataclass(frozen=True, slots=True)
