@@ -1,0 +1,200 @@
+"""``--associations auto``: as many associations as the receiver rewards.
+
+The policy (:class:`Adaptive`), in the order it applies:
+
+1. Start with ``start`` associations (2).
+2. Measure each number over a window: from the sample at which it was asked for
+   until ``window`` seconds (0.5) and at least ``answers`` answers per association
+   (2) have passed. While the transport has nothing left to give out (the tail of
+   the send) nothing is judged.
+3. A number that raised the rate of stored instances by ``margin`` (10%) or more
+   over the number before it stays. If it raised it in proportion (the rate per
+   association held), double it, up to ``ceiling``; else try the number whose
+   share the gain was worth (``before x gain`` rounded up, e.g. 6 after 4 -> 8
+   raised the rate 1.5x), and keep it unless the larger number's rate beat
+   its by ``margin`` (then back to the larger).
+4. A number that did not raise the rate by ``margin``: back to the number before,
+   and grow no more (if response times rose by ``margin`` meanwhile, the receiver
+   was saturated; else the sender or the network was the limit).
+5. A new association refused as transient: as many as were open then, never
+   more for the rest of the send.
+6. Answers 0xA7xx (out of resources) rising: back to the number before the last
+   growth (or one fewer), at most once per window, and grow no more.
+
+A send that ends while it is still growing keeps what it had.
+"""
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from ..settings import AUTO_ASSOCIATIONS
+from .pacing import Fixed, Pacing, Refusal, Sample
+
+log = logging.getLogger(__name__)
+
+_START = Sample(0.0, 0, 0, 0, 0.0, 0, 0)
+_REJECTED = "the receiver rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Measure:
+    """What one number of associations gave over its window."""
+
+    rate: float
+    """Instances stored per second."""
+    response: float
+    """Mean seconds from a data set going out to its answer."""
+
+
+def measure(first: Sample, last: Sample) -> Measure:
+    """The rate and the mean response time between two samples."""
+    answered = last.answered - first.answered
+    response = (last.response_seconds - first.response_seconds) / max(answered, 1)
+    return Measure(
+        (last.stored - first.stored) / (last.elapsed - first.elapsed), response
+    )
+
+
+class Adaptive:
+    """A pacing that grows while the receiver rewards it (see the module).
+
+    Args:
+        ceiling: Never more associations than this.
+        start: How many to open first.
+        margin: The rise of the rate that counts (0.1: 10%).
+        window: Seconds each number is measured over, at least.
+        answers: Answers per association each window needs, at least.
+    """
+
+    def __init__(
+        self,
+        ceiling: int = 16,
+        *,
+        start: int = 2,
+        margin: float = 0.1,
+        window: float = 0.5,
+        answers: int = 2,
+    ) -> None:
+        self._ceiling, self._margin = ceiling, margin
+        self._window, self._answers = window, answers
+        self._level = max(1, min(start, ceiling))
+        self._before: int | None = None
+        """The number before the last change (what a step back returns to)."""
+        self._probe_of: int | None = None
+        """While trying a number below a larger one: the larger one."""
+        self._since = _START
+        self._last = _START
+        self._tried: dict[int, Measure] = {}
+        self._why = ""
+        """Why it grows no more ("" while it may)."""
+        self._most = 0
+
+    def start(self) -> int:
+        """The first number: ``start``."""
+        return self._level
+
+    def sample(self, sample: Sample) -> int:
+        """Judge the number open by what it gave; the number to have now."""
+        last, self._last = self._last, sample
+        self._most = max(self._most, sample.open)
+        settled = sample.elapsed - self._since.elapsed >= self._window
+        if sample.out_of_resources > last.out_of_resources and settled:
+            grown = not self._why and self._before is not None
+            back = self._before if grown and self._before else self._level - 1
+            why = f"the receiver answered out of resources with {self._level}"
+            return self._stop(max(1, min(back, self._level - 1)), why)
+        enough = sample.answered - self._since.answered >= self._answers * self._level
+        if self._why or not sample.waiting or not settled or not enough:
+            return self._level
+        self._tried[self._level] = measure(self._since, sample)
+        return self._judge(sample)
+
+    def _judge(self, sample: Sample) -> int:
+        here, level, before = self._tried[self._level], self._level, self._before
+        if self._probe_of is not None:
+            larger = self._probe_of
+            if here.rate * (1 + self._margin) >= self._tried[larger].rate:
+                return self._stop(level, f"{larger} did not raise the rate further")
+            return self._stop(larger, f"{level} gave a lower rate than {larger}")
+        if before is None:
+            return self._grow(level * 2, sample)
+        was = self._tried[before]
+        gain = here.rate / max(was.rate, 1e-9)
+        if gain < 1 + self._margin:
+            if here.response > was.response * (1 + self._margin):
+                why = f"the receiver saturated at {level}: response times rose"
+                return self._stop(before, f"{why}, the rate did not")
+            return self._stop(before, f"{_nth(level, before)} did not raise the rate")
+        worth = math.ceil(before * gain)
+        if worth >= level or level - before == 1:
+            return self._grow(level * 2, sample)
+        self._probe_of = level
+        return self._change(max(before + 1, worth), sample)
+
+    def _grow(self, wanted: int, sample: Sample) -> int:
+        if self._level >= self._ceiling:
+            return self._stop(self._level, "the ceiling")
+        return self._change(min(wanted, self._ceiling), sample)
+
+    def _change(self, level: int, sample: Sample) -> int:
+        log.info("associations: %d -> %d (%s)", self._level, level, self._said())
+        self._before, self._level, self._since = self._level, level, sample
+        return level
+
+    def _said(self) -> str:
+        return ", ".join(
+            f"{n}: {m.rate:.0f}/s, {m.response * 1000:.0f} ms"
+            for n, m in sorted(self._tried.items())
+        )
+
+    def _stop(self, level: int, why: str) -> int:
+        self._why, self._before = why, self._level
+        self._level, self._since = level, self._last
+        log.info("associations: %d, growing no more (%s; %s)", level, why, self._said())
+        return level
+
+    def refused(self, refusal: Refusal) -> int:
+        """As many as were open when the receiver refused one more, from now on."""
+        limit = max(1, min(refusal.open, self._level))
+        if not self._why.startswith(_REJECTED) or limit < self._level:
+            which = f"a {_ordinal(refusal.open + 1)}" if refusal.open else "the first"
+            detail = refusal.reason.rsplit(": ", 1)[-1]
+            self._probe_of = None
+            self._stop(limit, f"{_REJECTED} {which}: {detail}")
+        self._ceiling = min(self._ceiling, limit)
+        return self._level
+
+    def summary(self) -> str:
+        """How many were used and why no more: ``16 associations (the ceiling)``."""
+        level = self._level if self._why else max(self._most, self._level)
+        plural = "s" if level != 1 else ""
+        prefix = "up to " if self._why.startswith(_REJECTED) else ""
+        why = self._why or "still growing when the send ended"
+        return f"{prefix}{level} association{plural} ({why})"
+
+
+def _ordinal(number: int) -> str:
+    """``7th``, ``2nd``, ``11th``."""
+    ends = {1: "st", 2: "nd", 3: "rd"}
+    end = "th" if 10 <= number % 100 <= 20 else ends.get(number % 10, "th")
+    return f"{number}{end}"
+
+
+def _nth(level: int, before: int) -> str:
+    """What was tried beyond ``before``: ``a 4th`` (one more) or ``8``."""
+    return f"a {_ordinal(level)}" if level == before + 1 else str(level)
+
+
+def pacing_for(associations: int | Literal["auto"], ceiling: int) -> Pacing:
+    """The pacing of the settings: ``auto`` (:class:`Adaptive`) or a fixed number.
+
+    Args:
+        associations: ``auto``, or how many.
+        ceiling: The most ``auto`` opens (``--max-associations``).
+    """
+    if associations == AUTO_ASSOCIATIONS:
+        return Adaptive(ceiling)
+    assert not isinstance(associations, str)
+    return Fixed(associations)
