@@ -46,6 +46,8 @@ class Run:
 
     open: list[tuple[float, int]] = field(default_factory=list)
     """(time, associations open) at each tick."""
+    asked: list[tuple[float, int]] = field(default_factory=list)
+    """(time, associations the pacing asked for) at each tick."""
     refused_at: float | None = None
     out_of_resources: int = 0
     seconds: float = 0.0
@@ -78,6 +80,7 @@ def simulate(
         run.out_of_resources += 1 if busy and ticks % 5 == 0 else 0
         ticks += 1
         run.open.append((ticks * tick, opened))
+        run.asked.append((ticks * tick, wanted))
         if ticks % round(SAMPLE_EVERY / tick) == 0:
             factor = 1 + noise.uniform(-receiver.noise, receiver.noise)
             sample = Sample(
@@ -119,8 +122,8 @@ def test_never_more_than_the_limit_after_the_first_refusal() -> None:
     pacing = Adaptive(16)
     run = simulate(pacing, Receiver(knee=12, limit=3))
     assert run.refused_at is not None
-    after = [n for t, n in run.open if t >= run.refused_at]
-    assert max(after) <= 3
+    asked = [n for t, n in run.asked if t >= run.refused_at]
+    assert max(asked) <= 3
     assert settled(run) == 3
     assert pacing.summary() == (
         "up to 3 associations (the receiver rejected a 4th: local limit exceeded)"
