@@ -130,6 +130,20 @@ def test_never_more_than_the_limit_after_the_first_refusal() -> None:
     )
 
 
+def test_a_refusal_says_the_receiver_s_reason() -> None:
+    pacing = Adaptive(16)
+    pacing.start()
+    reason = (
+        "association rejected by PACS@10.0.0.5:104 (Rejected Transient, "
+        "Service Provider (Presentation): Local limit exceeded)"
+    )
+    assert pacing.refused(Refusal(reason, 1)) == 1
+    assert pacing.refused(Refusal(reason, 1)) == 1
+    assert pacing.summary() == (
+        "up to 1 association (the receiver rejected a 2nd: Local limit exceeded)"
+    )
+
+
 def test_a_limit_reached_while_doubling_keeps_all_it_allows() -> None:
     pacing = Adaptive(16)
     run = simulate(pacing, Receiver(knee=16, limit=6))

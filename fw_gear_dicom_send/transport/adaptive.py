@@ -160,7 +160,7 @@ class Adaptive:
         limit = max(1, min(refusal.open, self._level))
         if not self._why.startswith(_REJECTED) or limit < self._level:
             which = f"a {_ordinal(refusal.open + 1)}" if refusal.open else "the first"
-            detail = refusal.reason.rsplit(": ", 1)[-1]
+            detail = refusal.reason.rsplit(": ", 1)[-1].removesuffix(")")
             self._probe_of = None
             self._stop(limit, f"{_REJECTED} {which}: {detail}")
         self._ceiling = min(self._ceiling, limit)
