@@ -203,6 +203,15 @@ def test_a_rate_that_does_not_rise_without_longer_answers_is_not_saturation() ->
     assert pacing.summary() == "2 associations (4 did not raise the rate)"
 
 
+def test_a_window_starts_once_all_asked_for_are_open() -> None:
+    pacing = Adaptive(16)
+    pacing.start()
+    assert pacing.sample(Sample(0.5, 2, 50, 50, 1.0, 0, 1000)) == 4
+    assert pacing.sample(Sample(1.0, 3, 60, 60, 1.2, 0, 1000)) == 4  # opening
+    # from 1.0 s: 4 gave twice the rate of 2 (50 in 0.5 s): on to 8
+    assert pacing.sample(Sample(1.5, 4, 160, 160, 3.2, 0, 1000)) == 8
+
+
 def test_the_tail_of_a_send_is_not_judged() -> None:
     pacing = Adaptive(16)
     pacing.start()

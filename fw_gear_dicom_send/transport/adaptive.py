@@ -4,9 +4,10 @@ The policy (:class:`Adaptive`), in the order it applies:
 
 1. Start with ``start`` associations (2).
 2. Measure each number over a window: from the sample at which it was asked for
-   until ``window`` seconds (0.5) and at least ``answers`` answers per association
-   (2) have passed. While the transport has nothing left to give out (the tail of
-   the send) nothing is judged.
+   (or, if they were not all open then, the first at which they were) until
+   ``window`` seconds (0.5) and at least ``answers`` answers per association (2)
+   have passed. While the transport has nothing left to give out (the tail of the
+   send) nothing is judged.
 3. A number that raised the rate of stored instances by ``margin`` (10%) or more
    over the number before it stays. If it raised it in proportion (the rate per
    association held), double it, up to ``ceiling``; else try the number whose
@@ -18,8 +19,8 @@ The policy (:class:`Adaptive`), in the order it applies:
    was saturated; else the sender or the network was the limit).
 5. A new association refused as transient: as many as were open then, never
    more for the rest of the send.
-6. Answers 0xA7xx (out of resources) rising: back to the number before the last
-   growth (or one fewer), at most once per window, and grow no more.
+6. Answers 0xA7xx (out of resources) since the last change, a window after it:
+   back to the number before the last growth (or one fewer), and grow no more.
 
 A send that ends while it is still growing keeps what it had.
 """
@@ -27,9 +28,8 @@ A send that ends while it is still growing keeps what it had.
 import logging
 import math
 from dataclasses import dataclass
-from typing import Literal
 
-from ..settings import AUTO_ASSOCIATIONS
+from ..settings import Associations
 from .pacing import Fixed, Pacing, Refusal, Sample
 
 log = logging.getLogger(__name__)
@@ -97,14 +97,17 @@ class Adaptive:
 
     def sample(self, sample: Sample) -> int:
         """Judge the number open by what it gave; the number to have now."""
-        last, self._last = self._last, sample
-        self._most = max(self._most, sample.open)
+        self._last, self._most = sample, max(self._most, sample.open)
         settled = sample.elapsed - self._since.elapsed >= self._window
-        if sample.out_of_resources > last.out_of_resources and settled:
-            grown = not self._why and self._before is not None
-            back = self._before if grown and self._before else self._level - 1
+        if sample.out_of_resources > self._since.out_of_resources and settled:
+            back = self._level - 1
+            if not self._why and self._before:  # just grown: back to before
+                back = min(back, self._before)
             why = f"the receiver answered out of resources with {self._level}"
-            return self._stop(max(1, min(back, self._level - 1)), why)
+            return self._stop(max(1, back), why)
+        if sample.open < self._level and sample.waiting:  # not all open yet
+            self._since = sample
+            return self._level
         enough = sample.answered - self._since.answered >= self._answers * self._level
         if self._why or not sample.waiting or not settled or not enough:
             return self._level
@@ -187,14 +190,13 @@ def _nth(level: int, before: int) -> str:
     return f"a {_ordinal(level)}" if level == before + 1 else str(level)
 
 
-def pacing_for(associations: int | Literal["auto"], ceiling: int) -> Pacing:
+def pacing_for(associations: Associations, ceiling: int) -> Pacing:
     """The pacing of the settings: ``auto`` (:class:`Adaptive`) or a fixed number.
 
     Args:
         associations: ``auto``, or how many.
         ceiling: The most ``auto`` opens (``--max-associations``).
     """
-    if associations == AUTO_ASSOCIATIONS:
-        return Adaptive(ceiling)
-    assert not isinstance(associations, str)
-    return Fixed(associations)
+    if isinstance(associations, int):
+        return Fixed(associations)
+    return Adaptive(ceiling)
