@@ -10,9 +10,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..transport.adaptive import pacing_for
 from ..transport.interface import Transport
 from ..transport.outcome import SendItem
-from ..transport.pacing import Fixed, Pacing
+from ..transport.pacing import Pacing
 from ..transport.processes import Sender
 from ..transport.retry import Retrier
 from ..transport.workers import ITEMS_PER_WORKER, Workers
@@ -80,8 +81,8 @@ def transport_for(
     (any other iterable) go over workers when the request allows several
     associations and the sender process was started for it
     (:func:`likely_parallel`): they start with one, and more as the items not yet
-    sent warrant. ``pacing`` decides how many at once (default
-    ``Fixed(request.associations)``).
+    sent warrant. ``pacing`` decides how many at once (default: the request's,
+    :func:`~fw_gear_dicom_send.transport.adaptive.pacing_for`).
     """
     known = isinstance(items, Sequence)
     what = (
@@ -132,7 +133,7 @@ def transport_for(
         association=request.association,
         tag=request.tag,
         retry=request.retry,
-        pacing=pacing or Fixed(request.most_associations),
+        pacing=pacing or pacing_for(request.associations, request.max_associations),
     )
 
 
