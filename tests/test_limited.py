@@ -6,6 +6,7 @@ exceeded; a send with ``--associations auto`` into such a receiver stores
 everything.
 """
 
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,12 +14,16 @@ from pathlib import Path
 import pytest
 from limited import LimitingProxy
 
+from fw_gear_dicom_send import SendRequest, send
+from fw_gear_dicom_send.dicom.samples import write_series
 from fw_gear_dicom_send.dicom.uids import VERIFICATION
 from fw_gear_dicom_send.errors import AssociationError
 from fw_gear_dicom_send.pacs.receiver import StorageReceiver
+from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
 from fw_gear_dicom_send.transport.association import Client, release
 from fw_gear_dicom_send.transport.contexts import FALLBACK_SYNTAXES, Proposal
 from fw_gear_dicom_send.transport.peer import AssociationSettings, Peer
+from fw_gear_dicom_send.transport.retry import RetryPolicy
 
 AE = "STORE-SCP"
 
@@ -71,3 +76,32 @@ def test_the_proxy_holds_the_answers(unlimited: StorageReceiver) -> None:
         assert client.echo() == 0
     # association accepted, C-ECHO answered, release answered: each 0.2 s late
     assert time.monotonic() - started >= 0.6
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four series of 60 small instances."""
+    folder = tmp_path_factory.mktemp("many")
+    for seed in "abcd":
+        write_series(folder / seed, 60, seed=f"limited-{seed}", rows=16, columns=16)
+    return folder
+
+
+def test_auto_into_a_receiver_of_three_stores_everything(
+    tmp_path: Path, many: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="fw_gear_dicom_send.transport.adaptive")
+    with StorageReceiver(tmp_path / "in", ae_title=AE, max_associations=3) as scp:
+        result = send(
+            SendRequest(
+                (many,),
+                Peer("127.0.0.1", scp.port, AE),
+                associations="auto",
+                retry=RetryPolicy(budget=20, first_wait=0.1, max_wait=0.5),
+            )
+        )
+        received = {r.sop_instance_uid for r in scp.received}
+    assert result.exit_status is ExitStatus.SUCCESS
+    assert {row.status for row in result.rows} == {InstanceStatus.SENT}
+    assert len(received) == len(result.rows) == 240
+    assert "the receiver rejected a 4th: Local limit exceeded" in caplog.text
