@@ -166,9 +166,9 @@ def test_a_receiver_that_does_not_reward_more_keeps_one_or_two() -> None:
     pacing = Adaptive(16)
     run = simulate(pacing, Receiver(knee=1))
     assert settled(run) <= 2
-    assert max(n for _, n in run.open) <= 4
+    assert max(n for _, n in run.open) <= 8
     assert pacing.summary() == (
-        "2 associations (the receiver saturated at 4: response times rose, "
+        "2 associations (the receiver saturated at 8: response times rose, "
         "the rate did not)"
     )
 
@@ -197,27 +197,41 @@ def test_auto_is_not_slower_than_four_on_these_receivers() -> None:
 def test_a_rate_that_does_not_rise_without_longer_answers_is_not_saturation() -> None:
     pacing = Adaptive(16)
     assert pacing.start() == 2
-    assert pacing.sample(Sample(0.5, 2, 50, 50, 1.0, 0, 1000)) == 4
-    # 4: the same rate as 2, the same time for each answer (the sender is the limit)
-    assert pacing.sample(Sample(1.0, 4, 101, 101, 2.0, 0, 1000)) == 2
-    assert pacing.summary() == "2 associations (4 did not raise the rate)"
+    assert pacing.sample(Sample(0.5, 2, 50, 50, 1.0, 0, 1000)) == 2  # window opens
+    assert pacing.sample(Sample(1.0, 2, 100, 100, 2.0, 0, 1000)) == 8  # 100/s
+    assert pacing.sample(Sample(1.5, 8, 150, 150, 3.0, 0, 1000)) == 8  # window opens
+    # 8: the same rate as 2, the same time for each answer (the sender is the limit)
+    assert pacing.sample(Sample(2.0, 8, 200, 200, 4.0, 0, 1000)) == 2
+    assert pacing.summary() == "2 associations (8 did not raise the rate)"
 
 
-def test_a_window_starts_once_all_asked_for_are_open() -> None:
+def test_a_window_opens_once_all_asked_for_are_open() -> None:
     pacing = Adaptive(16)
     pacing.start()
-    assert pacing.sample(Sample(0.5, 2, 50, 50, 1.0, 0, 1000)) == 4
-    assert pacing.sample(Sample(1.0, 3, 60, 60, 1.2, 0, 1000)) == 4  # opening
-    # from 1.0 s: 4 gave twice the rate of 2 (50 in 0.5 s): on to 8
-    assert pacing.sample(Sample(1.5, 4, 160, 160, 3.2, 0, 1000)) == 8
+    assert pacing.sample(Sample(0.5, 2, 50, 50, 1.0, 0, 1000)) == 2
+    assert pacing.sample(Sample(1.0, 2, 100, 100, 2.0, 0, 1000)) == 8
+    assert pacing.sample(Sample(1.5, 5, 130, 130, 2.6, 0, 1000)) == 8  # opening
+    assert pacing.sample(Sample(2.0, 8, 160, 160, 3.2, 0, 1000)) == 8  # all open
+    # from 2.0 s: 8 gave four times the rate of 2 (100/s): on to the ceiling
+    assert pacing.sample(Sample(2.5, 8, 360, 360, 7.2, 0, 1000)) == 16
 
 
 def test_the_tail_of_a_send_is_not_judged() -> None:
     pacing = Adaptive(16)
     pacing.start()
-    wanted = pacing.sample(Sample(0.5, 2, 50, 50, 1.0, 0, 0))
-    assert wanted == 2
+    assert pacing.sample(Sample(0.5, 2, 50, 50, 1.0, 0, 0)) == 2
+    assert pacing.sample(Sample(1.0, 2, 100, 100, 2.0, 0, 0)) == 2
     assert pacing.summary() == "2 associations (still growing when the send ended)"
+
+
+@pytest.mark.parametrize(
+    ("open_", "which"), [(0, "the first"), (3, "a 4th"), (7, "an 8th"), (10, "an 11th")]
+)
+def test_a_refusal_names_the_one_refused(open_: int, which: str) -> None:
+    pacing = Adaptive(16, start=16)
+    pacing.start()
+    pacing.refused(Refusal(LIMIT_REASON, open_))
+    assert f"(the receiver rejected {which}: local limit exceeded)" in pacing.summary()
 
 
 def test_the_settings_make_the_pacing() -> None:

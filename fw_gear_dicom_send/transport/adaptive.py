@@ -3,24 +3,27 @@
 The policy (:class:`Adaptive`), in the order it applies:
 
 1. Start with ``start`` associations (2).
-2. Measure each number over a window: from the sample at which it was asked for
-   (or, if they were not all open then, the first at which they were) until
-   ``window`` seconds (0.5) and at least ``answers`` answers per association (2)
-   have passed. While the transport has nothing left to give out (the tail of the
-   send) nothing is judged.
+2. Measure each number over a window. It opens at the first sample at least
+   ``settle`` seconds (0.25) after the number was asked for with that many
+   open (new workers and their associations cost time and CPU at first, the
+   retired ones until they have released theirs), and
+   lasts ``window`` seconds (0.5) and at least ``answers`` answers per
+   association (2). While the transport has nothing left to give out (the tail
+   of the send) nothing is judged.
 3. A number that raised the rate of stored instances by ``margin`` (10%) or more
    over the number before it stays. If it raised it in proportion (the rate per
-   association held), double it, up to ``ceiling``; else try the number whose
-   share the gain was worth (``before x gain`` rounded up, e.g. 6 after 4 -> 8
-   raised the rate 1.5x), and keep it unless the larger number's rate beat
-   its by ``margin`` (then back to the larger).
+   association held), multiply it by ``factor`` (4), up to ``ceiling``; else try
+   the number whose share the gain was worth (``before x gain`` rounded up, e.g.
+   6 after 2 -> 8 raised the rate 3x), and keep it unless the larger number's
+   rate beat its by ``margin`` (then back to the larger).
 4. A number that did not raise the rate by ``margin``: back to the number before,
    and grow no more (if response times rose by ``margin`` meanwhile, the receiver
    was saturated; else the sender or the network was the limit).
 5. A new association refused as transient: as many as were open then, never
    more for the rest of the send.
-6. Answers 0xA7xx (out of resources) since the last change, a window after it:
-   back to the number before the last growth (or one fewer), and grow no more.
+6. Answers 0xA7xx (out of resources) since the last change, a settle and a
+   window after it: back to half (not below the number before the last growth),
+   or one fewer once it grows no more; and grow no more.
 
 A send that ends while it is still growing keeps what it had.
 """
@@ -73,18 +76,23 @@ class Adaptive:
         ceiling: int = 16,
         *,
         start: int = 2,
+        factor: int = 4,
         margin: float = 0.1,
+        settle: float = 0.25,
         window: float = 0.5,
         answers: int = 2,
     ) -> None:
-        self._ceiling, self._margin = ceiling, margin
-        self._window, self._answers = window, answers
+        self._ceiling, self._factor, self._margin = ceiling, factor, margin
+        self._settle, self._window, self._answers = settle, window, answers
         self._level = max(1, min(start, ceiling))
         self._before: int | None = None
         """The number before the last change (what a step back returns to)."""
         self._probe_of: int | None = None
         """While trying a number below a larger one: the larger one."""
-        self._since = _START
+        self._changed = _START
+        """The sample at which the number was last changed."""
+        self._since: Sample | None = None
+        """The sample at which the window opened (None: not yet)."""
         self._last = _START
         self._tried: dict[int, Measure] = {}
         self._why = ""
@@ -98,20 +106,26 @@ class Adaptive:
     def sample(self, sample: Sample) -> int:
         """Judge the number open by what it gave; the number to have now."""
         self._last, self._most = sample, max(self._most, sample.open)
-        settled = sample.elapsed - self._since.elapsed >= self._window
-        if sample.out_of_resources > self._since.out_of_resources and settled:
+        after = sample.elapsed - self._changed.elapsed
+        busy = sample.out_of_resources > self._changed.out_of_resources
+        if busy and after >= self._settle + self._window:
             back = self._level - 1
-            if not self._why and self._before:  # just grown: back to before
-                back = min(back, self._before)
+            if not self._why and self._before:  # just grown: half, or as before
+                back = min(back, max(self._before, self._level // 2))
             why = f"the receiver answered out of resources with {self._level}"
             return self._stop(max(1, back), why)
-        if sample.open < self._level and sample.waiting:  # not all open yet
-            self._since = sample
+        if self._why or not sample.waiting:
             return self._level
-        enough = sample.answered - self._since.answered >= self._answers * self._level
-        if self._why or not sample.waiting or not settled or not enough:
+        if self._since is None:
+            if after >= self._settle and sample.open == self._level:
+                self._since = sample
             return self._level
-        self._tried[self._level] = measure(self._since, sample)
+        since = self._since
+        long_enough = sample.elapsed - since.elapsed >= self._window
+        enough = sample.answered - since.answered >= self._answers * self._level
+        if not (long_enough and enough):
+            return self._level
+        self._tried[self._level] = measure(since, sample)
         return self._judge(sample)
 
     def _judge(self, sample: Sample) -> int:
@@ -122,7 +136,7 @@ class Adaptive:
                 return self._stop(level, f"{larger} did not raise the rate further")
             return self._stop(larger, f"{level} gave a lower rate than {larger}")
         if before is None:
-            return self._grow(level * 2, sample)
+            return self._grow(level * self._factor, sample)
         was = self._tried[before]
         gain = here.rate / max(was.rate, 1e-9)
         if gain < 1 + self._margin:
@@ -132,7 +146,7 @@ class Adaptive:
             return self._stop(before, f"{_nth(level, before)} did not raise the rate")
         worth = math.ceil(before * gain)
         if worth >= level or level - before == 1:
-            return self._grow(level * 2, sample)
+            return self._grow(level * self._factor, sample)
         self._probe_of = level
         return self._change(max(before + 1, worth), sample)
 
@@ -143,7 +157,8 @@ class Adaptive:
 
     def _change(self, level: int, sample: Sample) -> int:
         log.info("associations: %d -> %d (%s)", self._level, level, self._said())
-        self._before, self._level, self._since = self._level, level, sample
+        self._before, self._level = self._level, level
+        self._changed, self._since = sample, None
         return level
 
     def _said(self) -> str:
@@ -154,7 +169,7 @@ class Adaptive:
 
     def _stop(self, level: int, why: str) -> int:
         self._why, self._before = why, self._level
-        self._level, self._since = level, self._last
+        self._level, self._changed, self._since = level, self._last, None
         log.info("associations: %d, growing no more (%s; %s)", level, why, self._said())
         return level
 
@@ -162,7 +177,7 @@ class Adaptive:
         """As many as were open when the receiver refused one more, from now on."""
         limit = max(1, min(refusal.open, self._level))
         if not self._why.startswith(_REJECTED) or limit < self._level:
-            which = f"a {_ordinal(refusal.open + 1)}" if refusal.open else "the first"
+            which = _a(refusal.open + 1) if refusal.open else "the first"
             detail = refusal.reason.rsplit(": ", 1)[-1].removesuffix(")")
             self._probe_of = None
             self._stop(limit, f"{_REJECTED} {which}: {detail}")
@@ -185,9 +200,17 @@ def _ordinal(number: int) -> str:
     return f"{number}{end}"
 
 
+def _a(number: int) -> str:
+    """``a 4th``, ``an 8th``, ``an 11th``."""
+    ordinal = _ordinal(number)
+    return (
+        f"an {ordinal}" if ordinal.startswith(("8", "11th", "18th")) else f"a {ordinal}"
+    )
+
+
 def _nth(level: int, before: int) -> str:
     """What was tried beyond ``before``: ``a 4th`` (one more) or ``8``."""
-    return f"a {_ordinal(level)}" if level == before + 1 else str(level)
+    return _a(level) if level == before + 1 else str(level)
 
 
 def pacing_for(associations: Associations, ceiling: int) -> Pacing:
