@@ -205,6 +205,14 @@ def test_a_rate_that_does_not_rise_without_longer_answers_is_not_saturation() ->
     assert pacing.summary() == "2 associations (8 did not raise the rate)"
 
 
+def test_associations_that_mostly_send_grow_by_two() -> None:
+    pacing = Adaptive(16)
+    pacing.start()
+    pacing.sample(Sample(0.5, 2, 50, 50, 0.1, 0, 1000))
+    # 100/s over 2, answered in 2 ms: each waits a tenth of the time
+    assert pacing.sample(Sample(1.0, 2, 100, 100, 0.2, 0, 1000)) == 4
+
+
 def test_a_window_opens_once_all_asked_for_are_open() -> None:
     pacing = Adaptive(16)
     pacing.start()

@@ -4,17 +4,17 @@ The policy (:class:`Adaptive`), in the order it applies:
 
 1. Start with ``start`` associations (2).
 2. Measure each number over a window. It opens at the first sample at least
-   ``settle`` seconds (0.25) after the number was asked for with that many
-   open (new workers and their associations cost time and CPU at first, the
-   retired ones until they have released theirs), and
-   lasts ``window`` seconds (0.5) and at least ``answers`` answers per
-   association (2). While the transport has nothing left to give out (the tail
-   of the send) nothing is judged.
+   ``settle`` seconds (0.25) after the number was asked for with that many open
+   (new workers and their associations cost time and CPU at first, retired ones
+   until they have released theirs), and lasts ``window`` seconds (0.5) and at
+   least ``answers`` answers per association (2). While the transport has
+   nothing left to give out (the tail of the send) nothing is judged.
 3. A number that raised the rate of stored instances by ``margin`` (10%) or more
    over the number before it stays. If it raised it in proportion (the rate per
-   association held), multiply it by ``factor`` (4), up to ``ceiling``; else try
-   the number whose share the gain was worth (``before x gain`` rounded up, e.g.
-   6 after 2 -> 8 raised the rate 3x), and keep it unless the larger number's
+   association held), multiply it, up to ``ceiling``: by ``factor`` (4) if the
+   associations spent most (80%) of their time waiting for answers, else by 2.
+   Else try the number whose share the gain was worth (``before x gain`` rounded
+   up: 6 after 2 -> 8 raised the rate 3x), and keep it unless the larger number's
    rate beat its by ``margin`` (then back to the larger).
 4. A number that did not raise the rate by ``margin``: back to the number before,
    and grow no more (if response times rose by ``margin`` meanwhile, the receiver
@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 _START = Sample(0.0, 0, 0, 0, 0.0, 0, 0)
 _REJECTED = "the receiver rejected"
+_MOSTLY = 0.8
+"""The share of the time associations wait for answers that grows them faster."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +138,7 @@ class Adaptive:
                 return self._stop(level, f"{larger} did not raise the rate further")
             return self._stop(larger, f"{level} gave a lower rate than {larger}")
         if before is None:
-            return self._grow(level * self._factor, sample)
+            return self._grow(self._larger(here, level), sample)
         was = self._tried[before]
         gain = here.rate / max(was.rate, 1e-9)
         if gain < 1 + self._margin:
@@ -146,9 +148,14 @@ class Adaptive:
             return self._stop(before, f"{_nth(level, before)} did not raise the rate")
         worth = math.ceil(before * gain)
         if worth >= level or level - before == 1:
-            return self._grow(level * self._factor, sample)
+            return self._grow(self._larger(here, level), sample)
         self._probe_of = level
         return self._change(max(before + 1, worth), sample)
+
+    def _larger(self, here: Measure, level: int) -> int:
+        """``factor`` times as many if they mostly wait for answers, else twice."""
+        waiting = here.rate * here.response / level  # Little's law: share waiting
+        return level * (self._factor if waiting >= _MOSTLY else 2)
 
     def _grow(self, wanted: int, sample: Sample) -> int:
         if self._level >= self._ceiling:
