@@ -201,8 +201,19 @@ def test_a_rate_that_does_not_rise_without_longer_answers_is_not_saturation() ->
     assert pacing.sample(Sample(1.0, 2, 100, 100, 2.0, 0, 1000)) == 8  # 100/s
     assert pacing.sample(Sample(1.5, 8, 150, 150, 3.0, 0, 1000)) == 8  # window opens
     # 8: the same rate as 2, the same time for each answer (the sender is the limit)
-    assert pacing.sample(Sample(2.0, 8, 200, 200, 4.0, 0, 1000)) == 2
+    assert pacing.sample(Sample(2.0, 8, 200, 200, 4.0, 0, 1000)) == 8  # once more
+    assert pacing.sample(Sample(2.5, 8, 250, 250, 5.0, 0, 1000)) == 2
     assert pacing.summary() == "2 associations (8 did not raise the rate)"
+
+
+def test_one_window_caught_in_a_stall_does_not_stop_the_growth() -> None:
+    pacing = Adaptive(16)
+    pacing.start()
+    pacing.sample(Sample(0.5, 2, 50, 50, 1.0, 0, 1000))
+    assert pacing.sample(Sample(1.0, 2, 100, 100, 2.0, 0, 1000)) == 8
+    pacing.sample(Sample(1.5, 8, 150, 150, 3.0, 0, 1000))
+    assert pacing.sample(Sample(2.0, 8, 170, 170, 9.0, 0, 1000)) == 8  # a stall
+    assert pacing.sample(Sample(2.5, 8, 370, 370, 13.0, 0, 1000)) == 16
 
 
 def test_associations_that_mostly_send_grow_by_two() -> None:

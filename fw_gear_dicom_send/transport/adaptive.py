@@ -15,10 +15,11 @@ The policy (:class:`Adaptive`), in the order it applies:
    associations spent most (80%) of their time waiting for answers, else by 2.
    Else try the number whose share the gain was worth (``before x gain`` rounded
    up: 6 after 2 -> 8 raised the rate 3x), and keep it unless the larger number's
-   rate beat its by ``margin`` (then back to the larger).
-4. A number that did not raise the rate by ``margin``: back to the number before,
-   and grow no more (if response times rose by ``margin`` meanwhile, the receiver
-   was saturated; else the sender or the network was the limit).
+   rate beat its by ``margin`` in two windows (then back to the larger).
+4. A number that did not raise the rate by ``margin`` in two windows (the best
+   counts: a window may catch a stall of the machine): back to the number
+   before, and grow no more (if response times rose by ``margin`` meanwhile, the
+   receiver was saturated; else the sender or the network was the limit).
 5. A new association refused as transient: as many as were open then, never
    more for the rest of the send.
 6. Answers 0xA7xx (out of resources) since the last change, a settle and a
@@ -95,8 +96,11 @@ class Adaptive:
         """The sample at which the number was last changed."""
         self._since: Sample | None = None
         """The sample at which the window opened (None: not yet)."""
+        self._second = False
+        """Whether the number open has been measured a second time."""
         self._last = _START
         self._tried: dict[int, Measure] = {}
+        """The best window of each number."""
         self._why = ""
         """Why it grows no more ("" while it may)."""
         self._most = 0
@@ -127,7 +131,8 @@ class Adaptive:
         enough = sample.answered - since.answered >= self._answers * self._level
         if not (long_enough and enough):
             return self._level
-        self._tried[self._level] = measure(since, sample)
+        new, old = measure(since, sample), self._tried.get(self._level)
+        self._tried[self._level] = new if old is None or new.rate > old.rate else old
         return self._judge(sample)
 
     def _judge(self, sample: Sample) -> int:
@@ -136,12 +141,16 @@ class Adaptive:
             larger = self._probe_of
             if here.rate * (1 + self._margin) >= self._tried[larger].rate:
                 return self._stop(level, f"{larger} did not raise the rate further")
+            if self._again(sample):
+                return level
             return self._stop(larger, f"{level} gave a lower rate than {larger}")
         if before is None:
             return self._grow(self._larger(here, level), sample)
         was = self._tried[before]
         gain = here.rate / max(was.rate, 1e-9)
         if gain < 1 + self._margin:
+            if self._again(sample):
+                return level
             if here.response > was.response * (1 + self._margin):
                 why = f"the receiver saturated at {level}: response times rose"
                 return self._stop(before, f"{why}, the rate did not")
@@ -151,6 +160,13 @@ class Adaptive:
             return self._grow(self._larger(here, level), sample)
         self._probe_of = level
         return self._change(max(before + 1, worth), sample)
+
+    def _again(self, sample: Sample) -> bool:
+        """Measure once more before a step back (a window may catch a stall)."""
+        again, self._second = not self._second, True
+        if again:
+            self._since = sample
+        return again
 
     def _larger(self, here: Measure, level: int) -> int:
         """``factor`` times as many if they mostly wait for answers, else twice."""
@@ -165,7 +181,7 @@ class Adaptive:
     def _change(self, level: int, sample: Sample) -> int:
         log.info("associations: %d -> %d (%s)", self._level, level, self._said())
         self._before, self._level = self._level, level
-        self._changed, self._since = sample, None
+        self._changed, self._since, self._second = sample, None, False
         return level
 
     def _said(self) -> str:
