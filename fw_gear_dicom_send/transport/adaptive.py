@@ -10,16 +10,19 @@ The policy (:class:`Adaptive`), in the order it applies:
    least ``answers`` answers per association (2). While the transport has
    nothing left to give out (the tail of the send) nothing is judged.
 3. A number that raised the rate of stored instances by ``margin`` (10%) or more
-   over the number before it stays. If it raised it in proportion (the rate per
-   association held), multiply it, up to ``ceiling``: by ``factor`` (4) if the
-   associations spent most (80%) of their time waiting for answers, else by 2.
-   Else try the number whose share the gain was worth (``before x gain`` rounded
-   up: 6 after 2 -> 8 raised the rate 3x), and keep it unless the larger number's
-   rate beat its by ``margin`` in two windows (then back to the larger).
+   over the number before it stays, and grows, up to ``ceiling``: by ``factor``
+   (4) if the rate rose in proportion (the rate per association held) and the
+   associations spent most (80%) of their time waiting for answers; by 2 if each
+   association added gave at least half of what each gave before. Else (or at
+   the ceiling) try the number whose share the gain was worth (``before x gain``
+   rounded up: 3 after 2 -> 8 raised the rate 1.5x), and keep it unless the
+   larger number's rate beat its by ``margin`` in two windows.
 4. A number that did not raise the rate by ``margin`` in two windows (the best
    counts: a window may catch a stall of the machine): back to the number
-   before, and grow no more (if response times rose by ``margin`` meanwhile, the
-   receiver was saturated; else the sender or the network was the limit).
+   before, or to the number between the two before whose share their gain was
+   worth (as in 3); and grow no more. If response times rose by ``margin``
+   meanwhile, the receiver was saturated; else the sender or the network was the
+   limit.
 5. A new association refused as transient: as many as were open then, never
    more for the rest of the send.
 6. Answers 0xA7xx (out of resources) since the last change, a settle and a
@@ -42,6 +45,8 @@ _START = Sample(0.0, 0, 0, 0, 0.0, 0, 0)
 _REJECTED = "the receiver rejected"
 _MOSTLY = 0.8
 """The share of the time associations wait for answers that grows them faster."""
+_HALF = 0.5
+"""What more associations must each add (against each before) to grow further."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +97,10 @@ class Adaptive:
         """The number before the last change (what a step back returns to)."""
         self._probe_of: int | None = None
         """While trying a number below a larger one: the larger one."""
+        self._probe_why = ""
+        """Why not more than the larger one, if the number tried is no good."""
+        self._path = [self._level]
+        """The numbers it grew through."""
         self._changed = _START
         """The sample at which the number was last changed."""
         self._since: Sample | None = None
@@ -137,29 +146,54 @@ class Adaptive:
 
     def _judge(self, sample: Sample) -> int:
         here, level, before = self._tried[self._level], self._level, self._before
-        if self._probe_of is not None:
+        if self._probe_of is not None:  # between two numbers measured
             larger = self._probe_of
             if here.rate * (1 + self._margin) >= self._tried[larger].rate:
                 return self._stop(level, f"{larger} did not raise the rate further")
             if self._again(sample):
                 return level
-            return self._stop(larger, f"{level} gave a lower rate than {larger}")
+            return self._stop(larger, self._probe_why)
         if before is None:
-            return self._grow(self._larger(here, level), sample)
+            return self._grow(self._larger(here, level, in_proportion=True), sample)
         was = self._tried[before]
         gain = here.rate / max(was.rate, 1e-9)
-        if gain < 1 + self._margin:
-            if self._again(sample):
-                return level
-            if here.response > was.response * (1 + self._margin):
-                why = f"the receiver saturated at {level}: response times rose"
-                return self._stop(before, f"{why}, the rate did not")
-            return self._stop(before, f"{_nth(level, before)} did not raise the rate")
-        worth = math.ceil(before * gain)
-        if worth >= level or level - before == 1:
-            return self._grow(self._larger(here, level), sample)
-        self._probe_of = level
-        return self._change(max(before + 1, worth), sample)
+        if gain >= 1 + self._margin:
+            worth = math.ceil(before * gain)
+            if worth >= level:  # in proportion
+                return self._grow(self._larger(here, level, True), sample)
+            # what each association added, against what each had before
+            added = (gain - 1) * before / (level - before)
+            if added >= _HALF and level < self._ceiling:
+                return self._grow(self._larger(here, level, False), sample)
+            why = f"{level} raised the rate less than in proportion"
+            why = "the ceiling" if level >= self._ceiling else why
+            return self._probe(worth, (before, level), why, sample)
+        if self._again(sample):
+            return level
+        why = f"{_nth(level, before)} did not raise the rate"
+        if here.response > was.response * (1 + self._margin):
+            why = f"the receiver saturated at {level}: response times rose"
+            why += ", the rate did not"
+        if len(self._path) >= 3:  # [..., earlier, before, level]
+            earlier = self._path[-3]
+            gain = self._tried[before].rate / max(self._tried[earlier].rate, 1e-9)
+            return self._probe(
+                math.ceil(earlier * gain), (earlier, before), why, sample
+            )
+        return self._stop(before, why)
+
+    def _probe(
+        self, worth: int, between: tuple[int, int], why: str, sample: Sample
+    ) -> int:
+        """Try ``worth`` if it lies between two numbers measured, else the larger.
+
+        ``why``: why no more than the larger, should it be kept.
+        """
+        smaller, larger = between
+        if not smaller < worth < larger:
+            return self._stop(larger, why)
+        self._probe_of, self._probe_why = larger, why
+        return self._change(worth, sample)
 
     def _again(self, sample: Sample) -> bool:
         """Measure once more before a step back (a window may catch a stall)."""
@@ -168,15 +202,17 @@ class Adaptive:
             self._since = sample
         return again
 
-    def _larger(self, here: Measure, level: int) -> int:
-        """``factor`` times as many if they mostly wait for answers, else twice."""
+    def _larger(self, here: Measure, level: int, in_proportion: bool) -> int:
+        """``factor`` times as many, or twice (see the module)."""
         waiting = here.rate * here.response / level  # Little's law: share waiting
-        return level * (self._factor if waiting >= _MOSTLY else 2)
+        fast = in_proportion and waiting >= _MOSTLY
+        return level * (self._factor if fast else 2)
 
     def _grow(self, wanted: int, sample: Sample) -> int:
         if self._level >= self._ceiling:
             return self._stop(self._level, "the ceiling")
-        return self._change(min(wanted, self._ceiling), sample)
+        self._path.append(min(wanted, self._ceiling))
+        return self._change(self._path[-1], sample)
 
     def _change(self, level: int, sample: Sample) -> int:
         log.info("associations: %d -> %d (%s)", self._level, level, self._said())
