@@ -240,7 +240,7 @@ def test_the_tail_of_a_send_is_not_judged() -> None:
     pacing.start()
     assert pacing.sample(Sample(0.5, 2, 50, 50, 1.0, 0, 0)) == 2
     assert pacing.sample(Sample(1.0, 2, 100, 100, 2.0, 0, 0)) == 2
-    assert pacing.summary() == "2 associations (still growing when the send ended)"
+    assert pacing.summary() == "2 associations (the send ended before it settled)"
 
 
 @pytest.mark.parametrize(

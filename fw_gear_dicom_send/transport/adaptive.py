@@ -29,7 +29,7 @@ The policy (:class:`Adaptive`), in the order it applies:
    window after it: back to half (not below the number before the last growth),
    or one fewer once it grows no more; and grow no more.
 
-A send that ends while it is still growing keeps what it had.
+A send that ends before it settled keeps what it had.
 """
 
 import logging
@@ -248,7 +248,7 @@ class Adaptive:
         level = self._level if self._why else max(self._most, self._level)
         plural = "s" if level != 1 else ""
         prefix = "up to " if self._why.startswith(_REJECTED) else ""
-        why = self._why or "still growing when the send ended"
+        why = self._why or "the send ended before it settled"
         return f"{prefix}{level} association{plural} ({why})"
 
 
