@@ -3,12 +3,13 @@
 The policy (:class:`Adaptive`), in the order it applies:
 
 1. Start with ``start`` associations (2).
-2. Measure each number over a window. It opens at the first sample at least
-   ``settle`` seconds (0.25) after the number was asked for with that many open
-   (new workers and their associations cost time and CPU at first, retired ones
-   until they have released theirs), and lasts ``window`` seconds (0.5) and at
-   least ``answers`` answers per association (2). While the transport has
-   nothing left to give out (the tail of the send) nothing is judged.
+2. Measure each number over a window. The first number's opens at the start;
+   another's at the first sample at least ``settle`` seconds (0.25) after it was
+   asked for with that many open (new workers and their associations cost time
+   and CPU at first, retired ones until they have released theirs). It lasts
+   ``window`` seconds (0.5) and at least ``answers`` answers per association
+   (2). While the transport has nothing left to give out (the tail of the send)
+   nothing is judged.
 3. A number that raised the rate of stored instances by ``margin`` (10%) or more
    over the number before it stays, and grows, up to ``ceiling``: by ``factor``
    (4) if the rate rose in proportion (the rate per association held) and the
@@ -103,8 +104,9 @@ class Adaptive:
         """The numbers it grew through."""
         self._changed = _START
         """The sample at which the number was last changed."""
-        self._since: Sample | None = None
-        """The sample at which the window opened (None: not yet)."""
+        self._since: Sample | None = _START
+        """The sample at which the window opened (None: not yet); the first
+        number's opens at the start: its start-up costs count against it."""
         self._second = False
         """Whether the number open has been measured a second time."""
         self._last = _START
