@@ -214,6 +214,16 @@ def test_one_window_caught_in_a_stall_does_not_stop_the_growth() -> None:
     assert pacing.sample(Sample(2.0, 8, 320, 320, 12.0, 0, 1000)) == 16
 
 
+@pytest.mark.parametrize(("response", "then"), [(0.05, 32), (0.1, 16)])
+def test_answers_slower_than_before_grow_by_two(response: float, then: int) -> None:
+    pacing = Adaptive(32)
+    pacing.start()
+    assert pacing.sample(Sample(0.5, 2, 20, 20, 1.0, 0, 1000)) == 8  # 40/s, 50 ms
+    pacing.sample(Sample(1.0, 8, 40, 40, 2.0, 0, 1000))
+    # 8: 160/s, in proportion; answered in 50 ms as before, or in 100 ms
+    assert pacing.sample(Sample(1.5, 8, 120, 120, 2.0 + 80 * response, 0, 1000)) == then
+
+
 def test_associations_that_mostly_send_grow_by_two() -> None:
     pacing = Adaptive(16)
     pacing.start()

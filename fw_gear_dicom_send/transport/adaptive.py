@@ -12,8 +12,9 @@ The policy (:class:`Adaptive`), in the order it applies:
    nothing is judged.
 3. A number that raised the rate of stored instances by ``margin`` (10%) or more
    over the number before it stays, and grows, up to ``ceiling``: by ``factor``
-   (4) if the rate rose in proportion (the rate per association held) and the
-   associations spent most (80%) of their time waiting for answers; by 2 if each
+   (4) if the rate rose in proportion (the rate per association held), answers
+   came as fast, and the associations spent most (80%) of their time waiting
+   for them; by 2 if it rose in proportion otherwise, or if each
    association added gave at least half of what each gave before. Else (or at
    the ceiling) try the number whose share the gain was worth (``before x gain``
    rounded up: 3 after 2 -> 8 raised the rate 1.5x), and keep it unless the
@@ -161,8 +162,9 @@ class Adaptive:
         gain = here.rate / max(was.rate, 1e-9)
         if gain >= 1 + self._margin:
             worth = math.ceil(before * gain)
-            if worth >= level:  # in proportion
-                return self._grow(self._larger(here, level, True), sample)
+            if worth >= level:  # in proportion; 4x if answered as fast as before
+                held = here.response <= was.response * (1 + self._margin)
+                return self._grow(self._larger(here, level, held), sample)
             # what each association added, against what each had before
             added = (gain - 1) * before / (level - before)
             if added >= _HALF and level < self._ceiling:
