@@ -48,6 +48,7 @@ import matplotlib.pyplot as plt
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+from limited import copy_late, splice_all  # the tests' proxy's forwarding
 from multiframe import write_multiframe  # the tests' large instance
 from standin import StandIn  # the tests' stand-in of the Flywheel API
 
@@ -271,13 +272,11 @@ class DelayedReceiver(Receiver):
 
     @staticmethod
     def _pump(src: socket.socket, dst: socket.socket, delay: float) -> None:
-        try:
-            while data := src.recv(1 << 20):
-                if delay:
-                    time.sleep(delay)
-                dst.sendall(data)
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):  # the sender's bytes spliced: no copy
+            if delay:
+                copy_late(src, dst, delay)
+            else:
+                splice_all(src, dst)
         for sock in (src, dst):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
@@ -615,6 +614,11 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--no-gear", action="store_true")
     parser.add_argument("--no-pynetdicom", action="store_true")
     parser.add_argument(
+        "--associations-line",
+        action="store_true",
+        help="only the race of --associations auto (bench/adaptive.py)",
+    )
+    parser.add_argument(
         "--receivers",
         default="storescp,delayed,orthanc",
         help="which receivers to race into (comma-separated; default all)",
@@ -633,6 +637,13 @@ def _race_into(receiver: Receiver, folder: Path, runs: int) -> list[Sample]:
 
 def main() -> None:
     args = arguments()
+    if args.associations_line:
+        import adaptive  # noqa: PLC0415 - bench/adaptive.py, beside this
+
+        adaptive.main(
+            [f"--{k}={getattr(args, k)}" for k in ("images", "runs", "data", "out")]
+        )
+        return
     wanted = set(args.receivers.split(","))
     args.out.mkdir(parents=True, exist_ok=True)
     args.data.mkdir(parents=True, exist_ok=True)

@@ -9,17 +9,20 @@ them); nothing useful is lost at a day. A timeout is at least a tenth of a secon
 below it, no answer can arrive and every attempt fails at once.
 """
 
+import contextlib
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Literal
 
 from .errors import UsageError
 
 __all__ = [
     "ACSE_TIMEOUT",
     "AE_TITLE_MAX",
+    "AUTO_ASSOCIATIONS",
     "BOUNDS",
     "COMMIT_BATCH",
     "COMMIT_LISTEN_PORT",
@@ -34,6 +37,7 @@ __all__ = [
     "LISTEN_AE_TITLE",
     "LISTEN_IDLE_TIMEOUT",
     "LISTEN_REQUEST_TIMEOUT",
+    "MAX_ASSOCIATIONS",
     "NETWORK_TIMEOUT",
     "PORT",
     "RECEIVER_AE_TITLE",
@@ -42,8 +46,10 @@ __all__ = [
     "RETRY_BUDGET",
     "STOW_BATCH",
     "STOW_TIMEOUT",
+    "Associations",
     "Bounds",
     "Labels",
+    "association_count",
     "seconds",
     "whole",
 ]
@@ -58,6 +64,11 @@ PORT = 104
 """The receiver's port (``--port``, config ``port``)."""
 DEFAULT_ASSOCIATIONS = 4
 """Associations (worker processes), or STOW-RS requests, at once."""
+AUTO_ASSOCIATIONS: Literal["auto"] = "auto"
+"""``--associations auto``: as many as the receiver rewards, up to
+``--max-associations`` (STOW-RS: ``DEFAULT_ASSOCIATIONS`` requests at once)."""
+MAX_ASSOCIATIONS = 16
+"""The most associations ``auto`` opens (``--max-associations``)."""
 CONNECT_TIMEOUT = 15.0
 """Seconds to open the TCP connection."""
 ACSE_TIMEOUT = 30.0
@@ -96,6 +107,9 @@ DOWNLOAD_RETRY_SECONDS = 60
 RETRY_BUDGET = 60.0
 """Seconds without a stored instance after which a send retries nothing more
 (``--retry-time``, config ``retry_time``)."""
+
+Associations = int | Literal["auto"]
+"""How many associations at once: a number, or ``auto``."""
 
 Labels = Mapping[str, str]
 """How a front door names a settings type's fields in its messages, by field
@@ -146,6 +160,7 @@ BOUNDS: Mapping[str, Bounds] = MappingProxyType(
     {
         "port": Bounds(1, 65535, integer=True),
         "associations": Bounds(1, 32, integer=True),
+        "max_associations": Bounds(1, 32, integer=True),
         "batch": Bounds(1, 1000, integer=True),
         "window_days": Bounds(1, 36600, integer=True),
         "file_download_retry_time": Bounds(0, _DAY, integer=True),
@@ -209,3 +224,26 @@ def seconds(name: str, value: object, label: str) -> float:
     if number is None or not bounds.holds(number):
         raise UsageError(f"{label} must be {bounds.describe()}, got {value!r}")
     return number
+
+
+def association_count(
+    value: object, label: str, *, typed: bool = False
+) -> Associations:
+    """``auto`` (any case, spaces around), or a whole number of associations.
+
+    Args:
+        value: What was given: ``auto``, a number, or text of one.
+        label: How the message names it (``--associations``, ``config ...``).
+        typed: Only an ``int`` or ``"auto"`` itself (a settings type's field).
+
+    Raises:
+        UsageError: Neither ``auto`` nor a number in the range of ``associations``.
+    """
+    text = value.strip().lower() if isinstance(value, str) and not typed else value
+    if text == AUTO_ASSOCIATIONS:
+        return AUTO_ASSOCIATIONS
+    if not typed or (isinstance(value, int) and not isinstance(value, bool)):
+        with contextlib.suppress(UsageError):
+            return whole("associations", value, label)
+    bounds = BOUNDS["associations"].describe()
+    raise UsageError(f"{label} must be {bounds} or auto, got {value!r}")

@@ -16,6 +16,7 @@ from ..sending.report import read_stored
 from ..sending.request import CommitSettings
 from ..settings import (
     ACSE_TIMEOUT,
+    AUTO_ASSOCIATIONS,
     COMMIT_LISTEN_PORT,
     COMMIT_TIMEOUT,
     CONNECT_TIMEOUT,
@@ -91,6 +92,18 @@ def add_count(
         help=help,
         action=_Noted,
     )
+
+
+def associations(text: str) -> int | str:
+    """``--associations``: ``auto``, or a whole number (its range is checked later)."""
+    if text.strip().lower() == AUTO_ASSOCIATIONS:
+        return AUTO_ASSOCIATIONS
+    try:
+        return integer(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"not a whole number or auto: {text!r}"
+        ) from None
 
 
 def decimal(text: str) -> float:

@@ -15,7 +15,15 @@ from ..dicom.provenance import (
 from ..errors import UsageError
 from ..sending.engine import send
 from ..sending.request import SendRequest
-from ..settings import DEFAULT_ASSOCIATIONS, RETRY_BUDGET, STOW_BATCH, seconds, whole
+from ..settings import (
+    DEFAULT_ASSOCIATIONS,
+    MAX_ASSOCIATIONS,
+    RETRY_BUDGET,
+    STOW_BATCH,
+    association_count,
+    seconds,
+    whole,
+)
 from ..status import ExitStatus
 from ..transport.peer import AssociationSettings, StowSettings, parse_auth
 from ..transport.retry import RetryPolicy
@@ -94,13 +102,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="retry transient failures until nothing has been stored for S seconds "
         f"({budget:g}; 0: no retries)",
     )
+    parser.add_argument(
+        "--associations",
+        type=options.associations,
+        default=DEFAULT_ASSOCIATIONS,
+        metavar="auto|N",
+        help=f"associations at once, each in its own process ({DEFAULT_ASSOCIATIONS};"
+        " fewer for small sends); auto: as many as the receiver rewards",
+    )
     options.add_count(
         parser,
-        "--associations",
-        DEFAULT_ASSOCIATIONS,
+        "--max-associations",
+        MAX_ASSOCIATIONS,
         "N",
-        f"associations at once, each in its own process ({DEFAULT_ASSOCIATIONS};"
-        " fewer for small sends)",
+        f"the most associations auto opens ({MAX_ASSOCIATIONS})",
     )
     parser.add_argument(
         "--resume",
@@ -143,7 +158,10 @@ def run(args: argparse.Namespace) -> ExitStatus:
             budget=seconds("retry_time", args.retry_time, "--retry-time")
         ),
         already_stored=options.stored(args.resume) if args.resume else frozenset(),
-        associations=whole("associations", args.associations, "--associations"),
+        associations=association_count(args.associations, "--associations"),
+        max_associations=whole(
+            "max_associations", args.max_associations, "--max-associations"
+        ),
         skip_existing=args.skip_existing,
         verify=args.verify,
         commit=options.commit(args) if args.commit else None,
@@ -179,7 +197,9 @@ def stow_settings(args: argparse.Namespace) -> StowSettings:
         args.stow,
         auth=parse_auth(credential) if credential else None,
         batch=args.batch,
-        parallel=args.associations,
+        parallel=args.associations
+        if isinstance(args.associations, int)
+        else DEFAULT_ASSOCIATIONS,
         timeout=args.dimse_timeout,
         tls=tls if secure else None,
         labels={"parallel": "--associations", "timeout": "--dimse-timeout"},

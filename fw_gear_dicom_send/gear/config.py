@@ -32,8 +32,11 @@ from ..settings import (
     DEFAULT_ASSOCIATIONS,
     DOWNLOAD_RETRY_SECONDS,
     GEAR_CALLING_AE,
+    MAX_ASSOCIATIONS,
     PORT,
     RETRY_BUDGET,
+    Associations,
+    association_count,
 )
 from ..transport.peer import AssociationSettings, Peer, StowSettings, parse_auth
 from ..transport.retry import RetryPolicy
@@ -67,6 +70,7 @@ KNOWN_KEYS = frozenset(
         "tls_key_password",
         "retry_time",
         "associations",
+        "max_associations",
         "connect_timeout",
         "acse_timeout",
         "dimse_timeout",
@@ -115,7 +119,8 @@ class GearSettings:
     output_dir: Path
     work_dir: Path
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    associations: int = DEFAULT_ASSOCIATIONS
+    associations: Associations = DEFAULT_ASSOCIATIONS
+    max_associations: int = MAX_ASSOCIATIONS
     verify: bool = False
     """Ask the receiver afterwards (C-FIND) for every instance stored."""
     commit: CommitSettings | None = None
@@ -223,7 +228,10 @@ def parse_config(
         tag = ProvenanceTag(parse_group(group), creator, value)
     except UsageError as exc:
         raise UsageError(f"config: {exc}") from None
-    associations = options.integer("associations", DEFAULT_ASSOCIATIONS)
+    associations = association_count(
+        options.value("associations", DEFAULT_ASSOCIATIONS), "config associations"
+    )
+    parallel = associations if isinstance(associations, int) else DEFAULT_ASSOCIATIONS
     return GearSettings(
         peer=peer,
         association=association,
@@ -238,6 +246,7 @@ def parse_config(
         work_dir=work_dir,
         retry=RetryPolicy(budget=options.seconds("retry_time", RETRY_BUDGET)),
         associations=associations,
+        max_associations=options.integer("max_associations", MAX_ASSOCIATIONS),
         verify=options.boolean("verify", default=False),
         commit=CommitSettings.parse(
             options.value("commit_port", COMMIT_LISTEN_PORT),
@@ -247,7 +256,7 @@ def parse_config(
         if options.boolean("storage_commitment", default=False)
         else None,
         skip_existing=options.boolean("skip_existing", default=False),
-        stow=_stow(options, inputs, associations, association.dimse_timeout)
+        stow=_stow(options, inputs, parallel, association.dimse_timeout)
         if transport == "stow-rs"
         else None,
         debug=options.boolean("debug", default=False),

@@ -166,6 +166,7 @@ def _send(settings: GearSettings, sources: Sequence[Source]) -> RunResult | None
         labels=tuple(source.file.fw_path for source in present),
         retry=settings.retry,
         associations=settings.associations,
+        max_associations=settings.max_associations,
         verify=settings.verify,
         skip_existing=settings.skip_existing,
         stow=settings.stow,

@@ -10,9 +10,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..transport.adaptive import pacing_for
 from ..transport.interface import Transport
 from ..transport.outcome import SendItem
-from ..transport.pacing import Fixed, Pacing
+from ..transport.pacing import Pacing
 from ..transport.processes import Sender
 from ..transport.retry import Retrier
 from ..transport.workers import ITEMS_PER_WORKER, Workers
@@ -81,8 +82,8 @@ def transport_for(
     (any other iterable) go over workers when the request allows several
     associations and the sender process was started for it
     (:func:`likely_parallel`): they start with one, and more as the items not yet
-    sent warrant. ``pacing`` decides how many at once (default
-    ``Fixed(request.associations)``).
+    sent warrant. ``pacing`` decides how many at once (default: the request's,
+    :func:`~fw_gear_dicom_send.transport.adaptive.pacing_for`).
     """
     known = isinstance(items, Sequence)
     what = (
@@ -105,10 +106,10 @@ def transport_for(
     assert request.peer is not None
     tls = request.association.tls
     if isinstance(items, Sequence):
-        workers = min(request.associations, max(1, len(items) // ITEMS_PER_WORKER))
+        workers = min(request.most_associations, max(1, len(items) // ITEMS_PER_WORKER))
         parallel = workers > 1
     else:
-        workers = request.associations
+        workers = request.most_associations
         parallel = workers > 1 and connections.started
     log.info(
         "sending %s to %s%s%s",
@@ -117,7 +118,7 @@ def transport_for(
         f" over TLS ({tls.profile.value})" if tls is not None else "",
         (
             f" on {workers} associations at once"
-            if known
+            if known and isinstance(request.associations, int)
             else f" on up to {workers} associations at once"
         )
         if parallel
@@ -133,7 +134,7 @@ def transport_for(
         association=request.association,
         tag=request.tag,
         retry=request.retry,
-        pacing=pacing or Fixed(request.associations),
+        pacing=pacing or pacing_for(request.associations, request.max_associations),
     )
 
 
@@ -143,7 +144,7 @@ def likely_parallel(request: SendRequest, paths: list[Path]) -> bool:
     A few small files go over one association; a folder, many files or a large
     file (an archive, probably) likely over several.
     """
-    if request.peer is None or request.associations < 2:
+    if request.peer is None or request.most_associations < 2:
         return False
     if len(paths) >= 2 * ITEMS_PER_WORKER:
         return True

@@ -13,7 +13,10 @@ from ..settings import (
     COMMIT_LISTEN_PORT,
     COMMIT_TIMEOUT,
     DEFAULT_ASSOCIATIONS,
+    MAX_ASSOCIATIONS,
+    Associations,
     Labels,
+    association_count,
     seconds,
     whole,
 )
@@ -73,8 +76,11 @@ class SendRequest:
     labels: tuple[str, ...] = ()
     """How the report names each path, in order (default: the path itself)."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    associations: int = DEFAULT_ASSOCIATIONS
-    """Associations at once (worker processes); fewer for small sends."""
+    associations: Associations = DEFAULT_ASSOCIATIONS
+    """Associations at once (worker processes); fewer for small sends. ``auto``:
+    as many as the receiver rewards, up to ``max_associations``."""
+    max_associations: int = MAX_ASSOCIATIONS
+    """The most associations ``auto`` opens."""
     already_stored: frozenset[str] = frozenset()
     """SOP Instance UIDs stored by an earlier run: reported, not sent again."""
     skip_existing: bool = False
@@ -95,7 +101,15 @@ class SendRequest:
             raise UsageError("verify and skip-existing ask a DIMSE receiver (C-FIND)")
         if self.stow is not None and self.commit is not None:
             raise UsageError("Storage Commitment asks a DIMSE receiver (N-ACTION)")
-        whole("associations", self.associations, "associations")
+        association_count(self.associations, "associations", typed=True)
+        whole("max_associations", self.max_associations, "max_associations")
+
+    @property
+    def most_associations(self) -> int:
+        """The most associations open at once: the number, or ``auto``'s ceiling."""
+        if isinstance(self.associations, int):
+            return self.associations
+        return self.max_associations
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,267 @@
+"""``--associations auto``: the policy against simulated receivers, on its own clock.
+
+A simulated receiver stores ``per_association`` instances per second on each
+association up to its knee and no more beyond (so, by Little's law, response
+times rise past the knee); it may refuse associations beyond a limit, as
+"local limit exceeded", and answer 0xA7xx beyond some number open. A simulated
+transport obeys the pacing as the real one does: it opens up to the number
+asked (a refused one is reported and not opened), retires the rest, and hands
+over a sample every half second.
+"""
+
+import random
+from dataclasses import dataclass, field
+
+import pytest
+
+from fw_gear_dicom_send.settings import AUTO_ASSOCIATIONS
+from fw_gear_dicom_send.transport.adaptive import Adaptive, pacing_for
+from fw_gear_dicom_send.transport.pacing import SAMPLE_EVERY, Fixed, Refusal, Sample
+
+LIMIT_REASON = "receiver rejected the association: local limit exceeded"
+
+
+@dataclass
+class Receiver:
+    """What a receiver does with n associations open."""
+
+    per_association: float = 45.0
+    """Instances per second one association gets (a 20 ms round trip)."""
+    knee: int = 6
+    """Beyond this many, the rate stays flat."""
+    limit: int | None = None
+    """Associations at once: one more is refused."""
+    busy_beyond: int | None = None
+    """Beyond this many open, a tenth of the answers are 0xA7xx."""
+    noise: float = 0.0
+    """Each half second's rate is off by up to this share, either way."""
+
+    def rate(self, n: int) -> float:
+        return self.per_association * min(n, self.knee)
+
+
+@dataclass
+class Run:
+    """What the simulated transport saw."""
+
+    open: list[tuple[float, int]] = field(default_factory=list)
+    """(time, associations open) at each tick."""
+    asked: list[tuple[float, int]] = field(default_factory=list)
+    """(time, associations the pacing asked for) at each tick."""
+    refused_at: float | None = None
+    out_of_resources: int = 0
+    seconds: float = 0.0
+
+
+def simulate(
+    pacing: Adaptive | Fixed, receiver: Receiver, items: int = 20_000, seed: int = 0
+) -> Run:
+    """Send ``items`` into ``receiver`` as ``pacing`` says; what happened."""
+    tick, noise = 0.01, random.Random(seed)
+    run, wanted, opened = Run(), pacing.start(), 0
+    stored = answered = response = 0.0
+    factor, ticks = 1.0, 0
+    while stored < items:
+        while opened < wanted:  # open one at a time, as the transport does
+            if receiver.limit is not None and opened >= receiver.limit:
+                if run.refused_at is None:
+                    run.refused_at = ticks * tick
+                wanted = pacing.refused(Refusal(LIMIT_REASON, opened))
+                break
+            opened += 1
+        opened = min(opened, wanted)  # retire the rest
+        rate = receiver.rate(opened) * factor
+        answers = rate * tick
+        busy = receiver.busy_beyond is not None and opened > receiver.busy_beyond
+        refusals = answers / 10 if busy else 0.0
+        stored += answers - refusals
+        answered += answers
+        response += answers * opened / rate  # Little's law: n in flight
+        run.out_of_resources += 1 if busy and ticks % 5 == 0 else 0
+        ticks += 1
+        run.open.append((ticks * tick, opened))
+        run.asked.append((ticks * tick, wanted))
+        if ticks % round(SAMPLE_EVERY / tick) == 0:
+            factor = 1 + noise.uniform(-receiver.noise, receiver.noise)
+            sample = Sample(
+                elapsed=ticks * tick,
+                open=opened,
+                stored=int(stored),
+                answered=int(answered),
+                response_seconds=response,
+                out_of_resources=run.out_of_resources,
+                waiting=max(0, items - int(answered) - opened),
+            )
+            wanted = pacing.sample(sample)
+    run.seconds = ticks * tick
+    return run
+
+
+def settled(run: Run) -> int:
+    """Associations open at the end."""
+    return run.open[-1][1]
+
+
+def test_it_settles_near_the_knee() -> None:
+    pacing = Adaptive(16)
+    run = simulate(pacing, Receiver(knee=6))
+    assert 5 <= settled(run) <= 7
+    assert "8 did not raise the rate further" in pacing.summary()
+
+
+@pytest.mark.parametrize("knee", [3, 5, 6, 7, 10, 12])
+@pytest.mark.parametrize("seed", range(4))
+def test_near_the_knee_with_noisy_rates(knee: int, seed: int) -> None:
+    """Rates off by up to 4% either way: apart by less than the margin (10%)."""
+    run = simulate(Adaptive(16), Receiver(knee=knee, noise=0.04), seed=seed)
+    assert knee - 1 <= settled(run) <= knee + 2
+    assert max(n for _, n in run.open) <= 4 * knee
+
+
+def test_never_more_than_the_limit_after_the_first_refusal() -> None:
+    pacing = Adaptive(16)
+    run = simulate(pacing, Receiver(knee=12, limit=3))
+    assert run.refused_at is not None
+    asked = [n for t, n in run.asked if t >= run.refused_at]
+    assert max(asked) <= 3
+    assert settled(run) == 3
+    assert pacing.summary() == (
+        "up to 3 associations (the receiver rejected a 4th: local limit exceeded)"
+    )
+
+
+def test_a_refusal_says_the_receiver_s_reason() -> None:
+    pacing = Adaptive(16)
+    pacing.start()
+    reason = (
+        "association rejected by PACS@10.0.0.5:104 (Rejected Transient, "
+        "Service Provider (Presentation): Local limit exceeded)"
+    )
+    assert pacing.refused(Refusal(reason, 1)) == 1
+    assert pacing.refused(Refusal(reason, 1)) == 1
+    assert pacing.summary() == (
+        "up to 1 association (the receiver rejected a 2nd: Local limit exceeded)"
+    )
+
+
+def test_a_limit_reached_while_doubling_keeps_all_it_allows() -> None:
+    pacing = Adaptive(16)
+    run = simulate(pacing, Receiver(knee=16, limit=6))
+    assert settled(run) == 6
+    assert pacing.summary().startswith(
+        "up to 6 associations (the receiver rejected a 7th"
+    )
+
+
+def test_it_steps_back_on_out_of_resources() -> None:
+    pacing = Adaptive(16)
+    run = simulate(pacing, Receiver(knee=16, busy_beyond=5))
+    assert settled(run) <= 5
+    late = [n for t, n in run.open if t >= run.seconds / 2]
+    assert max(late) <= 5
+    assert "out of resources" in pacing.summary()
+
+
+def test_a_receiver_that_does_not_reward_more_keeps_one_or_two() -> None:
+    pacing = Adaptive(16)
+    run = simulate(pacing, Receiver(knee=1))
+    assert settled(run) <= 2
+    assert max(n for _, n in run.open) <= 8
+    assert pacing.summary() == (
+        "2 associations (the receiver saturated at 8: response times rose, "
+        "the rate did not)"
+    )
+
+
+def test_an_always_rewarding_receiver_gets_the_ceiling_soon() -> None:
+    pacing = Adaptive(16)
+    run = simulate(pacing, Receiver(knee=100))
+    assert settled(run) == 16
+    assert pacing.summary() == "16 associations (the ceiling)"
+    first = next(t for t, n in run.open if n == 16)
+    assert first <= 2.5  # a send of 1000 far images takes about three seconds
+
+
+def test_a_lower_ceiling_is_kept() -> None:
+    run = simulate(Adaptive(5), Receiver(knee=100))
+    assert max(n for _, n in run.open) == 5
+
+
+def test_auto_is_not_slower_than_four_on_these_receivers() -> None:
+    for receiver in (Receiver(knee=6), Receiver(knee=100), Receiver(knee=2)):
+        auto = simulate(Adaptive(16), receiver, items=2000).seconds
+        four = simulate(Fixed(4), receiver, items=2000).seconds
+        assert auto <= four * 1.1, receiver
+
+
+def test_a_rate_that_does_not_rise_without_longer_answers_is_not_saturation() -> None:
+    pacing = Adaptive(16)
+    assert pacing.start() == 2
+    assert pacing.sample(Sample(0.5, 2, 50, 50, 1.0, 0, 1000)) == 8  # 100/s
+    assert pacing.sample(Sample(1.0, 8, 100, 100, 2.0, 0, 1000)) == 8  # window opens
+    # 8: the same rate as 2, the same time for each answer (the sender is the limit)
+    assert pacing.sample(Sample(1.5, 8, 150, 150, 3.0, 0, 1000)) == 8  # once more
+    assert pacing.sample(Sample(2.0, 8, 200, 200, 4.0, 0, 1000)) == 2
+    assert pacing.summary() == "2 associations (8 did not raise the rate)"
+
+
+def test_one_window_caught_in_a_stall_does_not_stop_the_growth() -> None:
+    pacing = Adaptive(16)
+    pacing.start()
+    assert pacing.sample(Sample(0.5, 2, 50, 50, 1.0, 0, 1000)) == 8
+    pacing.sample(Sample(1.0, 8, 100, 100, 2.0, 0, 1000))
+    assert pacing.sample(Sample(1.5, 8, 120, 120, 8.0, 0, 1000)) == 8  # a stall
+    assert pacing.sample(Sample(2.0, 8, 320, 320, 12.0, 0, 1000)) == 16
+
+
+@pytest.mark.parametrize(("response", "then"), [(0.05, 32), (0.1, 16)])
+def test_answers_slower_than_before_grow_by_two(response: float, then: int) -> None:
+    pacing = Adaptive(32)
+    pacing.start()
+    assert pacing.sample(Sample(0.5, 2, 20, 20, 1.0, 0, 1000)) == 8  # 40/s, 50 ms
+    pacing.sample(Sample(1.0, 8, 40, 40, 2.0, 0, 1000))
+    # 8: 160/s, in proportion; answered in 50 ms as before, or in 100 ms
+    assert pacing.sample(Sample(1.5, 8, 120, 120, 2.0 + 80 * response, 0, 1000)) == then
+
+
+def test_associations_that_mostly_send_grow_by_two() -> None:
+    pacing = Adaptive(16)
+    pacing.start()
+    # 100/s over 2, answered in 2 ms: each waits a tenth of the time
+    assert pacing.sample(Sample(0.5, 2, 50, 50, 0.1, 0, 1000)) == 4
+
+
+def test_a_window_opens_once_all_asked_for_are_open() -> None:
+    pacing = Adaptive(16)
+    pacing.start()
+    assert pacing.sample(Sample(0.5, 2, 50, 50, 1.0, 0, 1000)) == 8
+    assert pacing.sample(Sample(1.0, 5, 80, 80, 1.6, 0, 1000)) == 8  # opening
+    assert pacing.sample(Sample(1.5, 8, 110, 110, 2.2, 0, 1000)) == 8  # all open
+    # from 1.5 s: 8 gave four times the rate of 2 (100/s): on to the ceiling
+    assert pacing.sample(Sample(2.0, 8, 310, 310, 6.2, 0, 1000)) == 16
+
+
+def test_the_tail_of_a_send_is_not_judged() -> None:
+    pacing = Adaptive(16)
+    pacing.start()
+    assert pacing.sample(Sample(0.5, 2, 50, 50, 1.0, 0, 0)) == 2
+    assert pacing.sample(Sample(1.0, 2, 100, 100, 2.0, 0, 0)) == 2
+    assert pacing.summary() == "2 associations (the send ended before it settled)"
+
+
+@pytest.mark.parametrize(
+    ("open_", "which"), [(0, "the first"), (3, "a 4th"), (7, "an 8th"), (10, "an 11th")]
+)
+def test_a_refusal_names_the_one_refused(open_: int, which: str) -> None:
+    pacing = Adaptive(16, start=16)
+    pacing.start()
+    pacing.refused(Refusal(LIMIT_REASON, open_))
+    assert f"(the receiver rejected {which}: local limit exceeded)" in pacing.summary()
+
+
+def test_the_settings_make_the_pacing() -> None:
+    assert isinstance(pacing_for(AUTO_ASSOCIATIONS, 16), Adaptive)
+    fixed = pacing_for(4, 16)
+    assert isinstance(fixed, Fixed)
+    assert fixed.start() == 4
+    assert Adaptive(1).start() == 1

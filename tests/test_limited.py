@@ -1,0 +1,107 @@
+"""The receivers that limit associations at once, and ``auto`` into them.
+
+pynetdicom's ``AE.maximum_associations`` and the tests' :class:`LimitingProxy`
+both refuse one association too many as rejected-transient, local limit
+exceeded; a send with ``--associations auto`` into such a receiver stores
+everything.
+"""
+
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from limited import LimitingProxy
+
+from fw_gear_dicom_send import SendRequest, send
+from fw_gear_dicom_send.dicom.samples import write_series
+from fw_gear_dicom_send.dicom.uids import VERIFICATION
+from fw_gear_dicom_send.errors import AssociationError
+from fw_gear_dicom_send.pacs.receiver import StorageReceiver
+from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
+from fw_gear_dicom_send.transport.association import Client, release
+from fw_gear_dicom_send.transport.contexts import FALLBACK_SYNTAXES, Proposal
+from fw_gear_dicom_send.transport.peer import AssociationSettings, Peer
+from fw_gear_dicom_send.transport.retry import RetryPolicy
+
+AE = "STORE-SCP"
+
+
+def _refusal_of_a_fourth(port: int) -> str:
+    """Hold three associations, ask for a fourth: why it was refused."""
+    client = Client(Peer("127.0.0.1", port, AE), AssociationSettings())
+    held = [client.associate([Proposal(VERIFICATION, FALLBACK_SYNTAXES)])]
+    try:
+        for _ in range(2):
+            held.append(client.associate([Proposal(VERIFICATION, FALLBACK_SYNTAXES)]))
+        with pytest.raises(AssociationError) as refused:
+            client.associate([Proposal(VERIFICATION, FALLBACK_SYNTAXES)])
+        assert refused.value.transient
+        return str(refused.value).replace(str(port), "PORT")
+    finally:
+        for assoc in held:
+            release(assoc)
+
+
+@pytest.fixture
+def unlimited(tmp_path: Path) -> Iterator[StorageReceiver]:
+    with StorageReceiver(tmp_path / "in", ae_title=AE) as scp:
+        yield scp
+
+
+def test_pynetdicom_refuses_a_fourth_as_transient_local_limit(tmp_path: Path) -> None:
+    with StorageReceiver(tmp_path / "in", ae_title=AE, max_associations=3) as scp:
+        reason = _refusal_of_a_fourth(scp.port)
+    assert reason == (
+        f"association rejected by {AE}@127.0.0.1:PORT (Rejected Transient, "
+        "Service Provider (Presentation): Local limit exceeded)"
+    )
+
+
+def test_the_proxy_refuses_a_fourth_as_pynetdicom_does(
+    tmp_path: Path, unlimited: StorageReceiver
+) -> None:
+    with StorageReceiver(tmp_path / "in3", ae_title=AE, max_associations=3) as scp:
+        pynetdicom = _refusal_of_a_fourth(scp.port)
+    with LimitingProxy(unlimited.port, limit=3) as proxy:
+        assert _refusal_of_a_fourth(proxy.port) == pynetdicom
+        assert (proxy.rejected, proxy.most) == (1, 3)
+
+
+def test_the_proxy_holds_the_answers(unlimited: StorageReceiver) -> None:
+    with LimitingProxy(unlimited.port, delay=0.2) as proxy:
+        client = Client(Peer("127.0.0.1", proxy.port, AE), AssociationSettings())
+        started = time.monotonic()
+        assert client.echo() == 0
+    # association accepted, C-ECHO answered, release answered: each 0.2 s late
+    assert time.monotonic() - started >= 0.6
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four series of 60 small instances."""
+    folder = tmp_path_factory.mktemp("many")
+    for seed in "abcd":
+        write_series(folder / seed, 60, seed=f"limited-{seed}", rows=16, columns=16)
+    return folder
+
+
+def test_auto_into_a_receiver_of_three_stores_everything(
+    tmp_path: Path, many: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="fw_gear_dicom_send.transport.adaptive")
+    with StorageReceiver(tmp_path / "in", ae_title=AE, max_associations=3) as scp:
+        result = send(
+            SendRequest(
+                (many,),
+                Peer("127.0.0.1", scp.port, AE),
+                associations="auto",
+                retry=RetryPolicy(budget=20, first_wait=0.1, max_wait=0.5),
+            )
+        )
+        received = {r.sop_instance_uid for r in scp.received}
+    assert result.exit_status is ExitStatus.SUCCESS
+    assert {row.status for row in result.rows} == {InstanceStatus.SENT}
+    assert len(received) == len(result.rows) == 240
+    assert "the receiver rejected a 4th: Local limit exceeded" in caplog.text
