@@ -11,8 +11,6 @@ import re
 from pathlib import Path
 
 from ..errors import UsageError
-from ..gear_reports import instance_report_of, is_completion_report
-from ..sending.report import read_stored
 from ..sending.request import CommitSettings
 from ..settings import (
     ACSE_TIMEOUT,
@@ -340,30 +338,6 @@ def read_password(file: Path) -> str:
     if not password:
         raise UsageError(f"the key password file {file} is empty")
     return password
-
-
-# -- resuming
-
-
-def stored(report: Path) -> frozenset[str]:
-    """``--resume``: the SOP Instance UIDs an earlier run's report says were stored.
-
-    Raises:
-        UsageError: The report cannot be read or is not one of ours; given the
-            gear's completion report, the error names the per-instance report
-            written with it.
-    """
-    try:
-        return read_stored(report, "--resume")
-    except UsageError:
-        if not is_completion_report(report):
-            raise
-    instead = instance_report_of(report)
-    there = "beside it" if instead.is_file() else "written with it (not found)"
-    raise UsageError(
-        f"--resume {report} is the gear's completion report (a row per Flywheel "
-        f"file); give the per-instance report {there}: {instead}"
-    )
 
 
 # -- Storage Commitment

@@ -13,7 +13,9 @@ from ..dicom.provenance import (
     parse_group,
 )
 from ..errors import UsageError
+from ..gear_reports import instance_report_of, is_completion_report
 from ..sending.engine import send
+from ..sending.report import read_stored
 from ..sending.request import SendRequest
 from ..settings import (
     DEFAULT_ASSOCIATIONS,
@@ -157,7 +159,7 @@ def run(args: argparse.Namespace) -> ExitStatus:
         retry=RetryPolicy(
             budget=seconds("retry_time", args.retry_time, "--retry-time")
         ),
-        already_stored=options.stored(args.resume) if args.resume else frozenset(),
+        already_stored=_stored(args.resume) if args.resume else frozenset(),
         associations=association_count(args.associations, "--associations"),
         max_associations=whole(
             "max_associations", args.max_associations, "--max-associations"
@@ -221,3 +223,24 @@ def _work_dir(path: Path | None) -> Path | None:
     except OSError as exc:
         raise UsageError(f"cannot make the --work-dir {path}: {exc.strerror}") from None
     return path
+
+
+def _stored(report: Path) -> frozenset[str]:
+    """``--resume``: the SOP Instance UIDs an earlier run's report says were stored.
+
+    Raises:
+        UsageError: The report cannot be read or is not one of ours; given the
+            gear's completion report, the error names the per-instance report
+            written with it.
+    """
+    try:
+        return read_stored(report, "--resume")
+    except UsageError:
+        if not is_completion_report(report):
+            raise
+    instead = instance_report_of(report)
+    there = "beside it" if instead.is_file() else "written with it (not found)"
+    raise UsageError(
+        f"--resume {report} is the gear's completion report (a row per Flywheel "
+        f"file); give the per-instance report {there}: {instead}"
+    )

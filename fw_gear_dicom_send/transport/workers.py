@@ -224,9 +224,13 @@ class _Run:
             share = queue.shares[number]
             if share.state is State.STARTING:
                 share.state = State.REFUSED
-            # Open for sure: those negotiating may be refused too.
+            # Open, or asked for before it (those the receiver counted first).
             shares = queue.shares.values()
-            open_ = sum(1 for s in shares if s.ready and s.open)
+            open_ = sum(
+                1
+                for s in shares
+                if s.number != number and s.open and (s.ready or s.number < number)
+            )
             self._target = max(1, self._pacing.refused(Refusal(reason, open_)))
         elif kind == "stopped":
             self._why.setdefault(int(rest[0]), str(rest[1]))  # type: ignore[call-overload]
