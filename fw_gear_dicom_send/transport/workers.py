@@ -117,6 +117,8 @@ class _Run:
         self._queue = WorkQueue()
         self._started = time.monotonic()
         self._target = max(1, pacing.start())
+        self._refusals: list[tuple[int, str]] = []
+        """Refusals not yet told to the pacing (:meth:`_tell_refusals`)."""
         self._next = 1
         self._why: dict[int, str] = {}
         self._unsent: list[Unsent] = []
@@ -170,6 +172,7 @@ class _Run:
                         return self._end(())
                     if message:
                         self._handle(message)
+                        self._tell_refusals()
                 if time.monotonic() >= due:
                     self._sample()
                     due = time.monotonic() + SAMPLE_EVERY
@@ -177,6 +180,21 @@ class _Run:
             selector.close()
             if arrivals is not None:
                 arrivals.close()
+
+    def _tell_refusals(self) -> None:
+        """Tell the pacing of each refusal once the workers started before it know.
+
+        The receiver counted those asked for first: a refusal is told once each
+        of them is open or refused too, with the number then open.
+        """
+        shares = self._queue.shares.values()
+        while self._refusals:
+            number, reason = self._refusals[0]
+            if any(s.number < number and s.state is State.STARTING for s in shares):
+                return
+            del self._refusals[0]
+            open_ = sum(1 for s in shares if s.ready and s.open)
+            self._target = max(1, self._pacing.refused(Refusal(reason, open_)))
 
     def _end(self, more: tuple[Unsent, ...]) -> Ended:
         summary = self._pacing.summary()
@@ -224,14 +242,7 @@ class _Run:
             share = queue.shares[number]
             if share.state is State.STARTING:
                 share.state = State.REFUSED
-            # Open, or asked for before it (those the receiver counted first).
-            shares = queue.shares.values()
-            open_ = sum(
-                1
-                for s in shares
-                if s.number != number and s.open and (s.ready or s.number < number)
-            )
-            self._target = max(1, self._pacing.refused(Refusal(reason, open_)))
+            self._refusals.append((number, reason))
         elif kind == "stopped":
             self._why.setdefault(int(rest[0]), str(rest[1]))  # type: ignore[call-overload]
         elif kind == "exited":
