@@ -1,18 +1,22 @@
 """The send engine: inputs -> probed, tagged instances -> transport -> a row per file.
 
-Used by the command line and the gear alike. Nothing is sent until every input has
-been listed and probed (:mod:`.plan`): that is when the presentation contexts are
-known, and it lets bad input be reported before the first association. Then one
-transport (:mod:`~fw_gear_dicom_send.transport.interface`, picked by
-:mod:`.connections`) sends the items: C-STORE in this process over one
-association, worker processes over several, or STOW-RS. The outcomes are kept by
-item (:class:`.tally.Tally`) and the rows made once the send has ended
-(:func:`.tally.account`), then verified if asked.
+Used by the command line and the gear alike. The inputs are listed, extracted and
+probed while the transport sends (:mod:`.pipeline`): one transport
+(:mod:`~fw_gear_dicom_send.transport.interface`, picked by :mod:`.connections`)
+takes the items as they come, C-STORE in this process over one association,
+worker processes over several, or STOW-RS, and each file is deleted from the
+work folder once its instances' outcomes are final, so that the work folder holds
+at most ``work_budget`` bytes (:mod:`.room`). With ``skip_existing`` everything is
+listed first, then the receiver asked (C-FIND), then the rest sent. The outcomes
+are kept by item (:class:`.tally.Tally`) and the rows made once the send has
+ended (:func:`.tally.account`), then verified if asked.
 """
 
+import itertools
 import logging
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from .. import stopping
@@ -23,28 +27,35 @@ from ..transport.tls import risks
 from ..transport.tls_context import client_context
 from .connections import Connections, likely_parallel, transport_for
 from .inputs import check_paths
-from .plan import prepare, skip_existing
-from .report import Row
+from .pipeline import Fetcher, Pipeline
+from .plan import skip_existing
 from .request import (
     ProgressCallback,
     RunResult,
     SendRequest,
 )
+from .room import Room
 from .tally import Tally, account, maybe_stored
 
 log = logging.getLogger(__name__)
+
+_ITEMS_PER_WORKER = 16
 
 __all__ = ["maybe_stored", "send"]
 
 
 def send(
-    request: SendRequest, on_progress: ProgressCallback | None = None
+    request: SendRequest,
+    on_progress: ProgressCallback | None = None,
+    fetcher: Fetcher | None = None,
 ) -> RunResult:
     """Send every DICOM instance found under the request's paths.
 
     Args:
         request: Inputs, receiver, settings.
         on_progress: Called after each instance has been sent (or failed).
+        fetcher: Brings the inputs to ``request.paths`` first (the gear's
+            downloads); an input it cannot bring has no rows.
 
     Returns:
         One row per input file, in input order.
@@ -52,7 +63,7 @@ def send(
     Raises:
         UsageError: An input does not exist, or the TLS settings cannot be used.
     """
-    paths = check_paths(request.paths)
+    paths = list(request.paths) if fetcher is not None else check_paths(request.paths)
     # TLS files are checked here, before anything is sent.
     stow_tls = request.stow.tls if request.stow is not None else None
     for tls in (request.association.tls if request.peer else None, stow_tls):
@@ -66,7 +77,7 @@ def send(
         request, Sender() if likely_parallel(request, paths) else None
     )
     try:
-        return _run(request, paths, connections, on_progress)
+        return _run(request, paths, connections, on_progress, fetcher)
     finally:
         connections.close()
 
@@ -76,36 +87,38 @@ def _run(
     paths: list[Path],
     connections: Connections,
     on_progress: ProgressCallback | None,
+    fetcher: Fetcher | None,
 ) -> RunResult:
-    """List, probe, send (and verify): the rows of every input file."""
+    """List, probe and send (and verify): the rows of every input file."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(
         prefix="dicom-send-", dir=request.work_dir
     ) as work:
-        rows: list[Row] = []
-        items: list[SendItem] = []
+        first = request.skip_existing and request.peer is not None
+        room = Room(None if first else request.work_budget)
+        pipeline = Pipeline(request, paths, Path(work), room, fetcher)
+        tally = Tally(pipeline.rows, (), started, on_progress, pipeline.release)
         held: dict[int, Outcome] = {}
+        ended = Ended()
         interrupted = False
         try:
-            prepare(paths, Path(work), request, rows, items)
-            if stopping.requested():
-                raise stopping.Interrupted(stopping.received())
-            if request.skip_existing and items and request.peer is not None:
-                held = skip_existing(connections.client(), rows, items)
-        except KeyboardInterrupt:
-            interrupted = True
-        to_send = [item for item in items if item.index not in held]
-        tally = Tally(rows, to_send, started, on_progress)
-        ended = Ended()
-        if to_send and not interrupted:
             try:
-                ended = transport_for(request, connections, to_send).send(
-                    to_send, tally
-                )
+                feed: Iterator[SendItem] = pipeline
+                if first:
+                    held = _list_first(pipeline, connections, tally)
+                    feed = (i for i in pipeline.items if i.index not in held)
+                else:
+                    pipeline.on_item = tally.add
+                    pipeline.start()
+                ended = _send(request, connections, feed, tally)
                 if stopping.requested():  # what was not sent was interrupted
                     raise stopping.Interrupted(stopping.received())
             except KeyboardInterrupt:
                 interrupted = True
+            finally:
+                pipeline.finish(interrupted=interrupted)
+        except KeyboardInterrupt:
+            interrupted = True
         error: str | None
         if interrupted:
             ended, error = Ended(), stopping.INTERRUPTED
@@ -114,14 +127,15 @@ def _run(
             if error is not None:
                 log.error("%s", error)
         rows = account(
-            rows,
-            items,
+            pipeline.rows,
+            pipeline.items,
             {**held, **tally.outcomes},
             tally.in_flight,
             ended,
             error=error,
             interrupted=interrupted,
         )
+        # After the send: verify, if asked.
         stored = any(r.status.stored for r in rows)
         if request.verify and request.peer is not None and stored and not interrupted:
             from .verify import verify_rows  # noqa: PLC0415 - see Connections
@@ -132,3 +146,36 @@ def _run(
                 interrupted = True
         stopping.settle()
     return RunResult(tuple(rows), time.monotonic() - started, error, interrupted)
+
+
+def _list_first(
+    pipeline: Pipeline, connections: Connections, tally: Tally
+) -> dict[int, Outcome]:
+    """List everything, then ask the receiver what it holds (``skip_existing``)."""
+    pipeline.run()
+    if stopping.requested():
+        raise stopping.Interrupted(stopping.received())
+    held = {}
+    if pipeline.items:
+        held = skip_existing(connections.client(), pipeline.rows, pipeline.items)
+    for item in pipeline.items:
+        if item.index in held:
+            pipeline.release(item)
+        else:
+            tally.add(item)
+    return held
+
+
+def _send(
+    request: SendRequest,
+    connections: Connections,
+    feed: Iterator[SendItem],
+    tally: Tally,
+) -> Ended:
+    """Send what the feed brings, once it brings something."""
+    # As many items as would give each association its share decide the transport.
+    head = list(itertools.islice(feed, _ITEMS_PER_WORKER * request.associations))
+    if not head:
+        return Ended()
+    items = itertools.chain(head, feed)
+    return transport_for(request, connections, head).send(items, tally)

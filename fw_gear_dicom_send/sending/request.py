@@ -15,6 +15,7 @@ from ..transport.peer import AssociationSettings, Peer, StowSettings
 from ..transport.retry import RetryPolicy
 from .budget import Limits
 from .report import Row, Summary, summarize
+from .room import DEFAULT_CAPACITY
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,9 @@ class SendRequest:
     stored; an instance it does not show makes the run incomplete."""
     stow: StowSettings | None = None
     """Send by DICOMweb STOW-RS instead of C-STORE."""
+    work_budget: int | None = DEFAULT_CAPACITY
+    """Bytes the work folder holds at once (downloads, archive members); None: no
+    bound. Listing and extraction wait for room (see :mod:`.room`)."""
 
     def __post_init__(self) -> None:
         if (self.peer is None) == (self.stow is None):
