@@ -189,18 +189,19 @@ class Pipeline:
     # -- the producer ----------------------------------------------------------------
     def _produce(self) -> None:
         try:
-            for source, path in enumerate(self._paths):
+            for source, named in enumerate(self._paths):
                 if stopping.requested():
                     break
                 labels = self._request.labels
-                label = labels[source] if source < len(labels) else str(path)
+                label = labels[source] if source < len(labels) else str(named)
+                path = named
                 if self._fetcher is not None:
                     fetched = self._fetcher.fetch(source)
                     if fetched.path is None:
                         continue
                     path = fetched.path
                 else:
-                    fetched = Fetched(path, self._room.lot())
+                    fetched = Fetched(named, self._room.lot())
                 try:
                     self._expand(source, label, path, fetched)
                 finally:
