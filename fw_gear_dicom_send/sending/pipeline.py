@@ -5,8 +5,8 @@ A producer thread takes the inputs in order (each fetched first when a
 (:class:`.inputs.Lister`), probes every file (:class:`.plan.Planner`) and appends
 its row; each instance to send goes into the feed, which the transport iterates
 as items arrive (``__next__`` waits for the next). The feed holds at most
-:data:`WINDOW` bytes not yet taken by the transport, so that archive members are
-extracted just before they are sent.
+:data:`WINDOW` bytes (and a sixteenth of the room) not yet taken by the
+transport, so that archive members are extracted just before they are sent.
 
 Every file the send writes (a member extracted, a download) takes its bytes from
 the work folder's :class:`.room.Room` and is deleted, its bytes given back, as soon
@@ -105,6 +105,8 @@ class Pipeline:
         self._ready = threading.Condition()
         self._feed: deque[SendItem] = deque()
         self._queued = 0
+        capacity = room.capacity
+        self._window = WINDOW if capacity is None else min(WINDOW, capacity // 16)
         self._listed = False
         self._closed = False
         self._holds: dict[int, _Hold] = {}
@@ -252,7 +254,9 @@ class Pipeline:
             self.on_item(item)
         with self._ready:
             while (
-                self._queued >= WINDOW and not self._closed and not stopping.requested()
+                self._queued >= self._window
+                and not self._closed
+                and not stopping.requested()
             ):
                 self._ready.wait(_WAIT)
             self._feed.append(item)

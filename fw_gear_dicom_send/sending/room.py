@@ -5,8 +5,9 @@ extracted) is taken from one :class:`Room` before it is written, and given back
 when the file is deleted. Bytes are taken by *lots*, one per input, in input
 order. A lot waits while the room is full, except the oldest lot still open (the
 head): it always goes on, so the send never waits on itself. Others also leave
-room for what the head has yet to write (its ``expected`` bytes), so that the
-head's growth stays within the bound.
+room for what the head has yet to write (its ``expected`` bytes, and an eighth of
+the room for the members it extracts ahead of the send), so that the head's growth
+stays within the bound.
 """
 
 import threading
@@ -82,7 +83,7 @@ class Room:
         head = next(iter(self._open.values()))
         if head is lot:
             return True
-        reserve = max(0, head.expected - head.taken)
+        reserve = max(0, head.expected - head.taken) + self._capacity // 8
         return self._used + n + reserve <= self._capacity
 
     def _take(self, lot: "Lot", n: int) -> None:
