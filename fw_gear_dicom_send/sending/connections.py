@@ -6,14 +6,16 @@ here, or C-STORE over worker processes).
 """
 
 import logging
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..transport.interface import Transport
 from ..transport.outcome import SendItem
+from ..transport.pacing import Fixed, Pacing
 from ..transport.processes import Sender
 from ..transport.retry import Retrier
-from ..transport.workers import Workers
+from ..transport.workers import ITEMS_PER_WORKER, Workers
 from .request import SendRequest
 
 if TYPE_CHECKING:
@@ -21,7 +23,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_ITEMS_PER_WORKER = 16
 _LARGE_INPUT = 32 << 20
 
 
@@ -55,6 +56,11 @@ class Connections:
             self._sender = Sender()
         return self._sender
 
+    @property
+    def started(self) -> bool:
+        """Whether a sender process was started (for a likely parallel send)."""
+        return self._sender is not None
+
     def close(self) -> None:
         """Let the sender process go, if there is one."""
         if self._sender is not None:
@@ -62,17 +68,32 @@ class Connections:
 
 
 def transport_for(
-    request: SendRequest, connections: Connections, items: list[SendItem]
+    request: SendRequest,
+    connections: Connections,
+    items: Iterable[SendItem],
+    pacing: Pacing | None = None,
 ) -> Transport:
-    """The transport for the request: STOW-RS, or C-STORE here or in workers."""
-    size = sum(item.size for item in items) / 1e6
+    """The transport for the request: STOW-RS, or C-STORE here or in workers.
+
+    A list's count decides, as it always has: one association for fewer than
+    ``2 * ITEMS_PER_WORKER`` items, else workers. Items that arrive as they go
+    (any other iterable) go over workers when the request allows several
+    associations and the sender process was started for it
+    (:func:`likely_parallel`): they start with one, and more as the items not yet
+    sent warrant. ``pacing`` decides how many at once (default
+    ``Fixed(request.associations)``).
+    """
+    known = isinstance(items, Sequence)
+    what = (
+        f"{len(items)} instances ({sum(i.size for i in items) / 1e6:.1f} MB)"
+        if isinstance(items, Sequence)
+        else "instances as they come"
+    )
     if request.stow is not None:
         stow = request.stow
         log.info(
-            "sending %d instances (%.1f MB) by STOW-RS to %s, %d per request, "
-            "%d requests at once",
-            len(items),
-            size,
+            "sending %s by STOW-RS to %s, %d per request, %d requests at once",
+            what,
             stow,
             stow.batch,
             stow.parallel,
@@ -82,16 +103,26 @@ def transport_for(
         return Stow(stow, request.tag, Retrier(request.retry))
     assert request.peer is not None
     tls = request.association.tls
-    workers = min(request.associations, max(1, len(items) // _ITEMS_PER_WORKER))
+    if isinstance(items, Sequence):
+        workers = min(request.associations, max(1, len(items) // ITEMS_PER_WORKER))
+        parallel = workers > 1
+    else:
+        workers = request.associations
+        parallel = workers > 1 and connections.started
     log.info(
-        "sending %d instances (%.1f MB) to %s%s%s",
-        len(items),
-        size,
+        "sending %s to %s%s%s",
+        what,
         request.peer,
         f" over TLS ({tls.profile.value})" if tls is not None else "",
-        f" on {workers} associations at once" if workers > 1 else "",
+        (
+            f" on {workers} associations at once"
+            if known
+            else f" on up to {workers} associations at once"
+        )
+        if parallel
+        else "",
     )
-    if workers == 1:
+    if not parallel:
         from ..transport.cstore import CStore  # noqa: PLC0415 - see Connections
 
         return CStore(connections.client(), request.tag, Retrier(request.retry))
@@ -101,7 +132,7 @@ def transport_for(
         association=request.association,
         tag=request.tag,
         retry=request.retry,
-        workers=workers,
+        pacing=pacing or Fixed(request.associations),
     )
 
 
@@ -113,7 +144,7 @@ def likely_parallel(request: SendRequest, paths: list[Path]) -> bool:
     """
     if request.peer is None or request.associations < 2:
         return False
-    if len(paths) >= 2 * _ITEMS_PER_WORKER:
+    if len(paths) >= 2 * ITEMS_PER_WORKER:
         return True
     return any(
         not path.is_file() or path.stat().st_size >= _LARGE_INPUT for path in paths

@@ -10,6 +10,10 @@ a file's own syntax, the file is decoded (decompressed if it is compressed) and 
 in the one it accepted.
 At most 128 contexts fit in one association (PS3.8 9.3.2.2); more SOP classes
 than that are spread over further associations.
+
+Items known up front are planned at once (:func:`plan_batches`). Items that arrive
+one by one are planned as they come (:class:`Growing`): an association proposes
+every pair seen so far, and an item whose pair it did not propose needs a new one.
 """
 
 from collections.abc import Iterable, Sequence
@@ -86,6 +90,71 @@ def plan_batches(items: Sequence[T], limit: int = MAX_CONTEXTS) -> list[Batch[T]
     if members:
         batches.append(Batch(tuple(proposals), tuple(members)))
     return batches
+
+
+class Fixed:
+    """The contexts of one batch planned up front: they cover all its items.
+
+    Args:
+        proposals: The batch's contexts.
+    """
+
+    def __init__(self, proposals: Sequence[Proposal]) -> None:
+        self._proposals = list(proposals)
+
+    def covers(self, item: HasSyntax) -> bool:
+        """True: the batch was planned for its items."""
+        return True
+
+    def proposals(self, item: HasSyntax) -> list[Proposal]:
+        """The batch's contexts."""
+        return self._proposals
+
+
+class Growing:
+    """The contexts of items that arrive one by one: every pair seen so far.
+
+    The next association proposes the contexts of every (SOP Class, transfer
+    syntax) pair seen (:func:`proposals_for` each class), the item's class first
+    and then the classes seen most recently, whole classes up to ``limit``
+    contexts. So a pair first seen late costs one new association, and so does
+    an item whose class did not fit in the current one (more than ``limit``
+    contexts seen in all).
+
+    Args:
+        limit: Contexts per association.
+    """
+
+    def __init__(self, limit: int = MAX_CONTEXTS) -> None:
+        self._limit = limit
+        self._seen: dict[str, list[str]] = {}
+        """Syntaxes by SOP Class, classes most recently seen last."""
+        self._proposed: set[tuple[str, str]] = set()
+
+    def covers(self, item: HasSyntax) -> bool:
+        """Whether the current association proposed the item's own pair."""
+        return (item.sop_class_uid, item.transfer_syntax) in self._proposed
+
+    def proposals(self, item: HasSyntax) -> list[Proposal]:
+        """The contexts of the next association, which covers ``item``."""
+        sop_class = item.sop_class_uid
+        syntaxes = self._seen.pop(sop_class, [])
+        if item.transfer_syntax not in syntaxes:
+            syntaxes.append(item.transfer_syntax)
+        self._seen[sop_class] = syntaxes
+        proposals = proposals_for(sop_class, syntaxes)
+        for other in reversed(list(self._seen)):
+            if other == sop_class:
+                continue
+            more = proposals_for(other, self._seen[other])
+            if len(proposals) + len(more) <= self._limit:
+                proposals.extend(more)
+        self._proposed = {
+            (p.abstract_syntax, p.transfer_syntaxes[0])
+            for p in proposals
+            if len(p.transfer_syntaxes) == 1
+        }
+        return proposals
 
 
 def syntax_name(uid: str) -> str:

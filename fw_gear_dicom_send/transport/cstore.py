@@ -1,14 +1,16 @@
-"""C-STORE of a send: batches over associations, retries, one outcome per item.
+"""C-STORE of a send: items over associations as they arrive, retries, outcomes.
 
 :class:`CStore` is the transport (:mod:`.interface`) over associations of this
-process; :func:`store_all` is its loop, which each worker process
-(:mod:`.workers`) runs too.
+process. :func:`store_all` sends batches planned up front; :func:`store_stream`
+sends items as a feed (:mod:`.feed`) gives them, which each worker process
+(:mod:`.workers`) does too. Both run one loop.
 """
 
 import logging
 import os
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 from pynetdicom.association import Association
 
@@ -19,13 +21,16 @@ from ..status import InstanceStatus
 from .association import Client, NoContextAccepted, discard, no_context_reason, release
 from .attempts import Attempts, pause
 from .channel import Channel
-from .contexts import Batch, Proposal, plan_batches
+from .contexts import Batch, Fixed, Growing, Proposal, plan_batches
 from .fastpath import held
+from .feed import Feed, Gap, ListFeed, ThreadFeed
 from .interface import Ended, Events, unsent
 from .outcome import Outcome, SendItem
 from .retry import Retrier
 
 log = logging.getLogger(__name__)
+
+_Done = tuple[SendItem, Outcome]
 
 
 class CStore:
@@ -42,34 +47,65 @@ class CStore:
         self._tag = tag
         self._retrier = retrier
 
-    def send(self, items: Sequence[SendItem], events: Events) -> Ended:
-        """Send every item (:func:`store_all`), telling ``events``.
+    def send(self, items: Iterable[SendItem], events: Events) -> Ended:
+        """Send every item (:func:`store_all` or :func:`store_stream`).
+
+        A sequence is planned up front (:func:`.contexts.plan_batches`); any other
+        iterable is sent as it arrives, its presentation contexts growing with it
+        (:class:`.contexts.Growing`).
 
         Returns:
-            If no association could be opened, that reason for the items not
-            reported.
+            If no association could be opened, that reason for the items taken and
+            not reported (those never taken from ``items`` are left to
+            :attr:`.interface.Ended.error`).
 
         Raises:
             KeyboardInterrupt: Interrupted at once; the associations are aborted.
         """
-        reported: set[int] = set()
-        try:
-            for item, outcome in store_all(
+        taken: dict[int, SendItem] = {}
+        if isinstance(items, Sequence):
+            taken = {item.index: item for item in items}
+            outcomes = store_all(
                 self._client,
                 plan_batches(list(items)),
                 self._tag,
                 self._retrier,
                 stop=stopping.requested,
                 on_sent=events.sent,
-            ):
-                reported.add(item.index)
+            )
+        else:
+            outcomes = store_stream(
+                self._client,
+                _Taking(ThreadFeed(items, stopping.requested), taken),
+                self._tag,
+                self._retrier,
+                stop=stopping.requested,
+                on_sent=events.sent,
+            )
+        try:
+            for item, outcome in outcomes:
+                taken.pop(item.index, None)
                 events.outcome(item, outcome)
         except AssociationError as exc:
-            return unsent(str(exc), [i for i in items if i.index not in reported])
+            return unsent(str(exc), list(taken.values()))
         except KeyboardInterrupt:
             self._client.abort_all()  # else a negotiating association keeps us alive
             raise
         return Ended()
+
+
+class _Taking:
+    """A feed that notes each item taken (until its outcome is reported)."""
+
+    def __init__(self, feed: Feed, taken: dict[int, SendItem]) -> None:
+        self._feed = feed
+        self._taken = taken
+
+    def take(self, wait: float | None) -> SendItem | Gap:
+        got = self._feed.take(wait)
+        if not isinstance(got, Gap):
+            self._taken[got.index] = got
+        return got
 
 
 def store_all(
@@ -80,82 +116,194 @@ def store_all(
     *,
     stop: Callable[[], bool] = lambda: False,
     on_sent: Callable[[SendItem], None] | None = None,
-) -> Iterator[tuple[SendItem, Outcome]]:
+) -> Iterator[_Done]:
     """Send batches, one association each; yield the final outcome of every item.
 
-    A transient or ambiguous outcome is tried again after a back-off wait, while
-    the retrier's budget lasts (:mod:`.attempts`). An
-    association lost mid-way (or after a response timeout) is aborted, never used
-    again, and a new one is opened for the rest of its batch; so is one rejected
-    as transient, after a wait. A batch whose contexts the receiver all rejects
-    fails, each item with the reason, and the next batch goes on.
+    Each batch goes as :func:`store_stream` sends, over the contexts planned for
+    it.
 
     Args:
         client: Who sends.
         batches: What, over which presentation contexts.
         tag: The provenance element.
         retrier: The run's retry budget.
-        stop: Whether to stop: once true, no further instance is sent (nor
-            waited for); the one on the wire is answered first.
-        on_sent: Called when an instance's data set has gone out (see
-            :meth:`.fastpath.Channel.store`).
+        stop: Whether to stop (see :func:`store_stream`).
+        on_sent: Called when an instance's data set has gone out.
 
     Raises:
         AssociationError: An association could not be opened; the items not yet
             yielded were not sent.
     """
-    attempts = Attempts(retrier)
+    loop = _Loop(client, tag, retrier, Attempts(retrier), stop, on_sent)
     for batch in batches:
-        pending = deque(batch.items)
-        while pending:
+        if stop():
+            return
+        yield from loop.run(ListFeed(batch.items), Fixed(batch.proposals))
+
+
+def store_stream(
+    client: Client,
+    feed: Feed,
+    tag: ProvenanceTag,
+    retrier: Retrier,
+    *,
+    stop: Callable[[], bool] = lambda: False,
+    on_sent: Callable[[SendItem], None] | None = None,
+    first_refused: Callable[[AssociationError], None] | None = None,
+    give_up: Callable[[], bool] = lambda: False,
+    on_retry: Callable[[SendItem, Outcome], None] | None = None,
+) -> Iterator[_Done]:
+    """Send items as the feed gives them; yield the final outcome of every item.
+
+    The first item goes out as soon as it comes. An association proposes the
+    contexts of every pair seen so far (:class:`.contexts.Growing`); an item
+    whose pair it did not propose is sent over a new one. An association the
+    feed leaves idle for :data:`IDLE` seconds is released, and a new one opened
+    when the next item comes.
+
+    A transient or ambiguous outcome is tried again after a back-off wait, while
+    the retrier's budget lasts (:mod:`.attempts`). An association lost mid-way (or
+    after a response timeout) is aborted, never used again, and a new one is
+    opened for the rest; so is one rejected as transient, after a wait. Items
+    whose contexts the receiver all rejects fail, each with the reason; the others
+    go on.
+
+    Args:
+        client: Who sends.
+        feed: The items, as they arrive.
+        tag: The provenance element.
+        retrier: The run's retry budget.
+        stop: Whether to stop: once true, no further instance is sent (nor
+            waited for); the one on the wire is answered first.
+        on_sent: Called when an instance's data set has gone out (see
+            :meth:`.channel.Channel.store`).
+        first_refused: Told when the first association is refused as transient
+            (before it waits and tries again).
+        give_up: Whether to give up opening the first association (then the
+            items taken are left unsent, not reported).
+        on_retry: Told of an attempt whose outcome is tried again.
+
+    Raises:
+        AssociationError: An association could not be opened; the items taken
+            and not yet yielded were not sent.
+    """
+    loop = _Loop(client, tag, retrier, Attempts(retrier), stop, on_sent)
+    loop.first_refused, loop.give_up, loop.on_retry = first_refused, give_up, on_retry
+    yield from loop.run(feed, Growing())
+
+
+IDLE = 10.0
+"""Seconds an association is kept open while the feed gives nothing."""
+
+
+@dataclass
+class _Loop:
+    """The loop of :func:`store_all` and :func:`store_stream`: what it sends with."""
+
+    client: Client
+    tag: ProvenanceTag
+    retrier: Retrier
+    attempts: Attempts
+    stop: Callable[[], bool]
+    on_sent: Callable[[SendItem], None] | None
+    first_refused: Callable[[AssociationError], None] | None = None
+    give_up: Callable[[], bool] = lambda: False
+    on_retry: Callable[[SendItem, Outcome], None] | None = None
+
+    def run(self, feed: Feed, plan: Fixed | Growing) -> Iterator[_Done]:
+        """Send what the feed gives over associations that ``plan`` proposes."""
+        pending: deque[SendItem] = deque()
+        refused: NoContextAccepted | None = None
+        """The receiver's refusal of every context, while no new pair came."""
+        opened = False
+        while True:
+            if not pending:
+                got = feed.take(None)
+                if isinstance(got, Gap):
+                    return
+                pending.append(got)
+            if refused is not None and plan.covers(pending[0]):
+                item = pending.popleft()
+                reason = no_context_reason(refused.rejected, item)
+                failed = Outcome(InstanceStatus.FAILED, None, reason)
+                yield item, self.attempts.judge(item, failed).outcome
+                continue
             try:
-                assoc = _associate(client, list(batch.proposals), retrier, stop)
+                assoc = _associate(
+                    self.client,
+                    plan.proposals(pending[0]),
+                    self.retrier,
+                    self.stop if opened else self._stop_or_give_up,
+                    None if opened else self.first_refused,
+                )
             except NoContextAccepted as exc:
                 log.warning("%s", exc)
-                for item in pending:
-                    reason = no_context_reason(exc.rejected, item)
-                    failed = Outcome(InstanceStatus.FAILED, None, reason)
-                    yield item, attempts.judge(item, failed).outcome
-                break
+                refused = exc
+                continue
             if assoc is None:
                 return
-            usable = False
-            wait_after = 0.0
-            channel: Channel | None = None
-            try:
-                with held(assoc, client.settings) as channel:
-                    # At least one item per association, so a peer that drops
-                    # every association still lets the loop end.
-                    while True:
-                        item = pending.popleft()
-                        outcome = channel.store(item, tag, on_sent)
-                        usable = not outcome.association_lost
-                        verdict = attempts.judge(item, outcome)
-                        if verdict.wait is None:
-                            yield item, verdict.outcome
-                        else:
-                            log.warning(
-                                "%s: %s; trying again in %.1f s",
-                                os.path.basename(item.path),
-                                outcome.reason,
-                                verdict.wait,
-                            )
-                            pending.appendleft(item)
-                            if usable:
-                                pause(verdict.wait, stop)
-                            else:
-                                wait_after = verdict.wait
-                        if stop() or not (usable and pending and channel.connected):
-                            break
-            finally:
-                # Release only a healthy association: releasing a dead one, or one
-                # interrupted mid-message, would wait for an answer that never comes.
-                if usable and channel is not None and channel.connected:
-                    release(assoc)
-                else:
-                    discard(assoc)
-            if stop() or pause(wait_after, stop):
+            opened, refused = True, None
+            wait_after = yield from self._over(assoc, pending, feed, plan)
+            if self.stop() or pause(wait_after, self.stop):
                 return
+
+    def _stop_or_give_up(self) -> bool:
+        return self.stop() or self.give_up()
+
+    def _over(
+        self,
+        assoc: Association,
+        pending: deque[SendItem],
+        feed: Feed,
+        plan: Fixed | Growing,
+    ) -> Generator[_Done, None, float]:
+        """Send over one association while it serves; the wait before the next."""
+        usable = False
+        wait_after = 0.0
+        channel: Channel | None = None
+        stop = self.stop
+        try:
+            with held(assoc, self.client.settings) as channel:
+                # At least one item per association, so a peer that drops
+                # every association still lets the loop end.
+                while True:
+                    item = pending.popleft()
+                    outcome = channel.store(item, self.tag, self.on_sent)
+                    usable = not outcome.association_lost
+                    verdict = self.attempts.judge(item, outcome)
+                    if verdict.wait is None:
+                        yield item, verdict.outcome
+                    else:
+                        log.warning(
+                            "%s: %s; trying again in %.1f s",
+                            os.path.basename(item.path),
+                            outcome.reason,
+                            verdict.wait,
+                        )
+                        pending.appendleft(item)
+                        if self.on_retry is not None:
+                            self.on_retry(item, outcome)
+                        if usable:
+                            pause(verdict.wait, stop)
+                        else:
+                            wait_after = verdict.wait
+                    if stop() or not (usable and channel.connected):
+                        break
+                    if not pending:
+                        got = feed.take(IDLE)
+                        if isinstance(got, Gap):
+                            break
+                        pending.append(got)
+                    if not plan.covers(pending[0]):
+                        break  # a pair this association did not propose
+        finally:
+            # Release only a healthy association: releasing a dead one, or one
+            # interrupted mid-message, would wait for an answer that never comes.
+            if usable and channel is not None and channel.connected:
+                release(assoc)
+            else:
+                discard(assoc)
+        return wait_after
 
 
 def _associate(
@@ -163,6 +311,7 @@ def _associate(
     proposals: list[Proposal],
     retrier: Retrier,
     stop: Callable[[], bool],
+    refused: Callable[[AssociationError], None] | None = None,
 ) -> Association | None:
     """Open an association; wait and try again while it is refused as transient.
 
@@ -170,6 +319,13 @@ def _associate(
     A receiver that cannot be reached (connection refused or reset, no answer)
     after this run stored something there is restarting: that is transient too.
     Before anything was stored, it is a configuration error, and fails at once.
+
+    Args:
+        client: Who sends.
+        proposals: The contexts to propose.
+        retrier: The run's retry budget.
+        stop: Whether to stop.
+        refused: Told of a transient refusal, before the wait.
 
     Returns:
         The association; None if ``stop()`` turned true meanwhile.
@@ -181,6 +337,8 @@ def _associate(
         except AssociationError as exc:
             if not (exc.transient or (exc.unreachable and retrier.has_stored)):
                 raise
+            if exc.transient and refused is not None:
+                refused(exc)
             waits = waits or retrier.waits()
             wait = next(waits, None)
             if wait is None:

@@ -7,12 +7,17 @@ data set that went out (:meth:`Events.sent`) and of every final outcome
 (:meth:`Events.outcome`), and returns :class:`Ended`: for the items it reported
 nothing of, why they were not sent. The engine drives all three alike.
 
+``items`` is any iterable, whose ``__next__`` may block (the next file is still
+downloading): each item is sent as soon as it arrives. A list (any sequence) is
+known up front, and planned so. A transport that stops early does not drain the
+iterable: the items it never took are covered by :attr:`Ended.error`.
+
 A stop asked for (:mod:`~fw_gear_dicom_send.stopping`) makes a transport send
 nothing more and return once what is on the wire is answered; raised at once
 (``KeyboardInterrupt``), it leaves the transport with its connections closed.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -47,6 +52,9 @@ class Ended:
     unsent: tuple[Unsent, ...] = ()
     """Why items were not sent, first stop first; empty if all were reported (or
     a stop asked for ended the send)."""
+    associations: str = ""
+    """How many associations were used and why no more (the pacing's
+    :meth:`~.pacing.Pacing.summary`); empty if the transport has none to tell."""
 
     @property
     def error(self) -> str | None:
@@ -66,8 +74,8 @@ def unsent(reason: str, items: Sequence[SendItem]) -> Ended:
 class Transport(Protocol):
     """A way of getting instances to the receiver."""
 
-    def send(self, items: Sequence[SendItem], events: Events) -> Ended:
-        """Send every item, telling ``events``; why the rest were not sent.
+    def send(self, items: Iterable[SendItem], events: Events) -> Ended:
+        """Send every item as it arrives, telling ``events``; why the rest were not.
 
         Raises:
             KeyboardInterrupt: Interrupted at once (:class:`.stopping.Interrupted`).

@@ -4,11 +4,13 @@ A :class:`Sender` is a process of its own that imports the sending modules
 (pynetdicom and pydicom) as soon as it starts: started first, it imports on the
 other core while the main process lists and probes the files, which need neither;
 the main process never imports them for a send over several associations. The
-jobs go down a pipe to the sender, which forks each worker as its job comes
-(:func:`run_jobs`); outcomes and log records come straight up from the workers,
-over one pipe that they and the sender share (:class:`_Up`). Each worker
-(:func:`_work`) sends its job's items with :class:`.cstore.CStore`, over a client
-and associations of its own.
+main process sends commands down a pipe to the sender (:func:`relay`): start a
+worker, give a worker items, tell it to finish or to retire. The sender forks each
+worker as it is asked for, with a pipe of its own that it passes the worker's
+commands down. Outcomes and log records come straight up from the workers, over
+one pipe that they and the sender share (:class:`Up`); the sender adds when each
+worker ended (``exited``). Each worker (:mod:`.worker`) sends what it is given
+over a client and associations of its own.
 """
 
 import contextlib
@@ -21,7 +23,7 @@ import os
 import select
 import signal
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
@@ -29,10 +31,8 @@ from typing import Any
 from .. import collector, stopping
 from ..dicom.provenance import ProvenanceTag
 from ..logs import OneLine
-from .interface import Events
-from .outcome import Outcome, SendItem
 from .peer import AssociationSettings, Peer
-from .retry import Retrier, RetryPolicy
+from .retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +42,13 @@ _LENGTH_PREFIX = 4
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """What one worker sends, and how (all picklable)."""
+    """How one worker sends (all picklable); its items come as it goes."""
 
     number: int
     peer: Peer
     association: AssociationSettings
     tag: ProvenanceTag
     retry: RetryPolicy
-    items: tuple[SendItem, ...]
     log_levels: tuple[tuple[str, int], ...]
 
 
@@ -64,11 +63,11 @@ def _context() -> Any:
     if threading.active_count() == 1:
         return multiprocessing.get_context("fork")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["fw_gear_dicom_send.transport.cstore"])
+    context.set_forkserver_preload(["fw_gear_dicom_send.transport.worker"])
     return context
 
 
-class _Up:
+class Up:
     """The way up to the main process, shared by the sender and its workers.
 
     One pipe for all of them: each message is pickled first, then written whole,
@@ -118,7 +117,7 @@ class Sender:
         parent = os.getpid() if context.get_start_method() == "fork" else None
         self._process = context.Process(
             target=_serve,
-            args=(jobs_in, _Up(messages_out, self._lock), self._jobs, parent),
+            args=(jobs_in, Up(messages_out, self._lock), self._jobs, parent),
             name="dicom-send-sender",
         )
         self._process.start()
@@ -127,70 +126,60 @@ class Sender:
         messages_out.close()
         self._used = False
 
-    def run(self, jobs: Sequence[Job], events: Events) -> dict[int, str]:
-        """Have the jobs run; tell ``events`` of each item as its news comes.
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """While the main process drives the sender: a stop is passed on.
 
         A stop asked for (:mod:`~fw_gear_dicom_send.stopping`) is passed on to the
         sender, which passes it on to its workers: they send nothing more, and
         report the answers to what is on the wire.
-
-        Args:
-            jobs: What each worker sends.
-            events: Told when an item's data set has gone out (before its
-                answer comes), and of its final outcome.
-
-        Returns:
-            For each worker that stopped early, why (its items not reported were
-            not sent, or were on the wire if they were said to be sent), in the
-            order they stopped.
-
-        Raises:
-            KeyboardInterrupt: Interrupted at once (:class:`.stopping.Interrupted`).
         """
-        by_index = {item.index: item for job in jobs for item in job.items}
         self._used = True
         cancel = stopping.on_request(self._stop)
         try:
-            for job in jobs:  # one by one: it starts each worker as its job comes
-                self._jobs.send(job)
-            self._jobs.send(None)
-            return self._receive(jobs, by_index, events)
+            yield
         finally:
             cancel()
+
+    def command(self, *message: object) -> None:
+        """Send a command down to the sender.
+
+        ``("start", job)``, ``("give", number, items)``, ``("finish", number)``,
+        ``("retire", number)``; ``("done",)`` last.
+        """
+        self._jobs.send(message)
+
+    @property
+    def messages(self) -> Any:
+        """The pipe up (waitable): log records, and tuples (see :meth:`receive`)."""
+        return self._messages
+
+    def receive(self) -> tuple[Any, ...]:
+        """The next message up: a log record is handled here, and None returned.
+
+        Messages: ``("sent", index)``, ``("outcome", index, outcome, seconds)``,
+        ``("retry", index, status)``, ``("refused", number, reason)``,
+        ``("stopped", number, why)``, ``("exited", number, exit code)``, and
+        ``("end",)`` once every worker has ended.
+
+        Raises:
+            EOFError: The sender is gone (and its workers with it).
+        """
+        message = self._messages.recv()
+        if isinstance(message, logging.LogRecord):
+            logging.getLogger(message.name).handle(message)
+            return ()
+        return tuple(message)
+
+    def died(self) -> str:
+        """Why the sender is gone (after :meth:`receive` raised EOFError)."""
+        self._process.join(timeout=5)
+        return f"sender process ended (exit code {self._process.exitcode})"
 
     def _stop(self) -> None:
         """Pass a stop on to the sender process."""
         if self._process.pid is not None:
             os.kill(self._process.pid, signal.SIGTERM)
-
-    def _receive(
-        self,
-        jobs: Sequence[Job],
-        by_index: dict[int, SendItem],
-        events: Events,
-    ) -> dict[int, str]:
-        stopped: dict[int, str] = {}
-        while True:
-            try:
-                message = self._messages.recv()
-            except EOFError:  # it died: its workers account for nothing more
-                self._process.join(timeout=5)
-                why = f"sender process ended (exit code {self._process.exitcode})"
-                return {job.number: stopped.get(job.number, why) for job in jobs}
-            if isinstance(message, logging.LogRecord):
-                logging.getLogger(message.name).handle(message)
-                continue
-            kind, *rest = message
-            if kind == "outcome":
-                index, outcome = rest
-                events.outcome(by_index[index], outcome)
-            elif kind == "sent":
-                events.sent(by_index[rest[0]])
-            elif kind == "stopped":  # a worker's own reason comes first
-                number, why = rest
-                stopped.setdefault(number, why)
-            else:  # "end": every worker has ended, and said what it did
-                return stopped
 
     def close(self) -> None:
         """Wait for it to end; unused, it is killed (mid-import, likely).
@@ -211,7 +200,7 @@ class Sender:
             self._process.join()
 
 
-def _serve(jobs_in: Any, up: _Up, theirs: Any, parent: int | None) -> None:
+def _serve(jobs_in: Any, up: Up, theirs: Any, parent: int | None) -> None:
     """The sender process: import, then run the jobs that come (if any).
 
     Args:
@@ -230,19 +219,16 @@ def _serve(jobs_in: Any, up: _Up, theirs: Any, parent: int | None) -> None:
         stopping.die_with_parent(parent)
     theirs.close()
     with collector.importing():  # no collection while importing, none scans them again
-        from . import cstore  # noqa: F401, PLC0415 - what this process is for
+        from . import worker  # noqa: F401, PLC0415 - what this process is for
 
-    _log_up(up, ())
+    log_up(up, ())
     try:
-        run_jobs(_received(jobs_in), up, jobs_in)
-    except EOFError:
-        return  # nothing to send over several associations after all
+        relay(jobs_in, up)
     except KeyboardInterrupt:
         return  # the main process was interrupted too, and says so
-    up.put(("end",))
 
 
-def _log_up(up: _Up, levels: tuple[tuple[str, int], ...]) -> None:
+def log_up(up: Up, levels: tuple[tuple[str, int], ...]) -> None:
     """Send this process's log records up, as text (no traceback crosses)."""
     handler = logging.handlers.QueueHandler(up)  # type: ignore[arg-type]
     handler.addFilter(OneLine())
@@ -253,131 +239,82 @@ def _log_up(up: _Up, levels: tuple[tuple[str, int], ...]) -> None:
         logging.getLogger(name).setLevel(level)
 
 
-def _received(conn: Any) -> Iterator[Job]:
-    """The jobs as they come down the pipe, until None."""
-    while (job := conn.recv()) is not None:
-        for name, level in job.log_levels:
-            logging.getLogger(name).setLevel(level)
-        yield job
+def relay(commands: Any, up: Up) -> None:
+    """Run the main process's commands: fork workers, pass their commands down.
 
-
-def run_jobs(jobs: Iterable[Job], up: _Up, watch: Any = None) -> None:
-    """Run each job in a process of its own, which sends its outcomes up.
-
-    A job's worker starts as soon as the job comes, and the job is not kept: the
-    memory of a worker, forked from here, holds its own job only (the 10,000
-    items of a large send are not copied into each of them). A worker that ends
-    otherwise than by returning (killed, or an error it did not expect) is said to
-    have stopped, once it has ended. A stop asked for is passed on to the
-    workers; a job that comes after it is not started.
-
-    Args:
-        jobs: The jobs, as they come.
-        up: The way up.
-        watch: A connection that nothing more is sent down once the jobs have
-            come: if it ends, the main process is gone, and so are the workers.
+    A worker's memory holds what it was given only: the items of a large send
+    stay in the main process. A worker that ends otherwise than by returning
+    (killed, or an error it did not expect) is said to have stopped; every
+    worker's end is said (``exited``) once it has been reaped, after all it said
+    itself. A stop asked for is passed on to the workers, and a worker asked for
+    after it is not started. If the pipe of commands ends before ``done``, the
+    main process is gone, and so are the workers. ``end`` is said once ``done``
+    came and every worker has ended.
 
     Raises:
         KeyboardInterrupt: Interrupted at once; the workers are killed.
     """
     context = _context()
-    processes: dict[int, Any] = {}
-    running: dict[int, Any] = {}  # not yet reaped: their IDs are still theirs
+    running: dict[int, tuple[Any, Any]] = {}  # the process, its pipe down
     stored = context.RawValue(ctypes.c_bool, False)  # by any worker of the run
 
     def stop_workers() -> None:  # a signal handler's: it only signals
-        for process in list(running.values()):
+        for process, _ in list(running.values()):
             os.kill(process.pid, signal.SIGTERM)
 
     cancel = stopping.on_request(stop_workers)
+    done = False
     try:
-        for job in jobs:
-            if stopping.requested():
-                up.put(("stopped", job.number, stopping.INTERRUPTED))
-                continue
-            process = context.Process(
-                target=_work,
-                args=(job, up, os.getpid(), stored),
-                name=f"dicom-send-{job.number}",
-            )
-            process.start()  # which drops its reference to the job
-            processes[job.number] = running[job.number] = process
-            del job
-        _wait(running, up, watch)
+        while not (done and not running):
+            sentinels = {p.sentinel: n for n, (p, _) in running.items()}
+            ready = multiprocessing.connection.wait([commands, *sentinels])
+            if commands in ready:
+                try:
+                    command = commands.recv()
+                except (EOFError, OSError):  # the main process is gone: so are we
+                    return
+                if command[0] == "done":
+                    done = True
+                elif command[0] == "start":
+                    _start(context, command[1], up, stored, running)
+                elif command[1] in running:
+                    with contextlib.suppress(OSError):  # it died: told soon
+                        running[command[1]][1].send((command[0], *command[2:]))
+            for sentinel in ready:
+                if (number := sentinels.get(sentinel)) is not None:
+                    process, down = running.pop(number)
+                    process.join()
+                    down.close()
+                    if process.exitcode:
+                        code = process.exitcode
+                        why = f"worker process {number} ended (exit code {code})"
+                        up.put(("stopped", number, why))
+                    up.put(("exited", number, process.exitcode))
+        up.put(("end",))
     finally:
         cancel()
-        for process in processes.values():
+        for process, _ in running.values():
             if process.is_alive():
                 process.kill()
             process.join(timeout=5)
 
 
-def _wait(running: dict[int, Any], up: _Up, watch: Any) -> None:
-    """Wait for the workers to end; kill them if ``watch`` ends first.
-
-    Each is taken out of ``running`` once it has ended and been reaped.
-    """
-    while running:
-        sentinels = {process.sentinel: number for number, process in running.items()}
-        ready = multiprocessing.connection.wait(
-            [*sentinels, *([watch] if watch is not None else [])]
-        )
-        if watch is not None and watch in ready:
-            try:
-                watch.recv()
-            except (EOFError, OSError):  # the main process is gone: so are we
-                for process in running.values():
-                    process.kill()
-                return
-        for sentinel in ready:
-            number = sentinels.get(sentinel)
-            if number is None:
-                continue
-            process = running[number]
-            process.join()
-            del running[number]
-            if process.exitcode:
-                why = f"worker process {number} ended (exit code {process.exitcode})"
-                up.put(("stopped", number, why))
-
-
-class _Reporting:
-    """A worker's events (:class:`.interface.Events`), sent up as messages."""
-
-    def __init__(self, up: _Up) -> None:
-        self._up = up
-
-    def sent(self, item: SendItem) -> None:
-        """Say that an item's data went out, before its answer is read."""
-        self._up.put(("sent", item.index))
-
-    def outcome(self, item: SendItem, outcome: Outcome) -> None:
-        """Send an item's final outcome up."""
-        self._up.put(("outcome", item.index, outcome))
-
-
-def _work(job: Job, up: _Up, parent: int, stored: Any) -> None:
-    """A worker: send the job's items over associations of its own.
-
-    Each data set that has gone out is said (``sent``) before its answer is
-    read, so that the main process knows which ones the receiver may have
-    stored if the answer never comes. ``stored`` is set, for all the workers,
-    once one of them has stored an instance (see :class:`.retry.Retrier`).
-    """
-    stopping.install_child(stopping.WORKER_GRACE)
-    stopping.die_with_parent(parent)
-    _log_up(up, job.log_levels)
-    from .association import Client  # noqa: PLC0415 - imported by the sender
-    from .cstore import CStore  # noqa: PLC0415 - imported by the sender
-
-    client = Client(job.peer, job.association)
-    transport = CStore(client, job.tag, Retrier(job.retry, stored))
-    try:
-        ended = transport.send(job.items, _Reporting(up))
-    except KeyboardInterrupt:
+def _start(
+    context: Any, job: Job, up: Up, stored: Any, running: dict[int, tuple[Any, Any]]
+) -> None:
+    """Fork a worker for the job, with a pipe of its own for its commands."""
+    if stopping.requested():
         up.put(("stopped", job.number, stopping.INTERRUPTED))
+        up.put(("exited", job.number, 0))
         return
-    if ended.error is not None:
-        up.put(("stopped", job.number, ended.error))
-    elif stopping.requested():
-        up.put(("stopped", job.number, stopping.INTERRUPTED))
+    from .worker import work  # noqa: PLC0415 - imported as the sender started
+
+    down_in, down = context.Pipe(duplex=False)
+    process = context.Process(
+        target=work,
+        args=(job, down_in, up, os.getpid(), stored),
+        name=f"dicom-send-{job.number}",
+    )
+    process.start()
+    down_in.close()
+    running[job.number] = (process, down)

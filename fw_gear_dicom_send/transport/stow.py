@@ -16,7 +16,8 @@ import logging
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -24,11 +25,12 @@ from .. import stopping
 from ..dicom.provenance import ProvenanceTag
 from ..status import InstanceStatus
 from .attempts import Attempts, pause
+from .feed import Gap, ThreadFeed
 from .interface import Ended, Events
 from .outcome import Outcome, SendItem
 from .peer import StowSettings
 from .retry import Retrier, Retry
-from .stow_request import Connection, Part, batches, part_of
+from .stow_request import MAX_BATCH_BYTES, Connection, Part, batches, part_of
 from .stow_response import (
     ALL_STORED,
     NONE_STORED,
@@ -67,56 +69,103 @@ class Stow:
         self._settings = settings
         self._batches = _Batches(settings, tag, retrier, stopping.requested)
 
-    def send(self, items: Sequence[SendItem], events: Events) -> Ended:
-        """Send every item; tell each final outcome as its batch finishes.
+    def send(self, items: Iterable[SendItem], events: Events) -> Ended:
+        """Send every item as it arrives; tell each final outcome as its batch ends.
 
-        A stop asked for (:mod:`~fw_gear_dicom_send.stopping`) cancels the
-        batches not yet started; those under way are answered first, and those
-        waiting to be tried again are not (not sent; or said to be sent, if an
-        earlier request of theirs broke after it went out). Interrupted at once,
-        the items of the requests under way are said to be sent (the server may
-        have stored them).
+        Items go in requests of ``batch`` (:func:`.stow_request.batches` for a
+        sequence). Items that arrive one by one are gathered into a request
+        until it is full, or until none more came for :data:`GATHER` seconds
+        while a request could go (fewer than ``parallel`` under way), or the
+        input ends: the server is never left idle while items wait. At most
+        ``parallel`` requests are under way at once.
+
+        A stop asked for (:mod:`~fw_gear_dicom_send.stopping`) starts no further
+        request; those under way are answered first, and those waiting to be
+        tried again are not (not sent; or said to be sent, if an earlier request
+        of theirs broke after it went out). Interrupted at once, the items of the
+        requests under way are said to be sent (the server may have stored
+        them).
 
         Raises:
             KeyboardInterrupt: Interrupted at once.
         """
         settings = self._settings
+        under_way: deque[tuple[Future[_Answers], list[SendItem]]] = deque()
         try:
             with ThreadPoolExecutor(
                 max_workers=settings.parallel, thread_name_prefix="stow"
             ) as pool:
-                futures: dict[Future[_Answers], list[SendItem]]
-                futures = {
-                    pool.submit(self._batches.send, batch): batch
-                    for batch in batches(items, settings.batch)
-                }
-
-                def cancel() -> None:
-                    for future in futures:
-                        future.cancel()
-
-                stop = stopping.on_request(cancel)
                 try:
-                    for future in futures:
-                        if future.cancelled():
-                            continue
-                        answers = future.result()
-                        for item, outcome in answers.outcomes:
-                            events.outcome(item, outcome)
-                        for item in answers.maybe_stored:
-                            events.sent(item)
+                    for batch in self._gathered(items, under_way, events):
+                        while len(under_way) >= settings.parallel:
+                            _report(under_way.popleft()[0], events)
+                        if stopping.requested():
+                            break
+                        under_way.append(
+                            (pool.submit(self._batches.send, batch), batch)
+                        )
+                    while under_way:
+                        _report(under_way.popleft()[0], events)
                 except KeyboardInterrupt:
-                    cancel()
-                    for future, batch in futures.items():
+                    for future, batch in under_way:
+                        future.cancel()
                         if future.running():
                             for item in batch:
                                 events.sent(item)
                     raise
-                finally:
-                    stop()
         finally:
             self._batches.close()
         return Ended()
+
+    def _gathered(
+        self,
+        items: Iterable[SendItem],
+        under_way: "deque[tuple[Future[_Answers], list[SendItem]]]",
+        events: Events,
+    ) -> Iterator[list[SendItem]]:
+        """The requests' batches, as the items arrive; answers told meanwhile."""
+        size = self._settings.batch
+        if isinstance(items, Sequence):
+            yield from batches(items, size)
+            return
+        feed = ThreadFeed(items, stopping.requested)
+        batch: list[SendItem] = []
+        total = 0
+        while True:
+            while under_way and under_way[0][0].done():
+                _report(under_way.popleft()[0], events)
+            got = feed.take(GATHER)
+            if got is Gap.END:
+                break
+            if got is Gap.IDLE:
+                if batch and len(under_way) < self._settings.parallel:
+                    yield batch
+                    batch, total = [], 0
+                continue
+            assert not isinstance(got, Gap)
+            if batch and total + got.size > MAX_BATCH_BYTES:
+                yield batch
+                batch, total = [], 0
+            batch.append(got)
+            total += got.size
+            if len(batch) >= size:
+                yield batch
+                batch, total = [], 0
+        if batch:
+            yield batch
+
+
+GATHER = 0.05
+"""Seconds without a new item after which a partial request goes, if it can."""
+
+
+def _report(future: "Future[_Answers]", events: Events) -> None:
+    """Wait for a request's answers; tell each item's."""
+    answers = future.result()
+    for item, outcome in answers.outcomes:
+        events.outcome(item, outcome)
+    for item in answers.maybe_stored:
+        events.sent(item)
 
 
 @dataclass(frozen=True, slots=True)

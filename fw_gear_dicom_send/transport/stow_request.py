@@ -10,7 +10,7 @@ import http.client
 import os
 import secrets
 import ssl
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ..dicom.provenance import ProvenanceTag
@@ -21,7 +21,7 @@ from .wire import Payload
 _CRLF = b"\r\n"
 _BUFFER = 1 << 20
 _MAX_RESPONSE = 64 << 20
-_MAX_BATCH_BYTES = 256 << 20
+MAX_BATCH_BYTES = 256 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,12 +164,12 @@ class Connection:
                 remaining -= n
 
 
-def batches(items: Sequence[SendItem], size: int) -> Iterator[list[SendItem]]:
+def batches(items: Iterable[SendItem], size: int) -> Iterator[list[SendItem]]:
     """Items in order, ``size`` at a time and at most 256 MB a batch (at least one)."""
     batch: list[SendItem] = []
     total = 0
     for item in items:
-        if batch and (len(batch) >= size or total + item.size > _MAX_BATCH_BYTES):
+        if batch and (len(batch) >= size or total + item.size > MAX_BATCH_BYTES):
             yield batch
             batch, total = [], 0
         batch.append(item)

@@ -1,0 +1,90 @@
+"""One worker process of a parallel send: it sends what the main process gives it.
+
+The main process gives a worker a few items at a time (:mod:`.work_queue`), down
+a pipe that the sender process passes on (:mod:`.processes`); the worker sends
+them as they come (:func:`.cstore.store_stream`, its feed a
+:class:`.feed.PipeFeed`) over a client and associations of its own, and tells
+the main process of every item straight up the shared pipe: its data went out
+(``sent``), its final outcome with the seconds from going out to the answer
+(``outcome``), an answer tried again (``retry``), and a refusal of its first
+association (``refused``). Told to finish, it sends what it holds and ends; told
+to retire, it finishes the item on the wire, releases and ends (what it held
+goes back to the main process's queue).
+"""
+
+import time
+from typing import Any
+
+from .. import stopping
+from ..errors import AssociationError
+from .association import Client
+from .cstore import store_stream
+from .feed import PipeFeed
+from .outcome import Outcome, SendItem
+from .processes import Job, Up, log_up
+from .retry import Retrier
+
+
+class _Reporting:
+    """A worker's news, sent up as messages."""
+
+    def __init__(self, up: Up, number: int) -> None:
+        self._up = up
+        self._number = number
+        self._sent_at: dict[int, float] = {}
+
+    def sent(self, item: SendItem) -> None:
+        """Say that an item's data went out, before its answer is read."""
+        self._sent_at[item.index] = time.monotonic()
+        self._up.put(("sent", item.index))
+
+    def outcome(self, item: SendItem, outcome: Outcome) -> None:
+        """Send an item's final outcome up, with its response time."""
+        sent = self._sent_at.pop(item.index, None)
+        seconds = time.monotonic() - sent if sent is not None else 0.0
+        self._up.put(("outcome", item.index, outcome, seconds))
+
+    def retry(self, item: SendItem, outcome: Outcome) -> None:
+        """Say that an answer is tried again (its status, if it had one)."""
+        self._sent_at.pop(item.index, None)
+        self._up.put(("retry", item.index, outcome.dimse_status))
+
+    def refused(self, exc: AssociationError) -> None:
+        """Say that the first association was refused as transient."""
+        self._up.put(("refused", self._number, str(exc)))
+
+
+def work(job: Job, down: Any, up: Up, parent: int, stored: Any) -> None:
+    """A worker: send the items given down ``down`` over associations of its own.
+
+    ``stored`` is set, for all the workers, once one of them has stored an
+    instance (see :class:`.retry.Retrier`).
+    """
+    stopping.install_child(stopping.WORKER_GRACE)
+    stopping.die_with_parent(parent)
+    log_up(up, job.log_levels)
+    client = Client(job.peer, job.association)
+    feed = PipeFeed(down, stopping.requested)
+    reporting = _Reporting(up, job.number)
+    try:
+        for item, outcome in store_stream(
+            client,
+            feed,
+            job.tag,
+            Retrier(job.retry, stored),
+            stop=stopping.requested,
+            on_sent=reporting.sent,
+            first_refused=reporting.refused,
+            give_up=feed.retired,
+            on_retry=reporting.retry,
+        ):
+            reporting.outcome(item, outcome)
+    except AssociationError as exc:
+        up.put(("stopped", job.number, str(exc)))
+        return
+    except KeyboardInterrupt:
+        client.abort_all()  # else a negotiating association keeps us alive
+        up.put(("stopped", job.number, stopping.INTERRUPTED))
+        return
+    if stopping.requested():
+        up.put(("stopped", job.number, stopping.INTERRUPTED))
