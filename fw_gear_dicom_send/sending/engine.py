@@ -16,7 +16,7 @@ import itertools
 import logging
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 from .. import stopping
@@ -25,6 +25,7 @@ from ..transport.outcome import Outcome, SendItem
 from ..transport.processes import Sender
 from ..transport.tls import risks
 from ..transport.tls_context import client_context
+from ..transport.workers import ITEMS_PER_WORKER
 from .connections import Connections, likely_parallel, transport_for
 from .inputs import check_paths
 from .pipeline import Fetcher, Pipeline
@@ -39,7 +40,6 @@ from .tally import Tally, account, maybe_stored
 
 log = logging.getLogger(__name__)
 
-_ITEMS_PER_WORKER = 16
 
 __all__ = ["maybe_stored", "send"]
 
@@ -103,10 +103,10 @@ def _run(
         interrupted = False
         try:
             try:
-                feed: Iterator[SendItem] = pipeline
+                feed: Pipeline | list[SendItem] = pipeline
                 if first:
                     held = _list_first(pipeline, connections, tally)
-                    feed = (i for i in pipeline.items if i.index not in held)
+                    feed = [i for i in pipeline.items if i.index not in held]
                 else:
                     pipeline.on_item = tally.add
                     pipeline.start()
@@ -169,13 +169,27 @@ def _list_first(
 def _send(
     request: SendRequest,
     connections: Connections,
-    feed: Iterator[SendItem],
+    feed: Pipeline | list[SendItem],
     tally: Tally,
 ) -> Ended:
-    """Send what the feed brings, once it brings something."""
-    # As many items as would give each association its share decide the transport.
-    head = list(itertools.islice(feed, _ITEMS_PER_WORKER * request.associations))
+    """Send what the feed brings, once it brings something.
+
+    Up to as many items as give each association its share are taken first, and
+    their count decides the transport as for a list (it takes the rest as they
+    come). If the work folder's room stops the listing short of that, the
+    transport decides for items that come as they go.
+    """
+    count = ITEMS_PER_WORKER * request.associations
+    if isinstance(feed, list):
+        head, whole = feed, True
+    else:
+        head, whole = feed.peek(count)
     if not head:
         return Ended()
-    items = itertools.chain(head, feed)
-    return transport_for(request, connections, head).send(items, tally)
+    items: Iterable[SendItem] = head
+    if not whole:
+        items = itertools.chain(head, feed)
+    chosen = transport_for(
+        request, connections, head if whole or len(head) >= count else items
+    )
+    return chosen.send(items, tally)

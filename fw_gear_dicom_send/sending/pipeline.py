@@ -18,6 +18,7 @@ are extracted, any other file once probed.
 import logging
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,10 +35,12 @@ from .room import Lot, Room, Shut
 
 log = logging.getLogger(__name__)
 
-__all__ = ["WINDOW", "Fetched", "Fetcher", "Pipeline"]
+__all__ = ["STALL", "WINDOW", "Fetched", "Fetcher", "Pipeline"]
 
 WINDOW = 8 << 20
 """Bytes of instances in the feed, not yet taken by the transport, at most."""
+STALL = 0.1
+"""Seconds without a new item after which :meth:`Pipeline.peek` stops short."""
 _WAIT = 0.1
 
 
@@ -184,6 +187,34 @@ class Pipeline:
             self._ready.notify_all()
             return item
 
+    def peek(self, count: int) -> tuple[list[SendItem], bool]:
+        """Take up to ``count`` items off the feed, waiting for them.
+
+        Returns:
+            The items, and whether they are all there is: the listing ended. It
+            stops short, with what it has, when the next item is slow to come
+            (:data:`STALL`: a download, say) or the work folder's room makes a
+            lot wait (more would come only as these are sent).
+        """
+        head: list[SendItem] = []
+        last = time.monotonic()
+        with self._ready:
+            while len(head) < count:
+                if self._feed:
+                    item = self._feed.popleft()
+                    self._queued -= item.size
+                    head.append(item)
+                    last = time.monotonic()
+                    self._ready.notify_all()
+                    continue
+                if self._listed or self._closed or stopping.requested():
+                    return head, self._listed
+                stalled = time.monotonic() - last > STALL
+                if head and (self._room.waiting or stalled):
+                    break
+                self._ready.wait(_WAIT / 10)
+        return head, False
+
     def release(self, item: SendItem) -> None:
         """The item's outcome is final: its file goes (from the tally's events)."""
         self._done_with.put(item.index)
@@ -238,6 +269,7 @@ class Pipeline:
                 with self._ready:
                     self._holds[item.index] = _Hold(entry.path, lot)
                     self._held_paths.add(entry.path)
+                self._room.hold()
             self._feed_item(item)
 
     def _feed_item(self, item: SendItem) -> None:
@@ -247,6 +279,7 @@ class Pipeline:
                 hold = self._holds.pop(item.index, None)
                 if hold is not None:
                     self._delete(hold.path, hold.lot)
+                    self._room.unhold()
                 return
             if not self._feeding:
                 return
@@ -270,6 +303,7 @@ class Pipeline:
                 hold = self._holds.pop(index, None)
             if hold is not None:
                 self._delete(hold.path, hold.lot)
+                self._room.unhold()
 
     def _delete(self, path: Path, lot: Lot) -> None:
         self._planner.forget(path)

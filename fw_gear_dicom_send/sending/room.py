@@ -3,11 +3,12 @@
 Every byte a send writes to its work folder (a download, an archive member
 extracted) is taken from one :class:`Room` before it is written, and given back
 when the file is deleted. Bytes are taken by *lots*, one per input, in input
-order. A lot waits while the room is full, except the oldest lot still open (the
-head): it always goes on, so the send never waits on itself. Others also leave
-room for what the head has yet to write (its ``expected`` bytes, and an eighth of
-the room for the members it extracts ahead of the send), so that the head's growth
-stays within the bound.
+order. A lot waits while the room is full: the files of the instances being sent
+(:meth:`Room.hold`) will make room once their outcomes are final. When none is
+being sent, the oldest lot still open (the head) goes on all the same, so the send
+never waits on itself. Lots after the head also leave room for what the head has
+yet to write (its ``expected`` bytes, and an eighth of the room for the members
+it extracts ahead of the send).
 """
 
 import threading
@@ -35,6 +36,13 @@ class Room:
         self._used = 0
         self._peak = 0
         self._shut = False
+        self._waiting = 0
+        self._sending = 0
+
+    @property
+    def waiting(self) -> bool:
+        """Whether a lot is waiting for room now."""
+        return self._waiting > 0
 
     @property
     def capacity(self) -> int | None:
@@ -64,6 +72,17 @@ class Room:
             self._next += 1
             return lot
 
+    def hold(self) -> None:
+        """Count one more file whose instance is being sent (it will go)."""
+        with self._ready:
+            self._sending += 1
+
+    def unhold(self) -> None:
+        """A file counted by :meth:`hold` is done with."""
+        with self._ready:
+            self._sending -= 1
+            self._ready.notify_all()
+
     def unbind(self) -> None:
         """Let every lot take what it asks from now on (nothing is sent any more)."""
         with self._ready:
@@ -82,7 +101,7 @@ class Room:
             return True
         head = next(iter(self._open.values()))
         if head is lot:
-            return True
+            return self._used + n <= self._capacity or not self._sending
         reserve = max(0, head.expected - head.taken) + self._capacity // 8
         return self._used + n + reserve <= self._capacity
 
@@ -91,7 +110,11 @@ class Room:
             while not self._fits(lot, n):
                 if self._shut:
                     raise Shut
-                self._ready.wait(_WAIT)
+                self._waiting += 1
+                try:
+                    self._ready.wait(_WAIT)
+                finally:
+                    self._waiting -= 1
             if self._shut:
                 raise Shut
             lot.held += n
