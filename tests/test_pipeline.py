@@ -174,8 +174,10 @@ def test_a_slow_stand_in_with_one_stream(
 ) -> None:
     """download_concurrency 1 downloads one file at a time, still sending while
     downloading; every file is complete."""
-    counts = build_session(site, tmp_path / "data", zips=3, images=10, loose=4)
-    site.standin.bandwidth = 2 * MB
+    counts = build_session(
+        site, tmp_path / "data", zips=2, images=10, loose=10, size=256
+    )
+    site.standin.bandwidth = 0.5 * MB
     site.standin.latency = 0.05
     gear.config = old_gear_config(receiver.port, download_concurrency=1)
     gear.destination = {"type": "session", "id": site.session}
