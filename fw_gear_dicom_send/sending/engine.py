@@ -174,22 +174,20 @@ def _send(
 ) -> Ended:
     """Send what the feed brings, once it brings something.
 
-    Up to as many items as give each association its share are taken first, and
-    their count decides the transport as for a list (it takes the rest as they
-    come). If the work folder's room stops the listing short of that, the
+    What is listed within a moment is taken first (:meth:`.Pipeline.peek`). If
+    that is all, or enough to give each association its share, its count decides
+    the transport as for a list (the rest then comes as it goes); otherwise the
     transport decides for items that come as they go.
     """
-    count = ITEMS_PER_WORKER * request.associations
     if isinstance(feed, list):
         head, whole = feed, True
     else:
-        head, whole = feed.peek(count)
+        head, whole = feed.peek()
     if not head:
         return Ended()
     items: Iterable[SendItem] = head
     if not whole:
         items = itertools.chain(head, feed)
-    chosen = transport_for(
-        request, connections, head if whole or len(head) >= count else items
-    )
+    enough = whole or len(head) >= ITEMS_PER_WORKER * request.associations
+    chosen = transport_for(request, connections, head if enough else items)
     return chosen.send(items, tally)

@@ -35,10 +35,13 @@ from .room import Lot, Room, Shut
 
 log = logging.getLogger(__name__)
 
-__all__ = ["STALL", "WINDOW", "Fetched", "Fetcher", "Pipeline"]
+__all__ = ["LEAD", "STALL", "WINDOW", "Fetched", "Fetcher", "Pipeline"]
 
 WINDOW = 8 << 20
 """Bytes of instances in the feed, not yet taken by the transport, at most."""
+LEAD = 0.25
+"""Seconds :meth:`Pipeline.peek` lists before the send starts, at most: a small
+send is listed whole first, and planned as a list."""
 STALL = 0.1
 """Seconds without a new item after which :meth:`Pipeline.peek` stops short."""
 _WAIT = 0.1
@@ -187,19 +190,19 @@ class Pipeline:
             self._ready.notify_all()
             return item
 
-    def peek(self, count: int) -> tuple[list[SendItem], bool]:
-        """Take up to ``count`` items off the feed, waiting for them.
+    def peek(self) -> tuple[list[SendItem], bool]:
+        """Take the items that come within :data:`LEAD` seconds off the feed.
 
         Returns:
-            The items, and whether they are all there is: the listing ended. It
-            stops short, with what it has, when the next item is slow to come
+            The items, and whether they are all there is (the listing ended). It
+            stops sooner, with what it has, when the next item is slow to come
             (:data:`STALL`: a download, say) or the work folder's room makes a
             lot wait (more would come only as these are sent).
         """
         head: list[SendItem] = []
-        last = time.monotonic()
+        started = last = time.monotonic()
         with self._ready:
-            while len(head) < count:
+            while True:
                 if self._feed:
                     item = self._feed.popleft()
                     self._queued -= item.size
@@ -209,11 +212,11 @@ class Pipeline:
                     continue
                 if self._listed or self._closed or stopping.requested():
                     return head, self._listed
-                stalled = time.monotonic() - last > STALL
-                if head and (self._room.waiting or stalled):
-                    break
+                now = time.monotonic()
+                late = now - started > LEAD or now - last > STALL
+                if head and (late or self._room.waiting):
+                    return head, False
                 self._ready.wait(_WAIT / 10)
-        return head, False
 
     def release(self, item: SendItem) -> None:
         """The item's outcome is final: its file goes (from the tally's events)."""
