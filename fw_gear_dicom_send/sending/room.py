@@ -3,12 +3,14 @@
 Every byte a send writes to its work folder (a download, an archive member
 extracted) is taken from one :class:`Room` before it is written, and given back
 when the file is deleted. Bytes are taken by *lots*, one per input, in input
-order. A lot waits while the room is full: the files of the instances being sent
-(:meth:`Room.hold`) will make room once their outcomes are final. When none is
-being sent, the oldest lot still open (the head) goes on all the same, so the send
-never waits on itself. Lots after the head also leave room for what the head has
-yet to write (its ``expected`` bytes, and an eighth of the room for the members
-it extracts ahead of the send).
+order; a lot is *done* once its input is listed. The first lot not done (the
+front: the input being downloaded or listed now) takes while there is room; when
+there is none it waits for the files of the instances being sent
+(:meth:`Room.hold`), whose outcomes will make room, and goes on all the same if
+none is being sent, so that the send never waits on itself. The lots after it
+(downloads ahead) leave room for what the front has yet to download (its
+``expected`` bytes) and a third of the room for the members it extracts ahead of
+the send, so that the transport always has work.
 """
 
 import threading
@@ -97,12 +99,12 @@ class Room:
 
     # -- for lots, under the lock ------------------------------------------------
     def _fits(self, lot: "Lot", n: int) -> bool:
-        if self._capacity is None or not self._open:
+        if self._capacity is None:
             return True
-        head = next(iter(self._open.values()))
-        if head is lot:
+        front = next((o for o in self._open.values() if not o.finished), None)
+        if front is None or front is lot:
             return self._used + n <= self._capacity or not self._sending
-        reserve = max(0, head.expected - head.taken) + self._capacity // 8
+        reserve = max(0, front.expected - front.taken) + self._capacity // 3
         return self._used + n + reserve <= self._capacity
 
     def _take(self, lot: "Lot", n: int) -> None:
