@@ -302,7 +302,8 @@ def test_the_work_folder_stays_within_its_budget(
 
     build_session(site, tmp_path / "data", zips=5, images=30, loose=30, size=256)
     site.standin.bandwidth = 20 * MB
-    hierarchy = Hierarchy(flywheel.Client(site.standin.api_key))
+    client = flywheel.Client(site.standin.api_key)
+    hierarchy = Hierarchy(client)
     files = hierarchy.dicom_files(ContainerRef("session", site.session))
     work = tmp_path / "work"
     paths = destinations(files, work / "downloads")
@@ -316,8 +317,11 @@ def test_the_work_folder_stays_within_its_budget(
         work_budget=budget,
     )
     work.mkdir()
-    with DiskPeak(work) as disk:
-        result = send(request, fetcher=downloads)
+    try:
+        with DiskPeak(work) as disk:
+            result = send(request, fetcher=downloads)
+    finally:
+        client.api_client.rest_client.client.close()  # its keep-alive sockets
     assert {row.status for row in result.rows} == {InstanceStatus.SENT}
     assert len(result.rows) == 5 * 30 + 30
     assert len(receiver.received) == 180
