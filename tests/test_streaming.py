@@ -203,3 +203,72 @@ def test_cstore_of_a_list_plans_every_context_up_front(
     assert cstore(watching).send(items, events).error is None
     assert len(events.outcomes) == 4
     assert watching.associations == 1
+
+
+def test_stow_sends_a_partial_request_while_the_input_waits(tmp_path: Path) -> None:
+    from stowserver import StowServer
+
+    from fw_gear_dicom_send.transport.peer import StowSettings
+    from fw_gear_dicom_send.transport.stow import Stow
+
+    items = [write_item(tmp_path / "in", i) for i in range(25)]
+    first = items[0].info.sop_instance_uid
+    stored_when_ended: list[int] = []
+    with StowServer() as server:
+
+        def gradually() -> Iterator[SendItem]:
+            yield items[0]
+            deadline = time.monotonic() + WAIT
+            while first not in server.stored and time.monotonic() < deadline:
+                time.sleep(0.01)  # waiting on the server's own record
+            yield from items[1:]
+            stored_when_ended.append(len(server.stored))
+
+        events = Events()
+        stow = Stow(
+            StowSettings(server.url, batch=10), ProvenanceTag(), Retrier(RetryPolicy())
+        )
+        result = stow.send(gradually(), events)
+    assert result.error is None
+    assert {o.status for o in events.outcomes.values()} == {InstanceStatus.SENT}
+    assert len(events.outcomes) == 25
+    assert stored_when_ended[0] >= 1  # the first was stored before the input ended
+    assert server.requests[0].uids == [first]  # alone: nothing more had come
+    assert sorted(len(r.uids) for r in server.requests[1:]) == [4, 10, 10]
+
+
+def test_cstore_streams_into_storescp(tmp_path: Path) -> None:
+    from conftest import run_storescp
+
+    items = [write_item(tmp_path / "in", i) for i in range(8)]
+    first = items[0].info.sop_instance_uid
+    peers = run_storescp(tmp_path)
+    peer = next(peers)
+    ended: list[float] = []
+
+    def stored_first() -> float | None:
+        found = list(peer.out_dir.glob(f"*{first}*"))
+        return found[0].stat().st_mtime if found else None
+
+    def gradually() -> Iterator[SendItem]:
+        yield items[0]
+        deadline = time.monotonic() + WAIT
+        while stored_first() is None and time.monotonic() < deadline:
+            time.sleep(0.01)  # waiting on the receiver's own record
+        yield from items[1:]
+        ended.append(time.time())
+
+    try:
+        where = Peer("127.0.0.1", peer.port, peer.ae_title)
+        client = Client(where, AssociationSettings())
+        events = Events()
+        result = CStore(client, ProvenanceTag(), Retrier(RetryPolicy())).send(
+            gradually(), events
+        )
+        assert result.error is None
+        assert {o.status for o in events.outcomes.values()} == {InstanceStatus.SENT}
+        assert len(list(peer.out_dir.iterdir())) == 8
+        first_stored = stored_first()
+        assert first_stored is not None and first_stored < ended[0]
+    finally:
+        next(peers, None)  # stops it

@@ -145,7 +145,9 @@ def _run(
             except KeyboardInterrupt:
                 interrupted = True
         stopping.settle()
-    return RunResult(tuple(rows), time.monotonic() - started, error, interrupted)
+    return RunResult(
+        tuple(rows), time.monotonic() - started, error, interrupted, ended.associations
+    )
 
 
 def _list_first(

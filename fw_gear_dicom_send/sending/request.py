@@ -80,6 +80,9 @@ class RunResult:
     interrupted: bool = False
     """Stopped by SIGINT or SIGTERM (:mod:`~fw_gear_dicom_send.stopping`); the rows
     not sent say so, and the entry point says which signal in its exit status."""
+    associations: str = ""
+    """How many associations the send used and why no more (the pacing's summary,
+    e.g. ``4 associations``); empty if it did not go over worker processes."""
 
     @property
     def summary(self) -> Summary:

@@ -106,7 +106,7 @@ class Fixed:
         """True: the batch was planned for its items."""
         return True
 
-    def proposals(self, item: HasSyntax) -> list[Proposal]:
+    def proposals(self, item: HasSyntax | None) -> list[Proposal]:
         """The batch's contexts."""
         return self._proposals
 
@@ -123,26 +123,41 @@ class Growing:
 
     Args:
         limit: Contexts per association.
+        known: (SOP Class, transfer syntax) pairs known before any item.
     """
 
-    def __init__(self, limit: int = MAX_CONTEXTS) -> None:
+    def __init__(
+        self, limit: int = MAX_CONTEXTS, known: Iterable[tuple[str, str]] = ()
+    ) -> None:
         self._limit = limit
         self._seen: dict[str, list[str]] = {}
         """Syntaxes by SOP Class, classes most recently seen last."""
+        for sop_class, syntax in known:
+            syntaxes = self._seen.setdefault(sop_class, [])
+            if syntax not in syntaxes:
+                syntaxes.append(syntax)
         self._proposed: set[tuple[str, str]] = set()
+
+    @property
+    def known(self) -> bool:
+        """Whether pairs are known (an association can be proposed before an item)."""
+        return bool(self._seen)
 
     def covers(self, item: HasSyntax) -> bool:
         """Whether the current association proposed the item's own pair."""
         return (item.sop_class_uid, item.transfer_syntax) in self._proposed
 
-    def proposals(self, item: HasSyntax) -> list[Proposal]:
-        """The contexts of the next association, which covers ``item``."""
-        sop_class = item.sop_class_uid
-        syntaxes = self._seen.pop(sop_class, [])
-        if item.transfer_syntax not in syntaxes:
-            syntaxes.append(item.transfer_syntax)
-        self._seen[sop_class] = syntaxes
-        proposals = proposals_for(sop_class, syntaxes)
+    def proposals(self, item: HasSyntax | None) -> list[Proposal]:
+        """The contexts of the next association, which covers ``item`` (if any)."""
+        proposals: list[Proposal] = []
+        sop_class = ""
+        if item is not None:
+            sop_class = item.sop_class_uid
+            syntaxes = self._seen.pop(sop_class, [])
+            if item.transfer_syntax not in syntaxes:
+                syntaxes.append(item.transfer_syntax)
+            self._seen[sop_class] = syntaxes
+            proposals = proposals_for(sop_class, syntaxes)
         for other in reversed(list(self._seen)):
             if other == sop_class:
                 continue

@@ -152,6 +152,8 @@ def store_stream(
     first_refused: Callable[[AssociationError], None] | None = None,
     give_up: Callable[[], bool] = lambda: False,
     on_retry: Callable[[SendItem, Outcome], None] | None = None,
+    known: Iterable[tuple[str, str]] = (),
+    on_ready: Callable[[], None] = lambda: None,
 ) -> Iterator[_Done]:
     """Send items as the feed gives them; yield the final outcome of every item.
 
@@ -182,6 +184,11 @@ def store_stream(
         give_up: Whether to give up opening the first association (then the
             items taken are left unsent, not reported).
         on_retry: Told of an attempt whose outcome is tried again.
+        known: (SOP Class, transfer syntax) pairs to propose before any item:
+            then the first association is opened at once, before an item is
+            taken, and ``on_ready`` told once it is open (or refused every
+            context), so that items are given to an open association only.
+        on_ready: See ``known``.
 
     Raises:
         AssociationError: An association could not be opened; the items taken
@@ -189,7 +196,8 @@ def store_stream(
     """
     loop = _Loop(client, tag, retrier, Attempts(retrier), stop, on_sent)
     loop.first_refused, loop.give_up, loop.on_retry = first_refused, give_up, on_retry
-    yield from loop.run(feed, Growing())
+    loop.on_ready = on_ready
+    yield from loop.run(feed, Growing(known=known))
 
 
 IDLE = 10.0
@@ -209,13 +217,39 @@ class _Loop:
     first_refused: Callable[[AssociationError], None] | None = None
     give_up: Callable[[], bool] = lambda: False
     on_retry: Callable[[SendItem, Outcome], None] | None = None
+    on_ready: Callable[[], None] = lambda: None
 
     def run(self, feed: Feed, plan: Fixed | Growing) -> Iterator[_Done]:
-        """Send what the feed gives over associations that ``plan`` proposes."""
+        """Send what the feed gives over associations that ``plan`` proposes.
+
+        A plan that knows pairs before any item (:attr:`.contexts.Growing.known`)
+        has the first association opened before the first item is taken.
+        """
         pending: deque[SendItem] = deque()
         refused: NoContextAccepted | None = None
         """The receiver's refusal of every context, while no new pair came."""
         opened = False
+        if isinstance(plan, Growing) and plan.known:
+            try:
+                assoc = _associate(
+                    self.client,
+                    plan.proposals(None),
+                    self.retrier,
+                    self._stop_or_give_up,
+                    self.first_refused,
+                )
+            except NoContextAccepted as exc:
+                log.warning("%s", exc)
+                refused, assoc = exc, None
+            else:
+                if assoc is None:
+                    return
+                opened = True
+            self.on_ready()
+            if assoc is not None:
+                wait_after = yield from self._over(assoc, pending, feed, plan)
+                if self.stop() or pause(wait_after, self.stop):
+                    return
         while True:
             if not pending:
                 got = feed.take(None)
@@ -258,16 +292,24 @@ class _Loop:
         plan: Fixed | Growing,
     ) -> Generator[_Done, None, float]:
         """Send over one association while it serves; the wait before the next."""
-        usable = False
+        usable = True
         wait_after = 0.0
         channel: Channel | None = None
         stop = self.stop
         try:
             with held(assoc, self.client.settings) as channel:
-                # At least one item per association, so a peer that drops
-                # every association still lets the loop end.
+                # An association opened for an item sends it at least, so a peer
+                # that drops every association still lets the loop end.
                 while True:
+                    if not pending:
+                        got = feed.take(IDLE)
+                        if isinstance(got, Gap):
+                            break
+                        pending.append(got)
+                    if not plan.covers(pending[0]):
+                        break  # a pair this association did not propose
                     item = pending.popleft()
+                    usable = False  # until answered: interrupted, it is dropped
                     outcome = channel.store(item, self.tag, self.on_sent)
                     usable = not outcome.association_lost
                     verdict = self.attempts.judge(item, outcome)
@@ -289,13 +331,6 @@ class _Loop:
                             wait_after = verdict.wait
                     if stop() or not (usable and channel.connected):
                         break
-                    if not pending:
-                        got = feed.take(IDLE)
-                        if isinstance(got, Gap):
-                            break
-                        pending.append(got)
-                    if not plan.covers(pending[0]):
-                        break  # a pair this association did not propose
         finally:
             # Release only a healthy association: releasing a dead one, or one
             # interrupted mid-message, would wait for an answer that never comes.

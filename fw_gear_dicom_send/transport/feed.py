@@ -12,6 +12,7 @@ that the loop can wait for it with a timeout and still see a stop.
 import contextlib
 import enum
 import os
+import pickle
 import queue
 import threading
 import time
@@ -152,7 +153,7 @@ class PipeFeed:
         try:
             while not self._finished and self._conn.poll(wait):
                 wait = 0.0
-                kind, *rest = self._conn.recv()
+                kind, *rest = pickle.loads(self._conn.recv_bytes())  # noqa: S301 - ours
                 if kind == "give":
                     self._items.extend(rest[0])
                 elif kind == "retire":
@@ -163,10 +164,10 @@ class PipeFeed:
         except (EOFError, OSError):  # the main process (or the sender) is gone
             self._finished = True
 
-    def retired(self) -> bool:
-        """Whether the worker was told to retire."""
+    def given_up(self) -> bool:
+        """Whether the worker was told to retire, or to finish with nothing left."""
         self._read(0.0)
-        return self._retired
+        return self._retired or (self._finished and not self._items)
 
     def take(self, wait: float | None) -> SendItem | Gap:
         """The next item given; IDLE after ``wait`` seconds; or END."""

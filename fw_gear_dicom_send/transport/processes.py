@@ -20,6 +20,7 @@ import logging.handlers
 import multiprocessing
 import multiprocessing.connection
 import os
+import pickle
 import select
 import signal
 import threading
@@ -50,6 +51,9 @@ class Job:
     tag: ProvenanceTag
     retry: RetryPolicy
     log_levels: tuple[tuple[str, int], ...]
+    known: tuple[tuple[str, str], ...] = ()
+    """(SOP Class, transfer syntax) pairs of the send seen so far: its first
+    association proposes them, before it is given an item."""
 
 
 def _context() -> Any:
@@ -99,9 +103,9 @@ class Up:
 
 
 class Sender:
-    """The process that runs the jobs, forking their workers (:func:`run_jobs`).
+    """The process that forks the workers and passes them commands (:func:`relay`).
 
-    It imports the sending modules as soon as it starts, then waits for the jobs.
+    It imports the sending modules as soon as it starts, then waits for commands.
     Outcomes and log records come straight from the workers over one pipe. Start
     it before listing and probing; :meth:`close` it in any case.
     """
@@ -141,13 +145,19 @@ class Sender:
         finally:
             cancel()
 
-    def command(self, *message: object) -> None:
+    def command(self, kind: str, *args: object) -> None:
         """Send a command down to the sender.
 
-        ``("start", job)``, ``("give", number, items)``, ``("finish", number)``,
-        ``("retire", number)``; ``("done",)`` last.
+        ``("start", job)``; for a worker, ``("give", number, items)``,
+        ``("finish", number)``, ``("retire", number)``, pickled here once for
+        the worker (the sender passes the bytes on as they are); ``("done",)``
+        last.
         """
-        self._jobs.send(message)
+        if kind in {"start", "done"}:
+            self._jobs.send((kind, *args))
+        else:
+            number, *rest = args
+            self._jobs.send((kind, number, pickle.dumps((kind, *rest))))
 
     @property
     def messages(self) -> Any:
@@ -155,10 +165,11 @@ class Sender:
         return self._messages
 
     def receive(self) -> tuple[Any, ...]:
-        """The next message up: a log record is handled here, and None returned.
+        """The next message up: a log record is handled here (and ``()`` returned).
 
-        Messages: ``("sent", index)``, ``("outcome", index, outcome, seconds)``,
-        ``("retry", index, status)``, ``("refused", number, reason)``,
+        Messages: ``("ready", number)``, ``("sent", index)``,
+        ``("outcome", index, outcome, seconds)``, ``("retry", index, status)``,
+        ``("refused", number, reason)``, ``("closed", number)``,
         ``("stopped", number, why)``, ``("exited", number, exit code)``, and
         ``("end",)`` once every worker has ended.
 
@@ -201,10 +212,10 @@ class Sender:
 
 
 def _serve(jobs_in: Any, up: Up, theirs: Any, parent: int | None) -> None:
-    """The sender process: import, then run the jobs that come (if any).
+    """The sender process: import, then run the commands that come (if any).
 
     Args:
-        jobs_in: Its end of the pipe of jobs.
+        jobs_in: Its end of the pipe of commands.
         up: The way up, for its workers and itself.
         theirs: The main process's end of the pipe of jobs, which a forked child
             holds a copy of: closed at once, or this end would never see the end
@@ -279,7 +290,7 @@ def relay(commands: Any, up: Up) -> None:
                     _start(context, command[1], up, stored, running)
                 elif command[1] in running:
                     with contextlib.suppress(OSError):  # it died: told soon
-                        running[command[1]][1].send((command[0], *command[2:]))
+                        running[command[1]][1].send_bytes(command[2])
             for sentinel in ready:
                 if (number := sentinels.get(sentinel)) is not None:
                     process, down = running.pop(number)

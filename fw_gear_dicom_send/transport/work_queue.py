@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 from .outcome import SendItem
 
-HOLD = 4
-"""Items a worker holds at most (one, until its first has gone out)."""
+HOLD = 8
+"""Items a worker holds at most (none until its first association is open); it
+is given more once it holds half as many."""
 
 
 class State(enum.Enum):
@@ -27,7 +28,7 @@ class State(enum.Enum):
     REFUSED = "refused"
     """Its first association was refused as transient; it tries again."""
     SENDING = "sending"
-    """Its data went out at least once."""
+    """Its first association is open: it is given items."""
     RETIRING = "retiring"
     """Told to stop: it finishes the item on the wire, then ends."""
     ENDED = "ended"
@@ -45,12 +46,16 @@ class Share:
     """Gone out, not answered."""
     series: str = ""
     """The series it was last given items of."""
-    told_to_finish: bool = False
+    ready: bool = False
+    """Whether its first association opened."""
+    closed: bool = False
+    """Whether it said it has let its last association go (it is ending)."""
 
     @property
     def open(self) -> bool:
         """Whether its association is open or negotiating (retiring: still open)."""
-        return self.state in {State.STARTING, State.SENDING, State.RETIRING}
+        states = {State.STARTING, State.SENDING, State.RETIRING}
+        return self.state in states and not self.closed
 
     @property
     def alive(self) -> bool:
@@ -77,6 +82,8 @@ class WorkQueue:
         self.shares: dict[int, Share] = {}
         self._owner: dict[int, int] = {}
         """The worker holding or flying each item given, by item index."""
+        self.pairs: dict[tuple[str, str], None] = {}
+        """Every (SOP Class, transfer syntax) pair seen, in order."""
 
     @property
     def waiting(self) -> int:
@@ -97,6 +104,7 @@ class WorkQueue:
         """An item arrived."""
         self._waiting.setdefault(series_of(item), deque()).append(item)
         self._count += 1
+        self.pairs.setdefault((item.sop_class_uid, item.transfer_syntax))
 
     def drain(self) -> list[SendItem]:
         """Take every item waiting (that no worker will send)."""
@@ -113,11 +121,10 @@ class WorkQueue:
     def top_up(self, number: int) -> list[SendItem]:
         """Items to give the worker now, up to what it may hold; noted as held."""
         share = self.shares[number]
-        if share.state is State.REFUSED or not share.alive:
-            return []
-        limit = self._hold if share.state is State.SENDING else 1
+        if share.state is not State.SENDING or len(share.held) > self._hold // 2:
+            return []  # not open yet, or enough for now: a few at a time
         given: list[SendItem] = []
-        while len(share.held) < limit and self._count:
+        while len(share.held) < self._hold and self._count:
             run = self._waiting.get(share.series)
             if not run:
                 share.series = self._next_series()
@@ -160,9 +167,14 @@ class WorkQueue:
         item = share.held.pop(index, None)
         if item is not None:
             share.flying[index] = item
+        return share.flying.get(index)
+
+    def ready(self, number: int) -> None:
+        """A worker's first association is open: it may be given items."""
+        share = self.shares[number]
+        share.ready = True
         if share.state in {State.STARTING, State.REFUSED}:
             share.state = State.SENDING
-        return share.flying.get(index)
 
     def answered(self, index: int) -> SendItem | None:
         """An item's final outcome came: the item, if it was given."""

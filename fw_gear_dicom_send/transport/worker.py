@@ -3,13 +3,15 @@
 The main process gives a worker a few items at a time (:mod:`.work_queue`), down
 a pipe that the sender process passes on (:mod:`.processes`); the worker sends
 them as they come (:func:`.cstore.store_stream`, its feed a
-:class:`.feed.PipeFeed`) over a client and associations of its own, and tells
-the main process of every item straight up the shared pipe: its data went out
-(``sent``), its final outcome with the seconds from going out to the answer
-(``outcome``), an answer tried again (``retry``), and a refusal of its first
-association (``refused``). Told to finish, it sends what it holds and ends; told
-to retire, it finishes the item on the wire, releases and ends (what it held
-goes back to the main process's queue).
+:class:`.feed.PipeFeed`) over a client and associations of its own. It opens its
+first association at once, proposing the pairs of the send seen so far, and tells
+the main process straight up the shared pipe: that association is open
+(``ready``: only then is it given items) or was refused (``refused``); an item's
+data went out (``sent``); its final outcome, with the seconds from going out to
+the answer (``outcome``); an answer tried again (``retry``); its last association
+let go (``closed``). Told to finish, it
+sends what it holds and ends; told to retire, it finishes the item on the wire,
+releases and ends (what it held goes back to the main process's queue).
 """
 
 import time
@@ -49,6 +51,10 @@ class _Reporting:
         self._sent_at.pop(item.index, None)
         self._up.put(("retry", item.index, outcome.dimse_status))
 
+    def ready(self) -> None:
+        """Say that the first association is open: items may come."""
+        self._up.put(("ready", self._number))
+
     def refused(self, exc: AssociationError) -> None:
         """Say that the first association was refused as transient."""
         self._up.put(("refused", self._number, str(exc)))
@@ -75,8 +81,10 @@ def work(job: Job, down: Any, up: Up, parent: int, stored: Any) -> None:
             stop=stopping.requested,
             on_sent=reporting.sent,
             first_refused=reporting.refused,
-            give_up=feed.retired,
+            give_up=feed.given_up,
             on_retry=reporting.retry,
+            known=job.known,
+            on_ready=reporting.ready,
         ):
             reporting.outcome(item, outcome)
     except AssociationError as exc:
@@ -86,5 +94,6 @@ def work(job: Job, down: Any, up: Up, parent: int, stored: Any) -> None:
         client.abort_all()  # else a negotiating association keeps us alive
         up.put(("stopped", job.number, stopping.INTERRUPTED))
         return
+    up.put(("closed", job.number))
     if stopping.requested():
         up.put(("stopped", job.number, stopping.INTERRUPTED))

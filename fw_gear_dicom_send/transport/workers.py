@@ -22,7 +22,7 @@ when none is left the rest are not sent, for the first failure's reason.
 """
 
 import logging
-import multiprocessing.connection
+import selectors
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -90,8 +90,8 @@ class Workers:
         )
         peer, association, tag, retry = self._job
 
-        def job(number: int) -> Job:
-            return Job(number, peer, association, tag, retry, levels)
+        def job(number: int, known: tuple[tuple[str, str], ...]) -> Job:
+            return Job(number, peer, association, tag, retry, levels, known)
 
         run = _Run(self._sender, self._pacing, events, job)
         with self._sender.session():
@@ -108,7 +108,7 @@ class _Run:
         sender: Sender,
         pacing: Pacing,
         events: Events,
-        job: Callable[[int], Job],
+        job: Callable[[int, tuple[tuple[str, str], ...]], Job],
     ) -> None:
         self._sender = sender
         self._pacing = pacing
@@ -137,23 +137,29 @@ class _Run:
             arrivals = Arrivals(items)
         due = self._started + SAMPLE_EVERY
         messages = self._sender.messages
+        selector = selectors.DefaultSelector()  # one for the run: no set-up per wake
+        selector.register(messages, selectors.EVENT_READ)
+        if arrivals is not None:
+            selector.register(arrivals.fileno(), selectors.EVENT_READ)
         try:
             while True:
                 self._steer()
                 reading = arrivals is not None and not self._input_done
                 if reading and (stopping.requested() or self._done_said):
-                    reading = False
-                waiting_on = [messages]
-                if reading and arrivals is not None:
-                    waiting_on.append(arrivals.fileno())
-                ready = multiprocessing.connection.wait(
-                    waiting_on, timeout=max(0.0, due - time.monotonic())
-                )
-                if arrivals is not None and reading and arrivals.fileno() in ready:
+                    assert arrivals is not None
+                    selector.unregister(arrivals.fileno())
+                    self._input_done = True  # nothing more is read
+                ready = {
+                    key.fd
+                    for key, _ in selector.select(max(0.0, due - time.monotonic()))
+                }
+                if arrivals is not None and arrivals.fileno() in ready:
                     for item in arrivals.take():
                         self._queue.add(item)
-                    self._input_done = arrivals.ended
-                while messages in ready and messages.poll():
+                    if arrivals.ended:
+                        selector.unregister(arrivals.fileno())
+                        self._input_done = True
+                while messages.fileno() in ready and messages.poll():
                     try:
                         message = self._sender.receive()
                     except EOFError:  # it died: its workers account for nothing more
@@ -168,6 +174,7 @@ class _Run:
                     self._sample()
                     due = time.monotonic() + SAMPLE_EVERY
         finally:
+            selector.close()
             if arrivals is not None:
                 arrivals.close()
 
@@ -206,6 +213,10 @@ class _Run:
                 self._response += seconds
                 self._busy += _busy(outcome.dimse_status)
                 events.outcome(item, outcome)
+        elif kind == "closed":
+            queue.shares[int(rest[0])].closed = True  # type: ignore[call-overload]
+        elif kind == "ready":
+            queue.ready(int(rest[0]))  # type: ignore[call-overload]
         elif kind == "retry":
             self._busy += _busy(rest[1])
         elif kind == "refused":
@@ -213,8 +224,9 @@ class _Run:
             share = queue.shares[number]
             if share.state is State.STARTING:
                 share.state = State.REFUSED
+            # Open for sure: those negotiating may be refused too.
             shares = queue.shares.values()
-            open_ = sum(1 for s in shares if s.open and s.number != number)
+            open_ = sum(1 for s in shares if s.ready and s.open)
             self._target = max(1, self._pacing.refused(Refusal(reason, open_)))
         elif kind == "stopped":
             self._why.setdefault(int(rest[0]), str(rest[1]))  # type: ignore[call-overload]
@@ -243,7 +255,8 @@ class _Run:
             warrant = max(1, queue.unsent // ITEMS_PER_WORKER)
             while len(alive) < min(self._target, warrant) and queue.waiting:
                 alive.append(queue.start(self._next))
-                self._sender.command("start", self._job(self._next))
+                known = tuple(queue.pairs)
+                self._sender.command("start", self._job(self._next, known))
                 self._next += 1
         # The refused first, then those not yet sending, the newest first.
         order = {State.REFUSED: 0, State.STARTING: 1, State.SENDING: 2}
