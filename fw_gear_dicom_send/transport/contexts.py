@@ -92,7 +92,7 @@ def plan_batches(items: Sequence[T], limit: int = MAX_CONTEXTS) -> list[Batch[T]
     return batches
 
 
-class Fixed:
+class Planned:
     """The contexts of one batch planned up front: they cover all its items.
 
     Args:

@@ -21,7 +21,7 @@ from ..status import InstanceStatus
 from .association import Client, NoContextAccepted, discard, no_context_reason, release
 from .attempts import Attempts, pause
 from .channel import Channel
-from .contexts import Batch, Fixed, Growing, Proposal, plan_batches
+from .contexts import Batch, Growing, Planned, Proposal, plan_batches
 from .fastpath import held
 from .feed import Feed, Gap, ListFeed, ThreadFeed
 from .interface import Ended, Events, unsent
@@ -138,7 +138,7 @@ def store_all(
     for batch in batches:
         if stop():
             return
-        yield from loop.run(ListFeed(batch.items), Fixed(batch.proposals))
+        yield from loop.run(ListFeed(batch.items), Planned(batch.proposals))
 
 
 def store_stream(
@@ -219,7 +219,7 @@ class _Loop:
     on_retry: Callable[[SendItem, Outcome], None] | None = None
     on_ready: Callable[[], None] = lambda: None
 
-    def run(self, feed: Feed, plan: Fixed | Growing) -> Iterator[_Done]:
+    def run(self, feed: Feed, plan: Planned | Growing) -> Iterator[_Done]:
         """Send what the feed gives over associations that ``plan`` proposes.
 
         A plan that knows pairs before any item (:attr:`.contexts.Growing.known`)
@@ -289,7 +289,7 @@ class _Loop:
         assoc: Association,
         pending: deque[SendItem],
         feed: Feed,
-        plan: Fixed | Growing,
+        plan: Planned | Growing,
     ) -> Generator[_Done, None, float]:
         """Send over one association while it serves; the wait before the next."""
         usable = True
