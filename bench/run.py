@@ -619,6 +619,14 @@ def arguments() -> argparse.Namespace:
         help="only the race of --associations auto (bench/adaptive.py)",
     )
     parser.add_argument(
+        "--session",
+        action="store_true",
+        help="only the session line (bench/session.py), into session.md",
+    )
+    parser.add_argument(
+        "--compare", type=Path, help="the session line's job by this tree's run.py too"
+    )
+    parser.add_argument(
         "--receivers",
         default="storescp,delayed,orthanc",
         help="which receivers to race into (comma-separated; default all)",
@@ -653,6 +661,20 @@ def main() -> None:
     compileall.compile_dir(ROOT / "fw_gear_dicom_send", quiet=1)
     samples: list[Sample] = []
     mem: dict[str, float] = {}
+    if args.session:
+        from session import session_line  # noqa: PLC0415 - bench/session.py
+
+        with tempfile.TemporaryDirectory(dir=TMPFS, prefix="dicom-send-bench-") as tmp:
+            lines = session_line(
+                folder,
+                args.data,
+                Path(tmp),
+                DelayedReceiver,
+                args.runs,
+                compare=args.compare,
+            )
+        (args.out / "session.md").write_text("\n".join(lines) + "\n")
+        return
     with tempfile.TemporaryDirectory(dir=TMPFS, prefix="dicom-send-bench-") as tmp:
         work = Path(tmp)
         if "storescp" in wanted:

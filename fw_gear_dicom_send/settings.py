@@ -164,6 +164,7 @@ BOUNDS: Mapping[str, Bounds] = MappingProxyType(
         "batch": Bounds(1, 1000, integer=True),
         "window_days": Bounds(1, 36600, integer=True),
         "file_download_retry_time": Bounds(0, _DAY, integer=True),
+        "download_concurrency": Bounds(1, 32, integer=True),
         "retry_time": Bounds(0, _DAY),
         "connect_timeout": Bounds(_SHORTEST_TIMEOUT, _HOUR),
         "acse_timeout": Bounds(_SHORTEST_TIMEOUT, _HOUR),

@@ -3,7 +3,9 @@
 A threaded ``http.server`` on 127.0.0.1, port 0. It holds one hierarchy in memory
 (group, project, subjects, sessions, acquisitions, analyses, files), serves the calls
 the gear makes, logs every request, and can be told to fail a file's downloads (an
-HTTP status or a dropped connection) a number of times or for ever.
+HTTP status or a dropped connection) a number of times or for ever. Like cloud
+storage, it can answer late (``latency``: seconds before every answer) and serve
+each download stream at a set ``bandwidth`` (bytes per second).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import email.policy
 import itertools
 import json
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,6 +46,8 @@ class Request:
     path: str
     query: str
     status: int | str
+    at: float = field(default_factory=time.monotonic)
+    """When it was answered (``time.monotonic()``; a download: its last byte)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,14 @@ class StandIn:
     requests: list[Request] = field(default_factory=list)
     uploads: list[Upload] = field(default_factory=list)
     faults: dict[str, _Fault] = field(default_factory=dict)
+    latency: float = 0.0
+    """Seconds before every answer."""
+    bandwidth: float | None = None
+    """Bytes per second of each download stream (None: as fast as it goes)."""
+    active: int = 0
+    """Downloads being served now."""
+    most_active: int = 0
+    """The most downloads served at once."""
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -248,6 +261,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         """Serve the reads."""
+        time.sleep(self.standin.latency)
         if self.headers.get("Authorization") != f"scitran-user {SECRET}":
             self._error(401, "not authenticated")
             return
@@ -287,6 +301,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         """Take uploads."""
+        time.sleep(self.standin.latency)
         if self.headers.get("Authorization") != f"scitran-user {SECRET}":
             self._error(401, "not authenticated")
             return
@@ -336,13 +351,26 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         # Streamed from disk; a DROP fault cuts the body off halfway.
         remaining = size // 2 if fault == DROP else size
-        with open(path, "rb") as f:
-            while remaining > 0:
-                chunk = f.read(min(_CHUNK, remaining))
-                if not chunk:
-                    break
-                self.wfile.write(chunk)
-                remaining -= len(chunk)
+        standin = self.standin
+        with standin._lock:
+            standin.active += 1
+            standin.most_active = max(standin.most_active, standin.active)
+        try:
+            started, sent = time.monotonic(), 0
+            with open(path, "rb") as f:
+                while remaining > 0:
+                    chunk = f.read(min(_CHUNK, remaining))
+                    if not chunk:
+                        break
+                    self.wfile.write(chunk)
+                    remaining -= len(chunk)
+                    sent += len(chunk)
+                    if standin.bandwidth:
+                        due = started + sent / standin.bandwidth
+                        time.sleep(max(0.0, due - time.monotonic()))
+        finally:
+            with standin._lock:
+                standin.active -= 1
         if fault == DROP:
             self.wfile.flush()
             self.close_connection = True

@@ -169,10 +169,6 @@ def run(args: argparse.Namespace) -> ExitStatus:
         commit=options.commit(args) if args.commit else None,
     )
     check_writable(args.report, request.paths, replaced=True)
-    if request.commit is not None:
-        from ..sending.commit import check_commitment  # noqa: PLC0415 - pynetdicom
-
-        check_commitment(request)
     with stopping.handling():
         result = send(request, ProgressPrinter())
         return finish(result, args.report)

@@ -44,6 +44,9 @@ from ..transport.tls import DEFAULT_PROFILE, TlsSettings
 from .files import ContainerRef
 from .options import Options
 
+DOWNLOAD_CONCURRENCY = 4
+"""The gear's ``download_concurrency``: files downloaded at once."""
+
 log = logging.getLogger(__name__)
 
 # Every key the gear reads, so that a key nobody reads is logged as ignored.
@@ -54,6 +57,7 @@ KNOWN_KEYS = frozenset(
         "calling_ae",
         "port",
         "file_download_retry_time",
+        "download_concurrency",
         "group",
         "identifier",
         "tag_value",
@@ -130,6 +134,8 @@ class GearSettings:
     stow: StowSettings | None = None
     """Send by DICOMweb STOW-RS (config ``transport: stow-rs``) instead."""
     debug: bool = False
+    download_concurrency: int = DOWNLOAD_CONCURRENCY
+    """Files downloaded at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +245,9 @@ def parse_config(
         report=options.boolean("report", default=True),
         download_retry_seconds=options.integer(
             "file_download_retry_time", DOWNLOAD_RETRY_SECONDS
+        ),
+        download_concurrency=options.integer(
+            "download_concurrency", DOWNLOAD_CONCURRENCY
         ),
         destination=ContainerRef.of(destination),
         file=_the_file_input(inputs),

@@ -35,6 +35,8 @@ class FlywheelFile:
     acquisition_label: str
     name: str
     version: int | None = None
+    size: int = 0
+    """Bytes, as Flywheel says (0 if it does not)."""
 
     @property
     def fw_path(self) -> str:

@@ -26,6 +26,7 @@ from fw_gear.context import GearContextError
 
 from ..atomic import replacing
 from ..errors import UsageError
+from ..sending.room import Lot
 from .files import ContainerRef, FlywheelError, FlywheelFile, Session
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ FlywheelClient = Any
 """flywheel.Client (the SDK has no type hints)."""
 
 DICOM_TYPE = "dicom"
+_CHUNK = 1 << 16
 _TOO_MANY_REQUESTS = 429
 _SERVER_ERROR = 500
 
@@ -183,23 +185,47 @@ class Hierarchy:
             return FlywheelFile(self.session_by_id(parent.id), "", "", name)
         return FlywheelFile(None, parent.id if parent else "", "", name)
 
-    def download(self, file: FlywheelFile, dest: Path, retry_seconds: float) -> None:
+    def download(
+        self,
+        file: FlywheelFile,
+        dest: Path,
+        retry_seconds: float,
+        lot: Lot | None = None,
+    ) -> None:
         """Stream ``file`` to ``dest``, retrying transient failures.
 
         Args:
             file: The file.
             dest: Where to write it (written as ``dest.partial``, then renamed).
             retry_seconds: Give up retrying after this long.
+            lot: What its bytes take from the work folder's room, each chunk
+                before it is written (given back if an attempt fails).
 
         Raises:
             FlywheelError: The download failed for good.
+            Shut: The room was shut (the send has ended) while a chunk waited.
         """
         extra = {} if file.version is None else {"version": file.version}
+        api = self._client.acquisitions_api
 
         def attempt(partial: Path) -> None:
-            self._client.download_file_from_acquisition(
-                file.acquisition_id, file.name, str(partial), **extra
+            if lot is not None:
+                lot.give(lot.held)  # what an earlier attempt wrote is gone
+            response = api.download_file_from_acquisition_with_http_info(
+                file.acquisition_id,
+                file.name,
+                _return_http_data_only=True,
+                _preload_content=False,
+                **extra,
             )
+            try:
+                with open(partial, "wb") as out:
+                    for chunk in response.iter_content(chunk_size=_CHUNK):
+                        if lot is not None:
+                            lot.take(len(chunk))
+                        out.write(chunk)
+            finally:
+                response.close()
 
         def retrying(details: Any) -> None:
             log.warning(
@@ -222,7 +248,13 @@ class Hierarchy:
             with replacing(dest) as partial:
                 fetch(partial)
         except (ApiException, httpx2.HTTPError, OSError) as exc:
+            if lot is not None:
+                lot.give(lot.held)
             raise FlywheelError(f"download failed: {describe(exc)}") from None
+        except BaseException:
+            if lot is not None:
+                lot.give(lot.held)
+            raise
 
     def attach(self, session: Session, path: Path) -> None:
         """Upload ``path`` to the session's files.
@@ -255,10 +287,12 @@ def _acquisition_files(session: Session, acquisition: Any) -> Iterator[FlywheelF
         if getattr(entry, "type", None) != DICOM_TYPE:
             continue
         version = getattr(entry, "version", None)
+        size = getattr(entry, "size", None)
         yield FlywheelFile(
             session,
             str(acquisition.id),
             _label(acquisition),
             str(entry.name),
             version if isinstance(version, int) else None,
+            size if isinstance(size, int) and size > 0 else 0,
         )

@@ -1,9 +1,11 @@
 """A gear run: gather the job's files, send them, report per Flywheel file.
 
 With a ``file`` input that file is sent; without one, every file of type ``dicom``
-under the job's destination is downloaded to the work folder first. All of it then
-goes through one engine run (one set of associations for the whole job), and the
-engine's rows are added up per Flywheel file for the completion report.
+under the job's destination is downloaded to the work folder, several at once
+(:mod:`.downloads`), each sent as soon as it is there and deleted once its
+instances are done with. All of it goes through one engine run (one set of
+associations for the whole job), and the engine's rows are added up per Flywheel
+file for the completion report.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from typing import TYPE_CHECKING
 from .. import stopping
 from ..errors import UsageError
 from ..gear_reports import INSTANCE_REPORT_PREFIX
-from ..sanitize import printable, safe_name
+from ..sanitize import printable
 from ..sending.engine import send
+from ..sending.pipeline import Fetcher
 from ..sending.report import ReportError, Row, write_csv
 from ..sending.request import RunResult, SendRequest
 from ..status import ExitStatus, InstanceStatus
@@ -75,11 +78,16 @@ def _run(settings: GearSettings, hierarchy: Hierarchy | None) -> ExitStatus:
     started = datetime.now()
     if settings.association.tls is not None:
         client_context(settings.association.tls)  # bad TLS files: stop before anything
-    sources = _gather(settings, hierarchy)
-    if not sources:
-        log.error("no file of type dicom found under the destination")
-        return ExitStatus.NOTHING_SENT
-    result = _send(settings, sources)
+    if settings.file is not None:
+        file = _describe_input(settings.file, hierarchy)
+        sources = [Source(file, settings.file.path)]
+        result: RunResult | None = _send(settings, [file], [settings.file.path], None)
+    else:
+        files = _list_files(settings, hierarchy)
+        if not files:
+            log.error("no file of type dicom found under the destination")
+            return ExitStatus.NOTHING_SENT
+        sources, result = _download_and_send(settings, hierarchy, files)
     results = _tally(sources, result)
     reported = True
     if settings.report:
@@ -102,9 +110,10 @@ def _run(settings: GearSettings, hierarchy: Hierarchy | None) -> ExitStatus:
     return _exit_status(results) if reported else ExitStatus.REPORT_FAILED
 
 
-def _gather(settings: GearSettings, hierarchy: Hierarchy | None) -> list[Source]:
-    if settings.file is not None:
-        return [Source(_describe_input(settings.file, hierarchy), settings.file.path)]
+def _list_files(
+    settings: GearSettings, hierarchy: Hierarchy | None
+) -> list[FlywheelFile]:
+    """The DICOM files under the job's destination."""
     if hierarchy is None:
         raise UsageError(
             "nothing to send: there is no file input, and without an api-key input "
@@ -119,23 +128,33 @@ def _gather(settings: GearSettings, hierarchy: Hierarchy | None) -> list[Source]
         settings.destination.type,
         settings.destination.id,
     )
-    folder = settings.work_dir / _DOWNLOADS
-    folder.mkdir(parents=True, exist_ok=True)
-    sources = []
-    for number, file in enumerate(files, start=1):
-        if stopping.requested():
-            sources.append(Source(file, None, "interrupted before it was downloaded"))
-            continue
-        dest = folder / f"{number:05d}-{safe_name(file.name)}"
-        try:
-            hierarchy.download(file, dest, settings.download_retry_seconds)
-        except FlywheelError as exc:
-            log.error("%s: %s", file.fw_path, exc)
-            sources.append(Source(file, None, str(exc)))
-            continue
-        log.info("downloaded %s (%d bytes)", file.fw_path, dest.stat().st_size)
-        sources.append(Source(file, dest))
-    return sources
+    return files
+
+
+def _download_and_send(
+    settings: GearSettings, hierarchy: Hierarchy | None, files: list[FlywheelFile]
+) -> tuple[list[Source], RunResult | None]:
+    """Download the files, several at once, each sent as soon as it is there."""
+    from .downloads import Downloads, destinations  # noqa: PLC0415 - with the SDK
+
+    assert hierarchy is not None
+    paths = destinations(files, settings.work_dir / _DOWNLOADS)
+    downloads = Downloads(
+        hierarchy,
+        files,
+        paths,
+        settings.download_retry_seconds,
+        settings.download_concurrency,
+    )
+    result: RunResult | None = _send(settings, files, paths, downloads)
+    errors = downloads.errors
+    sources = [
+        Source(file, None, errors[i]) if i in errors else Source(file, paths[i])
+        for i, file in enumerate(files)
+    ]
+    if all(source.path is None for source in sources):
+        result = None  # nothing was there to send
+    return sources, result
 
 
 def _describe_input(given: FileInput, hierarchy: Hierarchy | None) -> FlywheelFile:
@@ -153,17 +172,20 @@ def _describe_input(given: FileInput, hierarchy: Hierarchy | None) -> FlywheelFi
     return file
 
 
-def _send(settings: GearSettings, sources: Sequence[Source]) -> RunResult | None:
-    present = [source for source in sources if source.path is not None]
-    if not present:
-        return None
+def _send(
+    settings: GearSettings,
+    files: Sequence[FlywheelFile],
+    paths: Sequence[Path],
+    fetcher: Fetcher | None,
+) -> RunResult:
+    """One engine run over every file: one set of associations for the job."""
     request = SendRequest(
-        paths=tuple(source.path for source in present if source.path is not None),
+        paths=tuple(paths),
         peer=settings.peer,
         association=settings.association,
         tag=settings.tag,
         work_dir=settings.work_dir,
-        labels=tuple(source.file.fw_path for source in present),
+        labels=tuple(file.fw_path for file in files),
         retry=settings.retry,
         associations=settings.associations,
         max_associations=settings.max_associations,
@@ -172,21 +194,16 @@ def _send(settings: GearSettings, sources: Sequence[Source]) -> RunResult | None
         stow=settings.stow,
         commit=settings.commit,
     )
-    if request.commit is not None:
-        from ..sending.commit import check_commitment  # noqa: PLC0415 - pynetdicom
-
-        check_commitment(request)
-    return send(request)
+    return send(request, fetcher=fetcher)
 
 
 def _rows_by_source(
     sources: Sequence[Source], result: RunResult | None
 ) -> dict[int, list[Row]]:
     """The engine's rows, keyed by the index of their source in ``sources``."""
-    present = [i for i, source in enumerate(sources) if source.path is not None]
     rows: dict[int, list[Row]] = defaultdict(list)
     for row in result.rows if result is not None else ():
-        rows[present[row.source]].append(row)
+        rows[row.source].append(row)
     return rows
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..errors import ArchiveError
+from .room import Lot
 
 COPY_CHUNK = 1 << 20
 """Bytes read and written at once."""
@@ -60,7 +61,13 @@ def _size(n: float) -> str:
 class Budget:
     """What one input may extract, across every archive nested in it."""
 
-    def __init__(self, limits: Limits, input_size: int, work_dir: Path) -> None:
+    def __init__(
+        self,
+        limits: Limits,
+        input_size: int,
+        work_dir: Path,
+        lot: Lot | None = None,
+    ) -> None:
         self._limits = limits
         self._input_size = input_size
         self._allowed = min(
@@ -68,6 +75,7 @@ class Budget:
             max(limits.ratio_floor, int(limits.max_ratio * input_size)),
         )
         self._work_dir = work_dir
+        self._lot = lot
         self._members = 0
         self._read = 0
         self._written = 0
@@ -142,24 +150,34 @@ class Budget:
     def copy(self, src: "Readable", target: Path) -> None:
         """Copy a member to ``target``, stopping as soon as a limit is passed.
 
-        Every byte written is charged to the budget before it is written. The
+        Every byte written is charged to the budget before it is written, and
+        taken from the work folder's room (the input's lot, if it has one). The
         member is not kept if it is not copied whole.
+
+        Raises:
+            Shut: The room was shut while the member waited for room.
         """
         try:
             dst = open(target, "xb", buffering=0)  # noqa: SIM115 - closed below
         except OSError as exc:
             raise _no_room(target, exc) from None
+        taken = 0
         try:
             with dst:
                 while chunk := src.read(COPY_CHUNK):
                     self._charge_written(len(chunk))
                     self._check_room(len(chunk))
+                    if self._lot is not None:
+                        self._lot.take(len(chunk))
+                        taken += len(chunk)
                     try:
                         dst.write(chunk)
                     except OSError as exc:  # no space left, file too large, ...
                         raise _no_room(target, exc) from None
         except BaseException:
             target.unlink(missing_ok=True)
+            if self._lot is not None:
+                self._lot.give(taken)
             raise
 
 

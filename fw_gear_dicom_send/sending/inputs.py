@@ -27,6 +27,7 @@ from .archives import (
     not_regular_reason,
 )
 from .budget import Budget, Exhausted, Limits
+from .room import Lot
 
 log = logging.getLogger(__name__)
 
@@ -94,16 +95,40 @@ def collect(
         the index of the path it came from as ``source``. A failure is also logged,
         one line each.
     """
-    extractor = _Extractor(work_dir, limits)
+    lister = Lister(work_dir, limits)
     for source, path in enumerate(paths):
         label = labels[source] if source < len(labels) else str(path)
+        yield from lister.expand(source, label, path)
+
+
+class Lister:
+    """Lists inputs one by one, archives extracted into ``work_dir``."""
+
+    def __init__(self, work_dir: Path, limits: Limits) -> None:
+        self._extractor = _Extractor(work_dir, limits)
+
+    def expand(
+        self, source: int, label: str, path: Path, lot: Lot | None = None
+    ) -> Iterator[Item]:
+        """Yield every file under the input ``path`` (see :func:`collect`).
+
+        Args:
+            source: The index of the input.
+            label: How the report names it.
+            path: The file, folder or archive.
+            lot: What its extracted members take from the work folder's room
+                (:mod:`.room`), each member's bytes before they are written.
+
+        Raises:
+            Shut: The room was shut while a member waited for room.
+        """
         found = _walk(path) if path.is_dir() else iter([(path, None)])
         for file, problem in found:
             name = label
             if file != path:
                 name = str(PurePosixPath(label, file.relative_to(path).as_posix()))
             if problem is None:
-                items = extractor.expand_input(name, file)
+                items = self._extractor.expand_input(name, file, lot)
             else:
                 items = iter([InputProblem(name, *problem)])
             for item in items:
@@ -159,7 +184,9 @@ class _Extractor:
         self._limits = limits
         self._unpacker = Unpacker(work_dir)
 
-    def expand_input(self, name: str, path: Path) -> Iterator[Item]:
+    def expand_input(
+        self, name: str, path: Path, lot: Lot | None = None
+    ) -> Iterator[Item]:
         """Yield the input ``path`` itself, or every member of the archive it is."""
         try:
             status = os.stat(path)
@@ -170,7 +197,7 @@ class _Extractor:
             reason = not_regular_reason(status.st_mode)
             yield InputProblem(name, InstanceStatus.SKIPPED, reason)
             return
-        budget = Budget(self._limits, status.st_size, self._work_dir)
+        budget = Budget(self._limits, status.st_size, self._work_dir, lot)
         try:
             yield from self._expand(name, path, 0, budget)
         except Exhausted as exc:

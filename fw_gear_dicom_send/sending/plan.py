@@ -48,24 +48,44 @@ def prepare(
     """
     rows = [] if rows is None else rows
     items = [] if items is None else items
-    seen: dict[str, _First] = {}
+    planner = Planner(request)
     for entry in collect(paths, work, request.limits, request.labels):
         if stopping.requested():
             break
+        item = planner.add(entry, rows)
+        if item is not None:
+            items.append(item)
+    return rows, items
+
+
+class Planner:
+    """Probes listed files one by one: a row for each, an item for each to send.
+
+    It remembers the SOP Instance UIDs seen, to tell duplicates.
+    """
+
+    def __init__(self, request: SendRequest) -> None:
+        self._request = request
+        self._seen: dict[str, _First] = {}
+        self._by_path: dict[str, _First] = {}
+
+    def add(self, entry: InputFile | InputProblem, rows: list[Row]) -> SendItem | None:
+        """Append the entry's row to ``rows``; the item to send, if there is one."""
         if isinstance(entry, InputProblem):
             rows.append(_problem(entry, entry.status, entry.reason))
-            continue
+            return None
+        request = self._request
         try:
             info = probe(entry.path, request.tag.group)
         except NotSendable as exc:
             rows.append(_problem(entry, InstanceStatus.SKIPPED, exc.reason))
-            continue
+            return None
         except MalformedDicomError as exc:
             rows.append(_problem(entry, InstanceStatus.FAILED, str(exc)))
-            continue
+            return None
         except OSError as exc:
             rows.append(_problem(entry, InstanceStatus.FAILED, f"cannot read: {exc}"))
-            continue
+            return None
         row = Row(
             entry.name,
             InstanceStatus.FAILED,
@@ -78,11 +98,13 @@ def prepare(
             study_instance_uid=info.study_instance_uid,
             series_instance_uid=info.series_instance_uid,
         )
-        first = seen.get(info.sop_instance_uid)
+        first = self._seen.get(info.sop_instance_uid)
         if first is not None:
             rows.append(_duplicate(row, first, str(entry.path), info))
-            continue
-        seen[info.sop_instance_uid] = _First(entry.name, str(entry.path), info)
+            return None
+        first = _First(entry.name, str(entry.path), info)
+        self._seen[info.sop_instance_uid] = first
+        self._by_path[first.path] = first
         if info.sop_instance_uid in request.already_stored:
             rows.append(
                 replace(
@@ -91,15 +113,26 @@ def prepare(
                     reason=RESUMED,
                 )
             )
-            continue
+            return None
         try:
             inserts = splice(info, request.tag) if info.streamable else None
         except TaggingError as exc:
             rows.append(replace(row, reason=str(exc)))
-            continue
-        items.append(SendItem(len(rows), str(entry.path), info, inserts))
+            return None
+        item = SendItem(len(rows), str(entry.path), info, inserts)
         rows.append(row)
-    return rows, items
+        return item
+
+    def forget(self, path: Path) -> None:
+        """Before ``path`` is deleted: keep what telling a duplicate of it needs.
+
+        The digest of its data set is made now if it was the first of its SOP
+        Instance UID (a later duplicate is compared with it).
+        """
+        first = self._by_path.pop(str(path), None)
+        if first is not None:
+            with contextlib.suppress(OSError):
+                first.digest()
 
 
 class _First:

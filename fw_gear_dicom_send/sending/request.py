@@ -25,6 +25,7 @@ from ..transport.peer import AssociationSettings, Peer, StowSettings
 from ..transport.retry import RetryPolicy
 from .budget import Limits
 from .report import Row, Summary, summarize
+from .room import DEFAULT_CAPACITY
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +94,9 @@ class SendRequest:
     commit: CommitSettings | None = None
     """Afterwards, ask the receiver for Storage Commitment of every instance
     stored; an instance it does not commit to makes the run incomplete."""
+    work_budget: int | None = DEFAULT_CAPACITY
+    """Bytes the work folder holds at once (downloads, archive members); None: no
+    bound. Listing and extraction wait for room (see :mod:`.room`)."""
 
     def __post_init__(self) -> None:
         if (self.peer is None) == (self.stow is None):

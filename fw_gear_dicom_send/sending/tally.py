@@ -10,7 +10,7 @@ for the items without one, why (the transport's reason for them, or the run's).
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from ..status import InstanceStatus
@@ -41,6 +41,7 @@ class Tally:
         items: What is sent (for the totals of progress).
         started: When the run started (``time.monotonic()``).
         on_progress: Called after each outcome.
+        on_final: Called with each item whose outcome is final (its file may go).
     """
 
     def __init__(
@@ -49,8 +50,10 @@ class Tally:
         items: Sequence[SendItem],
         started: float,
         on_progress: ProgressCallback | None,
+        on_final: Callable[[SendItem], None] | None = None,
     ) -> None:
         self._rows = rows
+        self._on_final = on_final
         self._started = started
         self._on_progress = on_progress
         self._total = len(items)
@@ -60,6 +63,11 @@ class Tally:
         """The final outcome of each item reported, by index."""
         self.in_flight: set[int] = set()
         """Items whose data went out and whose outcome has not come."""
+
+    def add(self, item: SendItem) -> None:
+        """Count one more item to send (items listed while the send goes on)."""
+        self._total += 1
+        self._bytes_total += item.size
 
     def sent(self, item: SendItem) -> None:
         """Note that an item's data went out: the receiver may store it now."""
@@ -72,6 +80,8 @@ class Tally:
         if outcome.status is InstanceStatus.FAILED:
             log.warning("%s: %s", self._rows[item.index].file, outcome.reason)
         self._bytes_done += item.size
+        if self._on_final is not None:
+            self._on_final(item)
         if self._on_progress is not None:
             self._on_progress(
                 Progress(
