@@ -117,7 +117,7 @@ class _Run:
         self._queue = WorkQueue()
         self._started = time.monotonic()
         self._target = max(1, pacing.start())
-        self._refusals: list[tuple[int, str]] = []
+        self._refusals: list[tuple[frozenset[int], str]] = []
         """Refusals not yet told to the pacing (:meth:`_tell_refusals`)."""
         self._next = 1
         self._why: dict[int, str] = {}
@@ -182,18 +182,19 @@ class _Run:
                 arrivals.close()
 
     def _tell_refusals(self) -> None:
-        """Tell the pacing of each refusal once the workers started before it know.
+        """Tell the pacing of each refusal once the workers it raced with know.
 
-        The receiver counted those asked for first: a refusal is told once each
-        of them is open or refused too, with the number then open.
+        The receiver may have counted any worker negotiating when it refused
+        one: a refusal is told once each of those is open or refused too, with
+        the number then open.
         """
-        shares = self._queue.shares.values()
+        shares = self._queue.shares
         while self._refusals:
-            number, reason = self._refusals[0]
-            if any(s.number < number and s.state is State.STARTING for s in shares):
+            racing, reason = self._refusals[0]
+            if any(shares[n].state is State.STARTING for n in racing):
                 return
             del self._refusals[0]
-            open_ = sum(1 for s in shares if s.ready and s.open)
+            open_ = sum(1 for s in shares.values() if s.ready and s.open)
             self._target = max(1, self._pacing.refused(Refusal(reason, open_)))
 
     def _end(self, more: tuple[Unsent, ...]) -> Ended:
@@ -242,7 +243,10 @@ class _Run:
             share = queue.shares[number]
             if share.state is State.STARTING:
                 share.state = State.REFUSED
-            self._refusals.append((number, reason))
+            racing = frozenset(
+                s.number for s in queue.shares.values() if s.state is State.STARTING
+            )
+            self._refusals.append((racing, reason))
         elif kind == "stopped":
             self._why.setdefault(int(rest[0]), str(rest[1]))  # type: ignore[call-overload]
         elif kind == "exited":
