@@ -7,6 +7,8 @@ everything.
 """
 
 import logging
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,3 +107,27 @@ def test_auto_into_a_receiver_of_three_stores_everything(
     assert {row.status for row in result.rows} == {InstanceStatus.SENT}
     assert len(received) == len(result.rows) == 240
     assert "the receiver rejected a 4th: Local limit exceeded" in caplog.text
+
+
+def test_the_summary_says_how_many_associations_and_why_no_more(
+    tmp_path: Path, many: Path
+) -> None:
+    with StorageReceiver(tmp_path / "in", ae_title=AE, max_associations=3) as scp:
+        args = [
+            "send", str(many), "--host", "127.0.0.1", "--port", str(scp.port),
+            "--called-ae", AE, "--associations", "auto", "--retry-time", "20",
+        ]  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "fw_gear_dicom_send", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    stored = [line for line in done.stdout.splitlines() if " stored" in line]
+    assert stored[0].startswith("240 of 240 instances stored, ")
+    assert stored[0].endswith(
+        "; over up to 3 associations (the receiver rejected a 4th: "
+        "Local limit exceeded)"
+    )

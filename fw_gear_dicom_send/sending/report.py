@@ -250,6 +250,10 @@ class Summary:
     already: int = 0
     """Instances stored before this run (``--resume``, ``--skip-existing``),
     counted in ``stored`` but not in this run's rate and bytes."""
+    associations: str = ""
+    """How many associations the send used, and why no more (``4 associations``,
+    ``up to 3 associations (the receiver rejected a 4th: …)``); empty when it did
+    not go over worker processes."""
 
     @property
     def instances(self) -> int:
@@ -300,6 +304,8 @@ class Summary:
             stored += f" in {self.seconds:.2f} s"
         if self.already:
             stored += f"; {self.already} already stored"
+        if self.associations:
+            stored += f"; over {self.associations}"
         lines = [f"{count(self.files, 'file')}: {counts}", stored]
         if self.verified or self.unverified:
             lines.append(
@@ -317,9 +323,10 @@ def commitment_lines(committed: int, uncommitted: int) -> list[str]:
     return [f"{committed} committed by the receiver, {uncommitted} not committed"]
 
 
-def summarize(rows: Sequence[Row], seconds: float) -> Summary:
-    """Summarize a run's rows."""
+def summarize(rows: Sequence[Row], seconds: float, associations: str = "") -> Summary:
+    """Summarize a run's rows (sent over ``associations``, as the pacing says)."""
     return Summary(
+        associations=associations,
         files=len(rows),
         counts=dict(Counter(row.status for row in rows)),
         bytes_stored=sum(

@@ -146,7 +146,7 @@ class RunResult:
     @property
     def summary(self) -> Summary:
         """Counts and speed."""
-        return summarize(self.rows, self.seconds)
+        return summarize(self.rows, self.seconds, self.associations)
 
     @property
     def exit_status(self) -> ExitStatus:
