@@ -58,7 +58,8 @@ class Meter:
     """Shows readings: a rich bar on a terminal, a log line every few seconds else.
 
     Args:
-        unit: What is counted (``instances``); the rate is in ``images/s``.
+        unit: What is counted (``instances``).
+        rate_unit: What the rate is in (``images/s``).
         stream: Where the bar goes; a bar is shown only if it is a terminal.
         interval: Seconds between two log lines without a bar.
         logger: Where the log lines go.
@@ -68,10 +69,13 @@ class Meter:
         self,
         unit: str = "instances",
         stream: TextIO | None = None,
+        *,
+        rate_unit: str = "images/s",
         interval: float = LOG_INTERVAL,
         logger: logging.Logger = log,
     ) -> None:
         self._unit = unit
+        self._rate_unit = rate_unit
         self._stream = sys.stderr if stream is None else stream
         self._tty = _is_terminal(self._stream)
         self._interval = interval
@@ -119,7 +123,7 @@ class Meter:
             for part in (
                 f"{reading.done}{total} {self._unit}",
                 size,
-                f"{rate:.0f} images/s",
+                f"{rate:.0f} {self._rate_unit}",
             )
             if part
         )

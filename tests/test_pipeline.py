@@ -8,6 +8,7 @@ sends (the downloads through the same code as the gear's).
 """
 
 import os
+import re
 import signal
 import sys
 import threading
@@ -36,6 +37,7 @@ from fw_gear_dicom_send.dicom.samples import (
     zip_files,
 )
 from fw_gear_dicom_send.pacs.receiver import StorageReceiver
+from fw_gear_dicom_send.progress import LOG_INTERVAL
 from fw_gear_dicom_send.sending.engine import send
 from fw_gear_dicom_send.sending.request import SendRequest
 from fw_gear_dicom_send.status import InstanceStatus
@@ -188,6 +190,31 @@ def test_a_slow_stand_in_with_one_stream(
     assert first.at is not None and first.at < last_download(site.standin)
     assert [r["Status"] for r in gear.report_rows()] == ["Complete"] * len(counts)
     assert len(receiver.received) == sum(counts.values())
+
+
+def test_the_downloads_progress_is_a_log_line_every_few_seconds(
+    gear: Gear, site: Site, tmp_path: Path, receiver: StorageReceiver
+) -> None:
+    """Downloads that take longer than the meter's interval: its log lines count
+    files and MB (no bar: the gear's log is no terminal)."""
+    counts = build_session(
+        site, tmp_path / "data", zips=0, images=0, loose=12, size=256
+    )
+    size = sum(p.stat().st_size for p in (tmp_path / "data" / "loose").iterdir())
+    site.standin.bandwidth = size / (LOG_INTERVAL + 2)  # one stream: ~7 s
+    gear.config = old_gear_config(receiver.port, download_concurrency=1)
+    gear.destination = {"type": "session", "id": site.session}
+    result = gear.run()
+    assert result.returncode == 0, result.stdout
+    assert len(receiver.received) == sum(counts.values())
+    lines = re.findall(
+        r"progress: (\d+)/12 files, ([\d.]+)/([\d.]+) MB, \d+ files/s", result.stdout
+    )
+    assert lines, result.stdout
+    done, megabytes, total = lines[0]
+    assert 0 < int(done) < 12
+    assert float(total) == round(size / 1e6, 1)
+    assert 0 < float(megabytes) < float(total)
 
 
 def test_a_job_cancelled_mid_pipeline(

@@ -7,7 +7,8 @@ order, each taking its bytes from the work folder's room (so that downloads wait
 while the send catches up), each retried with back-off
 (:meth:`.flywheel.Hierarchy.download`). A download that fails for good fails
 only its file: its reason is kept for the report, and the send goes on with the
-others.
+others. Their progress (files, MB, rate) shows as a bar on a terminal, else as a
+log line every few seconds (:class:`~fw_gear_dicom_send.progress.Meter`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import stopping
+from ..progress import Meter, Reading
 from ..sanitize import safe_name
 from ..sending.pipeline import Fetched
 from ..sending.room import Lot, Room, Shut
@@ -72,6 +74,11 @@ class Downloads:
         self._futures: list[Future[Path | None]] = []
         self._lots: list[Lot] = []
         self._stopped = threading.Event()
+        self._meter = Meter("files", rate_unit="files/s", logger=log)
+        self._ended = 0
+        self._bytes = 0
+        self._total_bytes = sum(file.size for file in files)
+        self._counting = threading.Lock()
 
     def start(self, room: Room) -> None:
         """Start the downloads, each file's lot made from ``room`` in order."""
@@ -107,11 +114,23 @@ class Downloads:
         """Download nothing more; return once no download is running."""
         self._stopped.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._meter.close()
         for index, future in enumerate(self._futures):
             if future.cancelled():
                 self.errors.setdefault(index, NOT_DOWNLOADED)
 
     def _download(self, index: int) -> Path | None:
+        path = self._download_one(index)
+        with self._counting:  # the progress: a bar on a terminal, else a log line
+            self._ended += 1
+            if path is not None:
+                self._bytes += path.stat().st_size
+            self._meter(
+                Reading(self._ended, len(self._files), self._bytes, self._total_bytes)
+            )
+        return path
+
+    def _download_one(self, index: int) -> Path | None:
         file, dest, lot = self._files[index], self._paths[index], self._lots[index]
         if self._stopped.is_set() or stopping.requested():
             self.errors[index] = NOT_DOWNLOADED
@@ -125,5 +144,5 @@ class Downloads:
         except Shut:
             self.errors[index] = NOT_DOWNLOADED
             return None
-        log.info("downloaded %s (%d bytes)", file.fw_path, dest.stat().st_size)
+        log.debug("downloaded %s (%d bytes)", file.fw_path, dest.stat().st_size)
         return dest
