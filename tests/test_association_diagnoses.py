@@ -22,6 +22,7 @@ from fw_gear_dicom_send.errors import AssociationError
 from fw_gear_dicom_send.status import InstanceStatus
 from fw_gear_dicom_send.transport.association import Client
 from fw_gear_dicom_send.transport.contexts import Proposal
+from fw_gear_dicom_send.transport.hints import ended_line
 from fw_gear_dicom_send.transport.peer import AssociationSettings, Peer
 from fw_gear_dicom_send.transport.retry import RetryPolicy
 
@@ -182,3 +183,25 @@ def test_echo_to_an_http_server_says_so_at_once(http_server: _HttpServer) -> Non
         client.echo()
     assert not raised.value.transient
     assert "did not answer as a DICOM Upper Layer" in str(raised.value)
+
+
+def test_an_abort_after_answers_blames_no_ae_title() -> None:
+    """A peer that answered on the association knows our AE title: an abort then
+    is said as such, without the unknown-AE hint that fits an abort at the first
+    request."""
+    peer = Peer("127.0.0.1", 4242, "ORTHANC")
+    first = ended_line(peer, "US", "aborted", "C-FIND", aborted=True, dimse_timeout=1)
+    later = ended_line(
+        peer,
+        "US",
+        "aborted",
+        "C-FIND",
+        aborted=True,
+        dimse_timeout=1,
+        answered_before=True,
+    )
+    assert "likely unknown to that PACS" in first
+    assert later == (
+        "ORTHANC@127.0.0.1:4242 aborted the association (A-ABORT) during a C-FIND, "
+        "after it had answered on that association"
+    )

@@ -29,6 +29,7 @@ from ..logs import VERBOSE
 from .contexts import FALLBACK_SYNTAXES, Proposal, syntax_name
 from .hints import (
     ABSTRACT_SYNTAX_NOT_SUPPORTED,
+    DATA_RECEIVED,
     PEER_ENDS,
     WE,
     WE_END,
@@ -76,6 +77,8 @@ class _Watch:
     ended_by: str = ""
     """Who ended the association first: ``we``, or how the peer did
     (a value of :data:`.hints.PEER_ENDS`)."""
+    answered: bool = False
+    """The peer sent data (a DIMSE message) on the association."""
     end_logged: bool = False
 
 
@@ -142,6 +145,8 @@ class Client:
             fsm_event = event.fsm_event
             if fsm_event == _INVALID_PDU:
                 watch.invalid_pdu = True
+            elif fsm_event == DATA_RECEIVED and not watch.ended_by:
+                watch.answered = True
             if not watch.ended_by and fsm_event in WE_END:
                 watch.ended_by = WE
             elif not watch.ended_by and fsm_event in PEER_ENDS:
@@ -233,6 +238,7 @@ class Client:
             asked,
             aborted=assoc.is_aborted,
             dimse_timeout=self.settings.dimse_timeout,
+            answered_before=watch is not None and watch.answered,
         )
 
     def abort_all(self, wait: float = 1.0) -> None:

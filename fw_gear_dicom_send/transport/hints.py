@@ -20,6 +20,8 @@ WE_END = frozenset({"Evt11", "Evt15"})
 """The state machine's events of our own release or abort request."""
 WE = "we"
 """Who ended it, when we did."""
+DATA_RECEIVED = "Evt10"
+"""The state machine's event of a P-DATA-TF from the peer (an answer, or part)."""
 
 ABSTRACT_SYNTAX_NOT_SUPPORTED = 0x03
 """A presentation context's result: abstract syntax not supported."""
@@ -55,6 +57,7 @@ def ended_line(
     *,
     aborted: bool,
     dimse_timeout: float,
+    answered_before: bool = False,
 ) -> str:
     """Why a request got no final answer: what the peer did, and the likely cause.
 
@@ -66,7 +69,14 @@ def ended_line(
         asked: What it was asked (``C-FIND``, ``C-MOVE``, ``C-GET``).
         aborted: Whether the association ended aborted.
         dimse_timeout: How long we waited for an answer.
+        answered_before: Whether the peer had answered on the association: then
+            it knows our AE title, and the cause is not said.
     """
+    if ended_by in _DONE and answered_before:
+        return (
+            f"{peer} {_DONE[ended_by]} during a {asked}, after it had answered "
+            "on that association"
+        )
     if ended_by in _DONE:
         # Accepted, then turned away at the first request: Orthanc does so for
         # an AE title not in its DicomModalities.
