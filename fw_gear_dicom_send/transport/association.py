@@ -72,13 +72,11 @@ class _Watch:
     rejection: A_ASSOCIATE | None = None
     accepted: bool = False
     """An A-ASSOCIATE-AC came (though perhaps with no context accepted)."""
-    invalid_pdu: bool = False
-    """The peer sent something that is not a DICOM Upper Layer PDU."""
+    invalid_pdu: bool = False  # the peer sent something that is not a DICOM PDU
     ended_by: str = ""
     """Who ended the association first: ``we``, or how the peer did
     (a value of :data:`.hints.PEER_ENDS`)."""
-    answered: bool = False
-    """The peer sent data (a DIMSE message) on the association."""
+    answered: bool = False  # the peer sent data (a DIMSE message) on it
     end_logged: bool = False
 
 
