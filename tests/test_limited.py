@@ -7,6 +7,7 @@ everything.
 """
 
 import logging
+import re
 import subprocess
 import sys
 import time
@@ -106,7 +107,11 @@ def test_auto_into_a_receiver_of_three_stores_everything(
     assert result.exit_status is ExitStatus.SUCCESS
     assert {row.status for row in result.rows} == {InstanceStatus.SENT}
     assert len(received) == len(result.rows) == 240
-    assert "the receiver rejected a 4th: Local limit exceeded" in caplog.text
+    # The receiver counts an association until its thread has ended: one just
+    # released may still count, and then it refuses a 3rd rather than a 4th.
+    assert re.search(
+        r"the receiver rejected a (3rd|4th): Local limit exceeded", caplog.text
+    )
 
 
 def test_the_summary_says_how_many_associations_and_why_no_more(
@@ -127,7 +132,11 @@ def test_the_summary_says_how_many_associations_and_why_no_more(
     assert done.returncode == 0, done.stderr
     stored = [line for line in done.stdout.splitlines() if " stored" in line]
     assert stored[0].startswith("240 of 240 instances stored, ")
-    assert stored[0].endswith(
-        "; over up to 3 associations (the receiver rejected a 4th: "
-        "Local limit exceeded)"
+    most = re.search(
+        r"; over up to (\d) associations \(the receiver rejected a (\d)(rd|th): "
+        r"Local limit exceeded\)$",
+        stored[0],
     )
+    assert most, stored[0]
+    assert int(most[1]) in (2, 3)  # as above: a 3rd refused if one still counted
+    assert int(most[2]) == int(most[1]) + 1

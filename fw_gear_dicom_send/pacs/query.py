@@ -228,6 +228,8 @@ class Finder:
         self._model = model.find_uid()
         self._assoc: Association | None = None
         self._clean = True
+        self._answered = False
+        """Whether a C-FIND was answered on the association (the PACS knows us)."""
 
     def __enter__(self) -> "Finder":
         self._assoc = self._client.associate([Proposal(self._model, FALLBACK_SYNTAXES)])
@@ -242,25 +244,46 @@ class Finder:
     def ask(self, query: Query) -> Iterator[dict[str, str]]:
         """Yield each match of the query as keyword -> text, as it arrives.
 
+        A PACS that ends the association at the start of a later C-FIND (after
+        answering earlier ones on it: it knows us) is asked that C-FIND once more,
+        on a new association; a C-FIND it ended after a match is not asked again
+        (its matches would come twice).
+
         Raises:
             QueryError: The PACS answered a failure status or stopped answering.
         """
         if self._assoc is None:
             raise RuntimeError("Finder.ask outside its with block")
-        self._clean = False
-        try:
-            for identifier in query.identifiers():
-                yield from _matches(
-                    self._client,
-                    self._assoc,
-                    identifier,
-                    self._model,
-                    query.return_keys,
+        for identifier in query.identifiers():
+            yield from self._ask(identifier, query.return_keys)
+
+    def _ask(
+        self, identifier: Dataset, keys: Sequence[str]
+    ) -> Iterator[dict[str, str]]:
+        """One C-FIND's matches, asked again once as :meth:`ask` says."""
+        for again in (False, True):
+            assert self._assoc is not None
+            self._clean, matched = False, False
+            try:
+                for match in _matches(
+                    self._client, self._assoc, identifier, self._model, keys
+                ):
+                    matched = True
+                    yield match
+            except QueryError as exc:
+                self._clean = exc.answered
+                if again or matched or exc.answered or not self._answered:
+                    raise
+                log.warning("%s; asking again on a new association", exc)
+                discard(self._assoc)
+                self._assoc = None
+                self._assoc = self._client.associate(
+                    [Proposal(self._model, FALLBACK_SYNTAXES)]
                 )
-        except QueryError as exc:
-            self._clean = exc.answered
-            raise
-        self._clean = True
+                self._answered = False
+                continue
+            self._clean = self._answered = True
+            return
 
 
 def find(client: Client, query: Query) -> Iterator[dict[str, str]]:
