@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import pytest
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
+from fw_gear_dicom_send.pacs.levels import Model
 from fw_gear_dicom_send.pacs.query import Level, Query, QueryError, find
 from fw_gear_dicom_send.transport.association import Client
 from fw_gear_dicom_send.transport.peer import AssociationSettings, Peer
@@ -33,8 +33,8 @@ class AbortingFinder:
         self._counts: dict[int, int] = {}
         self._lock = threading.Lock()
         ae = AE(ae_title=AE_TITLE)
-        ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
-        self._server = ae.start_server(
+        ae.add_supported_context(Model.STUDY_ROOT.find_uid())
+        server = ae.start_server(
             ("127.0.0.1", 0),
             block=False,
             evt_handlers=[
@@ -42,7 +42,9 @@ class AbortingFinder:
                 (evt.EVT_ACCEPTED, self._accepted),
             ],
         )
-        self.port = int(self._server.socket.getsockname()[1])
+        assert server is not None and server.socket is not None
+        self._server = server
+        self.port = int(server.socket.getsockname()[1])
 
     def _accepted(self, event: evt.Event) -> None:
         with self._lock:
