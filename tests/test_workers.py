@@ -3,7 +3,6 @@
 import os
 import re
 import signal
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +12,12 @@ from pki import Pki
 from test_tls import mutual
 
 from fw_gear_dicom_send import SendRequest, send
-from fw_gear_dicom_send.dicom.probe import probe
 from fw_gear_dicom_send.dicom.samples import write_series
 from fw_gear_dicom_send.pacs.receiver import StorageReceiver
 from fw_gear_dicom_send.sending.tally import maybe_stored
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
-from fw_gear_dicom_send.transport.outcome import SendItem
 from fw_gear_dicom_send.transport.peer import AssociationSettings, Peer
 from fw_gear_dicom_send.transport.retry import RetryPolicy
-from fw_gear_dicom_send.transport.workers import split
 
 
 @pytest.fixture(scope="module")
@@ -31,48 +27,6 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for seed, count in (("a", 20), ("b", 12), ("c", 8)):
         write_series(folder / seed, count, seed=f"series-{seed}")
     return folder
-
-
-def items_of(folder: Path) -> list[SendItem]:
-    paths = sorted(folder.rglob("*.dcm"))
-    return [
-        SendItem(index, str(path), probe(path, 0x0021), ())
-        for index, path in enumerate(paths)
-    ]
-
-
-def test_split_keeps_series_whole_and_balances(study: Path) -> None:
-    items = items_of(study)
-    shares = split(items, 3)
-    assert [len(share) for share in shares] == [20, 12, 8]
-    for share in shares:
-        assert len({item.info.series_instance_uid for item in share}) == 1
-        assert [i.index for i in share] == sorted(i.index for i in share)
-
-
-def test_split_cuts_a_series_only_when_workers_would_idle(study: Path) -> None:
-    items = items_of(study / "a")
-    shares = split(items, 4)
-    assert sorted(len(share) for share in shares) == [5, 5, 5, 5]
-    assert sorted(i.index for share in shares for i in share) == list(range(20))
-    assert all(
-        [i.index for i in share] == list(range(share[0].index, share[-1].index + 1))
-        for share in shares
-    )  # contiguous runs
-
-
-def test_a_series_cut_for_an_odd_number_of_workers_is_cut_evenly(study: Path) -> None:
-    assert sorted(len(share) for share in split(items_of(study / "a"), 3)) == [6, 7, 7]
-    # 20 and 8 over 4 workers: the 20 in three runs (halving it twice would leave
-    # one worker 10)
-    items = items_of(study / "a") + items_of(study / "c")
-    shares = split([replace(item, index=i) for i, item in enumerate(items)], 4)
-    assert sorted(len(share) for share in shares) == [6, 7, 7, 8]
-
-
-def test_split_never_makes_empty_shares(study: Path) -> None:
-    items = items_of(study / "c")[:2]
-    assert [len(share) for share in split(items, 8)] == [1, 1]
 
 
 def test_parallel_associations_send_everything(

@@ -24,7 +24,6 @@ when none is left the rest are not sent, for the first failure's reason.
 import logging
 import selectors
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 
 from .. import stopping
@@ -317,40 +316,3 @@ class _Run:
 def _busy(status: object) -> int:
     """1 for an answer 0xA7xx (out of resources), else 0."""
     return int(isinstance(status, int) and status & 0xFF00 == _OUT_OF_RESOURCES)
-
-
-def split(items: Sequence[SendItem], workers: int) -> list[list[SendItem]]:
-    """Share a list out: whole series where possible, bytes balanced, order kept.
-
-    A static share-out of items known up front, for a caller that plans one.
-    """
-    series: dict[str, list[SendItem]] = defaultdict(list)
-    for item in items:
-        series[item.info.series_instance_uid or f"#{item.index}"].append(item)
-    units = _cut(list(series.values()), workers)
-    shares: list[list[SendItem]] = [[] for _ in range(min(workers, len(units)))]
-    loads = [0] * len(shares)
-    for unit in sorted(units, key=lambda u: -sum(i.size for i in u)):
-        least = loads.index(min(loads))
-        shares[least] += unit
-        loads[least] += sum(i.size for i in unit)
-    return [sorted(share, key=lambda i: i.index) for share in shares if share]
-
-
-def _cut(units: list[list[SendItem]], workers: int) -> list[list[SendItem]]:
-    """Cut units into contiguous runs while there are fewer units than workers.
-
-    Each extra run goes to the unit whose runs are then the longest, so that one
-    series of 1000 over 3 workers makes runs of 333, 333 and 334.
-    """
-    parts = [1] * len(units)
-    for _ in range(workers - len(units)):
-        widest = max(range(len(units)), key=lambda u: len(units[u]) / parts[u])
-        if len(units[widest]) <= parts[widest]:
-            break  # every run is a single item already
-        parts[widest] += 1
-    return [
-        unit[len(unit) * k // n : len(unit) * (k + 1) // n]
-        for unit, n in zip(units, parts, strict=True)
-        for k in range(n)
-    ]
