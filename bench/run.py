@@ -21,7 +21,6 @@ locally with the first 200 of them (to tell start-up costs from throughput).
 
 import argparse
 import compileall
-import contextlib
 import functools
 import json
 import os
@@ -48,7 +47,7 @@ import matplotlib.pyplot as plt
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from limited import copy_late, splice_all  # the tests' proxy's forwarding
+from limited import pump  # the tests' proxy's forwarding
 from multiframe import write_multiframe  # the tests' large instance
 from standin import StandIn  # the tests' stand-in of the Flywheel API
 
@@ -264,22 +263,11 @@ class DelayedReceiver(Receiver):
             for sock in (client, upstream):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             threading.Thread(
-                target=self._pump, args=(client, upstream, 0.0), daemon=True
+                target=pump, args=(client, upstream, 0.0), daemon=True
             ).start()
             threading.Thread(
-                target=self._pump, args=(upstream, client, self.delay), daemon=True
+                target=pump, args=(upstream, client, self.delay), daemon=True
             ).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket, delay: float) -> None:
-        with contextlib.suppress(OSError):  # the sender's bytes spliced: no copy
-            if delay:
-                copy_late(src, dst, delay)
-            else:
-                splice_all(src, dst)
-        for sock in (src, dst):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
 
     def reset(self) -> None:
         self.inner.reset()

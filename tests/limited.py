@@ -56,6 +56,18 @@ def copy_late(src: socket.socket, dst: socket.socket, delay: float) -> None:
         dst.sendall(data)
 
 
+def pump(src: socket.socket, dst: socket.socket, delay: float) -> None:
+    """Forward one direction (``delay`` seconds late, else spliced), then shut both."""
+    with contextlib.suppress(OSError):
+        if delay:
+            copy_late(src, dst, delay)
+        else:
+            splice_all(src, dst)
+    for sock in (src, dst):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 class LimitingProxy:
     """A proxy to ``127.0.0.1:target`` taking ``limit`` connections at once.
 
@@ -135,10 +147,10 @@ class LimitingProxy:
         upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sockets += [client, upstream]
         back = threading.Thread(
-            target=self._pump, args=(upstream, client, self.delay), daemon=True
+            target=pump, args=(upstream, client, self.delay), daemon=True
         )
         back.start()
-        self._pump(client, upstream, 0.0)
+        pump(client, upstream, 0.0)
         back.join()
         for sock in (client, upstream):
             sock.close()
@@ -149,14 +161,3 @@ class LimitingProxy:
     def _closed(self) -> None:
         with self._lock:
             self._open -= 1
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket, delay: float) -> None:
-        with contextlib.suppress(OSError):
-            if delay:
-                copy_late(src, dst, delay)
-            else:
-                splice_all(src, dst)
-        for sock in (src, dst):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
