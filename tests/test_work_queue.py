@@ -166,18 +166,25 @@ def test_the_items_of_a_killed_worker_are_sent_by_the_others(
 
 
 class Steps:
-    """A pacing that asks for 1, then 3 at the first sample, then 2 at the third."""
+    """A pacing that asks for 1, then 3 at the first sample with that one open,
+    then 2 two samples later."""
 
     def __init__(self) -> None:
         self.samples: list[tuple[float, Sample]] = []
         self.changed: list[tuple[float, int]] = [(time.monotonic(), 1)]
+        self.open_since: int | None = None
+        """The sample at which the first association was open."""
 
     def start(self) -> int:
         return 1
 
     def sample(self, sample: Sample) -> int:
         self.samples.append((time.monotonic(), sample))
-        want = 3 if len(self.samples) < 3 else 2
+        if self.open_since is None and sample.open >= 1:
+            self.open_since = len(self.samples)
+        if self.open_since is None:
+            return 1
+        want = 3 if len(self.samples) - self.open_since < 2 else 2
         if want != self.changed[-1][1]:
             self.changed.append((time.monotonic(), want))
         return want
