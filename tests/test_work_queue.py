@@ -167,13 +167,15 @@ def test_the_items_of_a_killed_worker_are_sent_by_the_others(
 
 class Steps:
     """A pacing that asks for 1, then 3 at the first sample with that one open,
-    then 2 two samples later."""
+    then 2 two samples after the first with 3 open."""
 
     def __init__(self) -> None:
         self.samples: list[tuple[float, Sample]] = []
         self.changed: list[tuple[float, int]] = [(time.monotonic(), 1)]
         self.open_since: int | None = None
         """The sample at which the first association was open."""
+        self.three_since: int | None = None
+        """The sample at which 3 were open."""
 
     def start(self) -> int:
         return 1
@@ -184,7 +186,10 @@ class Steps:
             self.open_since = len(self.samples)
         if self.open_since is None:
             return 1
-        want = 3 if len(self.samples) - self.open_since < 2 else 2
+        if self.three_since is None and sample.open >= 3:
+            self.three_since = len(self.samples)
+        three = self.three_since is None or len(self.samples) - self.three_since < 2
+        want = 3 if three else 2
         if want != self.changed[-1][1]:
             self.changed.append((time.monotonic(), want))
         return want

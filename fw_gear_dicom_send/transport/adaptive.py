@@ -2,23 +2,25 @@
 
 The policy (:class:`Adaptive`), in the order it applies:
 
-1. Start with ``start`` associations (2).
-2. Measure each number over a window. The first number's opens at the start;
-   another's at the first sample at least ``settle`` seconds (0.25) after it was
-   asked for with that many open (new workers and their associations cost time
-   and CPU at first, retired ones until they have released theirs). It lasts
-   ``window`` seconds (0.5) and at least ``answers`` answers per association
-   (2). While the transport has nothing left to give out (the tail of the send)
-   nothing is judged.
+1. Start with ``start`` associations (4, as many as ``--associations`` gives
+   by default).
+2. Measure each number over a window. It opens at the first sample at least
+   ``settle`` seconds (0.1) after the number was asked for with that many open
+   (new workers and their associations cost time and CPU at first, retired ones
+   until they have released theirs). It lasts ``window`` seconds (0.2) and at
+   least ``answers`` answers per association (2). While the transport has nothing
+   left to give out (the tail of the send) nothing is judged.
 3. A number that raised the rate of stored instances by ``margin`` (10%) or more
    over the number before it stays, and grows, up to ``ceiling``: by ``factor``
    (4) if the rate rose in proportion (the rate per association held), answers
    came as fast, and the associations spent most (80%) of their time waiting
    for them; by 2 if it rose in proportion otherwise, or if each
    association added gave at least half of what each gave before. Else (or at
-   the ceiling) try the number whose share the gain was worth (``before x gain``
-   rounded up: 3 after 2 -> 8 raised the rate 1.5x), and keep it unless the
-   larger number's rate beat its by ``margin`` in two windows.
+   the ceiling), once its best of two windows says so (the first may catch its
+   new associations starting), try the number whose share the gain was worth
+   (``before x gain`` rounded up: 6 after 4 -> 16 raised the rate 1.5x), and
+   keep it unless the larger number's rate beat its by ``margin`` in two
+   windows.
 4. A number that did not raise the rate by ``margin`` in two windows (the best
    counts: a window may catch a stall of the machine): back to the number
    before, or to the number between the two before whose share their gain was
@@ -85,11 +87,11 @@ class Adaptive:
         self,
         ceiling: int = 16,
         *,
-        start: int = 2,
+        start: int = 4,
         factor: int = 4,
         margin: float = 0.1,
-        settle: float = 0.25,
-        window: float = 0.5,
+        settle: float = 0.1,
+        window: float = 0.2,
         answers: int = 2,
     ) -> None:
         self._ceiling, self._factor, self._margin = ceiling, factor, margin
@@ -105,9 +107,8 @@ class Adaptive:
         """The numbers it grew through."""
         self._changed = _START
         """The sample at which the number was last changed."""
-        self._since: Sample | None = _START
-        """The sample at which the window opened (None: not yet); the first
-        number's opens at the start: its start-up costs count against it."""
+        self._since: Sample | None = None
+        """The sample at which the window opened (None: not yet)."""
         self._second = False
         """Whether the number open has been measured a second time."""
         self._last = _START
@@ -165,6 +166,8 @@ class Adaptive:
             if worth >= level:  # in proportion; 4x if answered as fast as before
                 held = here.response <= was.response * (1 + self._margin)
                 return self._grow(self._larger(here, level, held), sample)
+            if self._again(sample):  # its first window may have caught its start
+                return level
             # what each association added, against what each had before
             added = (gain - 1) * before / (level - before)
             if added >= _HALF and level < self._ceiling:

@@ -16,7 +16,7 @@ association that has closed.
 from dataclasses import dataclass
 from typing import Protocol
 
-SAMPLE_EVERY = 0.5
+SAMPLE_EVERY = 0.1
 """Seconds between two samples."""
 
 
@@ -27,7 +27,7 @@ class Sample:
     elapsed: float
     """Seconds since the send started."""
     open: int
-    """Associations open (sending, or negotiating) now."""
+    """Associations open now: accepted, and not yet released."""
     stored: int
     """Instances the receiver stored (sent, or sent with a warning)."""
     answered: int

@@ -34,6 +34,11 @@ class State(enum.Enum):
     ENDED = "ended"
 
 
+# Tuples: their members are found by identity, without hashing (asked often).
+_OPEN = (State.STARTING, State.SENDING, State.RETIRING)
+_ALIVE = (State.STARTING, State.SENDING, State.REFUSED)
+
+
 @dataclass
 class Share:
     """One worker's part of the work."""
@@ -54,13 +59,12 @@ class Share:
     @property
     def open(self) -> bool:
         """Whether its association is open or negotiating (retiring: still open)."""
-        states = {State.STARTING, State.SENDING, State.RETIRING}
-        return self.state in states and not self.closed
+        return self.state in _OPEN and not self.closed
 
     @property
     def alive(self) -> bool:
         """Whether it counts towards the associations asked for."""
-        return self.state in {State.STARTING, State.SENDING, State.REFUSED}
+        return self.state in _ALIVE
 
 
 def series_of(item: SendItem) -> str:

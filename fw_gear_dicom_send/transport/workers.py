@@ -204,7 +204,7 @@ class _Run:
         queue = self._queue
         sample = Sample(
             elapsed=time.monotonic() - self._started,
-            open=sum(1 for s in queue.shares.values() if s.open),
+            open=sum(1 for s in queue.shares.values() if s.ready and s.open),
             stored=self._stored,
             answered=self._answered,
             response_seconds=self._response,
@@ -276,12 +276,13 @@ class _Run:
                 known = tuple(queue.pairs)
                 self._sender.command("start", self._job(self._next, known))
                 self._next += 1
-        # The refused first, then those not yet sending, the newest first.
-        order = {State.REFUSED: 0, State.STARTING: 1, State.SENDING: 2}
-        alive.sort(key=lambda s: (order[s.state], -s.number))
-        for share in alive[: max(0, len(alive) - self._target)]:
-            share.state = State.RETIRING
-            self._sender.command("retire", share.number)
+        if len(alive) > self._target:
+            # The refused first, then those not yet sending, the newest first.
+            order = {State.REFUSED: 0, State.STARTING: 1, State.SENDING: 2}
+            alive.sort(key=lambda s: (order[s.state], -s.number))
+            for share in alive[: len(alive) - self._target]:
+                share.state = State.RETIRING
+                self._sender.command("retire", share.number)
         if not stopping_:
             for share in queue.shares.values():
                 given = queue.top_up(share.number)
