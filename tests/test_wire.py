@@ -2,6 +2,7 @@
 
 import io
 import socket
+import struct
 import threading
 
 import pytest
@@ -259,3 +260,51 @@ def test_silence_is_a_timeout() -> None:
         left.settimeout(0.2)
         with pytest.raises(TimeoutError):
             read_store_response(left)
+
+
+@pytest.mark.parametrize("max_pdu", [200, 16384])
+def test_writes_the_socket_takes_in_parts_still_carry_every_byte_in_order(
+    max_pdu: int,
+) -> None:
+    """A socket with a timeout and small buffers takes each write in parts; a
+    small maximum PDU length makes more pieces than one ``sendmsg`` takes."""
+    payload = bytes(range(256)) * 1024  # 256 KiB: 1352 PDUs of at most 200 bytes
+    command = store_command(7, "1.2.840.10008.5.1.4.1.1.2", "1.2.3.4")
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        ours = socket.create_connection(server.getsockname())
+        theirs, _ = server.accept()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 15)
+    ours.settimeout(10)
+    got = bytearray()
+
+    def drain() -> None:
+        while chunk := theirs.recv(1 << 16):
+            got.extend(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    with ours:
+        wrote = Framer().write(
+            ours,
+            lambda: True,
+            (command, 1, max_pdu),
+            Payload(io.BytesIO(payload), 0, len(payload), ()),
+        )
+        ours.shutdown(socket.SHUT_WR)
+    reader.join()
+    theirs.close()
+    assert wrote
+    fragment = max_pdu - 6
+    data = b"".join(
+        _pdv(
+            0x02 if start + fragment >= len(payload) else 0x00,
+            payload[start : start + fragment],
+        )
+        for start in range(0, len(payload), fragment)
+    )
+    assert bytes(got) == command_pdus(command, 1, max_pdu) + data
+
+
+def _pdv(control: int, data: bytes) -> bytes:
+    """One P-DATA-TF PDU of one PDV item, presentation context 1."""
+    return struct.pack(">BBIIBB", 4, 0, len(data) + 6, len(data) + 2, 1, control) + data

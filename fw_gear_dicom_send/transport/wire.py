@@ -53,6 +53,9 @@ _DATA_SET_PRESENT = 0x0001
 PRIORITY_LOW = 0x0002
 """The priority DCMTK's storescu sends, and ours."""
 _WRITE_SIZE = 1 << 20
+_IOV_MAX = 1024
+"""Buffers one ``sendmsg`` takes at most (Linux's ``IOV_MAX``): a small maximum
+PDU length makes more per megabyte."""
 _UNLIMITED_FRAGMENT = 1 << 20
 
 
@@ -177,7 +180,7 @@ def command_pdus(command: bytes, context_id: int, max_pdu: int) -> bytes:
 
 
 def _send_all(sock: socket.socket, buffers: list[bytes | memoryview]) -> None:
-    """``sendmsg`` until every buffer has gone.
+    """``sendmsg`` until every buffer has gone, at most :data:`_IOV_MAX` at a time.
 
     A socket with a timeout may send part of them at a time. A TLS socket has no
     ``sendmsg``: it gets the buffers joined (encrypting copies them anyway).
@@ -185,14 +188,25 @@ def _send_all(sock: socket.socket, buffers: list[bytes | memoryview]) -> None:
     if isinstance(sock, ssl.SSLSocket):
         sock.sendall(b"".join(buffers))
         return
-    views = [memoryview(b) for b in buffers]
-    while views:
-        sent = sock.sendmsg(views)
-        while views and sent >= len(views[0]):
-            sent -= len(views[0])
-            views.pop(0)
-        if views and sent:
-            views[0] = views[0][sent:]
+    for start in range(0, len(buffers), _IOV_MAX):
+        _send_batch(sock, buffers[start : start + _IOV_MAX])
+
+
+def _send_batch(sock: socket.socket, batch: list[bytes | memoryview]) -> None:
+    """``sendmsg`` until every buffer of the batch has gone."""
+    sent = sock.sendmsg(batch)
+    if sent == sum(map(len, batch)):
+        return  # most often: all of it at once
+    views = [memoryview(b) for b in batch]
+    first = 0
+    while True:
+        while sent >= len(views[first]):  # gone whole
+            sent -= len(views[first])
+            first += 1
+            if first == len(views):
+                return
+        views[first] = views[first][sent:]
+        sent = sock.sendmsg(views[first:])
 
 
 class Framer:
