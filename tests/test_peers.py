@@ -13,6 +13,7 @@ from pydicom.filewriter import dcmwrite
 
 from fw_gear_dicom_send import SendRequest, send
 from fw_gear_dicom_send.dicom.samples import make_ct, write_series
+from fw_gear_dicom_send.pacs.receiver import StorageReceiver
 from fw_gear_dicom_send.status import ExitStatus, InstanceStatus
 from fw_gear_dicom_send.transport.association import Client
 from fw_gear_dicom_send.transport.peer import AssociationSettings, Peer
@@ -96,6 +97,25 @@ def test_the_receivers_pdu_size_from_minimum_to_maximum(
     assert set(received) == set(sources)
     for uid, source in sources.items():
         assert_tagged_copy(received[uid], source)
+
+
+def test_a_receiver_s_pdu_size_below_dcmtk_s_minimum(
+    varied: Path, receiver: StorageReceiver
+) -> None:
+    """1024 bytes: a megabyte of data set is over a thousand PDUs, more than one
+    ``sendmsg`` takes; every instance still arrives bit-exact."""
+    receiver._ae.maximum_pdu_size = 1024  # what it offers when associating
+    sources = [varied / "512.dcm", varied / "2048.dcm"]
+    result = send(
+        SendRequest(tuple(sources), Peer("127.0.0.1", receiver.port, receiver.ae_title))
+    )
+    assert result.exit_status is ExitStatus.SUCCESS, result.error
+    assert len(receiver.received) == 2
+    for got in receiver.received:
+        source = next(
+            p for p in sources if dcmread(p).SOPInstanceUID == got.sop_instance_uid
+        )
+        assert_tagged_copy(got.path, source)
 
 
 def test_parallel_associations_into_orthanc(
