@@ -204,15 +204,17 @@ def _send(
     the transport as for a list (the rest then comes as it goes); otherwise the
     transport decides for items that come as they go.
     """
+    # This many items give each association its share: the count decides.
+    deciding = ITEMS_PER_WORKER * request.most_associations
     if isinstance(feed, list):
         head, whole = feed, True
     else:
-        head, whole = feed.peek()
+        head, whole = feed.peek(deciding)
     if not head:
         return Ended()
     items: Iterable[SendItem] = head
     if not whole:
         items = itertools.chain(head, feed)
-    enough = whole or len(head) >= ITEMS_PER_WORKER * request.most_associations
+    enough = whole or len(head) >= deciding
     chosen = transport_for(request, connections, head if enough else items)
     return chosen.send(items, tally)
