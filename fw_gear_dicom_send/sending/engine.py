@@ -26,7 +26,8 @@ from ..transport.processes import Sender
 from ..transport.tls import risks
 from ..transport.tls_context import client_context
 from ..transport.workers import ITEMS_PER_WORKER
-from .connections import Connections, likely_parallel, transport_for
+from .connections import Connections, transport_for
+from .early import likely_parallel
 from .inputs import check_paths
 from .pipeline import Fetcher, Pipeline
 from .plan import skip_existing
@@ -49,6 +50,8 @@ def send(
     request: SendRequest,
     on_progress: ProgressCallback | None = None,
     fetcher: Fetcher | None = None,
+    *,
+    sender: Sender | None = None,
 ) -> RunResult:
     """Send every DICOM instance found under the request's paths.
 
@@ -57,6 +60,9 @@ def send(
         on_progress: Called after each instance has been sent (or failed).
         fetcher: Brings the inputs to ``request.paths`` first (the gear's
             downloads); an input it cannot bring has no rows.
+        sender: A sender process started for this request already
+            (:func:`.early.started`); closed once the send is done. Without one,
+            the send starts its own if it likely goes over several associations.
 
     Returns:
         One row per input file, in input order.
@@ -64,6 +70,23 @@ def send(
     Raises:
         UsageError: An input does not exist, the TLS settings cannot be used,
             or Storage Commitment was asked of a receiver that does not offer it.
+    """
+    connections = Connections(request, sender)
+    try:
+        paths = _checked(request, fetcher)
+        if sender is None and likely_parallel(request, paths):
+            # Started first, it imports pynetdicom while we list and probe.
+            connections.sender()
+        return _run(request, paths, connections, on_progress, fetcher)
+    finally:
+        connections.close()
+
+
+def _checked(request: SendRequest, fetcher: Fetcher | None) -> list[Path]:
+    """The inputs, once the request is checked (before anything is sent).
+
+    Raises:
+        UsageError: See :func:`send`.
     """
     paths = list(request.paths) if fetcher is not None else check_paths(request.paths)
     # TLS files are checked here, before anything is sent.
@@ -78,14 +101,7 @@ def send(
         from .commit import check_commitment  # noqa: PLC0415 - pynetdicom
 
         check_commitment(request)
-    # Started first, the sender process imports pynetdicom while we list and probe.
-    connections = Connections(
-        request, Sender() if likely_parallel(request, paths) else None
-    )
-    try:
-        return _run(request, paths, connections, on_progress, fetcher)
-    finally:
-        connections.close()
+    return paths
 
 
 def _run(
