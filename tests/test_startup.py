@@ -1,9 +1,18 @@
-"""The start of a send: how soon the transport is decided."""
+"""The start of a send: how soon the transport is decided and the sender started."""
 
+import multiprocessing
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from fw_gear_dicom_send.dicom.samples import write_series
+from fw_gear_dicom_send.errors import UsageError
+from fw_gear_dicom_send.pacs.receiver import StorageReceiver
+from fw_gear_dicom_send.sending.early import started
+from fw_gear_dicom_send.sending.engine import send
 from fw_gear_dicom_send.sending.pipeline import LEAD, STALL, Fetched, Pipeline
 from fw_gear_dicom_send.sending.request import SendRequest
 from fw_gear_dicom_send.sending.room import Room
@@ -85,3 +94,71 @@ def test_a_small_send_is_peeked_whole(tmp_path: Path) -> None:
         pipeline.finish(interrupted=False)
     assert whole
     assert len(head) == 3
+
+
+def senders() -> list[multiprocessing.process.BaseProcess]:
+    """This process's sender processes still running."""
+    return [
+        p for p in multiprocessing.active_children() if p.name == "dicom-send-sender"
+    ]
+
+
+def test_the_command_line_starts_the_sender_before_it_imports_the_engine() -> None:
+    code = (
+        "import sys; import fw_gear_dicom_send.cli.send; "
+        "print('fw_gear_dicom_send.sending.engine' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
+
+
+def test_a_sender_given_sends_and_is_closed(
+    receiver: StorageReceiver, tmp_path: Path
+) -> None:
+    paths = write_series(tmp_path / "in", 40)
+    request = SendRequest(
+        paths=(tmp_path / "in",),
+        peer=Peer("127.0.0.1", receiver.port, "STORE-SCP"),
+        associations=2,
+    )
+    with started(request) as sender:
+        assert sender is not None
+        result = send(request, sender=sender)
+        assert not senders()  # the send closed it
+    assert result.summary.stored == len(paths)
+    assert result.associations.startswith("2 ")
+    assert len(receiver.received) == len(paths)
+
+
+def test_a_sender_given_is_closed_when_the_request_is_refused(tmp_path: Path) -> None:
+    request = SendRequest(
+        paths=(tmp_path / "missing",),
+        peer=Peer("127.0.0.1", 104, "ANY"),
+        associations=4,
+    )
+    with started(request) as sender:
+        assert sender is not None
+        assert senders()
+        with pytest.raises(UsageError, match="missing"):
+            send(request, sender=sender)
+        assert not senders()
+
+
+def test_started_closes_the_sender_whatever_ends_the_block(tmp_path: Path) -> None:
+    request = SendRequest(
+        paths=(tmp_path,), peer=Peer("127.0.0.1", 104, "ANY"), associations=4
+    )
+    with pytest.raises(KeyboardInterrupt), started(request) as sender:
+        assert sender is not None
+        raise KeyboardInterrupt
+    assert not senders()
+
+
+def test_no_sender_for_a_send_over_one_association(tmp_path: Path) -> None:
+    request = SendRequest(
+        paths=(tmp_path,), peer=Peer("127.0.0.1", 104, "ANY"), associations=1
+    )
+    with started(request) as sender:
+        assert sender is None
