@@ -215,17 +215,21 @@ def _send(
 ) -> Ended:
     """Send what the feed brings, once it brings something.
 
-    What is listed within a moment is taken first (:meth:`.Pipeline.peek`). If
-    that is all, or enough to give each association its share, its count decides
-    the transport as for a list (the rest then comes as it goes); otherwise the
-    transport decides for items that come as they go.
+    What is listed within a moment is taken first (:meth:`.Pipeline.peek`), or
+    for a send over several associations what is listed until it is enough to
+    give each association its share. If that is all, or that much, its count
+    decides the transport as for a list (the rest then comes as it goes);
+    otherwise the transport decides for items that come as they go.
     """
-    # This many items give each association its share: the count decides.
+    # This many items give each association its share: the count decides, and
+    # the listing is not waited for any longer. Over one association or by STOW-RS
+    # it decides nothing: what comes within the lead is taken.
     deciding = ITEMS_PER_WORKER * request.most_associations
+    by_count = request.peer is not None and request.most_associations > 1
     if isinstance(feed, list):
         head, whole = feed, True
     else:
-        head, whole = feed.peek(deciding)
+        head, whole = feed.peek(deciding if by_count else None)
     if not head:
         return Ended()
     items: Iterable[SendItem] = head
