@@ -4,7 +4,7 @@ import argparse
 import os
 from pathlib import Path
 
-from .. import stopping
+from .. import collector, stopping
 from ..dicom.provenance import (
     DEFAULT_CREATOR,
     DEFAULT_GROUP,
@@ -168,9 +168,10 @@ def run(args: argparse.Namespace) -> ExitStatus:
         # Started first, the sender imports while the rest of the send is imported
         # (see sending.early); the checks that follow close it if they fail.
         with started(request) as sender:
-            from ..sending.engine import send  # noqa: PLC0415 - see above
-            from .progress import ProgressPrinter  # noqa: PLC0415 - see above
-            from .report import check_writable, finish  # noqa: PLC0415 - see above
+            with collector.importing():
+                from ..sending.engine import send  # noqa: PLC0415 - see above
+                from .progress import ProgressPrinter  # noqa: PLC0415 - see above
+                from .report import check_writable, finish  # noqa: PLC0415 - see above
 
             check_writable(args.report, request.paths, replaced=True)
             result = send(request, ProgressPrinter(), sender=sender)
