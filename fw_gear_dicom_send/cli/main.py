@@ -18,6 +18,7 @@ import fw_gear_dicom_send
 
 from .. import (
     blas,  # noqa: F401 - first: before numpy is imported
+    collector,
     stopping,
 )
 from ..errors import UsageError
@@ -81,8 +82,9 @@ def command_of(argv: Sequence[str]) -> str | None:
 
 
 def load(name: str) -> Command:
-    """The module of command ``name`` (imported now)."""
-    return cast(Command, importlib.import_module(f"{__package__}.{name}"))
+    """The module of command ``name`` (imported now, the collector off meanwhile)."""
+    with collector.importing():
+        return cast(Command, importlib.import_module(f"{__package__}.{name}"))
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

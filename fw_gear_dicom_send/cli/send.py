@@ -4,7 +4,7 @@ import argparse
 import os
 from pathlib import Path
 
-from .. import stopping
+from .. import collector, stopping
 from ..dicom.provenance import (
     DEFAULT_CREATOR,
     DEFAULT_GROUP,
@@ -13,9 +13,7 @@ from ..dicom.provenance import (
     parse_group,
 )
 from ..errors import UsageError
-from ..gear_reports import instance_report_of, is_completion_report
-from ..sending.engine import send
-from ..sending.report import read_stored
+from ..sending.early import started
 from ..sending.request import SendRequest
 from ..settings import (
     DEFAULT_ASSOCIATIONS,
@@ -30,8 +28,6 @@ from ..status import ExitStatus
 from ..transport.peer import AssociationSettings, StowSettings, parse_auth
 from ..transport.retry import RetryPolicy
 from . import options
-from .progress import ProgressPrinter
-from .report import check_writable, finish
 
 DESCRIPTION = (
     "Send every DICOM instance under PATH... with the provenance "
@@ -168,9 +164,17 @@ def run(args: argparse.Namespace) -> ExitStatus:
         verify=args.verify,
         commit=options.commit(args) if args.commit else None,
     )
-    check_writable(args.report, request.paths, replaced=True)
     with stopping.handling():
-        result = send(request, ProgressPrinter())
+        # Started first, the sender imports while the rest of the send is imported
+        # (see sending.early); the checks that follow close it if they fail.
+        with started(request) as sender:
+            with collector.importing():
+                from ..sending.engine import send  # noqa: PLC0415 - see above
+                from .progress import ProgressPrinter  # noqa: PLC0415 - see above
+                from .report import check_writable, finish  # noqa: PLC0415 - see above
+
+            check_writable(args.report, request.paths, replaced=True)
+            result = send(request, ProgressPrinter(), sender=sender)
         return finish(result, args.report)
 
 
@@ -229,6 +233,12 @@ def _stored(report: Path) -> frozenset[str]:
             gear's completion report, the error names the per-instance report
             written with it.
     """
+    from ..gear_reports import (  # noqa: PLC0415 - only for --resume
+        instance_report_of,
+        is_completion_report,
+    )
+    from ..sending.report import read_stored  # noqa: PLC0415 - only for --resume
+
     try:
         return read_stored(report, "--resume")
     except UsageError:

@@ -7,7 +7,6 @@ here, or C-STORE over worker processes).
 
 import logging
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..transport.adaptive import pacing_for
@@ -24,8 +23,6 @@ if TYPE_CHECKING:
     from ..transport.association import Client
 
 log = logging.getLogger(__name__)
-
-_LARGE_INPUT = 32 << 20
 
 
 class Connections:
@@ -81,7 +78,7 @@ def transport_for(
     ``2 * ITEMS_PER_WORKER`` items, else workers. Items that arrive as they go
     (any other iterable) go over workers when the request allows several
     associations and the sender process was started for it
-    (:func:`likely_parallel`): they start with one, and more as the items not yet
+    (:func:`.early.likely_parallel`): they start with one, and more as the items not yet
     sent warrant. ``pacing`` decides how many at once (default: the request's,
     :func:`~fw_gear_dicom_send.transport.adaptive.pacing_for`).
     """
@@ -135,19 +132,4 @@ def transport_for(
         tag=request.tag,
         retry=request.retry,
         pacing=pacing or pacing_for(request.associations, request.max_associations),
-    )
-
-
-def likely_parallel(request: SendRequest, paths: list[Path]) -> bool:
-    """Whether the send will likely go over several associations.
-
-    A few small files go over one association; a folder, many files or a large
-    file (an archive, probably) likely over several.
-    """
-    if request.peer is None or request.most_associations < 2:
-        return False
-    if len(paths) >= 2 * ITEMS_PER_WORKER:
-        return True
-    return any(
-        not path.is_file() or path.stat().st_size >= _LARGE_INPUT for path in paths
     )

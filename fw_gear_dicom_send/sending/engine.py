@@ -26,7 +26,8 @@ from ..transport.processes import Sender
 from ..transport.tls import risks
 from ..transport.tls_context import client_context
 from ..transport.workers import ITEMS_PER_WORKER
-from .connections import Connections, likely_parallel, transport_for
+from .connections import Connections, transport_for
+from .early import likely_parallel
 from .inputs import check_paths
 from .pipeline import Fetcher, Pipeline
 from .plan import skip_existing
@@ -49,6 +50,8 @@ def send(
     request: SendRequest,
     on_progress: ProgressCallback | None = None,
     fetcher: Fetcher | None = None,
+    *,
+    sender: Sender | None = None,
 ) -> RunResult:
     """Send every DICOM instance found under the request's paths.
 
@@ -57,6 +60,9 @@ def send(
         on_progress: Called after each instance has been sent (or failed).
         fetcher: Brings the inputs to ``request.paths`` first (the gear's
             downloads); an input it cannot bring has no rows.
+        sender: A sender process started for this request already
+            (:func:`.early.started`); closed once the send is done. Without one,
+            the send starts its own if it likely goes over several associations.
 
     Returns:
         One row per input file, in input order.
@@ -64,6 +70,23 @@ def send(
     Raises:
         UsageError: An input does not exist, the TLS settings cannot be used,
             or Storage Commitment was asked of a receiver that does not offer it.
+    """
+    connections = Connections(request, sender)
+    try:
+        paths = _checked(request, fetcher)
+        if sender is None and likely_parallel(request, paths):
+            # Started first, it imports pynetdicom while we list and probe.
+            connections.sender()
+        return _run(request, paths, connections, on_progress, fetcher)
+    finally:
+        connections.close()
+
+
+def _checked(request: SendRequest, fetcher: Fetcher | None) -> list[Path]:
+    """The inputs, once the request is checked (before anything is sent).
+
+    Raises:
+        UsageError: See :func:`send`.
     """
     paths = list(request.paths) if fetcher is not None else check_paths(request.paths)
     # TLS files are checked here, before anything is sent.
@@ -78,14 +101,7 @@ def send(
         from .commit import check_commitment  # noqa: PLC0415 - pynetdicom
 
         check_commitment(request)
-    # Started first, the sender process imports pynetdicom while we list and probe.
-    connections = Connections(
-        request, Sender() if likely_parallel(request, paths) else None
-    )
-    try:
-        return _run(request, paths, connections, on_progress, fetcher)
-    finally:
-        connections.close()
+    return paths
 
 
 def _run(
@@ -199,20 +215,26 @@ def _send(
 ) -> Ended:
     """Send what the feed brings, once it brings something.
 
-    What is listed within a moment is taken first (:meth:`.Pipeline.peek`). If
-    that is all, or enough to give each association its share, its count decides
-    the transport as for a list (the rest then comes as it goes); otherwise the
-    transport decides for items that come as they go.
+    What is listed within a moment is taken first (:meth:`.Pipeline.peek`), or
+    for a send over several associations what is listed until it is enough to
+    give each association its share. If that is all, or that much, its count
+    decides the transport as for a list (the rest then comes as it goes);
+    otherwise the transport decides for items that come as they go.
     """
+    # This many items give each association its share: the count decides, and
+    # the listing is not waited for any longer. Over one association or by STOW-RS
+    # it decides nothing: what comes within the lead is taken.
+    deciding = ITEMS_PER_WORKER * request.most_associations
+    by_count = request.peer is not None and request.most_associations > 1
     if isinstance(feed, list):
         head, whole = feed, True
     else:
-        head, whole = feed.peek()
+        head, whole = feed.peek(deciding if by_count else None)
     if not head:
         return Ended()
     items: Iterable[SendItem] = head
     if not whole:
         items = itertools.chain(head, feed)
-    enough = whole or len(head) >= ITEMS_PER_WORKER * request.most_associations
+    enough = whole or len(head) >= deciding
     chosen = transport_for(request, connections, head if enough else items)
     return chosen.send(items, tally)

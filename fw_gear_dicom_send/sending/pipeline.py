@@ -190,14 +190,18 @@ class Pipeline:
             self._ready.notify_all()
             return item
 
-    def peek(self) -> tuple[list[SendItem], bool]:
+    def peek(self, enough: int | None = None) -> tuple[list[SendItem], bool]:
         """Take the items that come within :data:`LEAD` seconds off the feed.
+
+        Args:
+            enough: Stop once this many items are taken (None: no such limit).
 
         Returns:
             The items, and whether they are all there is (the listing ended). It
-            stops sooner, with what it has, when the next item is slow to come
-            (:data:`STALL`: a download, say) or the work folder's room makes a
-            lot wait (more would come only as these are sent).
+            stops sooner, with what it has, once it holds ``enough`` items, when
+            the next item is slow to come (:data:`STALL`: a download, say) or the
+            work folder's room makes a lot wait (more would come only as these
+            are sent).
         """
         head: list[SendItem] = []
         started = last = time.monotonic()
@@ -209,6 +213,8 @@ class Pipeline:
                     head.append(item)
                     last = time.monotonic()
                     self._ready.notify_all()
+                    if enough is not None and len(head) >= enough:
+                        return head, self._listed and not self._feed
                     continue
                 if self._listed or self._closed or stopping.requested():
                     return head, self._listed

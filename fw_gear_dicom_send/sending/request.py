@@ -6,6 +6,7 @@ Values only: the front doors build a request without importing the transports.
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..dicom.provenance import ProvenanceTag
 from ..errors import UsageError
@@ -24,8 +25,10 @@ from ..status import ExitStatus
 from ..transport.peer import AssociationSettings, Peer, StowSettings
 from ..transport.retry import RetryPolicy
 from .budget import Limits
-from .report import Row, Summary, summarize
 from .room import DEFAULT_CAPACITY
+
+if TYPE_CHECKING:  # the report's module is imported once a run has ended
+    from .report import Row, Summary
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +134,7 @@ class Progress:
 class RunResult:
     """The rows of a run and what stopped it, if anything did."""
 
-    rows: tuple[Row, ...]
+    rows: "tuple[Row, ...]"
     seconds: float
     error: str | None = None
     """Why sending stopped early, if it did: no association could be opened, or
@@ -144,8 +147,10 @@ class RunResult:
     e.g. ``4 associations``); empty if it did not go over worker processes."""
 
     @property
-    def summary(self) -> Summary:
+    def summary(self) -> "Summary":
         """Counts and speed."""
+        from .report import summarize  # noqa: PLC0415 - see the imports
+
         return summarize(self.rows, self.seconds, self.associations)
 
     @property

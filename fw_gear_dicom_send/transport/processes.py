@@ -129,6 +129,7 @@ class Sender:
         jobs_in.close()
         messages_out.close()
         self._used = False
+        self._closed = False
 
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:
@@ -198,8 +199,11 @@ class Sender:
         Unused, it has forked no worker; a SIGTERM would only ask it to stop
         (:func:`.stopping.install_child`), once its import is done. After a
         stop, it is not waited for long: killed, it takes its workers with it
-        (:func:`.stopping.die_with_parent`).
+        (:func:`.stopping.die_with_parent`). Closing it again does nothing.
         """
+        if self._closed:
+            return
+        self._closed = True
         self._jobs.close()
         self._messages.close()
         if not self._used:

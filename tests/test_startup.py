@@ -1,0 +1,164 @@
+"""The start of a send: how soon the transport is decided and the sender started."""
+
+import multiprocessing
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fw_gear_dicom_send.dicom.samples import write_series
+from fw_gear_dicom_send.errors import UsageError
+from fw_gear_dicom_send.pacs.receiver import StorageReceiver
+from fw_gear_dicom_send.sending.early import started
+from fw_gear_dicom_send.sending.engine import send
+from fw_gear_dicom_send.sending.pipeline import LEAD, STALL, Fetched, Pipeline
+from fw_gear_dicom_send.sending.request import SendRequest
+from fw_gear_dicom_send.sending.room import Room
+from fw_gear_dicom_send.transport.peer import Peer
+
+PACE = STALL / 5
+"""Seconds between two inputs of the paced fetcher: never a stall."""
+
+
+class Paced:
+    """Brings local files one every :data:`PACE` seconds (a steady listing)."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self._paths = paths
+        self._room: Room | None = None
+
+    def start(self, room: Room) -> None:
+        self._room = room
+
+    def fetch(self, index: int) -> Fetched:
+        assert self._room is not None
+        time.sleep(PACE)
+        return Fetched(self._paths[index], self._room.lot())
+
+    def stop(self) -> None:
+        pass
+
+
+def test_peek_returns_once_it_holds_enough_items(tmp_path: Path) -> None:
+    paths = write_series(tmp_path / "in", int(3 * LEAD / PACE))
+    request = SendRequest(paths=tuple(paths), peer=Peer("127.0.0.1", 104, "ANY"))
+    work = tmp_path / "work"
+    work.mkdir()
+    pipeline = Pipeline(request, paths, work, Room(None), Paced(paths))
+    pipeline.start()
+    try:
+        started = time.monotonic()
+        head, whole = pipeline.peek(4)
+        took = time.monotonic() - started
+        assert len(head) == 4
+        assert not whole
+        assert took < LEAD / 2
+        # The rest still comes, in order, after what peek took.
+        rest = list(pipeline)
+    finally:
+        pipeline.finish(interrupted=False)
+    assert [i.index for i in head + rest] == list(range(len(paths)))
+
+
+def test_peek_without_a_count_takes_what_comes_within_its_lead(tmp_path: Path) -> None:
+    paths = write_series(tmp_path / "in", int(3 * LEAD / PACE))
+    request = SendRequest(paths=tuple(paths), peer=Peer("127.0.0.1", 104, "ANY"))
+    work = tmp_path / "work"
+    work.mkdir()
+    pipeline = Pipeline(request, paths, work, Room(None), Paced(paths))
+    pipeline.start()
+    try:
+        started = time.monotonic()
+        head, whole = pipeline.peek()
+        took = time.monotonic() - started
+        list(pipeline)
+    finally:
+        pipeline.finish(interrupted=False)
+    assert not whole
+    assert took >= LEAD
+    assert len(head) > 4
+
+
+def test_a_small_send_is_peeked_whole(tmp_path: Path) -> None:
+    paths = write_series(tmp_path / "in", 3)
+    request = SendRequest(paths=tuple(paths), peer=Peer("127.0.0.1", 104, "ANY"))
+    work = tmp_path / "work"
+    work.mkdir()
+    pipeline = Pipeline(request, paths, work, Room(None))
+    pipeline.start()
+    try:
+        head, whole = pipeline.peek(100)
+    finally:
+        pipeline.finish(interrupted=False)
+    assert whole
+    assert len(head) == 3
+
+
+def senders() -> list[multiprocessing.process.BaseProcess]:
+    """This process's sender processes still running."""
+    return [
+        p for p in multiprocessing.active_children() if p.name == "dicom-send-sender"
+    ]
+
+
+def test_the_command_line_starts_the_sender_before_it_imports_the_engine() -> None:
+    code = (
+        "import sys; import fw_gear_dicom_send.cli.send; "
+        "print('fw_gear_dicom_send.sending.engine' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
+
+
+def test_a_sender_given_sends_and_is_closed(
+    receiver: StorageReceiver, tmp_path: Path
+) -> None:
+    paths = write_series(tmp_path / "in", 40)
+    request = SendRequest(
+        paths=(tmp_path / "in",),
+        peer=Peer("127.0.0.1", receiver.port, "STORE-SCP"),
+        associations=2,
+    )
+    with started(request) as sender:
+        assert sender is not None
+        result = send(request, sender=sender)
+        assert not senders()  # the send closed it
+    assert result.summary.stored == len(paths)
+    assert result.associations.startswith("2 ")
+    assert len(receiver.received) == len(paths)
+
+
+def test_a_sender_given_is_closed_when_the_request_is_refused(tmp_path: Path) -> None:
+    request = SendRequest(
+        paths=(tmp_path / "missing",),
+        peer=Peer("127.0.0.1", 104, "ANY"),
+        associations=4,
+    )
+    with started(request) as sender:
+        assert sender is not None
+        assert senders()
+        with pytest.raises(UsageError, match="missing"):
+            send(request, sender=sender)
+        assert not senders()
+
+
+def test_started_closes_the_sender_whatever_ends_the_block(tmp_path: Path) -> None:
+    request = SendRequest(
+        paths=(tmp_path,), peer=Peer("127.0.0.1", 104, "ANY"), associations=4
+    )
+    with pytest.raises(KeyboardInterrupt), started(request) as sender:
+        assert sender is not None
+        raise KeyboardInterrupt
+    assert not senders()
+
+
+def test_no_sender_for_a_send_over_one_association(tmp_path: Path) -> None:
+    request = SendRequest(
+        paths=(tmp_path,), peer=Peer("127.0.0.1", 104, "ANY"), associations=1
+    )
+    with started(request) as sender:
+        assert sender is None
