@@ -26,7 +26,6 @@ import signal
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from .. import collector, stopping
@@ -90,7 +89,9 @@ class Up:
 
     def put(self, message: object) -> None:
         """Send a message up."""
-        data = ForkingPickler.dumps(message)
+        # Plain pickle: nothing sent up needs multiprocessing's reducers, whose
+        # pickler copies its dispatch table for every message.
+        data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
         with stopping.held_off:
             if len(data) + _LENGTH_PREFIX <= select.PIPE_BUF:
                 self._conn.send_bytes(data)  # one atomic write
