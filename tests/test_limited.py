@@ -6,15 +6,21 @@ exceeded; a send with ``--associations auto`` into such a receiver stores
 everything.
 """
 
+import contextlib
 import logging
+import os
 import re
+import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from faults import TRANSIENT_REJECT
 from limited import LimitingProxy
 
 from fw_gear_dicom_send import SendRequest, send
@@ -70,6 +76,56 @@ def test_the_proxy_refuses_a_fourth_as_pynetdicom_does(
     with LimitingProxy(unlimited.port, limit=3) as proxy:
         assert _refusal_of_a_fourth(proxy.port) == pynetdicom
         assert (proxy.rejected, proxy.most) == (1, 3)
+
+
+class _RejectAndClose:
+    """Answers every association request with A-ASSOCIATE-RJ (local limit
+    exceeded) and closes the connection at once, as a full PACS may."""
+
+    def __init__(self) -> None:
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._server.getsockname()[1])
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            with client, contextlib.suppress(OSError):
+                client.settimeout(2)
+                header = client.recv(6, socket.MSG_WAITALL)
+                client.recv(struct.unpack(">I", header[2:6])[0], socket.MSG_WAITALL)
+                client.sendall(TRANSIENT_REJECT)
+                client.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self._server.close()
+
+
+def test_a_rejection_followed_at_once_by_the_close_is_read_as_the_rejection() -> None:
+    """pynetdicom may see the connection close before it hands the rejection on;
+    it is still a transient refusal, said at once (no probing for TLS)."""
+    rejecting = _RejectAndClose()
+    client = Client(Peer("127.0.0.1", rejecting.port, AE), AssociationSettings())
+    burners = [  # a busy machine makes the race likely
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(2 * (os.cpu_count() or 1))
+    ]
+    try:
+        for _ in range(20):
+            started = time.monotonic()
+            with pytest.raises(AssociationError) as refused:
+                client.associate([Proposal(VERIFICATION, FALLBACK_SYNTAXES)])
+            assert refused.value.transient
+            assert "Local limit exceeded" in str(refused.value)
+            assert time.monotonic() - started < 2
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+        rejecting.close()
 
 
 def test_the_proxy_holds_the_answers(unlimited: StorageReceiver) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 from pynetdicom import AE, build_context, build_role, evt
 from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
+from pynetdicom.pdu import A_ASSOCIATE_RJ
 from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.presentation import PresentationContext
 
@@ -139,6 +140,14 @@ class Client:
                 elif primitive.result == 0:
                     watch.accepted = True
 
+        def on_pdu(event: evt.Event) -> None:
+            # An A-ASSOCIATE-RJ as it comes off the wire: when the peer closes the
+            # connection right after it, pynetdicom may see the close first and
+            # abort without handing the rejection on (so on_acse never hears it).
+            pdu = event.pdu
+            if isinstance(pdu, A_ASSOCIATE_RJ) and watch.rejection is None:
+                watch.rejection = pdu.to_primitive()
+
         def on_transition(event: evt.Event) -> None:
             fsm_event = event.fsm_event
             if fsm_event == _INVALID_PDU:
@@ -170,6 +179,7 @@ class Client:
             evt_handlers=[
                 (evt.EVT_CONN_OPEN, on_connect),
                 (evt.EVT_ACSE_RECV, on_acse),
+                (evt.EVT_PDU_RECV, on_pdu),
                 (evt.EVT_FSM_TRANSITION, on_transition),
                 (evt.EVT_RELEASED, self._log_end),
                 (evt.EVT_ABORTED, self._log_end),
