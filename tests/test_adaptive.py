@@ -301,3 +301,18 @@ def test_the_settings_make_the_pacing() -> None:
     assert isinstance(fixed, Fixed)
     assert fixed.start() == 4
     assert Adaptive(1).start() == 1
+
+
+def test_a_number_that_only_slows_the_answers_is_left_before_its_window_ends() -> None:
+    """Flat beyond 4 (a receiver whose threads are all busy): 16 answers four
+    times as slowly at the same rate, and is undone once each has answered."""
+    pacing = Adaptive(16)
+    run = simulate(pacing, Receiver(knee=4))
+    at_16 = [t for t, n in run.open if n == 16]
+    assert at_16
+    assert at_16[-1] - at_16[0] <= 0.3
+    assert settled(run) == 4
+    assert pacing.summary() == (
+        "4 associations (the receiver saturated at 16: response times rose, "
+        "the rate did not)"
+    )

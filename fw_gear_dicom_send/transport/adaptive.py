@@ -26,7 +26,9 @@ The policy (:class:`Adaptive`), in the order it applies:
    before, or to the number between the two before whose share their gain was
    worth (as in 3); and grow no more. If response times rose by ``margin``
    meanwhile, the receiver was saturated; else the sender or the network was the
-   limit.
+   limit. A number whose answers took twice as long as the number before's, at
+   no higher rate, is undone as soon as each of its associations has answered
+   (saturated), without waiting for its window.
 5. A new association refused as transient: as many as were open then, never
    more for the rest of the send.
 6. Answers 0xA7xx (out of resources) since the last change, a settle and a
@@ -51,6 +53,9 @@ _MOSTLY = 0.8
 """The share of the time associations wait for answers that grows them faster."""
 _HALF = 0.5
 """What more associations must each add (against each before) to grow further."""
+_SLOWER = 2.0
+"""Answers this many times as slow as with fewer associations, at no higher
+rate, end a number's window early (step 4)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,10 +148,32 @@ class Adaptive:
         long_enough = sample.elapsed - since.elapsed >= self._window
         enough = sample.answered - since.answered >= self._answers * self._level
         if not (long_enough and enough):
-            return self._level
+            return self._early(since, sample)
         new, old = measure(since, sample), self._tried.get(self._level)
         self._tried[self._level] = new if old is None or new.rate > old.rate else old
         return self._judge(sample)
+
+    def _early(self, since: Sample, sample: Sample) -> int:
+        """Before its window is over: back from a number saturating the receiver.
+
+        Its answers take twice as long as the number before's, at no higher rate.
+        """
+        level, before = self._level, self._before
+        was = self._tried.get(before) if before is not None else None
+        if was is None or before is None or level <= before:
+            return level
+        if sample.answered - since.answered < level:  # one answer each, at least
+            return level
+        now = measure(since, sample)
+        if now.response < _SLOWER * was.response or now.rate >= was.rate * (
+            1 + self._margin
+        ):
+            return level
+        self._tried[level] = now
+        why = (
+            f"the receiver saturated at {level}: response times rose, the rate did not"
+        )
+        return self._stop(before, why)
 
     def _judge(self, sample: Sample) -> int:
         here, level, before = self._tried[self._level], self._level, self._before
