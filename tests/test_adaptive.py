@@ -316,3 +316,12 @@ def test_a_number_that_only_slows_the_answers_is_left_before_its_window_ends() -
         "4 associations (the receiver saturated at 16: response times rose, "
         "the rate did not)"
     )
+
+
+def test_the_first_number_is_judged_on_its_first_answers() -> None:
+    """Before a window's time: whether they mostly wait shows at once."""
+    pacing = Adaptive(16, start=4)
+    pacing.start()
+    assert pacing.sample(Sample(0.1, 4, 0, 0, 0.0, 0, 1000)) == 4  # all 4 open
+    # 0.1 s later, four answers each, in 23 ms: they mostly wait for answers
+    assert pacing.sample(Sample(0.2, 4, 16, 16, 0.368, 0, 1000)) == 16

@@ -8,8 +8,9 @@ The policy (:class:`Adaptive`), in the order it applies:
    ``settle`` seconds (0.1) after the number was asked for with that many open
    (new workers and their associations cost time and CPU at first, retired ones
    until they have released theirs). It lasts ``window`` seconds (0.2) and at
-   least ``answers`` answers per association (2). While the transport has nothing
-   left to give out (the tail of the send) nothing is judged.
+   least ``answers`` answers per association (2); the first number's, only the
+   answers. While the transport has nothing left to give out (the tail of the
+   send) nothing is judged.
 3. A number that raised the rate of stored instances by ``margin`` (10%) or more
    over the number before it stays, and grows, up to ``ceiling``: by ``factor``
    (4) if the rate rose in proportion (the rate per association held), answers
@@ -145,7 +146,11 @@ class Adaptive:
                 self._since = sample
             return self._level
         since = self._since
-        long_enough = sample.elapsed - since.elapsed >= self._window
+        # The first number is judged on its answers alone: whether its
+        # associations mostly wait for them shows as soon as they come.
+        long_enough = self._before is None or (
+            sample.elapsed - since.elapsed >= self._window
+        )
         enough = sample.answered - since.answered >= self._answers * self._level
         if not (long_enough and enough):
             return self._early(since, sample)
