@@ -20,7 +20,7 @@ from typing import Any
 from pynetdicom import AE, build_context, build_role, evt
 from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
-from pynetdicom.pdu import A_ASSOCIATE_RJ
+from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RJ
 from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.presentation import PresentationContext
 
@@ -71,12 +71,10 @@ class _Watch:
 
     connected: bool = False
     rejection: A_ASSOCIATE | None = None
-    accepted: bool = False
-    """An A-ASSOCIATE-AC came (though perhaps with no context accepted)."""
+    accepted: bool = False  # an A-ASSOCIATE-AC came (perhaps accepting no context)
     invalid_pdu: bool = False  # the peer sent something that is not a DICOM PDU
     ended_by: str = ""
-    """Who ended the association first: ``we``, or how the peer did
-    (a value of :data:`.hints.PEER_ENDS`)."""
+    """Who ended it first: ``we``, or how the peer did (:data:`.hints.PEER_ENDS`)."""
     answered: bool = False  # the peer sent data (a DIMSE message) on it
     end_logged: bool = False
 
@@ -132,21 +130,14 @@ class Client:
         self._check_resolvable()
         watch = _Watch()
 
-        def on_acse(event: evt.Event) -> None:
-            primitive = event.primitive  # type: ignore[attr-defined]
-            if isinstance(primitive, A_ASSOCIATE):
-                if primitive.result in (1, 2):
-                    watch.rejection = primitive
-                elif primitive.result == 0:
-                    watch.accepted = True
-
         def on_pdu(event: evt.Event) -> None:
-            # An A-ASSOCIATE-RJ as it comes off the wire: when the peer closes the
-            # connection right after it, pynetdicom may see the close first and
-            # abort without handing the rejection on (so on_acse never hears it).
+            # As the answer comes off the wire: when the peer closes the connection
+            # right after an A-ASSOCIATE-RJ, pynetdicom may see the close first and
+            # abort without handing the rejection on to its ACSE.
             pdu = event.pdu
             if isinstance(pdu, A_ASSOCIATE_RJ) and watch.rejection is None:
                 watch.rejection = pdu.to_primitive()
+            watch.accepted = watch.accepted or isinstance(pdu, A_ASSOCIATE_AC)
 
         def on_transition(event: evt.Event) -> None:
             fsm_event = event.fsm_event
@@ -178,7 +169,6 @@ class Client:
             or None,
             evt_handlers=[
                 (evt.EVT_CONN_OPEN, on_connect),
-                (evt.EVT_ACSE_RECV, on_acse),
                 (evt.EVT_PDU_RECV, on_pdu),
                 (evt.EVT_FSM_TRANSITION, on_transition),
                 (evt.EVT_RELEASED, self._log_end),
