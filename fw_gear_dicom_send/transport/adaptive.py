@@ -16,7 +16,8 @@ The policy (:class:`Adaptive`), in the order it applies:
    (4) if the rate rose in proportion (the rate per association held), answers
    came as fast, and the associations spent most (80%) of their time waiting
    for them; by 2 if it rose in proportion otherwise, or if each
-   association added gave at least half of what each gave before. Else (or at
+   association added gave at least half of what each gave before. At the
+   ceiling, it is kept if the gain was worth three quarters of it. Else (or at
    the ceiling), once its best of two windows says so (the first may catch its
    new associations starting), try the number whose share the gain was worth
    (``before x gain`` rounded up: 6 after 4 -> 16 raised the rate 1.5x), and
@@ -54,6 +55,9 @@ _MOSTLY = 0.8
 """The share of the time associations wait for answers that grows them faster."""
 _HALF = 0.5
 """What more associations must each add (against each before) to grow further."""
+_KEEP = 0.75
+"""At the ceiling, a number whose gain was worth this share of it is kept: fewer
+would save at most the rest, at the cost of windows at a lower rate."""
 _SLOWER = 2.0
 """Answers this many times as slow as with fewer associations, at no higher
 rate, end a number's window early (step 4)."""
@@ -204,6 +208,8 @@ class Adaptive:
             added = (gain - 1) * before / (level - before)
             if added >= _HALF and level < self._ceiling:
                 return self._grow(self._larger(here, level, False), sample)
+            if level >= self._ceiling and worth >= level * _KEEP:
+                return self._stop(level, "the ceiling")
             why = f"{level} raised the rate less than in proportion"
             why = "the ceiling" if level >= self._ceiling else why
             return self._probe(worth, (before, level), why, sample)
