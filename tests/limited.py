@@ -24,6 +24,8 @@ from types import TracebackType
 from faults import TRANSIENT_REJECT
 
 _CHUNK = 1 << 20
+PERMANENT_REJECT = bytes([0x03, 0, 0, 0, 0, 4, 0, 1, 1, 1])
+"""A-ASSOCIATE-RJ: rejected-permanent (1), service user (1), no reason given (1)."""
 
 
 def _read_pdu(sock: socket.socket) -> bytes:
@@ -76,12 +78,21 @@ class LimitingProxy:
         limit: Connections forwarded at once; beyond, association requests are
             rejected as transient (local limit exceeded). None: no limit.
         delay: Seconds to hold what the receiver says.
+        rejection: The answer beyond ``limit``; :data:`PERMANENT_REJECT` makes a
+            receiver that refuses one more for good.
     """
 
     def __init__(
-        self, target: int, *, limit: int | None = None, delay: float = 0.0
+        self,
+        target: int,
+        *,
+        limit: int | None = None,
+        delay: float = 0.0,
+        rejection: bytes = TRANSIENT_REJECT,
     ) -> None:
         self.target, self.limit, self.delay = target, limit, delay
+        self.rejection = rejection
+        """The A-ASSOCIATE-RJ PDU beyond the limit."""
         self.rejected = 0
         """Association requests rejected."""
         self.most = 0
@@ -131,7 +142,7 @@ class LimitingProxy:
     def _reject(self, client: socket.socket) -> None:
         with client, contextlib.suppress(OSError):
             _read_pdu(client)  # the A-ASSOCIATE-RQ
-            client.sendall(TRANSIENT_REJECT)
+            client.sendall(self.rejection)
             with self._lock:
                 self.rejected += 1
             client.shutdown(socket.SHUT_WR)

@@ -339,3 +339,20 @@ def test_the_first_number_is_judged_on_its_first_answers() -> None:
     assert pacing.sample(Sample(0.1, 4, 0, 0, 0.0, 0, 1000)) == 4  # all 4 open
     # 0.1 s later, four answers each, in 23 ms: they mostly wait for answers
     assert pacing.sample(Sample(0.2, 4, 16, 16, 0.368, 0, 1000)) == 16
+
+
+def test_out_of_resources_from_associations_still_closing_are_not_counted() -> None:
+    pacing = Adaptive(16, start=4)
+    pacing.start()
+    pacing.sample(Sample(0.1, 4, 0, 0, 0.0, 0, 1000))
+    assert pacing.sample(Sample(0.35, 4, 40, 40, 0.8, 0, 1000)) == 16
+    pacing.sample(Sample(0.5, 16, 40, 40, 0.8, 0, 1000))  # all 16 open
+    assert pacing.sample(Sample(0.75, 16, 160, 170, 5.0, 10, 1000)) == 8  # 0xA7xx
+    # the 8 retired finish what is on their wire, answered 0xA7xx too, as they close
+    assert pacing.sample(Sample(0.9, 14, 200, 214, 6.0, 14, 1000)) == 8
+    assert pacing.sample(Sample(1.1, 10, 260, 278, 7.5, 18, 1000)) == 8
+    assert pacing.sample(Sample(1.3, 8, 320, 338, 9.0, 18, 1000)) == 8  # settled
+    assert pacing.sample(Sample(1.6, 8, 400, 418, 11.0, 18, 1000)) == 8
+    assert pacing.summary() == (
+        "8 associations (the receiver answered out of resources with 16)"
+    )

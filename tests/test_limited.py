@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from faults import TRANSIENT_REJECT
-from limited import LimitingProxy
+from limited import PERMANENT_REJECT, LimitingProxy
 
 from fw_gear_dicom_send import SendRequest, send
 from fw_gear_dicom_send.dicom.samples import write_series
@@ -167,6 +167,22 @@ def test_auto_into_a_receiver_of_three_stores_everything(
     # released may still count, and then it refuses a 3rd rather than a 4th.
     assert re.search(
         r"the receiver rejected a (3rd|4th): Local limit exceeded", caplog.text
+    )
+
+
+def test_auto_into_a_receiver_refusing_a_4th_for_good_keeps_3(
+    tmp_path: Path, unlimited: StorageReceiver, many: Path
+) -> None:
+    with LimitingProxy(unlimited.port, limit=3, rejection=PERMANENT_REJECT) as proxy:
+        result = send(
+            SendRequest((many,), Peer("127.0.0.1", proxy.port, AE), associations="auto")
+        )
+    assert result.exit_status is ExitStatus.SUCCESS
+    assert {row.status for row in result.rows} == {InstanceStatus.SENT}
+    assert len({r.sop_instance_uid for r in unlimited.received}) == 240
+    assert proxy.most == 3
+    assert result.associations.startswith(
+        "up to 3 associations (the receiver rejected a 4th: "
     )
 
 

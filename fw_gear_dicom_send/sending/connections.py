@@ -71,6 +71,8 @@ def transport_for(
     connections: Connections,
     items: Iterable[SendItem],
     pacing: Pacing | None = None,
+    *,
+    listing: bool = False,
 ) -> Transport:
     """The transport for the request: STOW-RS, or C-STORE here or in workers.
 
@@ -80,7 +82,8 @@ def transport_for(
     associations and the sender process was started for it
     (:func:`.early.likely_parallel`): they start with one, and more as the items not yet
     sent warrant. ``pacing`` decides how many at once (default: the request's,
-    :func:`~fw_gear_dicom_send.transport.adaptive.pacing_for`).
+    :func:`~fw_gear_dicom_send.transport.adaptive.pacing_for`). ``listing``: the
+    list is what was listed so far, and more comes (the log line says so).
     """
     known = isinstance(items, Sequence)
     what = (
@@ -88,6 +91,8 @@ def transport_for(
         if isinstance(items, Sequence)
         else "instances as they come"
     )
+    if listing and isinstance(items, Sequence):
+        what = f"instances as they are listed ({what} so far)"
     if request.stow is not None:
         stow = request.stow
         log.info(

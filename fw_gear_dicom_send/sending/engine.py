@@ -236,5 +236,7 @@ def _send(
     if not whole:
         items = itertools.chain(head, feed)
     enough = whole or len(head) >= deciding
-    chosen = transport_for(request, connections, head if enough else items)
+    chosen = transport_for(
+        request, connections, head if enough else items, listing=not whole
+    )
     return chosen.send(items, tally)

@@ -119,6 +119,9 @@ class Adaptive:
         """The sample at which the number was last changed."""
         self._since: Sample | None = None
         """The sample at which the window opened (None: not yet)."""
+        self._settled: Sample | None = None
+        """The first sample, a settle after the last change, with as many open as
+        asked for (None: not yet)."""
         self._second = False
         """Whether the number open has been measured a second time."""
         self._last = _START
@@ -136,8 +139,17 @@ class Adaptive:
         """Judge the number open by what it gave; the number to have now."""
         self._last, self._most = sample, max(self._most, sample.open)
         after = sample.elapsed - self._changed.elapsed
-        busy = sample.out_of_resources > self._changed.out_of_resources
-        if busy and after >= self._settle + self._window:
+        settling = self._settled is None and after >= self._settle
+        if settling and sample.open == self._level:
+            self._settled = sample
+        # 0xA7xx since as many were open as asked for: those of a larger number,
+        # still closing, are not this number's.
+        settled = self._settled
+        if (
+            settled is not None
+            and sample.out_of_resources > settled.out_of_resources
+            and sample.elapsed - settled.elapsed >= self._window
+        ):
             back = self._level - 1
             if not self._why and self._before:  # just grown: half, or as before
                 back = min(back, max(self._before, self._level // 2))
@@ -260,21 +272,25 @@ class Adaptive:
         return self._change(self._path[-1], sample)
 
     def _change(self, level: int, sample: Sample) -> int:
-        log.info("associations: %d -> %d (%s)", self._level, level, self._said())
+        log.info("associations: %d -> %d (%s)", self._level, level, self._said()[2:])
         self._before, self._level = self._level, level
         self._changed, self._since, self._second = sample, None, False
+        self._settled = None
         return level
 
     def _said(self) -> str:
-        return ", ".join(
+        """What each number measured, after ``; `` (empty if none was)."""
+        said = ", ".join(
             f"{n}: {m.rate:.0f}/s, {m.response * 1000:.0f} ms"
             for n, m in sorted(self._tried.items())
         )
+        return f"; {said}" if said else ""
 
     def _stop(self, level: int, why: str) -> int:
         self._why, self._before = why, self._level
         self._level, self._changed, self._since = level, self._last, None
-        log.info("associations: %d, growing no more (%s; %s)", level, why, self._said())
+        self._settled = None
+        log.info("associations: %d, growing no more (%s%s)", level, why, self._said())
         return level
 
     def refused(self, refusal: Refusal) -> int:
@@ -289,8 +305,13 @@ class Adaptive:
         return self._level
 
     def summary(self) -> str:
-        """How many were used and why no more: ``16 associations (the ceiling)``."""
-        level = self._level if self._why else max(self._most, self._level)
+        """How many were used and why no more: ``16 associations (the ceiling)``.
+
+        Before it settled: the most open at once; empty if none ever was.
+        """
+        level = self._level if self._why else self._most
+        if not level:
+            return ""  # none was ever open
         plural = "s" if level != 1 else ""
         prefix = "up to " if self._why.startswith(_REJECTED) else ""
         why = self._why or "the send ended before it settled"

@@ -71,7 +71,7 @@ class Pacing(Protocol):
         """How many were used and why no more: one phrase for the log and the report.
 
         E.g. ``4 associations`` or ``up to 3 associations (the receiver rejected a
-        4th: local limit exceeded)``.
+        4th: local limit exceeded)``; empty if none was ever open.
         """
         ...
 
@@ -101,6 +101,6 @@ class Fixed:
         return self._count
 
     def summary(self) -> str:
-        """How many were open at most."""
-        most = max(self._most, 1)
-        return f"{most} association{'s' if most != 1 else ''}"
+        """How many were open at most (empty if none ever was)."""
+        most = self._most
+        return f"{most} association{'s' if most != 1 else ''}" if most else ""

@@ -95,7 +95,8 @@ class Workers:
         run = _Run(self._sender, self._pacing, events, job)
         with self._sender.session():
             ended = run.drive(items)
-        log.info("sent over %s", ended.associations)
+        if ended.associations:
+            log.info("sent over %s", ended.associations)
         return ended
 
 
@@ -116,8 +117,9 @@ class _Run:
         self._queue = WorkQueue()
         self._started = time.monotonic()
         self._target = max(1, pacing.start())
-        self._refusals: list[tuple[frozenset[int], str]] = []
-        """Refusals not yet told to the pacing (:meth:`_tell_refusals`)."""
+        self._refusals: list[tuple[frozenset[int], str, bool]] = []
+        """Refusals not yet told to the pacing (:meth:`_tell_refusals`): the
+        workers racing, why, and whether transient."""
         self._next = 1
         self._why: dict[int, str] = {}
         self._unsent: list[Unsent] = []
@@ -185,16 +187,19 @@ class _Run:
 
         The receiver may have counted any worker negotiating when it refused
         one: a refusal is told once each of those is open or refused too, with
-        the number then open.
+        the number then open. One for good is told only if some are open (the
+        receiver takes no more than those); with none open, the send fails.
         """
         shares = self._queue.shares
         while self._refusals:
-            racing, reason = self._refusals[0]
+            racing, reason, transient = self._refusals[0]
             if any(shares[n].state is State.STARTING for n in racing):
                 return
             del self._refusals[0]
             open_ = sum(1 for s in shares.values() if s.ready and s.open)
-            self._target = max(1, self._pacing.refused(Refusal(reason, open_)))
+            if transient or open_:
+                refusal = Refusal(reason, open_)
+                self._target = max(1, self._pacing.refused(refusal))
 
     def _end(self, more: tuple[Unsent, ...]) -> Ended:
         summary = self._pacing.summary()
@@ -245,9 +250,17 @@ class _Run:
             racing = frozenset(
                 s.number for s in queue.shares.values() if s.state is State.STARTING
             )
-            self._refusals.append((racing, reason))
+            self._refusals.append((racing, reason, True))
         elif kind == "stopped":
-            self._why.setdefault(int(rest[0]), str(rest[1]))  # type: ignore[call-overload]
+            number, reason = int(rest[0]), str(rest[1])  # type: ignore[call-overload]
+            self._why.setdefault(number, reason)
+            share = queue.shares[number]
+            if share.state is State.STARTING:  # refused for good: told if others open
+                share.state = State.REFUSED
+                racing = frozenset(
+                    s.number for s in queue.shares.values() if s.state is State.STARTING
+                )
+                self._refusals.append((racing, reason, False))
         elif kind == "exited":
             self._exited(int(rest[0]))  # type: ignore[call-overload]
 
