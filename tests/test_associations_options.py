@@ -9,9 +9,11 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped]
 import pytest
 from fw_gear.invocation_schema import validate_invocation
+from pydicom.filewriter import dcmwrite
 from test_cli import run, send_args
 
 from fw_gear_dicom_send import Peer, SendRequest, UsageError
+from fw_gear_dicom_send.dicom.samples import make_ct
 from fw_gear_dicom_send.gear.config import parse_config
 from fw_gear_dicom_send.pacs.receiver import StorageReceiver
 from fw_gear_dicom_send.settings import DEFAULT_ASSOCIATIONS, MAX_ASSOCIATIONS
@@ -156,3 +158,41 @@ def test_the_command_line_refuses_bad_counts_in_one_line(
     assert line.startswith("dicom-send"), line
     assert f" error: {message}" in line
     assert receiver.associations == 0
+
+
+@pytest.mark.parametrize("associations", ["2", None])
+def test_a_ceiling_without_auto_is_said_to_be_ignored(
+    associations: str | None, tmp_path: Path, receiver: StorageReceiver
+) -> None:
+    extra = ("--associations", associations) if associations else ()
+    result = run(
+        *send_args(_one_ct(tmp_path), receiver.port, "STORE-SCP"),
+        "--max-associations",
+        "8",
+        *extra,
+        timeout=60,
+    )
+    assert result.returncode == ExitStatus.SUCCESS, result.stderr
+    ignored = "--max-associations applies to --associations auto only: ignored"
+    assert result.stderr.count(ignored) == 1
+
+
+def test_a_ceiling_with_auto_is_not_said_to_be_ignored(
+    tmp_path: Path, receiver: StorageReceiver
+) -> None:
+    result = run(
+        *send_args(_one_ct(tmp_path), receiver.port, "STORE-SCP"),
+        "--max-associations",
+        "8",
+        "--associations",
+        "auto",
+        timeout=60,
+    )
+    assert result.returncode == ExitStatus.SUCCESS, result.stderr
+    assert "ignored" not in result.stderr
+
+
+def _one_ct(tmp_path: Path) -> Path:
+    path = tmp_path / "ct.dcm"
+    dcmwrite(path, make_ct(0), enforce_file_format=True)
+    return path

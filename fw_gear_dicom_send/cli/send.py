@@ -1,6 +1,7 @@
 """``dicom-send send``: C-STORE (or STOW-RS) files, folders and archives."""
 
 import argparse
+import logging
 import os
 from pathlib import Path
 
@@ -28,6 +29,8 @@ from ..status import ExitStatus
 from ..transport.peer import AssociationSettings, StowSettings, parse_auth
 from ..transport.retry import RetryPolicy
 from . import options
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION = (
     "Send every DICOM instance under PATH... with the provenance "
@@ -164,6 +167,9 @@ def run(args: argparse.Namespace) -> ExitStatus:
         verify=args.verify,
         commit=options.commit(args) if args.commit else None,
     )
+    fixed = stow is not None or isinstance(request.associations, int)
+    if fixed and request.max_associations != MAX_ASSOCIATIONS:
+        log.warning("--max-associations applies to --associations auto only: ignored")
     with stopping.handling():
         # Started first, the sender imports while the rest of the send is imported
         # (see sending.early); the checks that follow close it if they fail.
