@@ -9,8 +9,8 @@ The policy (:class:`Adaptive`), in the order it applies:
    (new workers and their associations cost time and CPU at first, retired ones
    until they have released theirs). It lasts ``window`` seconds (0.2) and at
    least ``answers`` answers per association (2); the first number's, only the
-   answers. While the transport has nothing left to give out (the tail of the
-   send) nothing is judged.
+   answers if its associations mostly waited for them. While the transport has
+   nothing left to give out (the tail of the send) nothing is judged.
 3. A number that raised the rate of stored instances by ``margin`` (10%) or more
    over the number before it stays, and grows, up to ``ceiling``: by ``factor``
    (4) if the rate rose in proportion (the rate per association held), answers
@@ -162,10 +162,10 @@ class Adaptive:
                 self._since = sample
             return self._level
         since = self._since
-        # The first number is judged on its answers alone: whether its
-        # associations mostly wait for them shows as soon as they come.
-        long_enough = self._before is None or (
-            sample.elapsed - since.elapsed >= self._window
+        # The first number's associations mostly waiting for answers shows as
+        # soon as they come: then it is judged at once (it grows 4x).
+        long_enough = sample.elapsed - since.elapsed >= self._window or (
+            self._before is None and _waiting(measure(since, sample), self._level)
         )
         enough = sample.answered - since.answered >= self._answers * self._level
         if not (long_enough and enough):
@@ -261,8 +261,7 @@ class Adaptive:
 
     def _larger(self, here: Measure, level: int, in_proportion: bool) -> int:
         """``factor`` times as many, or twice (see the module)."""
-        waiting = here.rate * here.response / level  # Little's law: share waiting
-        fast = in_proportion and waiting >= _MOSTLY
+        fast = in_proportion and _waiting(here, level)
         return level * (self._factor if fast else 2)
 
     def _grow(self, wanted: int, sample: Sample) -> int:
@@ -316,6 +315,11 @@ class Adaptive:
         prefix = "up to " if self._why.startswith(_REJECTED) else ""
         why = self._why or "the send ended before it settled"
         return f"{prefix}{level} association{plural} ({why})"
+
+
+def _waiting(measure: Measure, level: int) -> bool:
+    """Whether ``level`` associations mostly waited for answers (Little's law)."""
+    return measure.rate * measure.response / level >= _MOSTLY
 
 
 def _ordinal(number: int) -> str:
