@@ -365,4 +365,4 @@ def test_a_first_number_that_mostly_sends_is_measured_over_a_whole_window() -> N
     assert pacing.sample(Sample(0.1, 4, 0, 0, 0.0, 0, 1000)) == 4  # all 4 open
     # 0.05 s later, four answers each, in 2 ms: they mostly send
     assert pacing.sample(Sample(0.15, 4, 16, 16, 0.032, 0, 1000)) == 4
-    assert pacing.sample(Sample(0.3, 4, 160, 160, 0.32, 0, 1000)) == 8
+    assert pacing.sample(Sample(0.35, 4, 160, 160, 0.32, 0, 1000)) == 8
