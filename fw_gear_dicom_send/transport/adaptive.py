@@ -33,8 +33,9 @@ The policy (:class:`Adaptive`), in the order it applies:
    (saturated), without waiting for its window.
 5. A new association refused as transient: as many as were open then, never
    more for the rest of the send.
-6. Answers 0xA7xx (out of resources) since the last change, a settle and a
-   window after it: back to half (not below the number before the last growth),
+6. Answers 0xA7xx (out of resources) a window after as many were open as asked
+   for (a settle after the last change; those of a larger number still closing
+   do not count): back to half (not below the number before the last growth),
    or one fewer once it grows no more; and grow no more.
 
 A send that ends before it settled keeps what it had.
