@@ -41,12 +41,17 @@ class Paced:
         pass
 
 
-def test_peek_returns_once_it_holds_enough_items(tmp_path: Path) -> None:
+def _paced_pipeline(tmp_path: Path) -> tuple[list[Path], Pipeline]:
+    """A series of three LEADs' worth of files, listed at PACE each."""
     paths = write_series(tmp_path / "in", int(3 * LEAD / PACE))
     request = SendRequest(paths=tuple(paths), peer=Peer("127.0.0.1", 104, "ANY"))
     work = tmp_path / "work"
     work.mkdir()
-    pipeline = Pipeline(request, paths, work, Room(None), Paced(paths))
+    return paths, Pipeline(request, paths, work, Room(None), Paced(paths))
+
+
+def test_peek_returns_once_it_holds_enough_items(tmp_path: Path) -> None:
+    paths, pipeline = _paced_pipeline(tmp_path)
     pipeline.start()
     try:
         started = time.monotonic()
@@ -63,11 +68,7 @@ def test_peek_returns_once_it_holds_enough_items(tmp_path: Path) -> None:
 
 
 def test_peek_without_a_count_takes_what_comes_within_its_lead(tmp_path: Path) -> None:
-    paths = write_series(tmp_path / "in", int(3 * LEAD / PACE))
-    request = SendRequest(paths=tuple(paths), peer=Peer("127.0.0.1", 104, "ANY"))
-    work = tmp_path / "work"
-    work.mkdir()
-    pipeline = Pipeline(request, paths, work, Room(None), Paced(paths))
+    _, pipeline = _paced_pipeline(tmp_path)
     pipeline.start()
     try:
         started = time.monotonic()

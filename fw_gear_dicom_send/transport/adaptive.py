@@ -272,25 +272,26 @@ class Adaptive:
         return self._change(self._path[-1], sample)
 
     def _change(self, level: int, sample: Sample) -> int:
-        log.info("associations: %d -> %d (%s)", self._level, level, self._said()[2:])
+        log.info("associations: %d -> %d (%s)", self._level, level, self._said())
         self._before, self._level = self._level, level
         self._changed, self._since, self._second = sample, None, False
         self._settled = None
         return level
 
     def _said(self) -> str:
-        """What each number measured, after ``; `` (empty if none was)."""
-        said = ", ".join(
+        """What each number measured (empty if none was)."""
+        return ", ".join(
             f"{n}: {m.rate:.0f}/s, {m.response * 1000:.0f} ms"
             for n, m in sorted(self._tried.items())
         )
-        return f"; {said}" if said else ""
 
     def _stop(self, level: int, why: str) -> int:
         self._why, self._before = why, self._level
         self._level, self._changed, self._since = level, self._last, None
         self._settled = None
-        log.info("associations: %d, growing no more (%s%s)", level, why, self._said())
+        said = self._said()
+        why += f"; {said}" if said else ""
+        log.info("associations: %d, growing no more (%s)", level, why)
         return level
 
     def refused(self, refusal: Refusal) -> int:
