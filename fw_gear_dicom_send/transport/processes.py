@@ -93,11 +93,17 @@ class Up:
         # pickler copies its dispatch table for every message.
         data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
         with stopping.held_off:
-            if len(data) + _LENGTH_PREFIX <= select.PIPE_BUF:
-                self._conn.send_bytes(data)  # one atomic write
-            else:
-                with self._lock:
-                    self._conn.send_bytes(data)
+            try:
+                if len(data) + _LENGTH_PREFIX <= select.PIPE_BUF:
+                    self._conn.send_bytes(data)  # one atomic write
+                else:
+                    with self._lock:
+                        self._conn.send_bytes(data)
+            except BrokenPipeError:
+                # The main process is gone (killed): nothing can reach it any
+                # more, and the kernel is about to end this process too
+                # (stopping.die_with_parent); end now, without a traceback.
+                os._exit(1)
 
     put_nowait = put
     """For a :class:`logging.handlers.QueueHandler`."""
