@@ -15,6 +15,7 @@ pipe with ``splice(2)`` (no copy into this process), one thread per direction.
 
 import contextlib
 import os
+import queue
 import socket
 import struct
 import threading
@@ -52,10 +53,31 @@ def splice_all(src: socket.socket, dst: socket.socket) -> None:
 
 
 def copy_late(src: socket.socket, dst: socket.socket, delay: float) -> None:
-    """Copy src to dst, each piece ``delay`` seconds after it came."""
-    while data := src.recv(_CHUNK):
-        time.sleep(delay)
-        dst.sendall(data)
+    """Copy src to dst, each piece ``delay`` seconds after it came.
+
+    A delay line, as a long network is: the pieces are read as they come and each
+    goes out when its time is due, so a PDU the receiver writes in two pieces
+    (DCMTK writes a C-STORE answer's PDU header and its data apart) is late by
+    ``delay`` once, not once per piece.
+    """
+    due: queue.SimpleQueue[tuple[float, bytes] | None] = queue.SimpleQueue()
+
+    def send_due() -> None:
+        with contextlib.suppress(OSError):
+            while (piece := due.get()) is not None:
+                when, data = piece
+                if (wait := when - time.monotonic()) > 0:
+                    time.sleep(wait)
+                dst.sendall(data)
+
+    sender = threading.Thread(target=send_due, daemon=True)
+    sender.start()
+    try:
+        while data := src.recv(_CHUNK):
+            due.put((time.monotonic() + delay, data))
+    finally:
+        due.put(None)
+        sender.join()
 
 
 def pump(src: socket.socket, dst: socket.socket, delay: float) -> None:

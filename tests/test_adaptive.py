@@ -6,9 +6,10 @@ times rise past the knee); it may refuse associations beyond a limit, as
 "local limit exceeded", and answer 0xA7xx beyond some number open. A simulated
 transport obeys the pacing as the real one does: it opens up to the number
 asked (a refused one is reported and not opened), retires the rest, and hands
-over a sample every half second.
+over a sample every :data:`SAMPLE_EVERY` seconds.
 """
 
+import logging
 import random
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ from fw_gear_dicom_send.transport.adaptive import Adaptive, pacing_for
 from fw_gear_dicom_send.transport.pacing import SAMPLE_EVERY, Fixed, Refusal, Sample
 
 LIMIT_REASON = "receiver rejected the association: local limit exceeded"
+CPUS = 2
 
 
 @dataclass
@@ -35,9 +37,15 @@ class Receiver:
     """Beyond this many open, a tenth of the answers are 0xA7xx."""
     noise: float = 0.0
     """Each half second's rate is off by up to this share, either way."""
+    cpu_per_instance: float | None = None
+    """CPU-seconds each instance stored costs this machine (sender and, if it
+    runs here, receiver), which has ``CPUS``; None: the load is unknown."""
 
     def rate(self, n: int) -> float:
-        return self.per_association * min(n, self.knee)
+        rate = self.per_association * min(n, self.knee)
+        if self.cpu_per_instance:  # no faster than the CPUs can go
+            rate = min(rate, CPUS / self.cpu_per_instance)
+        return rate
 
 
 @dataclass
@@ -59,7 +67,8 @@ def simulate(
     """Send ``items`` into ``receiver`` as ``pacing`` says; what happened."""
     tick, noise = 0.01, random.Random(seed)
     run, wanted, opened = Run(), pacing.start(), 0
-    stored = answered = response = 0.0
+    stored = answered = response = cpu_seconds = 0.0
+    cpus = CPUS if receiver.cpu_per_instance is not None else 0
     factor, ticks = 1.0, 0
     while stored < items:
         while opened < wanted:  # open one at a time, as the transport does
@@ -77,6 +86,7 @@ def simulate(
         stored += answers - refusals
         answered += answers
         response += answers * opened / rate  # Little's law: n in flight
+        cpu_seconds += answers * (receiver.cpu_per_instance or 0.0)
         run.out_of_resources += 1 if busy and ticks % 5 == 0 else 0
         ticks += 1
         run.open.append((ticks * tick, opened))
@@ -91,6 +101,8 @@ def simulate(
                 response_seconds=response,
                 out_of_resources=run.out_of_resources,
                 waiting=max(0, items - int(answered) - opened),
+                busy=cpu_seconds,
+                cpus=cpus,
             )
             wanted = pacing.sample(sample)
     run.seconds = ticks * tick
@@ -165,6 +177,19 @@ def test_it_steps_back_on_out_of_resources() -> None:
     assert "out of resources" in pacing.summary()
 
 
+def test_out_of_resources_at_one_association_is_said_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="fw_gear_dicom_send.transport.adaptive")
+    pacing = Adaptive(16)
+    run = simulate(pacing, Receiver(knee=16, busy_beyond=0), items=5000)
+    assert settled(run) == 1
+    said = [r.message for r in caplog.records if "growing no more" in r.message]
+    at_one = [m for m in said if m.startswith("associations: 1, growing no more")]
+    assert at_one == said[-1:]  # not again at each window, all send long
+    assert "the receiver answered out of resources with 2" in at_one[0]
+
+
 def test_a_receiver_that_does_not_reward_more_keeps_what_it_started_with() -> None:
     pacing = Adaptive(16)
     run = simulate(pacing, Receiver(knee=1))
@@ -201,8 +226,39 @@ def test_a_lower_ceiling_is_kept() -> None:
     assert max(n for _, n in run.open) == 5
 
 
+def test_it_does_not_grow_when_this_machine_s_cpus_are_busy() -> None:
+    """A receiver on this machine, sharing its 2 CPUs: 4 keep them busy."""
+    pacing = Adaptive(16)
+    run = simulate(pacing, Receiver(knee=100, cpu_per_instance=2 / 190))
+    assert max(n for _, n in run.open) == 4
+    assert pacing.summary() == "4 associations (this machine's CPUs were busy (95%))"
+
+
+def test_cpus_with_room_let_it_grow_to_the_ceiling() -> None:
+    """A far receiver: each instance costs this machine a little CPU."""
+    pacing = Adaptive(16)
+    run = simulate(pacing, Receiver(knee=100, cpu_per_instance=0.001))
+    assert settled(run) == 16
+    assert pacing.summary() == "16 associations (the ceiling)"
+
+
+def test_cpus_that_fill_up_on_the_way_stop_the_growth() -> None:
+    """8 associations fill the CPUs: no 16, 32 (the ceiling) even less."""
+    pacing = Adaptive(32, start=2)
+    run = simulate(pacing, Receiver(knee=100, cpu_per_instance=2 / 380))
+    assert max(n for _, n in run.open) == 8
+    assert settled(run) == 8
+    assert pacing.summary().startswith("8 associations (this machine's CPUs were busy")
+
+
 def test_auto_is_not_slower_than_four_on_these_receivers() -> None:
-    for receiver in (Receiver(knee=6), Receiver(knee=100), Receiver(knee=2)):
+    receivers = (
+        Receiver(knee=6),
+        Receiver(knee=100),
+        Receiver(knee=2),
+        Receiver(knee=100, cpu_per_instance=2 / 190),
+    )
+    for receiver in receivers:
         auto = simulate(Adaptive(16), receiver, items=2000).seconds
         four = simulate(Fixed(4), receiver, items=2000).seconds
         assert auto <= four * 1.1, receiver

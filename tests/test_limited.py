@@ -137,6 +137,33 @@ def test_the_proxy_holds_the_answers(unlimited: StorageReceiver) -> None:
     assert time.monotonic() - started >= 0.6
 
 
+def test_an_answer_written_in_two_pieces_is_held_once() -> None:
+    """DCMTK writes a PDU's header and its data apart: a far network delays
+    them both by its delay, not the second by twice it."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def answer() -> None:
+        peer, _ = server.accept()
+        with peer:
+            peer.sendall(b"head")
+            time.sleep(0.01)
+            peer.sendall(b"data")
+            peer.recv(1)  # until the client closes
+
+    threading.Thread(target=answer, daemon=True).start()
+    with (
+        server,
+        LimitingProxy(server.getsockname()[1], delay=0.3) as proxy,
+        socket.create_connection(("127.0.0.1", proxy.port)) as client,
+    ):
+        started, got = time.monotonic(), b""
+        while len(got) < 8:
+            got += client.recv(8)
+        elapsed = time.monotonic() - started
+    assert got == b"headdata"
+    assert 0.3 <= elapsed < 0.5  # 0.31 s: each piece 0.3 s late; twice: >= 0.6 s
+
+
 @pytest.fixture(scope="module")
 def many(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four series of 60 small instances."""

@@ -15,14 +15,16 @@ The policy (:class:`Adaptive`), in the order it applies:
    over the number before it stays, and grows, up to ``ceiling``: by ``factor``
    (4) if the rate rose in proportion (the rate per association held), answers
    came as fast, and the associations spent most (80%) of their time waiting
-   for them; by 2 if it rose in proportion otherwise, or if each
-   association added gave at least half of what each gave before. At the
-   ceiling, it is kept if the gain was worth three quarters of it. Else (or at
-   the ceiling), once its best of two windows says so (the first may catch its
-   new associations starting), try the number whose share the gain was worth
-   (``before x gain`` rounded up: 6 after 4 -> 16 raised the rate 1.5x), and
-   keep it unless the larger number's rate beat its by ``margin`` in two
-   windows.
+   for them; by 2 if it rose in proportion otherwise, or if each association
+   added gave at least half of what each gave before. It grows only while this
+   machine's CPUs have room: busy 80% of its window or more, they would be
+   shared by more associations rather than added to (the receiver's too, if it
+   runs here), and it grows no more. At the ceiling, it is kept if the gain was
+   worth three quarters of it. Else (or at the ceiling), once its best of two
+   windows says so (the first may catch its new associations starting), try the
+   number whose share the gain was worth (``before x gain`` rounded up: 6 after
+   4 -> 16 raised the rate 1.5x), and keep it unless the larger number's rate
+   beat its by ``margin`` in two windows.
 4. A number that did not raise the rate by ``margin`` in two windows (the best
    counts: a window may catch a stall of the machine): back to the number
    before, or to the number between the two before whose share their gain was
@@ -59,6 +61,9 @@ _HALF = 0.5
 _KEEP = 0.75
 """At the ceiling, a number whose gain was worth this share of it is kept: fewer
 would save at most the rest, at the cost of windows at a lower rate."""
+_BUSY = 0.8
+"""CPUs busy this share of a window leave no room to grow: more associations
+would share them (with the receiver, if it runs here) rather than add to them."""
 _SLOWER = 2.0
 """Answers this many times as slow as with fewer associations, at no higher
 rate, end a number's window early (step 4)."""
@@ -72,15 +77,19 @@ class Measure:
     """Instances stored per second."""
     response: float
     """Mean seconds from a data set going out to its answer."""
+    busy: float | None = None
+    """The share of this machine's CPUs that was busy (None: unknown)."""
 
 
 def measure(first: Sample, last: Sample) -> Measure:
-    """The rate and the mean response time between two samples."""
+    """The rate, the mean response time and the CPUs' load between two samples."""
     answered = last.answered - first.answered
     response = (last.response_seconds - first.response_seconds) / max(answered, 1)
-    return Measure(
-        (last.stored - first.stored) / (last.elapsed - first.elapsed), response
-    )
+    seconds = last.elapsed - first.elapsed
+    busy = None
+    if last.cpus and first.cpus:
+        busy = (last.busy - first.busy) / (seconds * last.cpus)
+    return Measure((last.stored - first.stored) / seconds, response, busy)
 
 
 class Adaptive:
@@ -151,6 +160,9 @@ class Adaptive:
             and sample.out_of_resources > settled.out_of_resources
             and sample.elapsed - settled.elapsed >= self._window
         ):
+            if self._level == 1 and self._why:  # no fewer: said once is enough
+                self._settled = sample
+                return 1
             back = self._level - 1
             if not self._why and self._before:  # just grown: half, or as before
                 back = min(back, max(self._before, self._level // 2))
@@ -207,20 +219,20 @@ class Adaptive:
                 return level
             return self._stop(larger, self._probe_why)
         if before is None:
-            return self._grow(self._larger(here, level, in_proportion=True), sample)
+            return self._grow(here, self._larger(here, level, True), sample)
         was = self._tried[before]
         gain = here.rate / max(was.rate, 1e-9)
         if gain >= 1 + self._margin:
             worth = math.ceil(before * gain)
             if worth >= level:  # in proportion; 4x if answered as fast as before
                 held = here.response <= was.response * (1 + self._margin)
-                return self._grow(self._larger(here, level, held), sample)
+                return self._grow(here, self._larger(here, level, held), sample)
             if self._again(sample):  # its first window may have caught its start
                 return level
             # what each association added, against what each had before
             added = (gain - 1) * before / (level - before)
             if added >= _HALF and level < self._ceiling:
-                return self._grow(self._larger(here, level, False), sample)
+                return self._grow(here, self._larger(here, level, False), sample)
             if level >= self._ceiling and worth >= level * _KEEP:
                 return self._stop(level, "the ceiling")
             why = f"{level} raised the rate less than in proportion"
@@ -265,9 +277,13 @@ class Adaptive:
         fast = in_proportion and _waiting(here, level)
         return level * (self._factor if fast else 2)
 
-    def _grow(self, wanted: int, sample: Sample) -> int:
+    def _grow(self, here: Measure, wanted: int, sample: Sample) -> int:
+        """Grow to ``wanted`` (at most the ceiling) if the CPUs have room."""
         if self._level >= self._ceiling:
             return self._stop(self._level, "the ceiling")
+        if here.busy is not None and here.busy >= _BUSY:
+            why = f"this machine's CPUs were busy ({min(here.busy, 1):.0%})"
+            return self._stop(self._level, why)
         self._path.append(min(wanted, self._ceiling))
         return self._change(self._path[-1], sample)
 
@@ -282,6 +298,7 @@ class Adaptive:
         """What each number measured (empty if none was)."""
         return ", ".join(
             f"{n}: {m.rate:.0f}/s, {m.response * 1000:.0f} ms"
+            + (f", CPUs {m.busy:.0%} busy" if m.busy is not None else "")
             for n, m in sorted(self._tried.items())
         )
 

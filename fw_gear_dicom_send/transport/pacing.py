@@ -16,7 +16,7 @@ association that has closed.
 from dataclasses import dataclass
 from typing import Protocol
 
-SAMPLE_EVERY = 0.1
+SAMPLE_EVERY = 0.05
 """Seconds between two samples."""
 
 
@@ -39,6 +39,11 @@ class Sample:
     """Answers 0xA7xx (refused: out of resources)."""
     waiting: int
     """Items known and not yet given to an association."""
+    busy: float = 0.0
+    """CPU-seconds this machine's CPUs (those the send may use) spent busy, by
+    any process."""
+    cpus: int = 0
+    """How many CPUs the send may use (0: their load is unknown)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from .. import stopping
 from ..dicom.provenance import ProvenanceTag
+from . import cpu
 from .feed import Arrivals
 from .interface import Ended, Events, Unsent
 from .outcome import Outcome, SendItem
@@ -116,6 +117,8 @@ class _Run:
         self._job = job
         self._queue = WorkQueue()
         self._started = time.monotonic()
+        self._cpus = cpu.usable()
+        self._cpu_busy_at_start = cpu.busy_seconds(self._cpus)
         self._target = max(1, pacing.start())
         self._refusals: list[tuple[frozenset[int], str, bool]] = []
         """Refusals not yet told to the pacing (:meth:`_tell_refusals`): the
@@ -207,6 +210,7 @@ class _Run:
 
     def _sample(self) -> None:
         queue = self._queue
+        busy, cpus = self._cpu_load()
         sample = Sample(
             elapsed=time.monotonic() - self._started,
             open=sum(1 for s in queue.shares.values() if s.ready and s.open),
@@ -215,8 +219,17 @@ class _Run:
             response_seconds=self._response,
             out_of_resources=self._busy,
             waiting=queue.waiting,
+            busy=busy,
+            cpus=cpus,
         )
         self._target = max(1, self._pacing.sample(sample))
+
+    def _cpu_load(self) -> tuple[float, int]:
+        """The sample's ``busy`` and ``cpus`` (``0.0, 0`` if unknown)."""
+        busy = cpu.busy_seconds(self._cpus)
+        if busy is None or self._cpu_busy_at_start is None:
+            return 0.0, 0
+        return busy - self._cpu_busy_at_start, len(self._cpus)
 
     def _handle(self, message: tuple[object, ...]) -> None:
         """One message from a worker or the sender."""
