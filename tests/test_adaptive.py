@@ -251,6 +251,25 @@ def test_cpus_that_fill_up_on_the_way_stop_the_growth() -> None:
     assert pacing.summary().startswith("8 associations (this machine's CPUs were busy")
 
 
+def test_busy_cpus_seen_over_the_first_answers_only_are_measured_again() -> None:
+    """4 mostly waiting, judged on 2 answers each (0.05 s): its CPUs' load then
+    is measured again over a whole window before it stops growing for them."""
+    pacing = Adaptive(16)
+    assert pacing.sample(Sample(0.1, 4, 0, 0, 0.0, 0, 1000, 0.0, 2)) == 4
+    # 8 answers of 22 ms in 0.05 s, the CPUs 90% busy (the workers starting)
+    assert pacing.sample(Sample(0.15, 4, 8, 8, 0.176, 0, 1000, 0.09, 2)) == 4
+    # a whole window, 30% busy: 4 -> 16
+    assert pacing.sample(Sample(0.36, 4, 40, 40, 0.88, 0, 1000, 0.21, 2)) == 16
+
+
+def test_busy_cpus_over_a_whole_window_stop_the_growth() -> None:
+    pacing = Adaptive(16)
+    assert pacing.sample(Sample(0.1, 4, 0, 0, 0.0, 0, 1000, 0.0, 2)) == 4
+    assert pacing.sample(Sample(0.15, 4, 8, 8, 0.176, 0, 1000, 0.09, 2)) == 4
+    assert pacing.sample(Sample(0.36, 4, 40, 40, 0.88, 0, 1000, 0.468, 2)) == 4
+    assert pacing.summary() == "4 associations (this machine's CPUs were busy (90%))"
+
+
 def test_auto_is_not_slower_than_four_on_these_receivers() -> None:
     receivers = (
         Receiver(knee=6),

@@ -17,14 +17,15 @@ The policy (:class:`Adaptive`), in the order it applies:
    came as fast, and the associations spent most (80%) of their time waiting
    for them; by 2 if it rose in proportion otherwise, or if each association
    added gave at least half of what each gave before. It grows only while this
-   machine's CPUs have room: busy 80% of its window or more, they would be
-   shared by more associations rather than added to (the receiver's too, if it
-   runs here), and it grows no more. At the ceiling, it is kept if the gain was
-   worth three quarters of it. Else (or at the ceiling), once its best of two
-   windows says so (the first may catch its new associations starting), try the
-   number whose share the gain was worth (``before x gain`` rounded up: 6 after
-   4 -> 16 raised the rate 1.5x), and keep it unless the larger number's rate
-   beat its by ``margin`` in two windows.
+   machine's CPUs have room: busy 80% of a whole window or more (busy over a
+   first number's first answers only: measured again over a whole one), they
+   would be shared by more associations rather than added to (the receiver's
+   too, if it runs here), and it grows no more. At the ceiling, it is kept if
+   the gain was worth three quarters of it. Else (or at the ceiling), once its
+   best of two windows says so (the first may catch its new associations
+   starting), try the number whose share the gain was worth (``before x gain``
+   rounded up: 6 after 4 -> 16 raised the rate 1.5x), and keep it unless the
+   larger number's rate beat its by ``margin`` in two windows.
 4. A number that did not raise the rate by ``margin`` in two windows (the best
    counts: a window may catch a stall of the machine): back to the number
    before, or to the number between the two before whose share their gain was
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 
 _START = Sample(0.0, 0, 0, 0, 0.0, 0, 0)
 _REJECTED = "the receiver rejected"
+_OUT_OF_RESOURCES = "the receiver answered out of resources"
 _MOSTLY = 0.8
 """The share of the time associations wait for answers that grows them faster."""
 _HALF = 0.5
@@ -79,6 +81,8 @@ class Measure:
     """Mean seconds from a data set going out to its answer."""
     busy: float | None = None
     """The share of this machine's CPUs that was busy (None: unknown)."""
+    seconds: float = 0.0
+    """How long it was measured over."""
 
 
 def measure(first: Sample, last: Sample) -> Measure:
@@ -89,7 +93,7 @@ def measure(first: Sample, last: Sample) -> Measure:
     busy = None
     if last.cpus and first.cpus:
         busy = (last.busy - first.busy) / (seconds * last.cpus)
-    return Measure((last.stored - first.stored) / seconds, response, busy)
+    return Measure((last.stored - first.stored) / seconds, response, busy, seconds)
 
 
 class Adaptive:
@@ -135,6 +139,11 @@ class Adaptive:
         self._second = False
         """Whether the number open has been measured a second time."""
         self._last = _START
+        self._latest: Measure | None = None
+        """The last window measured."""
+        self._whole = False
+        """Whether the number open is being measured over a whole window (its
+        CPUs' load, first seen in a shorter one)."""
         self._tried: dict[int, Measure] = {}
         """The best window of each number."""
         self._why = ""
@@ -160,13 +169,13 @@ class Adaptive:
             and sample.out_of_resources > settled.out_of_resources
             and sample.elapsed - settled.elapsed >= self._window
         ):
-            if self._level == 1 and self._why:  # no fewer: said once is enough
+            if self._level == 1 and self._why.startswith(_OUT_OF_RESOURCES):
                 self._settled = sample
                 return 1
             back = self._level - 1
             if not self._why and self._before:  # just grown: half, or as before
                 back = min(back, max(self._before, self._level // 2))
-            why = f"the receiver answered out of resources with {self._level}"
+            why = f"{_OUT_OF_RESOURCES} with {self._level}"
             return self._stop(max(1, back), why)
         if self._why or not sample.waiting:
             return self._level
@@ -178,12 +187,15 @@ class Adaptive:
         # The first number's associations mostly waiting for answers shows as
         # soon as they come: then it is judged at once (it grows 4x).
         long_enough = sample.elapsed - since.elapsed >= self._window or (
-            self._before is None and _waiting(measure(since, sample), self._level)
+            self._before is None
+            and not self._whole
+            and _waiting(measure(since, sample), self._level)
         )
         enough = sample.answered - since.answered >= self._answers * self._level
         if not (long_enough and enough):
             return self._early(since, sample)
         new, old = measure(since, sample), self._tried.get(self._level)
+        self._latest = new
         self._tried[self._level] = new if old is None or new.rate > old.rate else old
         return self._judge(sample)
 
@@ -219,20 +231,20 @@ class Adaptive:
                 return level
             return self._stop(larger, self._probe_why)
         if before is None:
-            return self._grow(here, self._larger(here, level, True), sample)
+            return self._grow(self._larger(here, level, True), sample)
         was = self._tried[before]
         gain = here.rate / max(was.rate, 1e-9)
         if gain >= 1 + self._margin:
             worth = math.ceil(before * gain)
             if worth >= level:  # in proportion; 4x if answered as fast as before
                 held = here.response <= was.response * (1 + self._margin)
-                return self._grow(here, self._larger(here, level, held), sample)
+                return self._grow(self._larger(here, level, held), sample)
             if self._again(sample):  # its first window may have caught its start
                 return level
             # what each association added, against what each had before
             added = (gain - 1) * before / (level - before)
             if added >= _HALF and level < self._ceiling:
-                return self._grow(here, self._larger(here, level, False), sample)
+                return self._grow(self._larger(here, level, False), sample)
             if level >= self._ceiling and worth >= level * _KEEP:
                 return self._stop(level, "the ceiling")
             why = f"{level} raised the rate less than in proportion"
@@ -277,12 +289,20 @@ class Adaptive:
         fast = in_proportion and _waiting(here, level)
         return level * (self._factor if fast else 2)
 
-    def _grow(self, here: Measure, wanted: int, sample: Sample) -> int:
-        """Grow to ``wanted`` (at most the ceiling) if the CPUs have room."""
+    def _grow(self, wanted: int, sample: Sample) -> int:
+        """Grow to ``wanted`` (at most the ceiling) if the CPUs have room.
+
+        Busy CPUs seen in a window shorter than ``window`` (a first number judged
+        on its first answers) are measured again over a whole one.
+        """
         if self._level >= self._ceiling:
             return self._stop(self._level, "the ceiling")
-        if here.busy is not None and here.busy >= _BUSY:
-            why = f"this machine's CPUs were busy ({min(here.busy, 1):.0%})"
+        latest = self._latest
+        if latest is not None and latest.busy is not None and latest.busy >= _BUSY:
+            if latest.seconds < self._window:
+                self._since, self._whole = sample, True
+                return self._level
+            why = f"this machine's CPUs were busy ({min(latest.busy, 1):.0%})"
             return self._stop(self._level, why)
         self._path.append(min(wanted, self._ceiling))
         return self._change(self._path[-1], sample)
@@ -291,14 +311,14 @@ class Adaptive:
         log.info("associations: %d -> %d (%s)", self._level, level, self._said())
         self._before, self._level = self._level, level
         self._changed, self._since, self._second = sample, None, False
-        self._settled = None
+        self._settled, self._whole = None, False
         return level
 
     def _said(self) -> str:
         """What each number measured (empty if none was)."""
         return ", ".join(
             f"{n}: {m.rate:.0f}/s, {m.response * 1000:.0f} ms"
-            + (f", CPUs {m.busy:.0%} busy" if m.busy is not None else "")
+            + (f", CPUs {min(m.busy, 1):.0%} busy" if m.busy is not None else "")
             for n, m in sorted(self._tried.items())
         )
 

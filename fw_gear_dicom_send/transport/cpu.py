@@ -13,6 +13,8 @@ from pathlib import Path
 _STAT = Path("/proc/stat")
 _IDLE, _IOWAIT = 3, 4
 """The free fields of a ``cpuN`` line (after its name), in clock ticks."""
+_FIELDS = 8
+"""user, nice, system, idle, iowait, irq, softirq, steal (guest time is in user)."""
 
 
 def usable() -> frozenset[int]:
@@ -22,19 +24,24 @@ def usable() -> frozenset[int]:
     return frozenset(range(os.cpu_count() or 1))
 
 
-def busy_seconds(cpus: frozenset[int]) -> float | None:
-    """CPU-seconds ``cpus`` have spent busy since the machine started, or None."""
+def busy_seconds(cpus: frozenset[int]) -> tuple[float, int] | None:
+    """CPU-seconds ``cpus`` have spent busy since the machine started.
+
+    Returns:
+        The seconds, and how many of ``cpus`` they are of (those listed); None if
+        unknown (no ``/proc/stat``, a format not understood, none of ``cpus``).
+    """
     try:
         lines = _STAT.read_text().splitlines()
         tick = os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, AttributeError):
+        busy = counted = 0
+        for line in lines:
+            name, _, rest = line.partition(" ")
+            number = name.removeprefix("cpu")
+            if name.startswith("cpu") and number.isdigit() and int(number) in cpus:
+                ticks = [int(field) for field in rest.split()[:_FIELDS]]
+                busy += sum(ticks) - ticks[_IDLE] - ticks[_IOWAIT]
+                counted += 1
+    except (OSError, ValueError, IndexError, AttributeError):
         return None
-    busy = 0
-    for line in lines:
-        name, *fields = line.split()
-        if not name.startswith("cpu") or name == "cpu":
-            continue
-        if name[3:].isdigit() and int(name[3:]) in cpus:
-            ticks = [int(f) for f in fields]
-            busy += sum(ticks[:8]) - ticks[_IDLE] - ticks[_IOWAIT]
-    return busy / tick
+    return (busy / tick, counted) if counted and tick > 0 else None

@@ -14,6 +14,9 @@ sends what it holds and ends; told to retire, it finishes the item on the wire,
 releases and ends (what it held goes back to the main process's queue).
 """
 
+# A host name is encoded with the IDNA codec at the first connect, which imports
+# it: imported here, in the sender process, not again in each worker forked.
+import encodings.idna  # noqa: F401
 import time
 from typing import Any
 

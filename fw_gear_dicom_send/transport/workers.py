@@ -118,7 +118,7 @@ class _Run:
         self._queue = WorkQueue()
         self._started = time.monotonic()
         self._cpus = cpu.usable()
-        self._cpu_busy_at_start = cpu.busy_seconds(self._cpus)
+        self._cpu_at_start = cpu.busy_seconds(self._cpus)
         self._target = max(1, pacing.start())
         self._refusals: list[tuple[frozenset[int], str, bool]] = []
         """Refusals not yet told to the pacing (:meth:`_tell_refusals`): the
@@ -165,7 +165,7 @@ class _Run:
                     if arrivals.ended:
                         selector.unregister(arrivals.fileno())
                         self._input_done = True
-                while messages.fileno() in ready and messages.poll():
+                while messages.fileno() in ready:
                     try:
                         message = self._sender.receive()
                     except EOFError:  # it died: its workers account for nothing more
@@ -177,6 +177,8 @@ class _Run:
                     if message:
                         self._handle(message)
                         self._tell_refusals()
+                    # another waiting? (the pipe's poll() sets up a selector a call)
+                    ready = {key.fd for key, _ in selector.select(0)}
                 if time.monotonic() >= due:
                     self._sample()
                     due = time.monotonic() + SAMPLE_EVERY
@@ -226,10 +228,10 @@ class _Run:
 
     def _cpu_load(self) -> tuple[float, int]:
         """The sample's ``busy`` and ``cpus`` (``0.0, 0`` if unknown)."""
-        busy = cpu.busy_seconds(self._cpus)
-        if busy is None or self._cpu_busy_at_start is None:
+        now, start = cpu.busy_seconds(self._cpus), self._cpu_at_start
+        if now is None or start is None or now[1] != start[1]:
             return 0.0, 0
-        return busy - self._cpu_busy_at_start, len(self._cpus)
+        return now[0] - start[0], now[1]
 
     def _handle(self, message: tuple[object, ...]) -> None:
         """One message from a worker or the sender."""
