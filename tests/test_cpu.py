@@ -18,8 +18,8 @@ from fw_gear_dicom_send.transport.peer import Peer
 
 STAT = """\
 cpu  300 0 200 1000 50 0 10 5 0 0
-cpu0 100 0 100 500 20 0 5 5 0 0
-cpu1 200 0 100 500 30 0 5 0 0 0
+cpu0 100 50 100 500 20 0 5 5 0 0
+cpu1 200 40 100 500 30 0 5 0 0 0
 intr 12345 0 0
 ctxt 6789
 """
@@ -32,7 +32,8 @@ def test_busy_counts_all_but_idle_and_io_wait_on_the_cpus_given(
     stat.write_text(STAT)
     monkeypatch.setattr(cpu, "_STAT", stat)
     tick = os.sysconf("SC_CLK_TCK")
-    # user, system, softirq and steal count; idle and I/O wait do not
+    # user, system, softirq and steal count; nice (it gives way), idle and I/O
+    # wait do not
     assert cpu.busy_seconds(frozenset({0})) == pytest.approx((210 / tick, 1))
     assert cpu.busy_seconds(frozenset({1})) == pytest.approx((305 / tick, 1))
     assert cpu.busy_seconds(frozenset({0, 1})) == pytest.approx((515 / tick, 2))
@@ -53,7 +54,7 @@ def test_a_format_not_understood_is_unknown(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str
 ) -> None:
     stat = tmp_path / "stat"
-    stat.write_text(STAT.replace("cpu0 100 0 100 500 20 0 5 5 0 0\n", text))
+    stat.write_text(STAT.replace("cpu0 100 50 100 500 20 0 5 5 0 0\n", text))
     monkeypatch.setattr(cpu, "_STAT", stat)
     assert cpu.busy_seconds(frozenset({0})) is None
 

@@ -1,18 +1,20 @@
 """How busy this machine's CPUs are: what more associations would have to share.
 
 Read from Linux's ``/proc/stat``, for the CPUs this process may run on (its
-affinity). Time a CPU spent idle or waiting for I/O is free; any other (user,
-system, interrupts, and steal: taken by the hypervisor for another machine) is
-busy. Elsewhere, or if it cannot be read, it is unknown. A container's CPU quota
-(cgroups) is not seen: its machine's CPUs are counted.
+affinity). Time a CPU spent idle, waiting for I/O, or running work of low
+priority (niced: it gives way) is free; any other (user, system, interrupts,
+and steal: taken by the hypervisor for another machine) is busy. Elsewhere, or
+if it cannot be read, it is unknown. A container's CPU quota (cgroups) is not
+seen: its machine's CPUs are counted.
 """
 
 import os
 from pathlib import Path
 
 _STAT = Path("/proc/stat")
-_IDLE, _IOWAIT = 3, 4
-"""The free fields of a ``cpuN`` line (after its name), in clock ticks."""
+_FREE = (1, 3, 4)
+"""The free fields of a ``cpuN`` line (after its name, in clock ticks): nice,
+idle, iowait."""
 _FIELDS = 8
 """user, nice, system, idle, iowait, irq, softirq, steal (guest time is in user)."""
 
@@ -40,7 +42,7 @@ def busy_seconds(cpus: frozenset[int]) -> tuple[float, int] | None:
             number = name.removeprefix("cpu")
             if name.startswith("cpu") and number.isdigit() and int(number) in cpus:
                 ticks = [int(field) for field in rest.split()[:_FIELDS]]
-                busy += sum(ticks) - ticks[_IDLE] - ticks[_IOWAIT]
+                busy += sum(ticks) - sum(ticks[field] for field in _FREE)
                 counted += 1
     except (OSError, ValueError, IndexError, AttributeError):
         return None

@@ -41,7 +41,7 @@ class Sample:
     """Items known and not yet given to an association."""
     busy: float = 0.0
     """CPU-seconds this machine's CPUs (those the send may use) spent busy, by
-    any process."""
+    any process but the main one (see :mod:`.cpu` for what counts)."""
     cpus: int = 0
     """How many CPUs the send may use (0: their load is unknown)."""
 

@@ -119,6 +119,7 @@ class _Run:
         self._started = time.monotonic()
         self._cpus = cpu.usable()
         self._cpu_at_start = cpu.busy_seconds(self._cpus)
+        self._own_at_start = time.process_time()
         self._target = max(1, pacing.start())
         self._refusals: list[tuple[frozenset[int], str, bool]] = []
         """Refusals not yet told to the pacing (:meth:`_tell_refusals`): the
@@ -227,11 +228,16 @@ class _Run:
         self._target = max(1, self._pacing.sample(sample))
 
     def _cpu_load(self) -> tuple[float, int]:
-        """The sample's ``busy`` and ``cpus`` (``0.0, 0`` if unknown)."""
+        """The sample's ``busy`` and ``cpus`` (``0.0, 0`` if unknown).
+
+        Busy but for this process's own work (listing, probing and reading the
+        input, the report), which does not grow with the associations.
+        """
         now, start = cpu.busy_seconds(self._cpus), self._cpu_at_start
         if now is None or start is None or now[1] != start[1]:
             return 0.0, 0
-        return now[0] - start[0], now[1]
+        own = time.process_time() - self._own_at_start
+        return max(0.0, now[0] - start[0] - own), now[1]
 
     def _handle(self, message: tuple[object, ...]) -> None:
         """One message from a worker or the sender."""
