@@ -25,7 +25,7 @@ ctxt 6789
 """
 
 
-def test_busy_counts_all_but_idle_and_io_wait_on_the_cpus_given(
+def test_busy_counts_all_but_nice_idle_and_io_wait_on_the_cpus_given(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stat = tmp_path / "stat"
@@ -57,6 +57,17 @@ def test_a_format_not_understood_is_unknown(
     stat.write_text(STAT.replace("cpu0 100 50 100 500 20 0 5 5 0 0\n", text))
     monkeypatch.setattr(cpu, "_STAT", stat)
     assert cpu.busy_seconds(frozenset({0})) is None
+
+
+def test_niced_work_is_busy_when_ours_is_niced_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stat = tmp_path / "stat"
+    stat.write_text(STAT)
+    monkeypatch.setattr(cpu, "_STAT", stat)
+    monkeypatch.setattr(os, "nice", lambda increment: 10)
+    tick = os.sysconf("SC_CLK_TCK")
+    assert cpu.busy_seconds(frozenset({0, 1})) == pytest.approx((605 / tick, 2))
 
 
 def test_unreadable_is_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
