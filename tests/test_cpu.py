@@ -25,20 +25,25 @@ ctxt 6789
 """
 
 
-def test_busy_counts_all_but_nice_idle_and_io_wait_on_the_cpus_given(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def tick(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> float:
+    """:data:`STAT` read in place of ``/proc/stat``; seconds per clock tick."""
     stat = tmp_path / "stat"
     stat.write_text(STAT)
     monkeypatch.setattr(cpu, "_STAT", stat)
-    tick = os.sysconf("SC_CLK_TCK")
+    return 1 / os.sysconf("SC_CLK_TCK")
+
+
+def test_busy_counts_all_but_nice_idle_and_io_wait_on_the_cpus_given(
+    tick: float,
+) -> None:
     # user, system, softirq and steal count; nice (it gives way), idle and I/O
     # wait do not
-    assert cpu.busy_seconds(frozenset({0})) == pytest.approx((210 / tick, 1))
-    assert cpu.busy_seconds(frozenset({1})) == pytest.approx((305 / tick, 1))
-    assert cpu.busy_seconds(frozenset({0, 1})) == pytest.approx((515 / tick, 2))
+    assert cpu.busy_seconds(frozenset({0})) == pytest.approx((210 * tick, 1))
+    assert cpu.busy_seconds(frozenset({1})) == pytest.approx((305 * tick, 1))
+    assert cpu.busy_seconds(frozenset({0, 1})) == pytest.approx((515 * tick, 2))
     # a CPU the file does not list (offline; a container's view) is not counted
-    assert cpu.busy_seconds(frozenset({1, 7})) == pytest.approx((305 / tick, 1))
+    assert cpu.busy_seconds(frozenset({1, 7})) == pytest.approx((305 * tick, 1))
     assert cpu.busy_seconds(frozenset({7})) is None
 
 
@@ -60,14 +65,10 @@ def test_a_format_not_understood_is_unknown(
 
 
 def test_niced_work_is_busy_when_ours_is_niced_too(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tick: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stat = tmp_path / "stat"
-    stat.write_text(STAT)
-    monkeypatch.setattr(cpu, "_STAT", stat)
     monkeypatch.setattr(os, "nice", lambda increment: 10)
-    tick = os.sysconf("SC_CLK_TCK")
-    assert cpu.busy_seconds(frozenset({0, 1})) == pytest.approx((605 / tick, 2))
+    assert cpu.busy_seconds(frozenset({0, 1})) == pytest.approx((605 * tick, 2))
 
 
 def test_unreadable_is_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
