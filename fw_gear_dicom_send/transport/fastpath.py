@@ -23,7 +23,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pynetdicom
@@ -48,16 +48,16 @@ PRIVATE_NEEDS = (
     "Association._is_paused",
     "Association._reactor_checkpoint._cond._waiters",
     "DULServiceProvider._is_transport_event",
-    "DULServiceProvider._run_loop_delay",
+    "DULServiceProvider._process_recv_primitive",
     "DULServiceProvider._idle_timer.restart",
     "DULServiceProvider.state_machine.current_state == 'Sta6'",
 )
 """What of pynetdicom the fast path relies on beyond its public API."""
 _ESTABLISHED = "Sta6"
 _AWAITING_REQUEST = frozenset({"Sta1", "Sta2"})
-_HELD_LOOP_DELAY = 0.01
-"""Seconds between the DUL thread's idle loops while we hold the socket: at most
-this much later does it see the release or abort that follows."""
+_PARKED_LOOK = 0.1
+"""Seconds the DUL thread waits, while we hold the socket, before it looks for a
+primitive of ours (an abort from another thread, say); letting go wakes it at once."""
 
 
 class _Verdict:
@@ -259,7 +259,9 @@ def _held_fast(assoc: Association, settings: AssociationSettings) -> Iterator[Ch
     (:mod:`.wire`), with the DIMSE timeout on the socket; a
     TLS socket, which one thread must not read while another writes, is safe too.
     On leaving, pynetdicom gets everything back, with its idle timer restarted.
-    Meanwhile the DUL thread loops every 10 ms instead of every millisecond.
+    Meanwhile the DUL thread waits (:class:`_Parked`) instead of looping every
+    millisecond: every wake of it would contend for the interpreter lock with the
+    sending.
 
     The reactor must be parked, not paused: pynetdicom's own ``send_c_store``
     pauses it per message and trusts ``_is_paused``, which stays True for a
@@ -274,19 +276,41 @@ def _held_fast(assoc: Association, settings: AssociationSettings) -> Iterator[Ch
             break
         time.sleep(0.0001)
     dul = assoc.dul
+    parked = _Parked(dul._process_recv_primitive)
     setattr(dul, "_is_transport_event", _nothing_to_read)  # noqa: B010 - a method
     # With nothing to read, its loop only waits for our primitives (none come
-    # while held): it need not wake every millisecond meanwhile.
-    loop_delay = dul._run_loop_delay
-    dul._run_loop_delay = _HELD_LOOP_DELAY
+    # while held, but from another thread): it need not wake meanwhile.
+    setattr(dul, "_process_recv_primitive", parked)  # noqa: B010 - a method
     try:
         with socket_timeout(assoc, settings.dimse_timeout):
             yield FastChannel(assoc, settings)
     finally:
         del dul._is_transport_event
-        dul._run_loop_delay = loop_delay
+        del dul._process_recv_primitive
+        parked.let_go()
         dul._idle_timer.restart()
         checkpoint.set()
+
+
+class _Parked:
+    """The DUL thread's look for primitives while held: a wait, then the look.
+
+    Args:
+        look: The DUL's own ``_process_recv_primitive``.
+    """
+
+    def __init__(self, look: Callable[[], bool]) -> None:
+        self._look = look
+        self._let_go = threading.Event()
+
+    def __call__(self) -> bool:
+        """Wait until let go (or :data:`_PARKED_LOOK`), then look."""
+        self._let_go.wait(_PARKED_LOOK)
+        return self._look()
+
+    def let_go(self) -> None:
+        """End the wait: the DUL thread loops as pynetdicom made it again."""
+        self._let_go.set()
 
 
 __all__ = [
