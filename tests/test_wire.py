@@ -6,7 +6,7 @@ import struct
 import threading
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pynetdicom.dimse_messages import C_ECHO_RSP, C_STORE_RQ, C_STORE_RSP
 from pynetdicom.dimse_primitives import C_ECHO, C_STORE
@@ -90,6 +90,9 @@ def parse_pdus(stream: bytes) -> list[tuple[int, int, bytes]]:
     max_pdu=st.sampled_from([0, 4096, 16384, 131072, 1 << 21]),
     inserts=st.lists(st.binary(min_size=1, max_size=40), max_size=3),
 )
+@example(size=3 * (16384 - 6), max_pdu=16384, inserts=[])  # whole fragments only
+@example(size=2 << 20, max_pdu=0, inserts=[])  # whole writes only
+@example(size=1, max_pdu=4096, inserts=[])
 def test_the_data_set_goes_out_whole_in_fragments_that_fit(
     size: int, max_pdu: int, inserts: list[bytes]
 ) -> None:

@@ -247,17 +247,21 @@ class Framer:
         if len(self._buffer) < per_write:
             self._buffer = memoryview(bytearray(per_write))
         buffers: list[bytes | memoryview] = [command_pdus(command, context_id, max_pdu)]
+        whole = _header(context_id, _DATA_MORE, fragment)  # all but a write's last
+        view = self._buffer
         remaining = payload.length
         while True:
-            filled = payload.readinto(self._buffer[: min(per_write, remaining)])
+            filled = payload.readinto(view[: min(per_write, remaining)])
             if filled < min(per_write, remaining):
                 raise OSError("file changed while being sent (shorter than probed)")
             remaining -= filled
-            for start in range(0, filled, fragment):
-                piece = self._buffer[start : min(start + fragment, filled)]
-                last = remaining == 0 and start + fragment >= filled
-                control = _DATA_LAST if last else _DATA_MORE
-                buffers += (_header(context_id, control, len(piece)), piece)
+            if filled:
+                last = (filled - 1) // fragment * fragment
+                for start in range(0, last, fragment):
+                    buffers += (whole, view[start : start + fragment])
+                control = _DATA_MORE if remaining else _DATA_LAST
+                tail = view[last:filled]
+                buffers += (_header(context_id, control, len(tail)), tail)
             if not alive():
                 return False
             try:
