@@ -262,6 +262,14 @@ def test_busy_cpus_seen_over_the_first_answers_only_are_measured_again() -> None
     assert pacing.sample(Sample(0.36, 4, 40, 40, 0.88, 0, 1000, 0.21, 2)) == 16
 
 
+def test_cpus_busy_over_half_the_time_still_leave_room_to_grow() -> None:
+    """A far receiver on a slower machine: 4 keep its CPUs 55% busy; 16 could
+    still do more than half as much again (and the rate decides then)."""
+    pacing = Adaptive(16)
+    assert pacing.sample(Sample(0.1, 4, 0, 0, 0.0, 0, 1000, 0.0, 2)) == 4
+    assert pacing.sample(Sample(0.15, 4, 8, 8, 0.176, 0, 1000, 0.055, 2)) == 16
+
+
 def test_busy_cpus_over_a_whole_window_stop_the_growth() -> None:
     pacing = Adaptive(16)
     assert pacing.sample(Sample(0.1, 4, 0, 0, 0.0, 0, 1000, 0.0, 2)) == 4

@@ -17,17 +17,17 @@ The policy (:class:`Adaptive`), in the order it applies:
    came as fast, and the associations spent most (80%) of their time waiting
    for them; by 2 if it rose in proportion otherwise, or if each association
    added gave at least half of what each gave before. It grows only while this
-   machine's CPUs have room for twice the work: busy half of a whole window or
-   more (but for the main process's own work, which does not grow with the
-   associations; busy over a first number's first answers only: measured again
-   over a whole one), they would be shared by more associations rather than
-   added to (the receiver's too, if it runs here), and it grows no more. At the
-   ceiling, it is kept if the gain was worth three quarters of it. Else (or at
-   the ceiling), once its best of two windows says so (the first may catch its
-   new associations starting), try the number whose share the gain was worth
-   (``before x gain`` rounded up: 6 after 4 -> 16 raised the rate 1.5x), and
-   keep it unless the larger number's rate beat its by ``margin`` in two
-   windows.
+   machine's CPUs have room for half as much work again: busy two thirds of a
+   whole window or more (but for the main process's own work, which does not
+   grow with the associations; busy over a first number's first answers only:
+   measured again over a whole one), they would be shared by more associations
+   rather than added to (the receiver's too, if it runs here), and it grows no
+   more. At the ceiling, it is kept if the gain was worth three quarters of it.
+   Else (or at the ceiling), once its best of two windows says so (the first may
+   catch its new associations starting), try the number whose share the gain
+   was worth (``before x gain`` rounded up: 6 after 4 -> 16 raised the rate
+   1.5x), and keep it unless the larger number's rate beat its by ``margin`` in
+   two windows.
 4. A number that did not raise the rate by ``margin`` in two windows (the best
    counts: a window may catch a stall of the machine): back to the number
    before, or to the number between the two before whose share their gain was
@@ -65,10 +65,10 @@ _HALF = 0.5
 _KEEP = 0.75
 """At the ceiling, a number whose gain was worth this share of it is kept: fewer
 would save at most the rest, at the cost of windows at a lower rate."""
-_BUSY = 0.5
+_BUSY = 2 / 3
 """CPUs busy this share of a window (but for the main process's own work) leave
 no room to grow: the smallest step doubles the associations, whose work (and the
-receiver's, if it runs here) would then need the CPUs twice over."""
+receiver's, if it runs here) could then grow by less than half."""
 _SLOWER = 2.0
 """Answers this many times as slow as with fewer associations, at no higher
 rate, end a number's window early (step 4)."""
