@@ -208,6 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.data.mkdir(parents=True, exist_ok=True)
     folder = bench.dataset(args.data, args.images)
+    bench.as_installed()
     with tempfile.TemporaryDirectory(dir=bench.TMPFS, prefix="adaptive-") as tmp:
         results = race(folder, Path(tmp), args.runs, set(args.receivers.split(",")))
     lines = verdicts(results, args.images)
