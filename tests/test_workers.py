@@ -3,6 +3,7 @@
 import os
 import re
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,46 @@ def test_workers_that_cannot_associate_account_for_their_items(
     assert len(result.rows) == 40
     assert {row.status for row in result.rows} == {InstanceStatus.FAILED}
     assert all("cannot connect" in row.reason for row in result.rows)
+
+
+class _LateOnce(StorageReceiver):
+    """Stores every instance; answers the 30th C-STORE 2 s late."""
+
+    def __init__(self, out_dir: Path) -> None:
+        super().__init__(out_dir)
+        self.stores = 0
+        self.late_answer_at = 0.0
+        self.released_at: list[float] = []
+
+    def _on_store(self, event: Any) -> Any:
+        with self._lock:
+            self.stores += 1
+            late = self.stores == 30
+        if late:
+            time.sleep(2)
+            self.late_answer_at = time.monotonic()
+        return super()._on_store(event)
+
+    def _on_released(self, event: Any) -> None:
+        self.released_at.append(time.monotonic())
+        super()._on_released(event)
+
+
+def test_a_worker_with_nothing_left_releases_while_another_still_sends(
+    tmp_path: Path, study: Path
+) -> None:
+    """Its association goes as soon as nothing is left for it, not with the last
+    answer of the send."""
+    with _LateOnce(tmp_path / "in") as scp:
+        result = send(
+            SendRequest(
+                (study,), Peer("127.0.0.1", scp.port, "STORE-SCP"), associations=2
+            )
+        )
+    assert result.exit_status is ExitStatus.SUCCESS
+    assert len(scp.received) == 40
+    assert scp.late_answer_at and len(scp.released_at) == 2
+    assert min(scp.released_at) < scp.late_answer_at < max(scp.released_at)
 
 
 def _descendants(root: int, depth: int) -> list[int]:

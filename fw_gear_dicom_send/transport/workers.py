@@ -322,6 +322,8 @@ class _Run:
                 given = queue.top_up(share.number)
                 if given:
                     self._sender.command("give", share.number, tuple(given))
+            if self._input_done and not queue.waiting:
+                self._finish_idle()
         if self._finished(stopping_):
             self._sample()  # the last measure, with the workers still open
             for share in queue.shares.values():
@@ -329,6 +331,18 @@ class _Run:
                     self._sender.command("finish", share.number)
             self._sender.command("done")
             self._done_said = True
+
+    def _finish_idle(self) -> None:
+        """Nothing waits, nothing more comes: a worker with nothing left ends now.
+
+        It releases its association while the others send their last items,
+        rather than with them all once the last answer came. Should items come
+        back (a worker ended holding some), new workers are started for them.
+        """
+        for share in self._queue.shares.values():
+            if share.state is State.SENDING and not (share.held or share.flying):
+                share.state = State.RETIRING
+                self._sender.command("finish", share.number)
 
     def _finished(self, stopping_: bool) -> bool:
         """Whether nothing more will be sent: all done, or no one left to."""
