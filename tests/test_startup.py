@@ -115,6 +115,64 @@ def test_the_command_line_starts_the_sender_before_it_imports_the_engine() -> No
     assert out.stdout.strip() == "False"
 
 
+_RECORDING = """
+import multiprocessing, sys
+from fw_gear_dicom_send.transport import processes
+made = []
+init = processes.Sender.__init__
+def recording(self):
+    made.append("fw_gear_dicom_send.cli.send" in sys.modules)
+    init(self)
+processes.Sender.__init__ = recording
+from fw_gear_dicom_send.cli.main import main
+try:
+    status = main(sys.argv[1:])
+except SystemExit as exc:
+    status = exc.code
+print(made, status, len(multiprocessing.active_children()))
+"""
+"""Runs the command line; prints, for each sender started, whether ``send``'s
+module was imported by then, the exit status, and the child processes left."""
+
+
+def test_the_command_line_starts_the_sender_first_and_the_send_keeps_it(
+    receiver: StorageReceiver, tmp_path: Path
+) -> None:
+    write_series(tmp_path / "in", 40)
+    out = subprocess.run(
+        [
+            sys.executable, "-c", _RECORDING, "-q", "send", str(tmp_path / "in"),
+            "--host=127.0.0.1", f"--port={receiver.port}", "--called-ae=STORE-SCP",
+            "--associations=2", f"--report={tmp_path / 'report.csv'}",
+        ],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert out.stdout.split()[-3:] == ["[False]", "0", "0"], out.stderr
+    assert receiver.associations == 2
+    assert len(receiver.received) == 40
+
+
+@pytest.mark.parametrize(
+    ("words", "status"),
+    [(["send", "--help"], "0"), (["send", "--host=127.0.0.1"], "2"),
+     (["send", "one.dcm"], "0")],
+    ids=["help", "usage error", "one file"],
+)  # fmt: skip
+def test_a_sender_started_first_and_not_needed_is_closed(
+    receiver: StorageReceiver, tmp_path: Path, words: list[str], status: str
+) -> None:
+    write_series(tmp_path, 1)
+    one = next(tmp_path.iterdir())
+    words = [str(one) if w == "one.dcm" else w for w in words]
+    peer = ["--host=127.0.0.1", f"--port={receiver.port}", "--called-ae=STORE-SCP"]
+    args = [*words, *(peer if words[-1] == str(one) else [])]
+    out = subprocess.run(
+        [sys.executable, "-c", _RECORDING, "-q", *args],
+        capture_output=True, text=True, check=False, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.stdout.split()[-3:] == ["[False]", status, "0"], out.stderr
+
+
 def test_a_sender_given_sends_and_is_closed(
     receiver: StorageReceiver, tmp_path: Path
 ) -> None:

@@ -25,6 +25,7 @@ from ..errors import UsageError
 from ..logs import configure_logging
 from ..sanitize import printable
 from ..status import ExitStatus
+from ..transport.processes import Sender
 from . import PROG
 
 COMMANDS = {
@@ -136,14 +137,34 @@ def add_log_options(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``dicom-send``; return the exit status."""
+    """Run ``dicom-send``; return the exit status.
+
+    For ``send``, the sender process of a parallel send
+    (:class:`~fw_gear_dicom_send.transport.processes.Sender`) is started first,
+    before the command's modules are imported: it imports pynetdicom and pydicom,
+    which takes longer than anything before the send, on another core
+    meanwhile. The send keeps it (``args.ahead``) if it goes over several
+    associations; it is closed on leaving in any case.
+    """
     words = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(command_of(words)).parse_args(words)
-    configure_logging(
-        args.verbose + args.verbose_after,
-        args.quiet or args.quiet_after,
-        prefix=PROG,
-    )
+    command = command_of(words)
+    ahead = Sender() if command == "send" else None
+    try:
+        args = build_parser(command).parse_args(words)
+        args.ahead = ahead
+        configure_logging(
+            args.verbose + args.verbose_after,
+            args.quiet or args.quiet_after,
+            prefix=PROG,
+        )
+        return _run(args)
+    finally:
+        if ahead is not None:
+            ahead.close()
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the command parsed; its exit status."""
     try:
         return int(stopping.exit_status(args.run(args)))
     except UsageError as exc:

@@ -48,6 +48,7 @@ STOW_AUTH_VARIABLE = "DICOM_SEND_STOW_AUTH"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``send``."""
     parser.description = DESCRIPTION
+    parser.set_defaults(ahead=None)  # the sender the command line started, if any
     parser.add_argument(
         "paths", nargs="+", type=options.path, metavar="PATH", help=options.PATHS_HELP
     )
@@ -171,9 +172,10 @@ def run(args: argparse.Namespace) -> ExitStatus:
     if fixed and request.max_associations != MAX_ASSOCIATIONS:
         log.warning("--max-associations applies to --associations auto only: ignored")
     with stopping.handling():
-        # Started first, the sender imports while the rest of the send is imported
-        # (see sending.early); the checks that follow close it if they fail.
-        with started(request) as sender:
+        # Started first (by main), the sender imports while the rest of the send
+        # is imported (see sending.early); the checks that follow close it if
+        # they fail.
+        with started(request, args.ahead) as sender:
             with collector.importing():
                 from ..sending.engine import send  # noqa: PLC0415 - see above
                 from .progress import ProgressPrinter  # noqa: PLC0415 - see above

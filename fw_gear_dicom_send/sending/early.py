@@ -3,9 +3,11 @@
 A parallel send's sender process
 (:class:`~fw_gear_dicom_send.transport.processes.Sender`) imports pynetdicom and
 pydicom when it starts, which takes longer than anything the main process does
-before it sends. A front door therefore starts it as soon as the
-request is known (:func:`started`), before it imports the engine, and hands it to
-:func:`.engine.send`; this module imports nothing the engine needs only later.
+before it sends. The command line therefore starts one as it starts, before it
+imports the command's modules; :func:`started` keeps it for a request that likely
+sends in parallel (or starts one then, before the engine is imported) and closes
+it otherwise, and the front door hands it to :func:`.engine.send`. This module
+imports nothing the engine needs only later.
 """
 
 import contextlib
@@ -37,14 +39,26 @@ def likely_parallel(request: SendRequest, paths: Sequence[Path]) -> bool:
 
 
 @contextlib.contextmanager
-def started(request: SendRequest) -> Iterator[Sender | None]:
+def started(
+    request: SendRequest, ahead: Sender | None = None
+) -> Iterator[Sender | None]:
     """A sender process for the request if it likely sends in parallel, else None.
 
     Give it to :func:`.engine.send`, which closes it once the send is done; it is
     closed here in any case on leaving (again, harmlessly), so that it never
     outlives the block, whatever ends it.
+
+    Args:
+        request: The send.
+        ahead: A sender started before the request was known (the command line
+            starts one as it starts): the one given, if it sends in parallel;
+            else it is closed at once.
     """
-    sender = Sender() if likely_parallel(request, request.paths) else None
+    sender = None
+    if likely_parallel(request, request.paths):
+        sender = ahead or Sender()
+    elif ahead is not None:
+        ahead.close()
     try:
         yield sender
     finally:

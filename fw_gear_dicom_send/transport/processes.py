@@ -25,34 +25,18 @@ import select
 import signal
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import collector, stopping
-from ..dicom.provenance import ProvenanceTag
 from ..logs import OneLine
-from .peer import AssociationSettings, Peer
-from .retry import RetryPolicy
+
+if TYPE_CHECKING:  # the sender is started before the rest is imported
+    from .job import Job
 
 log = logging.getLogger(__name__)
 
 _LENGTH_PREFIX = 4
 """Bytes a connection writes before each message (its length)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    """How one worker sends (all picklable); its items come as it goes."""
-
-    number: int
-    peer: Peer
-    association: AssociationSettings
-    tag: ProvenanceTag
-    retry: RetryPolicy
-    log_levels: tuple[tuple[str, int], ...]
-    known: tuple[tuple[str, str], ...] = ()
-    """(SOP Class, transfer syntax) pairs of the send seen so far: its first
-    association proposes them, before it is given an item."""
 
 
 def _context() -> Any:
@@ -322,7 +306,7 @@ def relay(commands: Any, up: Up) -> None:
 
 
 def _start(
-    context: Any, job: Job, up: Up, stored: Any, running: dict[int, tuple[Any, Any]]
+    context: Any, job: "Job", up: Up, stored: Any, running: dict[int, tuple[Any, Any]]
 ) -> None:
     """Fork a worker for the job, with a pipe of its own for its commands."""
     if stopping.requested():

@@ -25,8 +25,9 @@ from ..errors import AssociationError
 from .association import Client
 from .cstore import store_stream
 from .feed import PipeFeed
+from .job import Job
 from .outcome import Outcome, SendItem
-from .processes import Job, Up, log_up
+from .processes import Up, log_up
 from .retry import Retrier
 
 

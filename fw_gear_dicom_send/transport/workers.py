@@ -31,10 +31,11 @@ from ..dicom.provenance import ProvenanceTag
 from . import cpu
 from .feed import Arrivals
 from .interface import Ended, Events, Unsent
+from .job import Job
 from .outcome import Outcome, SendItem
 from .pacing import SAMPLE_EVERY, Pacing, Refusal, Sample
 from .peer import AssociationSettings, Peer
-from .processes import Job, Sender
+from .processes import Sender
 from .retry import RetryPolicy
 from .work_queue import State, WorkQueue
 
