@@ -101,7 +101,7 @@ def test_workers_that_cannot_associate_account_for_their_items(
 
 
 class _LateOnce(StorageReceiver):
-    """Stores every instance; answers the 30th C-STORE 2 s late."""
+    """Stores every instance; answers the 40th (the last) C-STORE 2 s late."""
 
     def __init__(self, out_dir: Path) -> None:
         super().__init__(out_dir)
@@ -112,7 +112,7 @@ class _LateOnce(StorageReceiver):
     def _on_store(self, event: Any) -> Any:
         with self._lock:
             self.stores += 1
-            late = self.stores == 30
+            late = self.stores == 40
         if late:
             time.sleep(2)
             self.late_answer_at = time.monotonic()
@@ -123,10 +123,10 @@ class _LateOnce(StorageReceiver):
         super()._on_released(event)
 
 
-def test_a_worker_with_nothing_left_releases_while_another_still_sends(
+def test_a_worker_with_nothing_left_releases_while_another_awaits_an_answer(
     tmp_path: Path, study: Path
 ) -> None:
-    """Its association goes as soon as nothing is left for it, not with the last
+    """Once every instance has gone out, its association goes: not with the last
     answer of the send."""
     with _LateOnce(tmp_path / "in") as scp:
         result = send(
@@ -138,6 +138,50 @@ def test_a_worker_with_nothing_left_releases_while_another_still_sends(
     assert len(scp.received) == 40
     assert scp.late_answer_at and len(scp.released_at) == 2
     assert min(scp.released_at) < scp.late_answer_at < max(scp.released_at)
+
+
+class _SlowThenGone(StorageReceiver):
+    """Answers its first association 0.2 s late, and aborts it at its 3rd
+    C-STORE; from then on it refuses every new association for good."""
+
+    def __init__(self, out_dir: Path) -> None:
+        super().__init__(out_dir)
+        self.slow: Any = None
+        self.slow_stores = 0
+
+    def _on_store(self, event: Any) -> Any:
+        with self._lock:
+            self.slow = self.slow or event.assoc
+            slow = event.assoc is self.slow
+            self.slow_stores += slow
+            abort = slow and self.slow_stores == 3
+        if abort:
+            self._ae.require_calling_aet = ["NOT-THE-SENDER"]
+            event.assoc.abort()
+            return 0xC000
+        if slow:
+            time.sleep(0.2)
+        return super()._on_store(event)
+
+
+def test_what_a_failing_worker_held_at_the_end_goes_to_one_still_open(
+    tmp_path: Path, study: Path
+) -> None:
+    """The slow worker still holds items when the others have sent theirs: they
+    stay open, and send what it held once it fails."""
+    with _SlowThenGone(tmp_path / "in") as scp:
+        result = send(
+            SendRequest(
+                (study,),
+                Peer("127.0.0.1", scp.port, "STORE-SCP"),
+                associations=2,
+                retry=RetryPolicy(budget=2, first_wait=0.1, max_wait=0.5),
+            )
+        )
+    failed = [row for row in result.rows if row.status is not InstanceStatus.SENT]
+    assert len(failed) == 1  # the one it aborted on, which may have been stored
+    assert failed[0].reason.endswith(maybe_stored(""))
+    assert len(scp.received) == 39
 
 
 def _descendants(root: int, depth: int) -> list[int]:

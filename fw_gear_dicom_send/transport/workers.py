@@ -323,7 +323,7 @@ class _Run:
                 given = queue.top_up(share.number)
                 if given:
                     self._sender.command("give", share.number, tuple(given))
-            if self._input_done and not queue.waiting:
+            if self._input_done and not queue.unsent:
                 self._finish_idle()
         if self._finished(stopping_):
             self._sample()  # the last measure, with the workers still open
@@ -334,11 +334,12 @@ class _Run:
             self._done_said = True
 
     def _finish_idle(self) -> None:
-        """Nothing waits, nothing more comes: a worker with nothing left ends now.
+        """Every item has gone out: a worker with none left to answer ends now.
 
-        It releases its association while the others send their last items,
-        rather than with them all once the last answer came. Should items come
-        back (a worker ended holding some), new workers are started for them.
+        It releases its association while the others wait for their last
+        answers, rather than with them all once the last answer came. While any
+        worker still holds items, the others stay open: should it fail, what it
+        held goes to them.
         """
         for share in self._queue.shares.values():
             if share.state is State.SENDING and not (share.held or share.flying):
