@@ -30,14 +30,16 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+def _send_study(study: Path, port: int, associations: int, **more: Any) -> Any:
+    """Send the study to the receiver on ``port`` (AE STORE-SCP)."""
+    peer = Peer("127.0.0.1", port, "STORE-SCP")
+    return send(SendRequest((study,), peer, associations=associations, **more))
+
+
 def test_parallel_associations_send_everything(
     receiver: StorageReceiver, study: Path
 ) -> None:
-    result = send(
-        SendRequest(
-            (study,), Peer("127.0.0.1", receiver.port, "STORE-SCP"), associations=3
-        )
-    )
+    result = _send_study(study, receiver.port, 3)
     assert result.exit_status is ExitStatus.SUCCESS
     assert receiver.associations == 2  # 40 items: 40 // 16 = 2 workers
     assert len(receiver.received) == 40
@@ -48,14 +50,8 @@ def test_a_failing_association_retries_only_its_own(
     tmp_path: Path, study: Path
 ) -> None:
     with FaultyReceiver(tmp_path / "in", abort_on=[3], answers=[0, 0xA700]) as scp:
-        result = send(
-            SendRequest(
-                (study,),
-                Peer("127.0.0.1", scp.port, "STORE-SCP"),
-                associations=2,
-                retry=RetryPolicy(budget=20, first_wait=0.1, max_wait=0.5),
-            )
-        )
+        retry = RetryPolicy(budget=20, first_wait=0.1, max_wait=0.5)
+        result = _send_study(study, scp.port, 2, retry=retry)
     assert {row.status for row in result.rows} == {InstanceStatus.SENT}
     # The receiver counts C-STOREs over both associations, so the 0xA700 (2nd)
     # and the abort (3rd) may hit one instance twice or two instances once:
@@ -129,11 +125,7 @@ def test_a_worker_with_nothing_left_releases_while_another_awaits_an_answer(
     """Once every instance has gone out, its association goes: not with the last
     answer of the send."""
     with _LateOnce(tmp_path / "in") as scp:
-        result = send(
-            SendRequest(
-                (study,), Peer("127.0.0.1", scp.port, "STORE-SCP"), associations=2
-            )
-        )
+        result = _send_study(study, scp.port, 2)
     assert result.exit_status is ExitStatus.SUCCESS
     assert len(scp.received) == 40
     assert scp.late_answer_at and len(scp.released_at) == 2
@@ -170,14 +162,8 @@ def test_what_a_failing_worker_held_at_the_end_goes_to_one_still_open(
     """The slow worker still holds items when the others have sent theirs: they
     stay open, and send what it held once it fails."""
     with _SlowThenGone(tmp_path / "in") as scp:
-        result = send(
-            SendRequest(
-                (study,),
-                Peer("127.0.0.1", scp.port, "STORE-SCP"),
-                associations=2,
-                retry=RetryPolicy(budget=2, first_wait=0.1, max_wait=0.5),
-            )
-        )
+        retry = RetryPolicy(budget=2, first_wait=0.1, max_wait=0.5)
+        result = _send_study(study, scp.port, 2, retry=retry)
     failed = [row for row in result.rows if row.status is not InstanceStatus.SENT]
     assert len(failed) == 1  # the one it aborted on, which may have been stored
     assert failed[0].reason.endswith(maybe_stored(""))
@@ -219,11 +205,7 @@ def test_a_worker_that_is_killed_accounts_for_its_items(
     tmp_path: Path, study: Path
 ) -> None:
     with _KillingReceiver(tmp_path / "in") as scp:
-        result = send(
-            SendRequest(
-                (study,), Peer("127.0.0.1", scp.port, "STORE-SCP"), associations=2
-            )
-        )
+        result = _send_study(study, scp.port, 2)
     killed = re.compile(r"worker process \d ended \(exit code -9\)")
     failed = [row for row in result.rows if row.status is not InstanceStatus.SENT]
     assert failed
