@@ -12,7 +12,7 @@ from faults import FaultyReceiver
 from pki import Pki
 from test_tls import mutual
 
-from fw_gear_dicom_send import SendRequest, send
+from fw_gear_dicom_send import RunResult, SendRequest, send
 from fw_gear_dicom_send.dicom.samples import write_series
 from fw_gear_dicom_send.pacs.receiver import StorageReceiver
 from fw_gear_dicom_send.sending.tally import maybe_stored
@@ -30,7 +30,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def _send_study(study: Path, port: int, associations: int, **more: Any) -> Any:
+def _send_study(study: Path, port: int, associations: int, **more: Any) -> RunResult:
     """Send the study to the receiver on ``port`` (AE STORE-SCP)."""
     peer = Peer("127.0.0.1", port, "STORE-SCP")
     return send(SendRequest((study,), peer, associations=associations, **more))
