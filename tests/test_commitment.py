@@ -350,3 +350,52 @@ def test_batches_each_with_its_transaction_and_association(
     assert list(verdicts) == [r.sop_instance_uid for r in references]
     assert verdicts.pop(lost).text == "no: 0x0110 (Processing failure)"
     assert {v.text for v in verdicts.values()} == {"yes"}
+
+
+def test_a_report_on_our_association_is_answered_before_it_is_released(
+    tmp_path: Path, twenty: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pynetdicom writes the answer to a report after the handler that records it
+    returns; the release must wait for that answer, however late it is written."""
+    from pynetdicom.dimse import DIMSEServiceProvider
+    from pynetdicom.dimse_primitives import N_EVENT_REPORT
+
+    from fw_gear_dicom_send.pacs.commit_inbox import Inbox
+    from fw_gear_dicom_send.pacs.commit_results import Reference
+    from fw_gear_dicom_send.pacs.commitment import request_commitment
+    from fw_gear_dicom_send.transport.association import Client
+    from fw_gear_dicom_send.transport.peer import AssociationSettings, Peer
+
+    send_msg = DIMSEServiceProvider.send_msg
+
+    def answer_late(
+        self: DIMSEServiceProvider, primitive: object, context_id: int
+    ) -> None:
+        if isinstance(primitive, N_EVENT_REPORT) and (
+            primitive.MessageIDBeingRespondedTo is not None
+        ):
+            time.sleep(0.5)
+        send_msg(self, primitive, context_id)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(DIMSEServiceProvider, "send_msg", answer_late)
+    crashed: list[threading.ExceptHookArgs] = []
+    monkeypatch.setattr(threading, "excepthook", crashed.append)
+    references = [
+        Reference(str(ds.SOPClassUID), str(ds.SOPInstanceUID))
+        for ds in (dcmread(path) for path in sorted(twenty.iterdir()))
+    ]
+    with CommitmentReceiver(tmp_path / "scp", reply="same") as scp:
+        client = Client(
+            Peer("127.0.0.1", scp.port, scp.ae_title),
+            AssociationSettings(acse_timeout=20),
+        )
+        started = time.monotonic()
+        verdicts = request_commitment(client, references, Inbox(), timeout=30)
+        elapsed = time.monotonic() - started
+        deadline = time.monotonic() + 5
+        while scp.released + scp.aborted < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert [c.exc_value for c in crashed] == []
+    assert {v.text for v in verdicts.values()} == {"yes"}
+    assert (scp.released, scp.aborted) == (1, 0)
+    assert elapsed < 10

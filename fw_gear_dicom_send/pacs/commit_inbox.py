@@ -3,21 +3,30 @@
 The receiver's N-EVENT-REPORT (event type 1: every instance committed, 2: some
 failed, each with its Failure Reason) names the transaction it answers. Its
 verdicts go to an :class:`Inbox`, whichever association brings them: the one of
-the N-ACTION (its handler is bound there), or one the receiver opens to us, which
+the N-ACTION (its handlers are bound there), or one the receiver opens to us, which
 :class:`CommitListener` accepts for the Storage Commitment SOP class with the peer
 in the SCP role (SCP/SCU role selection).
+
+pynetdicom writes the answer to a report after its handler returns, so a report
+on the association of the N-ACTION is answered after the verdicts are known. The
+Inbox counts the answers still owed there (:meth:`Inbox.on_sent` sees them go), and
+:meth:`Inbox.answered` waits for them: an A-RELEASE-RQ sent first would leave the
+answer nowhere to go (PS3.8 allows nothing but an abort after it).
 """
 
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Self, cast
 
 from pydicom.dataset import Dataset
 from pynetdicom import evt
+from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import N_EVENT_REPORT
+from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.transport import ThreadedAssociationServer
 
 from .. import stopping
@@ -35,6 +44,10 @@ __all__ = ["CommitListener", "Inbox"]
 _NO_SUCH_SOP_CLASS = 0x0118
 _INVALID_ARGUMENT = 0x0115
 _POLL = 0.2
+_ANSWER_TIME = 2.0
+"""Seconds to wait for the answers to reports on our association to be written."""
+_LAST_COMMAND_FRAGMENT = 0x03
+"""Message control header bits of a PDV that ends a DIMSE command (PS3.8 E.2)."""
 
 
 def _references(info: Dataset, keyword: str) -> Iterator[tuple[str, int | None]]:
@@ -56,6 +69,7 @@ class Inbox:
         self._lock = threading.Condition()
         self._waiting: set[str] = set()
         self._verdicts: dict[str, Verdict] = {}
+        self._owed: Counter[Association] = Counter()
 
     def expect(self, transaction_uid: str) -> None:
         """Await a report for this transaction."""
@@ -96,8 +110,50 @@ class Inbox:
                 self._lock.wait(min(left, _POLL))
             return True
 
+    def answered(self, assoc: Association) -> bool:
+        """Wait until the reports that came on ``assoc`` are answered on the wire.
+
+        At most a few seconds; an association no longer established owes nothing.
+
+        Returns:
+            Whether nothing is owed on it.
+        """
+        deadline = time.monotonic() + _ANSWER_TIME
+        with self._lock:
+            while self._owed[assoc] and assoc.is_established:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._lock.wait(min(left, _POLL))
+            return True
+
+    def on_sent(self, event: evt.Event) -> None:
+        """EVT_PDU_SENT handler on our association: count the answers written.
+
+        Nothing else is sent on an association of the N-ACTION once its request
+        is out, so each DIMSE command completed after a report is its answer.
+        """
+        pdu = event.pdu
+        if not isinstance(pdu, P_DATA_TF):
+            return
+        ends = sum(
+            1
+            for item in pdu.presentation_data_value_items
+            if item.presentation_data_value
+            and (item.presentation_data_value[0] & _LAST_COMMAND_FRAGMENT)
+            == _LAST_COMMAND_FRAGMENT
+        )
+        if ends:
+            with self._lock:
+                if self._owed[event.assoc]:
+                    self._owed[event.assoc] -= min(ends, self._owed[event.assoc])
+                    self._lock.notify_all()
+
     def on_report(self, event: evt.Event) -> tuple[int, Dataset | None]:
         """EVT_N_EVENT_REPORT handler: record the verdicts of one report."""
+        if event.assoc.is_requestor:
+            with self._lock:
+                self._owed[event.assoc] += 1
         request = cast(N_EVENT_REPORT, event.request)
         event_type = int(request.EventTypeID or 0)
         if str(request.AffectedSOPClassUID or "") != STORAGE_COMMITMENT_PUSH:

@@ -118,7 +118,8 @@ def request_commitment(
     comes on it while the next N-ACTION awaits its answer would be taken for that
     answer. Each stays open while the answers are awaited (the receiver may
     report on it), until every transaction is reported or ``timeout`` seconds
-    have passed since the first request. Reports on associations the receiver
+    have passed since the first request, and is released once the reports that
+    came on it are answered. Reports on associations the receiver
     opens reach ``inbox`` through a :class:`CommitListener` the caller runs.
 
     Returns:
@@ -137,7 +138,11 @@ def request_commitment(
         for chunk in _batches(references, batch):
             try:
                 assoc = client.associate(
-                    [_proposal()], handlers=[(evt.EVT_N_EVENT_REPORT, inbox.on_report)]
+                    [_proposal()],
+                    handlers=[
+                        (evt.EVT_N_EVENT_REPORT, inbox.on_report),
+                        (evt.EVT_PDU_SENT, inbox.on_sent),
+                    ],
                 )
             except AssociationError as exc:
                 log.error("cannot ask for Storage Commitment: %s", exc)
@@ -154,7 +159,7 @@ def request_commitment(
             )
     finally:
         for assoc in opened:
-            if assoc.is_established:
+            if assoc.is_established and inbox.answered(assoc):
                 release(assoc)
             else:
                 discard(assoc)

@@ -113,7 +113,7 @@ class Client:
         proposals: list[Proposal],
         *,
         roles: Sequence[str] = (),
-        handlers: Sequence[tuple[evt.InterventionEvent, Callable[..., Any]]] = (),
+        handlers: Sequence[tuple[evt.EventType, Callable[..., Any]]] = (),
     ) -> Association:
         """Open an association proposing these contexts.
 
