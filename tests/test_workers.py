@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from faults import FaultyReceiver
 from pki import Pki
+from pynetdicom import evt
 from test_tls import mutual
 
 from fw_gear_dicom_send import RunResult, SendRequest, send
@@ -159,15 +160,76 @@ class _SlowThenGone(StorageReceiver):
 def test_what_a_failing_worker_held_at_the_end_goes_to_one_still_open(
     tmp_path: Path, study: Path
 ) -> None:
-    """The slow worker still holds items when the others have sent theirs: they
-    stay open, and send what it held once it fails."""
+    """The slow worker still holds items when its association is lost: the other
+    stays open and sends them, the one lost with them, which says it was sent
+    again."""
     with _SlowThenGone(tmp_path / "in") as scp:
         retry = RetryPolicy(budget=2, first_wait=0.1, max_wait=0.5)
         result = _send_study(study, scp.port, 2, retry=retry)
-    failed = [row for row in result.rows if row.status is not InstanceStatus.SENT]
-    assert len(failed) == 1  # the one it aborted on, which may have been stored
-    assert failed[0].reason.endswith(maybe_stored(""))
-    assert len(scp.received) == 39
+    assert {row.status for row in result.rows} == {InstanceStatus.SENT}
+    again = [row for row in result.rows if "sent again (2 attempts)" in row.reason]
+    assert len(again) == 1  # the one it aborted on: its history came with it
+    assert "may have received it twice" in again[0].reason
+    assert len(scp.received) == 40
+
+
+class _AbortsThenHolds(StorageReceiver):
+    """Answers its first association 0.1 s late and aborts it at its 3rd C-STORE;
+    then leaves the next association request unanswered for 3 s, as a receiver
+    of one association at a time leaves a second in its backlog."""
+
+    def __init__(self, out_dir: Path) -> None:
+        super().__init__(out_dir)
+        self.slow: Any = None
+        self.slow_stores = 0
+        self.aborted_at = 0.0
+        self.held_until = 0.0
+        self.stored_at: list[float] = []
+
+    def _handlers(self) -> list[Any]:
+        return [*super()._handlers(), (evt.EVT_REQUESTED, self._on_requested)]
+
+    def _on_requested(self, event: Any) -> None:
+        with self._lock:
+            hold = bool(self.aborted_at) and not self.held_until
+            if hold:
+                self.held_until = -1.0
+        if hold:
+            time.sleep(3)
+            self.held_until = time.monotonic()
+
+    def _on_store(self, event: Any) -> Any:
+        with self._lock:
+            self.slow = self.slow or event.assoc
+            slow = event.assoc is self.slow
+            self.slow_stores += slow
+            abort = slow and self.slow_stores == 3
+        if abort:
+            self.aborted_at = time.monotonic()
+            event.assoc.abort()
+            return 0xC000
+        if slow:
+            time.sleep(0.1)
+        status = super()._on_store(event)
+        self.stored_at.append(time.monotonic())
+        return status
+
+
+def test_what_a_lost_association_held_goes_to_one_open_at_once(
+    tmp_path: Path, study: Path
+) -> None:
+    """The worker whose association was lost hands back what it held, the one
+    lost included: the open association sends them while the lost one's next
+    request waits in the receiver, and nothing more is given to it meanwhile."""
+    with _AbortsThenHolds(tmp_path / "in") as scp:
+        retry = RetryPolicy(budget=20, first_wait=0.1, max_wait=0.5)
+        result = _send_study(study, scp.port, 2, retry=retry)
+    assert {row.status for row in result.rows} == {InstanceStatus.SENT}
+    assert len(scp.received) == 40
+    assert scp.aborted_at and scp.held_until > scp.aborted_at
+    assert max(scp.stored_at) < scp.held_until
+    again = [row for row in result.rows if "sent again (2 attempts)" in row.reason]
+    assert len(again) == 1
 
 
 def _descendants(root: int, depth: int) -> list[int]:

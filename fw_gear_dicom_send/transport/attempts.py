@@ -78,10 +78,12 @@ class Attempts:
             waits = self._waits.setdefault(item.index, self._retrier.waits())
             wait = next(waits, None)
             if wait is not None:
-                self._earlier.setdefault(item.index, []).append(outcome)
+                self._earlier.setdefault(item.index, list(item.earlier)).append(outcome)
                 return Verdict(outcome, wait)
         self._waits.pop(item.index, None)
-        earlier = self._earlier.pop(item.index, [])
+        earlier = self._earlier.pop(item.index, None)
+        if earlier is None:
+            earlier = list(item.earlier)
         if outcome.status.stored:
             self._retrier.stored()
         return Verdict(with_history(outcome, earlier, self._lost))
@@ -103,8 +105,21 @@ class Attempts:
         (a stop), the receiver may have stored it.
         """
         return any(
-            o.retry is Retry.AMBIGUOUS for o in self._earlier.get(item.index, ())
+            o.retry is Retry.AMBIGUOUS
+            for o in self._earlier.get(item.index, item.earlier)
         )
+
+    def hand_back(self, item: SendItem) -> SendItem:
+        """The item, carrying its earlier attempts, for another sender to try.
+
+        This sender forgets it: the next attempt and its final outcome are the
+        other's, whose report still tells of these attempts.
+        """
+        self._waits.pop(item.index, None)
+        earlier = self._earlier.pop(item.index, None)
+        if not earlier:
+            return item
+        return dataclasses.replace(item, earlier=tuple(earlier))
 
 
 def with_history(

@@ -154,6 +154,7 @@ def store_stream(
     on_retry: Callable[[SendItem, Outcome], None] | None = None,
     known: Iterable[tuple[str, str]] = (),
     on_ready: Callable[[], None] = lambda: None,
+    hand_back: Callable[[list[SendItem]], None] | None = None,
 ) -> Iterator[_Done]:
     """Send items as the feed gives them; yield the final outcome of every item.
 
@@ -189,6 +190,11 @@ def store_stream(
             taken, and ``on_ready`` told once it is open (or refused every
             context), so that items are given to an open association only.
         on_ready: See ``known``.
+        hand_back: Told, when an association is lost, of the items this loop
+            still had to send (the one lost included, carrying its attempts) and
+            of those the feed gave and it had not taken (perhaps none): others
+            send them from then on. The loop then opens a new association before
+            it takes another item, and tells ``on_ready`` again.
 
     Raises:
         AssociationError: An association could not be opened; the items taken
@@ -196,7 +202,7 @@ def store_stream(
     """
     loop = _Loop(client, tag, retrier, Attempts(retrier), stop, on_sent)
     loop.first_refused, loop.give_up, loop.on_retry = first_refused, give_up, on_retry
-    loop.on_ready = on_ready
+    loop.on_ready, loop.hand_back = on_ready, hand_back
     yield from loop.run(feed, Growing(known=known))
 
 
@@ -218,68 +224,94 @@ class _Loop:
     give_up: Callable[[], bool] = lambda: False
     on_retry: Callable[[SendItem, Outcome], None] | None = None
     on_ready: Callable[[], None] = lambda: None
+    hand_back: Callable[[list[SendItem]], None] | None = None
 
     def run(self, feed: Feed, plan: Planned | Growing) -> Iterator[_Done]:
         """Send what the feed gives over associations that ``plan`` proposes.
 
         A plan that knows pairs before any item (:attr:`.contexts.Growing.known`)
-        has the first association opened before the first item is taken.
+        has the first association opened before the first item is taken; so is
+        the one after a lost association whose items were handed back.
         """
         pending: deque[SendItem] = deque()
         refused: NoContextAccepted | None = None
         """The receiver's refusal of every context, while no new pair came."""
         opened = False
-        if isinstance(plan, Growing) and plan.known:
-            try:
-                assoc = _associate(
-                    self.client,
-                    plan.proposals(None),
-                    self.retrier,
-                    self._stop_or_give_up,
-                    self.first_refused,
-                )
-            except NoContextAccepted as exc:
-                log.warning("%s", exc)
-                refused, assoc = exc, None
+        ahead = isinstance(plan, Growing) and plan.known
+        while True:
+            if ahead:
+                ahead = False
+                try:
+                    assoc = _associate(
+                        self.client,
+                        plan.proposals(None),
+                        self.retrier,
+                        self._stop_or_give_up,
+                        None if opened else self.first_refused,
+                    )
+                except NoContextAccepted as exc:
+                    log.warning("%s", exc)
+                    refused, assoc = exc, None
+                else:
+                    if assoc is None:
+                        return
+                    opened = True
+                self.on_ready()
             else:
+                if not pending:
+                    got = feed.take(None)
+                    if isinstance(got, Gap):
+                        return
+                    pending.append(got)
+                if refused is not None and plan.covers(pending[0]):
+                    item = pending.popleft()
+                    reason = no_context_reason(refused.rejected, item)
+                    failed = Outcome(InstanceStatus.FAILED, None, reason)
+                    yield item, self.attempts.judge(item, failed).outcome
+                    continue
+                try:
+                    assoc = _associate(
+                        self.client,
+                        plan.proposals(pending[0]),
+                        self.retrier,
+                        self.stop if opened else self._stop_or_give_up,
+                        None if opened else self.first_refused,
+                    )
+                except NoContextAccepted as exc:
+                    log.warning("%s", exc)
+                    refused = exc
+                    continue
                 if assoc is None:
                     return
-                opened = True
-            self.on_ready()
-            if assoc is not None:
-                wait_after = yield from self._over(assoc, pending, feed, plan)
-                if self.stop() or pause(wait_after, self.stop):
-                    return
-        while True:
-            if not pending:
-                got = feed.take(None)
-                if isinstance(got, Gap):
-                    return
-                pending.append(got)
-            if refused is not None and plan.covers(pending[0]):
-                item = pending.popleft()
-                reason = no_context_reason(refused.rejected, item)
-                failed = Outcome(InstanceStatus.FAILED, None, reason)
-                yield item, self.attempts.judge(item, failed).outcome
-                continue
-            try:
-                assoc = _associate(
-                    self.client,
-                    plan.proposals(pending[0]),
-                    self.retrier,
-                    self.stop if opened else self._stop_or_give_up,
-                    None if opened else self.first_refused,
-                )
-            except NoContextAccepted as exc:
-                log.warning("%s", exc)
-                refused = exc
-                continue
+                opened, refused = True, None
             if assoc is None:
-                return
-            opened, refused = True, None
-            wait_after = yield from self._over(assoc, pending, feed, plan)
+                continue
+            wait_after, lost = yield from self._over(assoc, pending, feed, plan)
+            if lost and self.hand_back is not None:
+                if not self._hand_back(pending, feed):
+                    return
+                ahead = True
             if self.stop() or pause(wait_after, self.stop):
                 return
+
+    def _hand_back(self, pending: deque[SendItem], feed: Feed) -> bool:
+        """Give back what this loop took and did not send, the item lost included.
+
+        Those given and not yet taken go back too. While this loop opens a new
+        association, the associations still open send them.
+
+        Returns:
+            Whether the feed may give more (it did not end).
+        """
+        assert self.hand_back is not None
+        while True:
+            got = feed.take(0.0)
+            if isinstance(got, Gap):
+                break
+            pending.append(got)
+        self.hand_back([self.attempts.hand_back(item) for item in pending])
+        pending.clear()
+        return got is Gap.IDLE
 
     def _stop_or_give_up(self) -> bool:
         return self.stop() or self.give_up()
@@ -290,9 +322,15 @@ class _Loop:
         pending: deque[SendItem],
         feed: Feed,
         plan: Planned | Growing,
-    ) -> Generator[_Done, None, float]:
-        """Send over one association while it serves; the wait before the next."""
+    ) -> Generator[_Done, None, tuple[float, bool]]:
+        """Send over one association while it serves.
+
+        Returns:
+            The wait before the next association, and whether this one was lost
+            (aborted, or its connection closed).
+        """
         usable = True
+        healthy = False
         wait_after = 0.0
         channel: Channel | None = None
         stop = self.stop
@@ -334,11 +372,12 @@ class _Loop:
         finally:
             # Release only a healthy association: releasing a dead one, or one
             # interrupted mid-message, would wait for an answer that never comes.
-            if usable and channel is not None and channel.connected:
+            healthy = usable and channel is not None and channel.connected
+            if healthy:
                 release(assoc)
             else:
                 discard(assoc)
-        return wait_after
+        return wait_after, not healthy
 
 
 def _associate(

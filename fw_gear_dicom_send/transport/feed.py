@@ -179,6 +179,9 @@ class PipeFeed:
                 return Gap.END
             left = POLL if deadline is None else deadline - time.monotonic()
             if left <= 0:
+                self._read(0.0)  # what came already, even without a wait
+                if self._items or self._finished:
+                    continue
                 return Gap.IDLE
             self._read(min(left, POLL))
 

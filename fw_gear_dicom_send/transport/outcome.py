@@ -27,6 +27,9 @@ class SendItem:
     info: DicomInfo
     inserts: tuple[tuple[int, bytes], ...] | None
     """Bytes to splice in when streaming; None when it must be decoded to send."""
+    earlier: tuple["Outcome", ...] = ()
+    """The outcomes of its attempts over an association that was lost, when the
+    worker that made them handed it back to be sent by another."""
 
     @property
     def sop_class_uid(self) -> str:

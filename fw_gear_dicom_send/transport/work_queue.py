@@ -6,7 +6,10 @@ from the series it is on where it can, else from a series no other worker is on,
 so that a series stays on one association where that is possible. An item given
 is *held* by its worker until its data goes out (*flying*) or it is answered.
 When a worker ends, the items it held go back to the queue, in front; those
-flying stay its (the receiver may have stored them: never sent twice).
+flying stay its (the receiver may have stored them: never sent twice). When a
+worker loses its association, it hands back what it has not sent, the item lost
+included (it was to be tried again anyway), and is given nothing more until a
+new association of its own is open: they wait, in front, for the workers open.
 """
 
 import enum
@@ -24,7 +27,8 @@ class State(enum.Enum):
     """Where a worker is."""
 
     STARTING = "starting"
-    """Started, its association not yet open (negotiating)."""
+    """Started, its association not yet open (negotiating); or opening a new
+    one after its last was lost."""
     REFUSED = "refused"
     """Its first association was refused as transient; it tries again."""
     SENDING = "sending"
@@ -52,7 +56,7 @@ class Share:
     series: str = ""
     """The series it was last given items of."""
     ready: bool = False
-    """Whether its first association opened."""
+    """Whether its association is open (its first opened, and none lost since)."""
     closed: bool = False
     """Whether it said it has let its last association go (it is ending)."""
 
@@ -180,6 +184,32 @@ class WorkQueue:
         if share.state in {State.STARTING, State.REFUSED}:
             share.state = State.SENDING
 
+    def hand_back(self, number: int, items: list[SendItem]) -> None:
+        """A worker lost its association: the items it gives back wait again.
+
+        They wait in front, as it gave them (carrying their earlier attempts).
+        Until its next association is open (:meth:`ready`) it is given nothing.
+        """
+        share = self.shares[number]
+        share.ready = False
+        if share.state is State.SENDING:
+            share.state = State.STARTING
+        back = [item for item in items if self._owner.get(item.index) == number]
+        for item in back:
+            share.held.pop(item.index, None)
+            share.flying.pop(item.index, None)
+            del self._owner[item.index]
+        self._in_front(back)
+
+    def _in_front(self, items: list[SendItem]) -> None:
+        """Items to wait again before all others, each series' in index order."""
+        for item in sorted(items, key=lambda i: -i.index):
+            key = series_of(item)
+            run = self._waiting.setdefault(key, deque())
+            self._waiting.move_to_end(key, last=False)
+            run.appendleft(item)
+            self._count += 1
+
     def answered(self, index: int) -> SendItem | None:
         """An item's final outcome came: the item, if it was given."""
         number = self._owner.pop(index, None)
@@ -196,13 +226,9 @@ class WorkQueue:
         """
         share = self.shares[number]
         share.state = State.ENDED
-        for item in sorted(share.held.values(), key=lambda i: -i.index):
-            key = series_of(item)
-            run = self._waiting.setdefault(key, deque())
-            self._waiting.move_to_end(key, last=False)
-            run.appendleft(item)
-            self._count += 1
-            del self._owner[item.index]
+        for index in share.held:
+            del self._owner[index]
+        self._in_front(list(share.held.values()))
         share.held.clear()
         flying = set(share.flying)
         share.flying.clear()

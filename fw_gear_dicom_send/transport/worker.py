@@ -8,8 +8,10 @@ first association at once, proposing the pairs of the send seen so far, and tell
 the main process straight up the shared pipe: that association is open
 (``ready``: only then is it given items) or was refused (``refused``); an item's
 data went out (``sent``); its final outcome, with the seconds from going out to
-the answer (``outcome``); an answer tried again (``retry``); its last association
-let go (``closed``). Told to finish, it
+the answer (``outcome``); an answer tried again (``retry``); the items it hands
+back when an association is lost, to be sent by the workers open while it opens
+another (``back``, then ``ready`` again); its last association let go
+(``closed``). Told to finish, it
 sends what it holds and ends; told to retire, it finishes the item on the wire,
 releases and ends (what it held goes back to the main process's queue).
 """
@@ -55,6 +57,12 @@ class _Reporting:
         self._sent_at.pop(item.index, None)
         self._up.put(("retry", item.index, outcome.dimse_status))
 
+    def hand_back(self, items: list[SendItem]) -> None:
+        """Give items back to the main process, for the workers still open."""
+        for item in items:
+            self._sent_at.pop(item.index, None)
+        self._up.put(("back", self._number, tuple(items)))
+
     def ready(self) -> None:
         """Say that the first association is open: items may come."""
         self._up.put(("ready", self._number))
@@ -89,6 +97,7 @@ def work(job: Job, down: Any, up: Up, parent: int, stored: Any) -> None:
             on_retry=reporting.retry,
             known=job.known,
             on_ready=reporting.ready,
+            hand_back=reporting.hand_back,
         ):
             reporting.outcome(item, outcome)
     except AssociationError as exc:

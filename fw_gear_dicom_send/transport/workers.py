@@ -264,6 +264,9 @@ class _Run:
             queue.ready(int(rest[0]))  # type: ignore[call-overload]
         elif kind == "retry":
             self._busy += _busy(rest[1])
+        elif kind == "back":
+            number, items = int(rest[0]), list(rest[1])  # type: ignore[call-overload]
+            queue.hand_back(number, items)
         elif kind == "refused":
             number, reason = int(rest[0]), str(rest[1])  # type: ignore[call-overload]
             share = queue.shares[number]

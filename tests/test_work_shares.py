@@ -1,0 +1,73 @@
+"""The main process's queue of a send over workers: who is given what, and when."""
+
+from dataclasses import replace
+
+from fw_gear_dicom_send.dicom.probe import DicomInfo
+from fw_gear_dicom_send.status import InstanceStatus
+from fw_gear_dicom_send.transport.outcome import Outcome, SendItem
+from fw_gear_dicom_send.transport.retry import Retry
+from fw_gear_dicom_send.transport.work_queue import State, WorkQueue
+
+CT = "1.2.840.10008.5.1.4.1.1.2"
+EXPLICIT = "1.2.840.10008.1.2.1"
+
+
+def _item(index: int, series: str = "1.2.3") -> SendItem:
+    info = DicomInfo(CT, f"1.2.3.{index}", EXPLICIT, 0, 100, None, (), 0, series)
+    return SendItem(index, f"/in/{index}.dcm", info, None)
+
+
+def _queue(items: int, hold: int = 4) -> WorkQueue:
+    queue = WorkQueue(hold=hold)
+    for index in range(items):
+        queue.add(_item(index))
+    return queue
+
+
+def test_a_worker_is_given_items_once_its_association_is_open() -> None:
+    queue = _queue(10)
+    queue.start(1)
+    assert queue.top_up(1) == []
+    queue.ready(1)
+    assert [item.index for item in queue.top_up(1)] == [0, 1, 2, 3]
+    assert queue.waiting == 6
+
+
+def test_what_a_worker_hands_back_waits_in_front_and_it_is_given_nothing() -> None:
+    queue = _queue(10)
+    for number in (1, 2):
+        queue.start(number)
+        queue.ready(number)
+    first = queue.top_up(1)  # 0-3
+    assert [item.index for item in queue.top_up(2)] == [4, 5, 6, 7]
+    queue.sent(1)  # gone out, then its association was lost
+    lost = Outcome(InstanceStatus.FAILED, reason="lost", retry=Retry.AMBIGUOUS)
+    queue.hand_back(1, [replace(first[1], earlier=(lost,)), *first[2:], first[0]])
+    share = queue.shares[1]
+    assert (share.state, share.ready, share.held, share.flying) == (
+        State.STARTING,
+        False,
+        {},
+        {},
+    )
+    assert queue.top_up(1) == []  # nothing until its next association is open
+    assert queue.top_up(2) == []  # it still holds more than half
+    for index in (4, 5, 6):
+        queue.answered(index)
+    given = queue.top_up(2)
+    assert [item.index for item in given] == [0, 1, 2]
+    assert given[1].earlier == (lost,)  # the history came with it
+    assert queue.unsent == 3 + 4  # 3, 8 and 9 waiting; 7, 0, 1 and 2 held by 2
+    queue.ready(1)
+    assert [item.index for item in queue.top_up(1)] == [3, 8, 9]
+
+
+def test_items_handed_back_by_a_worker_that_no_longer_holds_them_are_ignored() -> None:
+    queue = _queue(4)
+    queue.start(1)
+    queue.ready(1)
+    given = queue.top_up(1)
+    queue.answered(given[0].index)
+    queue.hand_back(1, given[:1])  # answered meanwhile: not sent again
+    assert queue.waiting == 0
+    assert queue.item(given[0].index) is None
