@@ -21,10 +21,11 @@ from ..status import InstanceStatus
 from .association import Client, NoContextAccepted, discard, no_context_reason, release
 from .attempts import Attempts, pause
 from .channel import Channel
-from .contexts import Batch, Growing, Planned, Proposal, plan_batches
+from .contexts import Batch, Growing, Planned, plan_batches
 from .fastpath import held
 from .feed import Feed, Gap, ListFeed, ThreadFeed
 from .interface import Ended, Events, unsent
+from .opening import open_retrying
 from .outcome import Outcome, SendItem
 from .retry import Retrier
 
@@ -242,7 +243,7 @@ class _Loop:
             if ahead:
                 ahead = False
                 try:
-                    assoc = _associate(
+                    assoc = open_retrying(
                         self.client,
                         plan.proposals(None),
                         self.retrier,
@@ -270,7 +271,7 @@ class _Loop:
                     yield item, self.attempts.judge(item, failed).outcome
                     continue
                 try:
-                    assoc = _associate(
+                    assoc = open_retrying(
                         self.client,
                         plan.proposals(pending[0]),
                         self.retrier,
@@ -378,45 +379,3 @@ class _Loop:
             else:
                 discard(assoc)
         return wait_after, not healthy
-
-
-def _associate(
-    client: Client,
-    proposals: list[Proposal],
-    retrier: Retrier,
-    stop: Callable[[], bool],
-    refused: Callable[[AssociationError], None] | None = None,
-) -> Association | None:
-    """Open an association; wait and try again while it is refused as transient.
-
-    A transient refusal is e.g. the receiver's association limit being reached.
-    A receiver that cannot be reached (connection refused or reset, no answer)
-    after this run stored something there is restarting: that is transient too.
-    Before anything was stored, it is a configuration error, and fails at once.
-
-    Args:
-        client: Who sends.
-        proposals: The contexts to propose.
-        retrier: The run's retry budget.
-        stop: Whether to stop.
-        refused: Told of a transient refusal, before the wait.
-
-    Returns:
-        The association; None if ``stop()`` turned true meanwhile.
-    """
-    waits: Iterator[float] | None = None
-    while not stop():
-        try:
-            return client.associate(proposals)
-        except AssociationError as exc:
-            if not (exc.transient or (exc.unreachable and retrier.has_stored)):
-                raise
-            if exc.transient and refused is not None:
-                refused(exc)
-            waits = waits or retrier.waits()
-            wait = next(waits, None)
-            if wait is None:
-                raise
-            log.warning("%s; trying again in %.1f s", exc, wait)
-            pause(wait, stop)
-    return None
