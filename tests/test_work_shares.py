@@ -44,12 +44,8 @@ def test_what_a_worker_hands_back_waits_in_front_and_it_is_given_nothing() -> No
     lost = Outcome(InstanceStatus.FAILED, reason="lost", retry=Retry.AMBIGUOUS)
     queue.hand_back(1, [replace(first[1], earlier=(lost,)), *first[2:], first[0]])
     share = queue.shares[1]
-    assert (share.state, share.ready, share.held, share.flying) == (
-        State.STARTING,
-        False,
-        {},
-        {},
-    )
+    assert (share.lost, share.series, share.held, share.flying) == (True, "", {}, {})
+    assert share.state is State.SENDING  # not a worker refused its first
     assert queue.top_up(1) == []  # nothing until its next association is open
     assert queue.top_up(2) == []  # it still holds more than half
     for index in (4, 5, 6):
@@ -71,3 +67,18 @@ def test_items_handed_back_by_a_worker_that_no_longer_holds_them_are_ignored() -
     queue.hand_back(1, given[:1])  # answered meanwhile: not sent again
     assert queue.waiting == 0
     assert queue.item(given[0].index) is None
+
+
+def test_a_series_handed_back_goes_to_another_worker_before_a_new_series() -> None:
+    queue = WorkQueue(hold=4)
+    for index in range(12):
+        queue.add(_item(index, series=f"1.2.{index // 4}"))  # three series of 4
+    for number in (1, 2):
+        queue.start(number)
+        queue.ready(number)
+    first = queue.top_up(1)  # series 0
+    second = queue.top_up(2)  # series 1
+    queue.hand_back(1, first)
+    for item in second:
+        queue.answered(item.index)
+    assert [item.index for item in queue.top_up(2)] == [0, 1, 2, 3]

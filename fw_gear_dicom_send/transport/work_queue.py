@@ -27,8 +27,7 @@ class State(enum.Enum):
     """Where a worker is."""
 
     STARTING = "starting"
-    """Started, its association not yet open (negotiating); or opening a new
-    one after its last was lost."""
+    """Started, its association not yet open (negotiating)."""
     REFUSED = "refused"
     """Its first association was refused as transient; it tries again."""
     SENDING = "sending"
@@ -56,7 +55,9 @@ class Share:
     series: str = ""
     """The series it was last given items of."""
     ready: bool = False
-    """Whether its association is open (its first opened, and none lost since)."""
+    """Whether its first association opened."""
+    lost: bool = False
+    """Whether it lost its association and has not opened another yet."""
     closed: bool = False
     """Whether it said it has let its last association go (it is ending)."""
 
@@ -129,8 +130,10 @@ class WorkQueue:
     def top_up(self, number: int) -> list[SendItem]:
         """Items to give the worker now, up to what it may hold; noted as held."""
         share = self.shares[number]
-        if share.state is not State.SENDING or len(share.held) > self._hold // 2:
-            return []  # not open yet, or enough for now: a few at a time
+        if share.state is not State.SENDING or share.lost:
+            return []  # not open
+        if len(share.held) > self._hold // 2:
+            return []  # enough for now: a few at a time
         given: list[SendItem] = []
         while len(share.held) < self._hold and self._count:
             run = self._waiting.get(share.series)
@@ -180,20 +183,19 @@ class WorkQueue:
     def ready(self, number: int) -> None:
         """A worker's first association is open: it may be given items."""
         share = self.shares[number]
-        share.ready = True
+        share.ready, share.lost = True, False
         if share.state in {State.STARTING, State.REFUSED}:
             share.state = State.SENDING
 
     def hand_back(self, number: int, items: list[SendItem]) -> None:
         """A worker lost its association: the items it gives back wait again.
 
-        They wait in front, as it gave them (carrying their earlier attempts).
-        Until its next association is open (:meth:`ready`) it is given nothing.
+        They wait in front, as it gave them (carrying their earlier attempts), for
+        any worker: it leaves their series. Until its next association is open
+        (:meth:`ready`) it is given nothing.
         """
         share = self.shares[number]
-        share.ready = False
-        if share.state is State.SENDING:
-            share.state = State.STARTING
+        share.lost, share.series = True, ""
         back = [item for item in items if self._owner.get(item.index) == number]
         for item in back:
             share.held.pop(item.index, None)

@@ -217,7 +217,9 @@ class _Run:
         busy, cpus = self._cpu_load()
         sample = Sample(
             elapsed=time.monotonic() - self._started,
-            open=sum(1 for s in queue.shares.values() if s.ready and s.open),
+            open=sum(
+                1 for s in queue.shares.values() if s.ready and s.open and not s.lost
+            ),
             stored=self._stored,
             answered=self._answered,
             response_seconds=self._response,
