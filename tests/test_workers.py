@@ -133,14 +133,18 @@ def test_a_worker_with_nothing_left_releases_while_another_awaits_an_answer(
     assert min(scp.released_at) < scp.late_answer_at < max(scp.released_at)
 
 
-class _SlowThenGone(StorageReceiver):
-    """Answers its first association 0.2 s late, and aborts it at its 3rd
-    C-STORE; from then on it refuses every new association for good."""
+class _AbortsItsFirst(StorageReceiver):
+    """Answers its first association ``delay`` seconds late, and aborts it at its
+    3rd C-STORE (:meth:`_aborting` says what else it does then)."""
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, delay: float) -> None:
         super().__init__(out_dir)
+        self.delay = delay
         self.slow: Any = None
         self.slow_stores = 0
+
+    def _aborting(self) -> None:
+        pass
 
     def _on_store(self, event: Any) -> Any:
         with self._lock:
@@ -149,12 +153,23 @@ class _SlowThenGone(StorageReceiver):
             self.slow_stores += slow
             abort = slow and self.slow_stores == 3
         if abort:
-            self._ae.require_calling_aet = ["NOT-THE-SENDER"]
+            self._aborting()
             event.assoc.abort()
             return 0xC000
         if slow:
-            time.sleep(0.2)
+            time.sleep(self.delay)
         return super()._on_store(event)
+
+
+class _SlowThenGone(_AbortsItsFirst):
+    """Answers its first association 0.2 s late, and aborts it at its 3rd
+    C-STORE; from then on it refuses every new association for good."""
+
+    def __init__(self, out_dir: Path) -> None:
+        super().__init__(out_dir, delay=0.2)
+
+    def _aborting(self) -> None:
+        self._ae.require_calling_aet = ["NOT-THE-SENDER"]
 
 
 def test_what_a_failing_worker_held_at_the_end_goes_to_one_still_open(
@@ -173,15 +188,13 @@ def test_what_a_failing_worker_held_at_the_end_goes_to_one_still_open(
     assert len(scp.received) == 40
 
 
-class _AbortsThenHolds(StorageReceiver):
+class _AbortsThenHolds(_AbortsItsFirst):
     """Answers its first association 0.1 s late and aborts it at its 3rd C-STORE;
     then leaves the next association request unanswered for 3 s, as a receiver
     of one association at a time leaves a second in its backlog."""
 
     def __init__(self, out_dir: Path) -> None:
-        super().__init__(out_dir)
-        self.slow: Any = None
-        self.slow_stores = 0
+        super().__init__(out_dir, delay=0.1)
         self.aborted_at = 0.0
         self.held_until = 0.0
         self.stored_at: list[float] = []
@@ -198,20 +211,13 @@ class _AbortsThenHolds(StorageReceiver):
             time.sleep(3)
             self.held_until = time.monotonic()
 
+    def _aborting(self) -> None:
+        self.aborted_at = time.monotonic()
+
     def _on_store(self, event: Any) -> Any:
-        with self._lock:
-            self.slow = self.slow or event.assoc
-            slow = event.assoc is self.slow
-            self.slow_stores += slow
-            abort = slow and self.slow_stores == 3
-        if abort:
-            self.aborted_at = time.monotonic()
-            event.assoc.abort()
-            return 0xC000
-        if slow:
-            time.sleep(0.1)
         status = super()._on_store(event)
-        self.stored_at.append(time.monotonic())
+        if status != 0xC000:  # stored
+            self.stored_at.append(time.monotonic())
         return status
 
 

@@ -181,7 +181,7 @@ class WorkQueue:
         return share.flying.get(index)
 
     def ready(self, number: int) -> None:
-        """A worker's first association is open: it may be given items."""
+        """A worker's association is open (its first, or after a loss): give it work."""
         share = self.shares[number]
         share.ready, share.lost = True, False
         if share.state in {State.STARTING, State.REFUSED}:
