@@ -1,8 +1,11 @@
 """The attempts loop every transport shares, and the rows made once from outcomes."""
 
+import ctypes
+import multiprocessing
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,6 +73,28 @@ def test_retries_given_up_once_the_budget_is_spent(items: list[SendItem]) -> Non
     verdict = attempts.judge(items[2], busy)
     assert verdict.wait is None
     assert verdict.outcome.reason == "refused: busy"  # a single attempt: no history
+
+
+def _store_one(policy: RetryPolicy, shared: Any) -> None:
+    Retrier(policy, shared).stored()
+
+
+def test_a_store_by_another_process_starts_the_budget_again() -> None:
+    """Workers share when the run last stored: each one's budget starts again."""
+    context = multiprocessing.get_context("fork")
+    shared = context.RawValue(ctypes.c_double, 0.0)
+    policy = RetryPolicy(budget=2, first_wait=0.1, max_wait=0.1)
+    waiting = Retrier(policy, shared)
+    assert not waiting.has_stored
+    time.sleep(1.5)
+    other = context.Process(target=_store_one, args=(policy, shared))
+    other.start()
+    other.join()
+    assert other.exitcode == 0
+    time.sleep(1.0)  # 2.5 s since the waiting one started, 1 s since the store
+    assert waiting.has_stored
+    assert waiting.left > 0
+    assert next(waiting.waits(), None) is not None
 
 
 def test_a_final_refusal_is_not_tried_again(items: list[SendItem]) -> None:

@@ -262,7 +262,7 @@ def relay(commands: Any, up: Up) -> None:
     """
     context = _context()
     running: dict[int, tuple[Any, Any]] = {}  # the process, its pipe down
-    stored = context.RawValue(ctypes.c_bool, False)  # by any worker of the run
+    stored = context.RawValue(ctypes.c_double, 0.0)  # when any worker last stored
 
     def stop_workers() -> None:  # a signal handler's: it only signals
         for process, _ in list(running.values()):

@@ -57,9 +57,10 @@ class Retrier:
 
     Args:
         policy: How long and how patiently.
-        shared: A flag shared with the run's other senders (a
-            ``multiprocessing`` value with a ``value``): set when any of them
-            stored an instance.
+        shared: The run's last stored instance, shared with its other senders (a
+            ``multiprocessing`` double with a ``value``: the :func:`time.monotonic`
+            of the last instance any of them stored, 0 for none). Each sender's
+            budget then starts again with any sender's stored instance.
     """
 
     def __init__(self, policy: RetryPolicy, shared: Any = None) -> None:
@@ -68,10 +69,16 @@ class Retrier:
         self._shared = shared
         self._stored = False
 
+    def _since(self) -> float:
+        """When the budget started: the run's last stored instance, or the start."""
+        if self._shared is None:
+            return self._progress
+        return max(self._progress, float(self._shared.value))
+
     @property
     def left(self) -> float:
         """Seconds of the budget left: from the last stored instance (or the start)."""
-        return self.policy.budget - (time.monotonic() - self._progress)
+        return self.policy.budget - (time.monotonic() - self._since())
 
     @property
     def has_stored(self) -> bool:
@@ -85,10 +92,9 @@ class Retrier:
     def stored(self) -> None:
         """Note that an instance was stored: the budget starts again."""
         self._progress = time.monotonic()
-        if not self._stored:
-            self._stored = True
-            if self._shared is not None:
-                self._shared.value = True
+        self._stored = True
+        if self._shared is not None:
+            self._shared.value = self._progress
 
     def waits(self) -> Iterator[float]:
         """Waits before each further attempt, until the budget runs out."""
@@ -99,6 +105,6 @@ class Retrier:
             if wait is None:  # the generator's priming value
                 continue
             jittered = backoff.full_jitter(wait)
-            if time.monotonic() + jittered - self._progress > policy.budget:
+            if time.monotonic() + jittered - self._since() > policy.budget:
                 return
             yield jittered

@@ -75,8 +75,8 @@ class _Reporting:
 def work(job: Job, down: Any, up: Up, parent: int, stored: Any) -> None:
     """A worker: send the items given down ``down`` over associations of its own.
 
-    ``stored`` is set, for all the workers, once one of them has stored an
-    instance (see :class:`.retry.Retrier`).
+    ``stored`` is when any of the run's workers last stored an instance, shared
+    by them all (see :class:`.retry.Retrier`).
     """
     stopping.install_child(stopping.WORKER_GRACE)
     stopping.die_with_parent(parent)
