@@ -14,6 +14,7 @@ from pynetdicom import evt
 from test_tls import mutual
 
 from fw_gear_dicom_send import RunResult, SendRequest, send
+from fw_gear_dicom_send.dicom.probe import probe
 from fw_gear_dicom_send.dicom.samples import write_series
 from fw_gear_dicom_send.pacs.receiver import StorageReceiver
 from fw_gear_dicom_send.sending.tally import maybe_stored
@@ -237,6 +238,43 @@ def test_what_a_lost_association_held_goes_to_one_open_at_once(
     assert scp.held_until == 0.0 or max(scp.stored_at) < scp.held_until
     again = [row for row in result.rows if "sent again (2 attempts)" in row.reason]
     assert len(again) == 1
+
+
+class _AbortsOnOne(StorageReceiver):
+    """Aborts every association that sends it one instance (``poison``)."""
+
+    def __init__(self, out_dir: Path, poison: str) -> None:
+        super().__init__(out_dir)
+        self.poison = poison
+        self.aborts = 0
+
+    def _on_store(self, event: Any) -> Any:
+        if event.request.AffectedSOPInstanceUID == self.poison:
+            with self._lock:
+                self.aborts += 1
+            event.assoc.abort()
+            return 0xC000
+        return super()._on_store(event)
+
+
+def test_an_instance_that_ends_every_association_does_not_hop_between_them(
+    tmp_path: Path, study: Path
+) -> None:
+    """Handed to another association once, then kept by the one that lost it,
+    which waits before each attempt: the receiver is not made to abort as fast
+    as associations can open, and everything else is stored."""
+    poison = probe(sorted(study.rglob("*.dcm"))[5], 0x0021).sop_instance_uid
+    with _AbortsOnOne(tmp_path / "in", poison) as scp:
+        retry = RetryPolicy(budget=4, first_wait=0.2, max_wait=4)
+        result = _send_study(study, scp.port, 2, retry=retry)
+    failed = [row for row in result.rows if row.status is not InstanceStatus.SENT]
+    assert [row.sop_instance_uid for row in failed] == [poison]
+    assert "retries given up" in failed[0].reason
+    assert len(scp.received) == 39
+    # Kept, it waits up to 0.2, 0.4, 0.8 s... (full jitter) within 4 s: 6-8
+    # attempts, 12 at most in 100,000 simulated runs. Passed on at every loss,
+    # it was tried as soon as the other association was open again: over 20.
+    assert 2 < scp.aborts <= 14
 
 
 def _descendants(root: int, depth: int) -> list[int]:

@@ -109,6 +109,11 @@ class Attempts:
             for o in self._earlier.get(item.index, item.earlier)
         )
 
+    def associations_lost(self, item: SendItem) -> int:
+        """How many of the item's attempts so far lost their association."""
+        earlier = self._earlier.get(item.index, item.earlier)
+        return sum(outcome.association_lost for outcome in earlier)
+
     def hand_back(self, item: SendItem) -> SendItem:
         """The item, carrying its earlier attempts, for another sender to try.
 

@@ -195,7 +195,10 @@ def store_stream(
             still had to send (the one lost included, carrying its attempts) and
             of those the feed gave and it had not taken (perhaps none): others
             send them from then on. The loop then opens a new association before
-            it takes another item, and tells ``on_ready`` again.
+            it takes another item, and tells ``on_ready`` again. An instance
+            that has lost more than :data:`PASSED_ON` associations is kept and
+            tried again here, after the back-off wait: one that ends every
+            association does not hop from one to the next.
 
     Raises:
         AssociationError: An association could not be opened; the items taken
@@ -209,6 +212,9 @@ def store_stream(
 
 IDLE = 10.0
 """Seconds an association is kept open while the feed gives nothing."""
+PASSED_ON = 1
+"""Associations an instance may lose and still be handed to another: lost again,
+the loop that lost it keeps it, and waits before it tries again."""
 
 
 @dataclass
@@ -299,12 +305,16 @@ class _Loop:
         """Give back what this loop took and did not send, the item lost included.
 
         Those given and not yet taken go back too. While this loop opens a new
-        association, the associations still open send them.
+        association, the associations still open send them. An item that lost
+        more than :data:`PASSED_ON` associations stays, to be tried here again.
 
         Returns:
             Whether the feed may give more (it did not end).
         """
         assert self.hand_back is not None
+        kept = None
+        if pending and self.attempts.associations_lost(pending[0]) > PASSED_ON:
+            kept = pending.popleft()
         while True:
             got = feed.take(0.0)
             if isinstance(got, Gap):
@@ -312,6 +322,8 @@ class _Loop:
             pending.append(got)
         self.hand_back([self.attempts.hand_back(item) for item in pending])
         pending.clear()
+        if kept is not None:
+            pending.append(kept)
         return got is Gap.IDLE
 
     def _stop_or_give_up(self) -> bool:
