@@ -8,8 +8,10 @@ is *held* by its worker until its data goes out (*flying*) or it is answered.
 When a worker ends, the items it held go back to the queue, in front; those
 flying stay its (the receiver may have stored them: never sent twice). When a
 worker loses its association, it hands back what it has not sent, the item lost
-included (it was to be tried again anyway), and is given nothing more until a
-new association of its own is open: they wait, in front, for the workers open.
+included (it was to be tried again anyway) unless that one has now lost two
+(:data:`.store_loop.PASSED_ON`: the worker keeps it, and it stays the worker's),
+and is given nothing more until a new association of its own is open and has
+tried what it kept: the items handed back wait, in front, for the workers open.
 """
 
 import enum
