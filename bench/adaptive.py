@@ -1,6 +1,6 @@
 """``--associations auto`` against fixed counts and DCMTK storescu, side by side.
 
-One run, the senders alternated (A B C A B C ...), medians of ``--runs``, the
+One run, the senders alternated (A B C C B A ...), medians of ``--runs``, the
 same 1000 CT images of 525 KB into four receivers:
 
 - ``storescp --fork`` behind a proxy that holds its answers 20 ms (a far PACS):
@@ -124,7 +124,10 @@ def race(folder: Path, work: Path, runs: int, wanted: set[str]) -> dict:
             seconds: dict[str, list[float]] = {s: [] for s in commands}
             most: dict[str, int] = {}
             for number in range(runs):
-                for sender, args in commands.items():
+                order = list(commands.items())
+                if number % 2:  # A B C, then C B A: no sender always goes first
+                    order.reverse()
+                for sender, args in order:
                     receiver.reset()
                     if proxy is not None:
                         proxy.most = proxy.rejected = 0

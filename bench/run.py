@@ -12,7 +12,9 @@ ratio storescu time / dicom-send time. Writes ``results.md``, ``results.json`` a
 Receivers: DCMTK ``storescp --fork`` writing to tmpfs with TCP_NODELAY=1; Orthanc
 writing to tmpfs, over C-STORE and (with Debian's orthanc-dicomweb) over STOW-RS;
 the same storescp behind a proxy that delays its answers by 20 ms (a far or busy
-PACS). Memory: one 630 MB multi-frame instance,
+PACS); storescp as Debian ships it, Nagle's algorithm on at both ends (no
+``TCP_NODELAY=1``), with 200 small files (each C-STORE of storescu waits for a
+delayed ACK). Memory: one 630 MB multi-frame instance,
 and 1,000 vs 10,000 small files, through ``dicom-send send``. The gear path: the same
 images as a zip input through ``run.py`` against the CLI, as a local run (no
 api-key), as a platform job (an api-key for the tests' stand-in Flywheel API), and
@@ -55,6 +57,8 @@ VENV_BIN = Path(sys.executable).parent
 SEED = "bench"
 GEAR_FEWER = 200
 """Images of the shorter zip in the gear race."""
+NAGLE_FILES = 200
+"""Small files raced into the receiver with Nagle on (storescu waits 40 ms each)."""
 DICOMWEB = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 TMPFS = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
 
@@ -165,14 +169,26 @@ class Receiver:
 
     stow_url: str | None = None
     """Its DICOMweb root, if it speaks STOW-RS too."""
+    nagle = False
+    """Whether it (and the senders raced into it) run as shipped: Nagle on."""
 
-    def __init__(self, name: str, args: list[str], port: int, ae: str, out: Path):
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        port: int,
+        ae: str,
+        out: Path,
+        *,
+        nagle: bool = False,
+    ):
         self.name, self.port, self.ae, self.out = name, port, ae, out
+        self.nagle = nagle
         self.proc = subprocess.Popen(
             args,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env={**os.environ, "TCP_NODELAY": "1"},
+            env=environment(nagle),
         )
         wait_for(port)
 
@@ -188,12 +204,22 @@ class Receiver:
         self.proc.wait(timeout=20)
 
 
-def storescp(work: Path, name: str = "storescp") -> Receiver:
+def environment(nagle: bool) -> dict[str, str]:
+    """The environment of a DCMTK or Orthanc process: ``TCP_NODELAY=1`` unless
+    ``nagle`` (as shipped, Nagle's algorithm on)."""
+    env = {k: v for k, v in os.environ.items() if k != "TCP_NODELAY"}
+    return env if nagle else {**env, "TCP_NODELAY": "1"}
+
+
+def storescp(work: Path, name: str = "storescp", nagle: bool = False) -> Receiver:
     out = work / name
     out.mkdir()
     port = free_port()
     args = ["storescp", "--fork", "+xa", "-aet", "STORESCP", "-od", str(out), str(port)]
-    return Receiver("storescp --fork (tmpfs)", args, port, "STORESCP", out)
+    label = "storescp --fork (tmpfs)"
+    if nagle:
+        label = f"storescp --fork, Nagle on (as shipped), {NAGLE_FILES} small files"
+    return Receiver(label, args, port, "STORESCP", out, nagle=nagle)
 
 
 class OrthancReceiver(Receiver):
@@ -325,7 +351,7 @@ def race(
     megabytes = sum(p.stat().st_size for p in folder.iterdir()) / 1e6
     commands = senders(folder, receiver, pynetdicom_app)
     samples = []
-    env = {**os.environ, "TCP_NODELAY": "1"}
+    env = environment(receiver.nagle)
     for run in range(runs):
         for name, args in commands.items():  # A B A B ...
             receiver.reset()
@@ -627,7 +653,7 @@ def arguments() -> argparse.Namespace:
     )
     parser.add_argument(
         "--receivers",
-        default="storescp,delayed,orthanc",
+        default="storescp,delayed,nagle,orthanc",
         help="which receivers to race into (comma-separated; default all)",
     )
     return parser.parse_args()
@@ -687,6 +713,9 @@ def main() -> None:
                 receiver.stop()
         if "delayed" in wanted:
             samples += _race_into(DelayedReceiver(work), folder, args.runs)
+        if "nagle" in wanted:
+            small = small_files(args.data, NAGLE_FILES)
+            samples += _race_into(storescp(work, "nagle", nagle=True), small, args.runs)
         orthanc_wanted = "orthanc" in wanted and not args.no_orthanc
         if orthanc_wanted and shutil.which("Orthanc"):
             samples += _race_into(orthanc(work), folder, args.runs)

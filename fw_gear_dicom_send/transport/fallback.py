@@ -47,6 +47,7 @@ from pynetdicom.pdu_primitives import P_DATA
 
 from ..dicom.transcode import part10_header
 from ..status import InstanceStatus
+from .association import ack_at_once
 from .channel import Channel, OnSent, Store, socket_timeout
 from .outcome import Outcome, SendItem, association_lost, outcome_of_status
 from .peer import AssociationSettings
@@ -234,6 +235,9 @@ class FallbackChannel(Channel):
                 return
             watch.data_out = True
             watch.settled.set()
+            transport = event.assoc.dul.socket
+            if transport is not None and transport.socket is not None:
+                ack_at_once(transport.socket)
             watch.timer = threading.Timer(self.settings.dimse_timeout, self._expire)
             watch.timer.daemon = True
             watch.timer.start()

@@ -29,6 +29,7 @@ from contextlib import contextmanager
 import pynetdicom
 from pynetdicom.association import Association
 
+from .association import ack_at_once
 from .channel import Channel, Store, socket_timeout
 from .fallback import fallback_held
 from .outcome import Outcome, association_lost, outcome_of_status
@@ -224,6 +225,7 @@ class FastChannel(Channel):
             )
         if store.on_sent is not None:
             store.on_sent(item)
+        ack_at_once(sock)
         try:
             rsp = read_store_response(sock)
         except TimeoutError:
