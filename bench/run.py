@@ -58,7 +58,8 @@ SEED = "bench"
 GEAR_FEWER = 200
 """Images of the shorter zip in the gear race."""
 NAGLE_FILES = 200
-"""Small files raced into the receiver with Nagle on (storescu waits 40 ms each)."""
+"""Small files raced into the receiver with Nagle on (storescu waits for a delayed
+ACK at each)."""
 DICOMWEB = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 TMPFS = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
 

@@ -82,3 +82,20 @@ def test_a_series_handed_back_goes_to_another_worker_before_a_new_series() -> No
     for item in second:
         queue.answered(item.index)
     assert [item.index for item in queue.top_up(2)] == [0, 1, 2, 3]
+
+
+def test_an_instance_a_lost_worker_keeps_is_still_to_send() -> None:
+    """Flying with a worker whose association was lost, kept to be tried again
+    there: the send is not over, and it counts until that worker is ready."""
+    queue = _queue(2)
+    queue.start(1)
+    queue.ready(1)
+    queue.top_up(1)  # 0 and 1
+    queue.sent(0)
+    queue.answered(1)
+    assert queue.unsent == 0  # 0 went out: the worker answers for it
+    queue.hand_back(1, [])  # lost; it keeps 0
+    assert queue.unsent == 1
+    assert not queue.done
+    queue.ready(1)  # it tried 0 on its new association
+    assert queue.unsent == 0

@@ -277,6 +277,38 @@ def test_an_instance_that_ends_every_association_does_not_hop_between_them(
     assert 2 < scp.aborts <= 14
 
 
+class _AbortsOnOneTwiceThenGone(_AbortsOnOne):
+    """Aborts the first two associations that send it ``poison``; the second once
+    the first was opened again (a third association), and from then on refuses
+    every new association for good. Stores it the third time."""
+
+    def _on_store(self, event: Any) -> Any:
+        poisoned = event.request.AffectedSOPInstanceUID == self.poison
+        if poisoned and self.aborts == 1:
+            deadline = time.monotonic() + 10
+            while self.associations < 3 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self._ae.require_calling_aet = ["NOT-THE-SENDER"]
+        if poisoned and self.aborts >= 2:
+            return StorageReceiver._on_store(self, event)
+        return super()._on_store(event)
+
+
+def test_an_instance_kept_by_a_worker_that_cannot_associate_goes_to_another(
+    tmp_path: Path, study: Path
+) -> None:
+    """The worker that lost a second association with an instance keeps it; when
+    it cannot open another, it hands it back, and the one still open stores it."""
+    poison = probe(sorted(study.rglob("*.dcm"))[5], 0x0021).sop_instance_uid
+    with _AbortsOnOneTwiceThenGone(tmp_path / "in", poison) as scp:
+        retry = RetryPolicy(budget=10, first_wait=0.1, max_wait=0.2)
+        result = _send_study(study, scp.port, 2, retry=retry)
+    assert {row.status for row in result.rows} == {InstanceStatus.SENT}
+    (row,) = [row for row in result.rows if row.sop_instance_uid == poison]
+    assert "sent again (3 attempts)" in row.reason
+    assert len(scp.received) == 40
+
+
 def _descendants(root: int, depth: int) -> list[int]:
     """The processes ``depth`` generations below ``root`` (from /proc)."""
     parents: dict[int, int] = {}

@@ -32,8 +32,8 @@ from pynetdicom.transport import ThreadedAssociationServer
 from .. import stopping
 from ..errors import UsageError
 from ..settings import LISTEN_REQUEST_TIMEOUT
-from ..transport.association import set_no_delay
 from ..transport.contexts import FALLBACK_SYNTAXES
+from ..transport.tcp import set_no_delay
 from .commit_results import STORAGE_COMMITMENT_PUSH, Committed, Verdict, failure_text
 from .server import AcceptorAE, arm_request_deadline
 

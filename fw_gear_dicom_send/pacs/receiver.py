@@ -36,7 +36,7 @@ from ..settings import (
     RECEIVER_AE_TITLE,
     RECEIVER_ASSOCIATIONS,
 )
-from ..transport.association import set_no_delay
+from ..transport.tcp import set_no_delay
 from .filing import Layout, Received, relative_path, write_atomically
 from .server import AcceptorAE, arm_request_deadline
 

@@ -3,9 +3,7 @@
 pynetdicom negotiates and releases associations and runs every DIMSE service but
 C-STORE of a send (C-ECHO, C-FIND, C-MOVE, C-GET); C-STORE over an association is
 :mod:`.fastpath`'s (or :mod:`.fallback`'s). Every association socket gets
-``TCP_NODELAY`` as soon as it connects: with Nagle's algorithm on, each C-STORE waits
-for a delayed ACK. A receiver that leaves Nagle on has the same wait the other way
-round, which :func:`ack_at_once` takes away.
+``TCP_NODELAY`` as soon as it connects (:mod:`.tcp`).
 """
 
 import contextlib
@@ -43,6 +41,7 @@ from .hints import (
 )
 from .outcome import SendItem
 from .peer import AssociationSettings, Peer
+from .tcp import set_no_delay
 from .tls_context import client_context
 from .tls_diagnosis import explain_failure, speaks_tls
 
@@ -78,30 +77,6 @@ class _Watch:
     """Who ended it first: ``we``, or how the peer did (:data:`.hints.PEER_ENDS`)."""
     answered: bool = False  # the peer sent data (a DIMSE message) on it
     end_logged: bool = False
-
-
-def set_no_delay(event: evt.Event) -> None:
-    """EVT_CONN_OPEN handler: switch Nagle off on the association's socket."""
-    sock = event.assoc.dul.socket
-    if sock is not None and sock.socket is not None:
-        sock.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
-
-
-def ack_at_once(sock: socket.socket) -> None:
-    """Have the kernel acknowledge at once what arrives next on ``sock`` (Linux).
-
-    Called once a request has gone out, before its response is read. A receiver
-    with Nagle's algorithm on (DCMTK and Orthanc unless ``TCP_NODELAY=1`` is set in
-    their environment) that writes its response in two pieces holds the second
-    until the first is acknowledged, and a delayed acknowledgement takes up to
-    40 ms: per C-STORE. ``TCP_QUICKACK`` does not last, hence once per response.
-    """
-    if _QUICKACK is not None:
-        with contextlib.suppress(OSError):  # closed meanwhile: the read will say
-            sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
 
 
 class Client:

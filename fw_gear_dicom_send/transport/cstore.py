@@ -173,8 +173,9 @@ def store_stream(
             :meth:`.channel.Channel.store`).
         first_refused: Told when the first association is refused as transient
             (before it waits and tries again).
-        give_up: Whether to give up opening the first association (then the
-            items taken are left unsent, not reported).
+        give_up: Whether to give up opening an association (the worker was
+            retired): the first (then the items taken are left unsent, not
+            reported), or one after a loss (then they are handed back).
         on_retry: Told of an attempt whose outcome is tried again.
         known: (SOP Class, transfer syntax) pairs to propose before any item:
             then the first association is opened at once, before an item is
@@ -190,7 +191,8 @@ def store_stream(
             is kept and tried again here, after the back-off wait, before
             ``on_ready``: one that ends every association does not hop from
             one to the next. (It goes back with the rest if the feed has ended,
-            or if no new association can be opened.)
+            if no new association can be opened, or if ``give_up`` turns true
+            while one is.)
 
     Raises:
         AssociationError: An association could not be opened; the items taken

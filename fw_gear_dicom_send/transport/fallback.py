@@ -47,11 +47,11 @@ from pynetdicom.pdu_primitives import P_DATA
 
 from ..dicom.transcode import part10_header
 from ..status import InstanceStatus
-from .association import ack_at_once
 from .channel import Channel, OnSent, Store, socket_timeout
 from .outcome import Outcome, SendItem, association_lost, outcome_of_status
 from .peer import AssociationSettings
 from .retry import Retry
+from .tcp import ack_at_once
 from .wire import Payload
 
 _COPY_SIZE = 1 << 20

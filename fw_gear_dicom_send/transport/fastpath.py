@@ -29,12 +29,12 @@ from contextlib import contextmanager
 import pynetdicom
 from pynetdicom.association import Association
 
-from .association import ack_at_once
 from .channel import Channel, Store, socket_timeout
 from .fallback import fallback_held
 from .outcome import Outcome, association_lost, outcome_of_status
 from .peer import AssociationSettings
 from .retry import Retry
+from .tcp import ack_at_once
 from .wire import Framer, PeerEnded, read_store_response, store_command
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from ..status import InstanceStatus
 from .association import Client, NoContextAccepted, discard, no_context_reason, release
 from .attempts import Attempts, pause
 from .channel import Channel
-from .contexts import Growing, Planned
+from .contexts import Growing, Planned, Proposal
 from .fastpath import held
 from .feed import Feed, Gap
 from .opening import open_retrying
@@ -83,6 +83,7 @@ class StoreLoop:
                     assoc, opened = ahead_got, True
             else:
                 if not pending:
+                    self._ready_now()
                     got = feed.take(None)
                     if isinstance(got, Gap):
                         return
@@ -94,12 +95,11 @@ class StoreLoop:
                     yield item, self.attempts.judge(item, failed).outcome
                     continue
                 try:
-                    assoc = open_retrying(
-                        self.client,
+                    assoc = self._opening(
                         plan.proposals(pending[0]),
-                        self.retrier,
+                        pending,
                         self.stop if opened else self._stop_or_give_up,
-                        None if opened else self.first_refused,
+                        first=not opened,
                     )
                 except NoContextAccepted as exc:
                     log.warning("%s", exc)
@@ -124,34 +124,74 @@ class StoreLoop:
         """Open an association before an item is taken; tell ``on_ready``.
 
         A kept instance (:meth:`_hand_back`) is tried first, and ``on_ready`` told
-        once it has been; if no association can be opened, it is handed back.
+        once it has been (:meth:`_ready_now`).
 
         Returns:
             The association; the receiver's refusal of every context; None if the
-            loop is to end (a stop, or giving up the first association).
+            loop is to end (a stop, or ``give_up``: retired, or giving up the
+            first association).
         """
         try:
-            assoc = open_retrying(
-                self.client,
-                plan.proposals(None),
-                self.retrier,
-                self._stop_or_give_up,
-                self.first_refused if first else None,
+            assoc = self._opening(
+                plan.proposals(None), pending, self._stop_or_give_up, first=first
             )
         except NoContextAccepted as exc:
             log.warning("%s", exc)
+            self.ready_owed = False
             self.on_ready()
             return exc
-        except AssociationError:
-            if pending and self.hand_back is not None:
-                self.hand_back([self.attempts.hand_back(item) for item in pending])
-            raise
         if assoc is None:
             return None
         self.ready_owed = bool(pending)
         if not self.ready_owed:
             self.on_ready()
         return assoc
+
+    def _opening(
+        self,
+        proposals: list[Proposal],
+        pending: deque[SendItem],
+        stop: Callable[[], bool],
+        *,
+        first: bool,
+    ) -> Association | None:
+        """:func:`.opening.open_retrying`; what this loop held goes back if none opens.
+
+        Handed back (if this loop hands back at all) when no association can be
+        opened, or it gave up (retired) meanwhile; not on a stop.
+
+        Raises:
+            AssociationError: No association (NoContextAccepted: every context
+                refused; then nothing is handed back).
+        """
+        try:
+            assoc = open_retrying(
+                self.client,
+                proposals,
+                self.retrier,
+                stop,
+                self.first_refused if first else None,
+            )
+        except NoContextAccepted:
+            raise
+        except AssociationError:
+            self._give_back(pending)
+            raise
+        if assoc is None and not self.stop():
+            self._give_back(pending)
+        return assoc
+
+    def _give_back(self, pending: deque[SendItem]) -> None:
+        """Hand back what this loop held, if it hands back at all."""
+        if pending and self.hand_back is not None:
+            self.hand_back([self.attempts.hand_back(item) for item in pending])
+            pending.clear()
+
+    def _ready_now(self) -> None:
+        """Tell ``on_ready`` if it waited for a kept instance to be tried."""
+        if self.ready_owed:
+            self.ready_owed = False
+            self.on_ready()
 
     def _hand_back(self, pending: deque[SendItem], feed: Feed) -> bool:
         """Give back what this loop took and did not send, the item lost included.
@@ -208,6 +248,7 @@ class StoreLoop:
                 # that drops every association still lets the loop end.
                 while True:
                     if not pending:
+                        self._ready_now()
                         got = feed.take(IDLE)
                         if isinstance(got, Gap):
                             break
@@ -218,9 +259,8 @@ class StoreLoop:
                     usable = False  # until answered: interrupted, it is dropped
                     outcome = channel.store(item, self.tag, self.on_sent)
                     usable = not outcome.association_lost
-                    if usable and self.ready_owed:  # the kept instance was tried
-                        self.ready_owed = False
-                        self.on_ready()
+                    if usable:  # a kept instance was tried: others may come
+                        self._ready_now()
                     verdict = self.attempts.judge(item, outcome)
                     if verdict.wait is None:
                         yield item, verdict.outcome

@@ -103,8 +103,14 @@ class WorkQueue:
 
     @property
     def unsent(self) -> int:
-        """Items whose data has not gone out: waiting, or held by a worker."""
-        return self._count + sum(len(s.held) for s in self.shares.values())
+        """Items still to send: waiting, held by a worker, or kept by one.
+
+        Kept: flying with a worker whose association was lost, which tries it
+        again on its next (:data:`.store_loop.PASSED_ON`).
+        """
+        return self._count + sum(
+            len(s.held) + (len(s.flying) if s.lost else 0) for s in self.shares.values()
+        )
 
     @property
     def done(self) -> bool:
@@ -183,7 +189,10 @@ class WorkQueue:
         return share.flying.get(index)
 
     def ready(self, number: int) -> None:
-        """A worker's association is open (its first, or after a loss): give it work."""
+        """A worker's association is open: give it work.
+
+        Its first, or one after a loss, once that has tried what it kept.
+        """
         share = self.shares[number]
         share.ready, share.lost = True, False
         if share.state in {State.STARTING, State.REFUSED}:

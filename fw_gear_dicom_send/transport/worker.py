@@ -10,7 +10,8 @@ the main process straight up the shared pipe: that association is open
 data went out (``sent``); its final outcome, with the seconds from going out to
 the answer (``outcome``); an answer tried again (``retry``); the items it hands
 back when an association is lost, to be sent by the workers open while it opens
-another (``back``, then ``ready`` again); its last association let go
+another (``back``, then ``ready`` again, once that one has tried the instance it
+kept, if it kept one: :data:`.store_loop.PASSED_ON`); its last association let go
 (``closed``). Told to finish, it
 sends what it holds and ends; told to retire, it finishes the item on the wire,
 releases and ends (what it held goes back to the main process's queue).
@@ -64,7 +65,10 @@ class _Reporting:
         self._up.put(("back", self._number, tuple(items)))
 
     def ready(self) -> None:
-        """Say that the first association is open: items may come."""
+        """Say that an association is open: items may come.
+
+        The first, or one after a loss, once that has tried what it kept.
+        """
         self._up.put(("ready", self._number))
 
     def refused(self, exc: AssociationError) -> None:
