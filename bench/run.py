@@ -579,7 +579,8 @@ def write_report(
     lines = [
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}; {time.strftime('%Y-%m-%d')}. Loopback; "
-        f"{args.images} CT images of 525 KB; medians of {args.runs} alternated runs.",
+        f"{args.images} CT images of 525 KB (the Nagle line: {NAGLE_FILES} small "
+        f"files); medians of {args.runs} alternated runs.",
         "",
         "| receiver | sender | s | images/s | MB/s | CPU s | peak RSS MB | "
         "storescu / this (time) |",
