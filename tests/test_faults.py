@@ -265,21 +265,25 @@ def test_a_receiver_killed_mid_run_then_resumed(tmp_path: Path) -> None:
     report = tmp_path / "first.csv"
     first_dir = tmp_path / "first"
     first_dir.mkdir()
+    log = tmp_path / "first.log"  # a file: a pipe not read until the end could fill
     for peer in run_storescp(first_dir, name="killed"):
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "fw_gear_dicom_send",
-                *send_args(folder, peer.port, "STORESCP"),
-                f"--report={report}",
-                "--retry-time=1",
-            ],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        _kill_when(peer, at_least=30)
-        _, stderr = proc.communicate(timeout=60)
+        with log.open("w") as err:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "fw_gear_dicom_send",
+                    *send_args(folder, peer.port, "STORESCP"),
+                    f"--report={report}",
+                    "--retry-time=1",
+                    "-v",
+                ],
+                stderr=err,
+                text=True,
+            )
+            _kill_when(peer, at_least=30)
+            proc.wait(timeout=60)
+    stderr = log.read_text()
     assert proc.returncode in (ExitStatus.INCOMPLETE, ExitStatus.NOTHING_SENT)
     assert "Traceback" not in stderr
     rows = read_rows(report)
@@ -288,7 +292,7 @@ def test_a_receiver_killed_mid_run_then_resumed(tmp_path: Path) -> None:
     # When the 30th file appeared, each association may have had one instance
     # written by the receiver whose answer had not come back: not counted as sent.
     held = sum(1 for _ in peer.out_dir.iterdir())
-    assert 30 - DEFAULT_ASSOCIATIONS <= len(sent) <= held < len(paths)
+    assert 30 - DEFAULT_ASSOCIATIONS <= len(sent) <= held < len(paths), stderr[-6000:]
     assert all(r["reason"] for r in rows if r["status"] != "sent")
 
     second = tmp_path / "second.csv"
