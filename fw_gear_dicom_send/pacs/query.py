@@ -22,6 +22,7 @@ from ..errors import DicomSendError, UsageError
 from ..settings import FIND_WINDOW_DAYS, whole
 from ..transport.association import Client, discard, release
 from ..transport.contexts import FALLBACK_SYNTAXES, Proposal
+from ..transport.fastpath import park_reactor
 from .levels import Level, Model
 
 log = logging.getLogger(__name__)
@@ -310,6 +311,7 @@ def _matches(
         QueryError: A failure status, or the association ended first (saying
             what the peer did: :meth:`.Client.ended`).
     """
+    park_reactor(assoc, client.settings.acse_timeout)  # after an earlier C-FIND
     responses = assoc.send_c_find(identifier, model)
     for status, match in responses:
         code = int(status.Status) if "Status" in status else None

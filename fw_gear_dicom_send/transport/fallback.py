@@ -24,7 +24,9 @@ The outcomes and reasons are the fast path's. The DIMSE timeout means the same:
 the socket's timeout while the data set goes out (a receiver that takes nothing in
 for that long), then the time the response may take once the last fragment has
 gone. ``send_c_store`` runs in a thread of its own, so that the caller's thread
-calls ``on_sent`` once pynetdicom has written the data set's last fragment.
+calls ``on_sent`` once pynetdicom has written the data set's last fragment. Before
+each, the caller's ``park`` (:func:`fallback_held`) may stop the association's
+reactor thread, which ``send_c_store``'s own pause does not always do.
 """
 
 import contextlib
@@ -34,7 +36,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -86,9 +88,15 @@ class _Watch:
 class FallbackChannel(Channel):
     """A channel that sends each C-STORE with pynetdicom's ``send_c_store``."""
 
-    def __init__(self, assoc: Association, settings: AssociationSettings) -> None:
+    def __init__(
+        self,
+        assoc: Association,
+        settings: AssociationSettings,
+        park: Callable[[], None] | None = None,
+    ) -> None:
         """Wrap an established association (see :func:`fallback_held`)."""
         super().__init__(assoc, settings)
+        self._park = park
         self._watch = _Watch()
         self._buffer = bytearray(_COPY_SIZE)
         self.closed = False
@@ -170,6 +178,8 @@ class FallbackChannel(Channel):
             finally:
                 watch.settled.set()
 
+        if self._park is not None:
+            self._park()
         timeout = assoc.dimse_timeout
         assoc.dimse_timeout = None  # the response's wait starts once the data is out
         try:
@@ -344,7 +354,9 @@ def _throttled(channel: FallbackChannel, max_pdu: int) -> "_Throttle | None":
 
 @contextmanager
 def fallback_held(
-    assoc: Association, settings: AssociationSettings
+    assoc: Association,
+    settings: AssociationSettings,
+    park: Callable[[], None] | None = None,
 ) -> Iterator[FallbackChannel]:
     """A :class:`FallbackChannel` over ``assoc``, for as long as we send over it.
 
@@ -352,8 +364,15 @@ def fallback_held(
     none once connected), its event handlers watch the C-STOREs, pynetdicom
     sends a data set from its file in chunks, never decoded, and its outgoing
     queue is kept short (:class:`_Throttle`).
+
+    Args:
+        assoc: An established association.
+        settings: Its timeouts.
+        park: Called before each ``send_c_store``: it returns once the
+            association's reactor thread is stopped (``send_c_store``'s own
+            pause can let the reactor take the response); None: not called.
     """
-    channel = FallbackChannel(assoc, settings)
+    channel = FallbackChannel(assoc, settings, park)
     handlers = [
         (evt.EVT_DATA_SENT, channel.on_data_sent),
         (evt.EVT_PDU_RECV, channel.on_pdu_recv),

@@ -19,6 +19,7 @@ The DUL state names (PS3.8 9.2: ``Sta1`` idle, ``Sta2`` awaiting an association
 request, ``Sta6`` established) are read here too, for the receiver and the send.
 """
 
+import functools
 import logging
 import os
 import threading
@@ -54,6 +55,8 @@ PRIVATE_NEEDS = (
     "DULServiceProvider.state_machine.current_state == 'Sta6'",
 )
 """What of pynetdicom the fast path relies on beyond its public API."""
+_REACTOR_NEEDS = PRIVATE_NEEDS[:3]
+"""What :func:`park_reactor` relies on."""
 _ESTABLISHED = "Sta6"
 _AWAITING_REQUEST = frozenset({"Sta1", "Sta2"})
 _PARKED_LOOK = 0.1
@@ -161,13 +164,15 @@ def held(assoc: Association, settings: AssociationSettings) -> Iterator[Channel]
     """The channel to send C-STOREs on over ``assoc``, for as long as it is held.
 
     The fast path's (:class:`FastChannel`) if :func:`fast`, else the fallback's
-    (:class:`.fallback.FallbackChannel`). The channel serves only inside this
-    context.
+    (:class:`.fallback.FallbackChannel`), which parks the reactor
+    (:func:`park_reactor`) before each ``send_c_store``. The channel serves only
+    inside this context.
     """
     if fast(assoc):
         manager = _held_fast(assoc, settings)
     else:
-        manager = fallback_held(assoc, settings)
+        park = functools.partial(park_reactor, assoc, settings.acse_timeout)
+        manager = fallback_held(assoc, settings, park)
     with manager as channel:
         try:
             yield channel
@@ -265,24 +270,24 @@ def _held_fast(assoc: Association, settings: AssociationSettings) -> Iterator[Ch
     millisecond: every wake of it would contend for the interpreter lock with the
     sending.
 
-    The reactor must be parked, not paused: pynetdicom's own ``send_c_store``
-    pauses it per message and trusts ``_is_paused``, which stays True for a
-    moment after the reactor resumes. Parked means blocked on the cleared event;
-    it is waited for, at most the ACSE timeout.
+    The reactor is parked first (:func:`park_reactor`). Then the DUL thread's
+    look for incoming PDUs is swapped for one that finds none, and its look for
+    primitives for :class:`_Parked`; the socket is ours only once that thread has
+    come round to :class:`_Parked`: a look begun before the swap may still be
+    reading the socket, and would take a response meant for us.
     """
-    checkpoint = assoc._reactor_checkpoint
-    checkpoint.clear()
-    deadline = time.monotonic() + settings.acse_timeout
-    while not (assoc._is_paused and checkpoint._cond._waiters):  # type: ignore[attr-defined]
-        if not connected(assoc) or time.monotonic() > deadline:
-            break
-        time.sleep(0.0001)
+    park_reactor(assoc, settings.acse_timeout)
     dul = assoc.dul
     parked = _Parked(dul._process_recv_primitive)
     setattr(dul, "_is_transport_event", _nothing_to_read)  # noqa: B010 - a method
     # With nothing to read, its loop only waits for our primitives (none come
     # while held, but from another thread): it need not wake meanwhile.
     setattr(dul, "_process_recv_primitive", parked)  # noqa: B010 - a method
+    if not _wait(parked.entered.is_set, assoc, settings.acse_timeout):
+        log.warning(
+            "pynetdicom's DUL thread did not come round within %g s; sending anyway",
+            settings.acse_timeout,
+        )
     try:
         with socket_timeout(assoc, settings.dimse_timeout):
             yield FastChannel(assoc, settings)
@@ -291,7 +296,49 @@ def _held_fast(assoc: Association, settings: AssociationSettings) -> Iterator[Ch
         del dul._process_recv_primitive
         parked.let_go()
         dul._idle_timer.restart()
-        checkpoint.set()
+        assoc._reactor_checkpoint.set()
+
+
+def park_reactor(assoc: Association, timeout: float) -> None:
+    """Stop the association's reactor thread until its checkpoint is set again.
+
+    pynetdicom's own send methods pause the reactor by clearing its checkpoint,
+    then trust ``_is_paused``, which stays True for a moment after the reactor
+    resumes from the previous pause: a response that comes in that moment is
+    taken off the DIMSE queue by the reactor as an unexpected message, and the
+    sender waits for it in vain. Parked means blocked on the cleared checkpoint;
+    that is waited for, at most ``timeout`` seconds (a warning if it runs out).
+    Call it before each request that follows another on the same association.
+    Nothing is done if pynetdicom lacks the parts this takes.
+    """
+    if not all(_has(assoc, need) for need in _REACTOR_NEEDS):
+        return
+    checkpoint = assoc._reactor_checkpoint
+    checkpoint.clear()
+
+    def is_parked() -> bool:
+        return bool(assoc._is_paused and checkpoint._cond._waiters)  # type: ignore[attr-defined]
+
+    if not _wait(is_parked, assoc, timeout):
+        log.warning(
+            "pynetdicom's association reactor did not stop within %g s; sending anyway",
+            timeout,
+        )
+
+
+def _wait(done: Callable[[], bool], assoc: Association, timeout: float) -> bool:
+    """Poll ``done`` until it holds; False if ``timeout`` seconds run out first.
+
+    An association that has ended is not waited for: nothing will be read on it.
+    """
+    deadline = time.monotonic() + timeout
+    while not done():
+        if not connected(assoc):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.0001)
+    return True
 
 
 class _Parked:
@@ -304,9 +351,12 @@ class _Parked:
     def __init__(self, look: Callable[[], bool]) -> None:
         self._look = look
         self._let_go = threading.Event()
+        self.entered = threading.Event()
+        """The DUL thread has called it: it is no longer in a look of its own."""
 
     def __call__(self) -> bool:
         """Wait until let go (or :data:`_PARKED_LOOK`), then look."""
+        self.entered.set()
         self._let_go.wait(_PARKED_LOOK)
         return self._look()
 
@@ -323,5 +373,6 @@ __all__ = [
     "check",
     "connected",
     "held",
+    "park_reactor",
     "switched_on",
 ]
