@@ -227,3 +227,36 @@ def test_the_reactor_is_stopped_for_each_c_find_of_an_association(
         release(assoc)
     assert len(running_at_request) == 5
     assert not any(running_at_request)
+
+
+def test_a_wait_for_the_dul_thread_cut_short_gives_pynetdicom_its_socket_back(
+    monkeypatch: pytest.MonkeyPatch, receiver: StorageReceiver, items: list[SendItem]
+) -> None:
+    """A signal while waiting for the DUL thread (a stop) leaves nothing swapped:
+    the association can still be aborted, which needs the DUL thread to read."""
+    _switch(monkeypatch, None)
+    ds = dcmread(items[0].path, stop_before_pixels=True)
+    syntax = str(ds.file_meta.TransferSyntaxUID)
+    settings = AssociationSettings()
+    client = Client(Peer("127.0.0.1", receiver.port, RECEIVER_AE_TITLE), settings)
+    assoc = client.associate([Proposal(str(ds.SOPClassUID), (syntax,))])
+    assert fastpath.fast(assoc)
+    waits = 0
+    wait = fastpath._wait
+
+    def cut_short(*args: object) -> bool:
+        nonlocal waits
+        waits += 1
+        if waits == 2:  # the reactor's wait is the first
+            raise KeyboardInterrupt
+        return wait(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fastpath, "_wait", cut_short)
+    with pytest.raises(KeyboardInterrupt), held(assoc, settings):
+        pass
+    assert "_is_transport_event" not in vars(assoc.dul)
+    ended = threading.Thread(target=assoc.abort, daemon=True)
+    ended.start()
+    ended.join(10)
+    assert not ended.is_alive()
+    assert not assoc.is_established

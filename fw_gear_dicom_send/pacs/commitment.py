@@ -31,6 +31,7 @@ from ..errors import AssociationError, UsageError
 from ..settings import COMMIT_BATCH
 from ..transport.association import Client, NoContextAccepted, discard, release
 from ..transport.contexts import FALLBACK_SYNTAXES, Proposal
+from ..transport.fastpath import park_reactor
 from .commit_inbox import CommitListener, Inbox
 from .commit_results import STORAGE_COMMITMENT_PUSH, Committed, Reference, Verdict
 
@@ -150,6 +151,7 @@ def request_commitment(
                 verdicts |= {r.sop_instance_uid: _unknown(why) for r in chunk}
                 continue
             opened.append(assoc)
+            park_reactor(assoc, client.settings.acse_timeout)
             verdicts |= _ask(assoc, chunk, inbox)
         if not inbox.wait(deadline):
             log.warning(

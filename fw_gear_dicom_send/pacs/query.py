@@ -311,7 +311,7 @@ def _matches(
         QueryError: A failure status, or the association ended first (saying
             what the peer did: :meth:`.Client.ended`).
     """
-    park_reactor(assoc, client.settings.acse_timeout)  # after an earlier C-FIND
+    park_reactor(assoc, client.settings.acse_timeout)
     responses = assoc.send_c_find(identifier, model)
     for status, match in responses:
         code = int(status.Status) if "Status" in status else None

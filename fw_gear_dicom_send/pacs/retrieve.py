@@ -31,6 +31,7 @@ from ..dicom.status_codes import Service, describe
 from ..errors import AssociationError, DicomSendError, UsageError
 from ..transport.association import Client, discard, release
 from ..transport.contexts import FALLBACK_SYNTAXES, MAX_CONTEXTS, Proposal
+from ..transport.fastpath import park_reactor
 from ..transport.peer import check_ae_title
 from .filing import Layout
 from .query import Level, Model, Query, QueryError, find
@@ -258,6 +259,7 @@ def move(
     assoc = client.associate([Proposal(model, FALLBACK_SYNTAXES)])
     finished = False
     try:
+        park_reactor(assoc, client.settings.acse_timeout)
         responses = assoc.send_c_move(target.identifier(), destination_ae, model)
         code, counts = _follow(
             responses, on_progress, lambda: client.ended(assoc, "C-MOVE")
@@ -298,6 +300,7 @@ def get(
     )
     finished = False
     try:
+        park_reactor(assoc, client.settings.acse_timeout)
         responses = assoc.send_c_get(target.identifier(), model)
         code, counts = _follow(
             responses, on_progress, lambda: client.ended(assoc, "C-GET")

@@ -348,8 +348,11 @@ class Client:
         Raises:
             AssociationError: No association, or no answer.
         """
+        from .fastpath import park_reactor  # noqa: PLC0415 - fastpath imports this
+
         assoc = self.associate([Proposal(VERIFICATION, FALLBACK_SYNTAXES)])
         try:
+            park_reactor(assoc, self.settings.acse_timeout)
             status = assoc.send_c_echo()
         finally:
             release(assoc)

@@ -283,12 +283,13 @@ def _held_fast(assoc: Association, settings: AssociationSettings) -> Iterator[Ch
     # With nothing to read, its loop only waits for our primitives (none come
     # while held, but from another thread): it need not wake meanwhile.
     setattr(dul, "_process_recv_primitive", parked)  # noqa: B010 - a method
-    if not _wait(parked.entered.is_set, assoc, settings.acse_timeout):
-        log.warning(
-            "pynetdicom's DUL thread did not come round within %g s; sending anyway",
-            settings.acse_timeout,
-        )
-    try:
+    try:  # from here on, even a wait interrupted by a signal puts everything back
+        if not _wait(parked.entered.is_set, assoc, settings.acse_timeout):
+            log.warning(
+                "pynetdicom's DUL thread did not come round within %g s; "
+                "sending anyway",
+                settings.acse_timeout,
+            )
         with socket_timeout(assoc, settings.dimse_timeout):
             yield FastChannel(assoc, settings)
     finally:
@@ -308,8 +309,9 @@ def park_reactor(assoc: Association, timeout: float) -> None:
     taken off the DIMSE queue by the reactor as an unexpected message, and the
     sender waits for it in vain. Parked means blocked on the cleared checkpoint;
     that is waited for, at most ``timeout`` seconds (a warning if it runs out).
-    Call it before each request that follows another on the same association.
-    Nothing is done if pynetdicom lacks the parts this takes.
+    Call it before each request pynetdicom sends: the first on an association is
+    exposed too, if the reactor thread is switched out between the two lines that
+    set the flag. Nothing is done if pynetdicom lacks the parts this takes.
     """
     if not all(_has(assoc, need) for need in _REACTOR_NEEDS):
         return
@@ -317,6 +319,8 @@ def park_reactor(assoc: Association, timeout: float) -> None:
     checkpoint.clear()
 
     def is_parked() -> bool:
+        if not assoc.is_alive():  # the reactor thread has ended
+            return True
         return bool(assoc._is_paused and checkpoint._cond._waiters)  # type: ignore[attr-defined]
 
     if not _wait(is_parked, assoc, timeout):
