@@ -26,6 +26,7 @@ from standin import StandIn
 
 from fw_gear_dicom_send.dicom.samples import bundled, copy_as_new, write_series
 from fw_gear_dicom_send.pacs.receiver import StorageReceiver
+from fw_gear_dicom_send.transport import fastpath
 
 CI = os.environ.get("CI", "").lower() == "true"
 TRACEBACK = "Traceback (most recent call last)"
@@ -193,6 +194,21 @@ def receiver(tmp_path: Path) -> Iterator[StorageReceiver]:
     """A pynetdicom Storage SCP that prefers Implicit VR Little Endian."""
     with StorageReceiver(tmp_path / "received", ae_title="STORE-SCP") as scp:
         yield scp
+
+
+@pytest.fixture
+def switch(monkeypatch: pytest.MonkeyPatch) -> Callable[[str | None], None]:
+    """Set ``DICOM_SEND_FAST_PATH`` (None: unset) as a new process would read it."""
+
+    def set_to(value: str | None) -> None:
+        if value is None:
+            monkeypatch.delenv(fastpath.SWITCH, raising=False)
+        else:
+            monkeypatch.setenv(fastpath.SWITCH, value)
+        monkeypatch.setattr(fastpath._Verdict, "switched_on", None)
+        monkeypatch.setattr(fastpath._Verdict, "usable", None)
+
+    return set_to
 
 
 @pytest.fixture

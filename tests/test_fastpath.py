@@ -245,21 +245,6 @@ def test_one_part10_header_for_the_fallback_and_stow() -> None:
 
 
 @pytest.fixture
-def switch(monkeypatch: pytest.MonkeyPatch) -> Callable[[str | None], None]:
-    """Set ``DICOM_SEND_FAST_PATH`` (None: unset) as a new process would read it."""
-
-    def set_to(value: str | None) -> None:
-        if value is None:
-            monkeypatch.delenv(fastpath.SWITCH, raising=False)
-        else:
-            monkeypatch.setenv(fastpath.SWITCH, value)
-        monkeypatch.setattr(fastpath._Verdict, "switched_on", None)
-        monkeypatch.setattr(fastpath._Verdict, "usable", None)
-
-    return set_to
-
-
-@pytest.fixture
 def fallback(switch: Callable[[str | None], None]) -> None:
     switch("off")
 

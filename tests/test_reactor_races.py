@@ -40,16 +40,6 @@ SLOW = 0.05
 """Seconds the slowed thread takes: long beside a C-STORE on loopback."""
 
 
-def _switch(monkeypatch: pytest.MonkeyPatch, value: str | None) -> None:
-    """Set the fast path's switch as a new process would read it."""
-    if value is None:
-        monkeypatch.delenv(fastpath.SWITCH, raising=False)
-    else:
-        monkeypatch.setenv(fastpath.SWITCH, value)
-    monkeypatch.setattr(fastpath._Verdict, "switched_on", None)
-    monkeypatch.setattr(fastpath._Verdict, "usable", None)
-
-
 @pytest.fixture
 def items(tmp_path: Path) -> list[SendItem]:
     paths = write_series(tmp_path / "series", 8, seed="races", rows=16, columns=16)
@@ -58,12 +48,6 @@ def items(tmp_path: Path) -> list[SendItem]:
         info = probe(path, TAG.group)
         found.append(SendItem(index, str(path), info, splice(info, TAG)))
     return found
-
-
-@pytest.fixture
-def receiver(tmp_path: Path) -> Iterator[StorageReceiver]:
-    with StorageReceiver(tmp_path / "received") as running:
-        yield running
 
 
 def _windows(
@@ -100,12 +84,13 @@ def _windows(
 
 def test_the_dul_thread_has_left_the_socket_before_the_fast_path_sends(
     monkeypatch: pytest.MonkeyPatch,
+    switch: Callable[[str | None], None],
     receiver: StorageReceiver,
     items: list[SendItem],
 ) -> None:
     """A look at the socket the DUL thread began before the fast path took it
     could read a response; the fast path sends only once that look has ended."""
-    _switch(monkeypatch, None)
+    switch(None)
     original = DULServiceProvider._is_transport_event
     looks: list[tuple[float, float]] = []
 
@@ -168,13 +153,14 @@ def _slow_reactor(
 
 def test_the_reactor_is_stopped_whenever_the_fallback_sends_a_request(
     monkeypatch: pytest.MonkeyPatch,
+    switch: Callable[[str | None], None],
     receiver: StorageReceiver,
     items: list[SendItem],
 ) -> None:
     """pynetdicom's send_c_store trusts a flag that says paused a moment after the
     reactor resumed; a response in that moment went to the reactor, which dropped
     it. The fallback sends each request only once the reactor is truly stopped."""
-    _switch(monkeypatch, "off")
+    switch("off")
     watched: list[list[bool]] = []
 
     def prepare(assoc: Association) -> None:
@@ -230,11 +216,14 @@ def test_the_reactor_is_stopped_for_each_c_find_of_an_association(
 
 
 def test_a_wait_for_the_dul_thread_cut_short_gives_pynetdicom_its_socket_back(
-    monkeypatch: pytest.MonkeyPatch, receiver: StorageReceiver, items: list[SendItem]
+    monkeypatch: pytest.MonkeyPatch,
+    switch: Callable[[str | None], None],
+    receiver: StorageReceiver,
+    items: list[SendItem],
 ) -> None:
     """A signal while waiting for the DUL thread (a stop) leaves nothing swapped:
     the association can still be aborted, which needs the DUL thread to read."""
-    _switch(monkeypatch, None)
+    switch(None)
     ds = dcmread(items[0].path, stop_before_pixels=True)
     syntax = str(ds.file_meta.TransferSyntaxUID)
     settings = AssociationSettings()
