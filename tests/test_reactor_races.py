@@ -10,6 +10,7 @@ a C-STORE is under way.
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -50,35 +51,41 @@ def items(tmp_path: Path) -> list[SendItem]:
     return found
 
 
+@contextmanager
+def _associated(
+    receiver: StorageReceiver, items: list[SendItem], settings: AssociationSettings
+) -> Iterator[Association]:
+    """An association to ``receiver`` for the items' SOP class, released after."""
+    ds = dcmread(items[0].path, stop_before_pixels=True)
+    syntax = str(ds.file_meta.TransferSyntaxUID)
+    client = Client(Peer("127.0.0.1", receiver.port, RECEIVER_AE_TITLE), settings)
+    assoc = client.associate([Proposal(str(ds.SOPClassUID), (syntax,))])
+    try:
+        yield assoc
+    finally:
+        release(assoc)
+
+
 def _windows(
-    receiver: StorageReceiver,
+    assoc: Association,
+    settings: AssociationSettings,
     items: list[SendItem],
     kind: type,
-    prepare: Callable[[Association], None] = lambda assoc: None,
 ) -> list[tuple[float, float]]:
-    """Send ``items`` three times over one association; when each round ran.
+    """Send ``items`` three times over ``assoc``; when each round ran.
 
     Every instance must be stored, on a channel of class ``kind``.
     """
-    ds = dcmread(items[0].path, stop_before_pixels=True)
-    syntax = str(ds.file_meta.TransferSyntaxUID)
-    settings = AssociationSettings(dimse_timeout=5)
-    client = Client(Peer("127.0.0.1", receiver.port, RECEIVER_AE_TITLE), settings)
-    assoc = client.associate([Proposal(str(ds.SOPClassUID), (syntax,))])
     windows = []
-    try:
-        prepare(assoc)
-        for _ in range(3):
-            with held(assoc, settings) as channel:
-                assert isinstance(channel, kind)
-                start = time.monotonic()
-                outcomes = [channel.store(item, TAG) for item in items]
-                windows.append((start, time.monotonic()))
-            assert [o.status.stored for o in outcomes] == [True] * len(items), [
-                o.reason for o in outcomes
-            ]
-    finally:
-        release(assoc)
+    for _ in range(3):
+        with held(assoc, settings) as channel:
+            assert isinstance(channel, kind)
+            start = time.monotonic()
+            outcomes = [channel.store(item, TAG) for item in items]
+            windows.append((start, time.monotonic()))
+        assert [o.status.stored for o in outcomes] == [True] * len(items), [
+            o.reason for o in outcomes
+        ]
     return windows
 
 
@@ -105,7 +112,9 @@ def test_the_dul_thread_has_left_the_socket_before_the_fast_path_sends(
             looks.append((start, time.monotonic()))
 
     monkeypatch.setattr(DULServiceProvider, "_is_transport_event", slow_look)
-    windows = _windows(receiver, items, FastChannel)
+    settings = AssociationSettings(dimse_timeout=5)
+    with _associated(receiver, items, settings) as assoc:
+        windows = _windows(assoc, settings, items, FastChannel)
     during = [
         (look, window)
         for look in looks
@@ -161,13 +170,10 @@ def test_the_reactor_is_stopped_whenever_the_fallback_sends_a_request(
     reactor resumed; a response in that moment went to the reactor, which dropped
     it. The fallback sends each request only once the reactor is truly stopped."""
     switch("off")
-    watched: list[list[bool]] = []
-
-    def prepare(assoc: Association) -> None:
-        watched.append(_slow_reactor(monkeypatch, assoc, C_STORE))
-
-    _windows(receiver, items, FallbackChannel, prepare)
-    [running_at_request] = watched
+    settings = AssociationSettings(dimse_timeout=5)
+    with _associated(receiver, items, settings) as assoc:
+        running_at_request = _slow_reactor(monkeypatch, assoc, C_STORE)
+        _windows(assoc, settings, items, FallbackChannel)
     assert len(running_at_request) == 3 * len(items)
     assert not any(running_at_request)
 
@@ -224,28 +230,25 @@ def test_a_wait_for_the_dul_thread_cut_short_gives_pynetdicom_its_socket_back(
     """A signal while waiting for the DUL thread (a stop) leaves nothing swapped:
     the association can still be aborted, which needs the DUL thread to read."""
     switch(None)
-    ds = dcmread(items[0].path, stop_before_pixels=True)
-    syntax = str(ds.file_meta.TransferSyntaxUID)
     settings = AssociationSettings()
-    client = Client(Peer("127.0.0.1", receiver.port, RECEIVER_AE_TITLE), settings)
-    assoc = client.associate([Proposal(str(ds.SOPClassUID), (syntax,))])
-    assert fastpath.fast(assoc)
-    waits = 0
-    wait = fastpath._wait
+    with _associated(receiver, items, settings) as assoc:
+        assert fastpath.fast(assoc)
+        waits = 0
+        wait = fastpath._wait
 
-    def cut_short(*args: object) -> bool:
-        nonlocal waits
-        waits += 1
-        if waits == 2:  # the reactor's wait is the first
-            raise KeyboardInterrupt
-        return wait(*args)  # type: ignore[arg-type]
+        def cut_short(*args: object) -> bool:
+            nonlocal waits
+            waits += 1
+            if waits == 2:  # the reactor's wait is the first
+                raise KeyboardInterrupt
+            return wait(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(fastpath, "_wait", cut_short)
-    with pytest.raises(KeyboardInterrupt), held(assoc, settings):
-        pass
-    assert "_is_transport_event" not in vars(assoc.dul)
-    ended = threading.Thread(target=assoc.abort, daemon=True)
-    ended.start()
-    ended.join(10)
-    assert not ended.is_alive()
-    assert not assoc.is_established
+        monkeypatch.setattr(fastpath, "_wait", cut_short)
+        with pytest.raises(KeyboardInterrupt), held(assoc, settings):
+            pass
+        assert "_is_transport_event" not in vars(assoc.dul)
+        ended = threading.Thread(target=assoc.abort, daemon=True)
+        ended.start()
+        ended.join(10)
+        assert not ended.is_alive()
+        assert not assoc.is_established

@@ -25,7 +25,7 @@ the socket's timeout while the data set goes out (a receiver that takes nothing 
 for that long), then the time the response may take once the last fragment has
 gone. ``send_c_store`` runs in a thread of its own, so that the caller's thread
 calls ``on_sent`` once pynetdicom has written the data set's last fragment. Before
-each, the caller's ``park`` (:func:`fallback_held`) may stop the association's
+each, the caller's ``park`` (:func:`fallback_held`) stops the association's
 reactor thread, which ``send_c_store``'s own pause does not always do.
 """
 
@@ -92,7 +92,7 @@ class FallbackChannel(Channel):
         self,
         assoc: Association,
         settings: AssociationSettings,
-        park: Callable[[], None] | None = None,
+        park: Callable[[], None],
     ) -> None:
         """Wrap an established association (see :func:`fallback_held`)."""
         super().__init__(assoc, settings)
@@ -178,8 +178,7 @@ class FallbackChannel(Channel):
             finally:
                 watch.settled.set()
 
-        if self._park is not None:
-            self._park()
+        self._park()
         timeout = assoc.dimse_timeout
         assoc.dimse_timeout = None  # the response's wait starts once the data is out
         try:
@@ -356,7 +355,7 @@ def _throttled(channel: FallbackChannel, max_pdu: int) -> "_Throttle | None":
 def fallback_held(
     assoc: Association,
     settings: AssociationSettings,
-    park: Callable[[], None] | None = None,
+    park: Callable[[], None],
 ) -> Iterator[FallbackChannel]:
     """A :class:`FallbackChannel` over ``assoc``, for as long as we send over it.
 
@@ -370,7 +369,7 @@ def fallback_held(
         settings: Its timeouts.
         park: Called before each ``send_c_store``: it returns once the
             association's reactor thread is stopped (``send_c_store``'s own
-            pause can let the reactor take the response); None: not called.
+            pause can let the reactor take the response).
     """
     channel = FallbackChannel(assoc, settings, park)
     handlers = [
