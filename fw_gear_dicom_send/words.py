@@ -1,6 +1,6 @@
-"""Counts in words: ``1 instance``, ``2 instances``; one helper for every message."""
+"""Counts in words: ``1 instance``, ``2 instances``, ``a 4th``; for every message."""
 
-__all__ = ["count"]
+__all__ = ["an_ordinal", "count"]
 
 _IRREGULAR = {"match": "matches", "series": "series", "study": "studies"}
 
@@ -20,3 +20,11 @@ def count(n: int, noun: str, plural: str | None = None) -> str:
     if n == 1:
         return f"{n} {noun}"
     return f"{n} {plural or _IRREGULAR.get(noun, noun + 's')}"
+
+
+def an_ordinal(n: int) -> str:
+    """``n`` as an ordinal, with its article: ``a 4th``, ``an 8th``, ``an 11th``."""
+    ends = {1: "st", 2: "nd", 3: "rd"}
+    end = "th" if 10 <= n % 100 <= 20 else ends.get(n % 10, "th")
+    article = "an" if str(n).startswith("8") or n in (11, 18) else "a"
+    return f"{article} {n}{end}"

@@ -264,10 +264,32 @@ def test_busy_cpus_seen_over_the_first_answers_only_are_measured_again() -> None
 
 def test_cpus_busy_over_half_the_time_still_leave_room_to_grow() -> None:
     """A far receiver on a slower machine: 4 keep its CPUs 55% busy; 16 could
-    still do more than half as much again (and the rate decides then)."""
+    still do more than half as much again (and the rate decides then). Seen over
+    the first answers only (0.05 s, 10 clock ticks), 55% might be 75%: it is
+    measured again over a whole window first."""
     pacing = Adaptive(16)
     assert pacing.sample(Sample(0.1, 4, 0, 0, 0.0, 0, 1000, 0.0, 2)) == 4
-    assert pacing.sample(Sample(0.15, 4, 8, 8, 0.176, 0, 1000, 0.055, 2)) == 16
+    assert pacing.sample(Sample(0.15, 4, 8, 8, 0.176, 0, 1000, 0.055, 2)) == 4
+    assert pacing.sample(Sample(0.36, 4, 40, 40, 0.88, 0, 1000, 0.286, 2)) == 16
+
+
+def test_first_answers_with_idle_cpus_grow_it_at_once() -> None:
+    """A far receiver: 8 answers of 22 ms in 0.04 s, the CPUs 22% busy (50% at
+    most, a clock tick per CPU higher): 4 -> 16 without waiting for a window."""
+    pacing = Adaptive(16)
+    assert pacing.sample(Sample(0.1, 4, 0, 0, 0.0, 0, 1000, 0.0, 2)) == 4
+    assert pacing.sample(Sample(0.14, 4, 8, 8, 0.176, 0, 1000, 0.0176, 2)) == 16
+
+
+def test_a_load_seen_over_less_than_a_clock_tick_is_measured_again() -> None:
+    """Loopback: 8 answers of 3.3 ms in 8 ms, less than a clock tick of the CPU
+    counters, which read 59% busy then. Over a whole window they are 87% busy:
+    4 associations, which the fast first judgement would have made 16."""
+    pacing = Adaptive(16)
+    assert pacing.sample(Sample(0.1, 4, 0, 0, 0.0, 0, 1000, 0.0, 2)) == 4
+    assert pacing.sample(Sample(0.108, 4, 8, 8, 0.0264, 0, 1000, 0.0094, 2)) == 4
+    assert pacing.sample(Sample(0.31, 4, 220, 220, 0.7, 0, 1000, 0.3609, 2)) == 4
+    assert pacing.summary() == "4 associations (this machine's CPUs were busy (87%))"
 
 
 def test_busy_cpus_over_a_whole_window_stop_the_growth() -> None:

@@ -19,10 +19,12 @@ The policy (:class:`Adaptive`), in the order it applies:
    added gave at least half of what each gave before. It grows only while this
    machine's CPUs have room for half as much work again: busy two thirds of a
    whole window or more (but for the main process's own work, which does not
-   grow with the associations; busy over a first number's first answers only:
-   measured again over a whole one), they would be shared by more associations
+   grow with the associations), they would be shared by more associations
    rather than added to (the receiver's too, if it runs here), and it grows no
-   more. At the ceiling, it is kept if the gain was worth three quarters of it.
+   more. A first number judged on its first answers grows at once only if its
+   load, a clock tick (``tick``) per CPU higher, leaves room; else it is measured
+   again over a whole window. At the ceiling, it is kept if the gain was worth
+   three quarters of it.
    Else (or at the ceiling), once its best of two windows says so (the first may
    catch its new associations starting), try the number whose share the gain
    was worth (``before x gain`` rounded up: 6 after 4 -> 16 raised the rate
@@ -51,6 +53,7 @@ import math
 from dataclasses import dataclass
 
 from ..settings import Associations
+from ..words import an_ordinal
 from .pacing import Fixed, Pacing, Refusal, Sample
 
 log = logging.getLogger(__name__)
@@ -108,6 +111,8 @@ class Adaptive:
         margin: The rise of the rate that counts (0.1: 10%).
         window: Seconds each number is measured over, at least.
         answers: Answers per association each window needs, at least.
+        tick: The CPU counters' step, in seconds (``/proc/stat`` counts in
+            1/100 s).
     """
 
     def __init__(
@@ -120,9 +125,11 @@ class Adaptive:
         settle: float = 0.1,
         window: float = 0.2,
         answers: int = 2,
+        tick: float = 0.01,
     ) -> None:
         self._ceiling, self._factor, self._margin = ceiling, factor, margin
         self._settle, self._window, self._answers = settle, window, answers
+        self._tick = tick
         self._level = max(1, min(start, ceiling))
         self._before: int | None = None
         """The number before the last change (what a step back returns to)."""
@@ -295,19 +302,21 @@ class Adaptive:
     def _grow(self, wanted: int, sample: Sample) -> int:
         """Grow to ``wanted`` (at most the ceiling) if the CPUs have room.
 
-        Busy CPUs seen in a window shorter than ``window`` (a first number judged
-        on its first answers) are measured again over a whole one.
+        A window shorter than ``window`` (a first number's first answers) busy if
+        counted a tick per CPU higher is measured again over a whole one.
         """
         if self._level >= self._ceiling:
             return self._stop(self._level, "the ceiling")
         latest = self._latest
-        if latest is not None and latest.busy is not None and latest.busy >= _BUSY:
-            if latest.seconds < self._window:
+        if latest is not None and latest.busy is not None:
+            short = latest.seconds < self._window
+            if short and latest.busy + self._tick / latest.seconds >= _BUSY:
                 self._since, self._whole = sample, True
                 return self._level
-            self._tried[self._level] = latest  # the window the reason quotes
-            why = f"this machine's CPUs were busy ({min(latest.busy, 1):.0%})"
-            return self._stop(self._level, why)
+            if latest.busy >= _BUSY:
+                self._tried[self._level] = latest  # the window the reason quotes
+                why = f"this machine's CPUs were busy ({min(latest.busy, 1):.0%})"
+                return self._stop(self._level, why)
         self._path.append(min(wanted, self._ceiling))
         return self._change(self._path[-1], sample)
 
@@ -339,7 +348,7 @@ class Adaptive:
         """As many as were open when the receiver refused one more, from now on."""
         limit = max(1, min(refusal.open, self._level))
         if not self._why.startswith(_REJECTED) or limit < self._level:
-            which = _a(refusal.open + 1) if refusal.open else "the first"
+            which = an_ordinal(refusal.open + 1) if refusal.open else "the first"
             detail = refusal.reason.rsplit(": ", 1)[-1].removesuffix(")")
             self._probe_of = None
             self._stop(limit, f"{_REJECTED} {which}: {detail}")
@@ -365,24 +374,9 @@ def _waiting(measure: Measure, level: int) -> bool:
     return measure.rate * measure.response / level >= _MOSTLY
 
 
-def _ordinal(number: int) -> str:
-    """``7th``, ``2nd``, ``11th``."""
-    ends = {1: "st", 2: "nd", 3: "rd"}
-    end = "th" if 10 <= number % 100 <= 20 else ends.get(number % 10, "th")
-    return f"{number}{end}"
-
-
-def _a(number: int) -> str:
-    """``a 4th``, ``an 8th``, ``an 11th``."""
-    ordinal = _ordinal(number)
-    return (
-        f"an {ordinal}" if ordinal.startswith(("8", "11th", "18th")) else f"a {ordinal}"
-    )
-
-
 def _nth(level: int, before: int) -> str:
     """What was tried beyond ``before``: ``a 4th`` (one more) or ``8``."""
-    return _a(level) if level == before + 1 else str(level)
+    return an_ordinal(level) if level == before + 1 else str(level)
 
 
 def pacing_for(associations: Associations, ceiling: int) -> Pacing:
