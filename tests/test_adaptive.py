@@ -274,7 +274,7 @@ def test_cpus_busy_over_half_the_time_still_leave_room_to_grow() -> None:
 
 
 def test_first_answers_with_idle_cpus_grow_it_at_once() -> None:
-    """A far receiver: 8 answers of 22 ms in 0.04 s, the CPUs 22% busy (50% at
+    """A far receiver: 8 answers of 22 ms in 0.04 s, the CPUs 22% busy (47% at
     most, a clock tick per CPU higher): 4 -> 16 without waiting for a window."""
     pacing = Adaptive(16)
     assert pacing.sample(Sample(0.1, 4, 0, 0, 0.0, 0, 1000, 0.0, 2)) == 4
