@@ -45,18 +45,20 @@ PINNED_PYNETDICOM = "3.0.4"
 SWITCH = "DICOM_SEND_FAST_PATH"
 """Environment variable: ``off``, ``0``, ``false`` or ``no`` forces the fallback."""
 _OFF = frozenset({"off", "0", "false", "no"})
-PRIVATE_NEEDS = (
+_REACTOR_NEEDS = (
     "Association._reactor_checkpoint",
     "Association._is_paused",
     "Association._reactor_checkpoint._cond._waiters",
+)
+"""What :func:`park_reactor` relies on."""
+PRIVATE_NEEDS = (
+    *_REACTOR_NEEDS,
     "DULServiceProvider._is_transport_event",
     "DULServiceProvider._process_recv_primitive",
     "DULServiceProvider._idle_timer.restart",
     "DULServiceProvider.state_machine.current_state == 'Sta6'",
 )
 """What of pynetdicom the fast path relies on beyond its public API."""
-_REACTOR_NEEDS = PRIVATE_NEEDS[:3]
-"""What :func:`park_reactor` relies on."""
 _ESTABLISHED = "Sta6"
 _AWAITING_REQUEST = frozenset({"Sta1", "Sta2"})
 _PARKED_LOOK = 0.1
